@@ -1,0 +1,175 @@
+/**
+ * ferrydb's framework-free client. `open()` connects this tab to the one
+ * SharedWorker of its database; every call is a message to it. Importing this
+ * module starts nothing, so it is safe during server-side rendering.
+ */
+import { FerryError, type ErrorData } from './errors.js';
+import { LiveQuery, toObjects, type Row } from './live.js';
+import type {
+  ExecResult,
+  RawRows,
+  Request,
+  ResponseOf,
+  SqlParam,
+  TabMessage,
+  WorkerMessage,
+  WorkerStats,
+} from './protocol.js';
+
+export { FerryError } from './errors.js';
+export type { ErrorData, FerryErrorCode } from './errors.js';
+export { LiveQuery } from './live.js';
+export type { Listener, QueryState, Row } from './live.js';
+export type { ExecResult, SqlParam, SqlValue, WorkerStats } from './protocol.js';
+
+export interface OpenOptions {
+  /** The database name: tabs that open the same name share one replica. */
+  name: string;
+  /** Where the worker script is, if a bundler moved it (defaults to the packaged one). */
+  workerUrl?: string | URL;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: FerryError) => void;
+}
+
+export class Database {
+  readonly name: string;
+  readonly #port: MessagePort;
+  readonly #pending = new Map<number, Pending>();
+  readonly #live = new Map<number, LiveQuery<unknown>>();
+  readonly #releaseTabLock: () => void;
+  #nextId = 1;
+  #closed = false;
+  #fatal: FerryError | undefined;
+
+  /** @internal Use `open()`. */
+  constructor(options: OpenOptions) {
+    this.name = options.name;
+    const workerOptions: WorkerOptions = { type: 'module', name: `ferrydb:${options.name}` };
+    // Written as one expression so bundlers (Vite, webpack) find and emit the worker.
+    const worker = options.workerUrl
+      ? new SharedWorker(options.workerUrl, workerOptions)
+      : new SharedWorker(new URL('./worker.js', import.meta.url), workerOptions);
+    this.#port = worker.port;
+    this.#port.onmessage = (event: MessageEvent<WorkerMessage>) => this.#receive(event.data);
+    this.#releaseTabLock = holdTabLock((lock) => this.#send({ type: 'hello', lock }));
+  }
+
+  /** Runs one statement; resolves when it has been applied in the worker. */
+  exec(sql: string, params: SqlParam[] = []): Promise<ExecResult> {
+    return this.#request({ type: 'exec', sql, params });
+  }
+
+  /** Runs one statement and resolves to its rows. */
+  async query<R = Row>(sql: string, params: SqlParam[] = []): Promise<R[]> {
+    const raw: RawRows = await this.#request({ type: 'query', sql, params });
+    return toObjects<R>(raw);
+  }
+
+  /** A live query: its rows now, and again after every commit that changes them. */
+  watch<R = Row>(sql: string, params: SqlParam[] = []): LiveQuery<R> {
+    const subscription = this.#nextId++;
+    const handle = new LiveQuery<R>(() => {
+      if (this.#live.delete(subscription) && !this.#closed) {
+        this.#request({ type: 'unsubscribe', subscription }).catch(() => {});
+      }
+    });
+    this.#live.set(subscription, handle as LiveQuery<unknown>);
+    this.#request({ type: 'subscribe', subscription, sql, params }).then(
+      (raw) => this.#live.has(subscription) && handle._setRows(raw),
+      (error: FerryError) => this.#live.has(subscription) && handle._setError(error),
+    );
+    return handle;
+  }
+
+  /** What the worker holds (tabs, live queries, subscriptions): for tests and debugging. */
+  stats(): Promise<WorkerStats> {
+    return this.#request({ type: 'stats' });
+  }
+
+  /** Disconnects this tab; its live queries stop. Other tabs are unaffected. */
+  close(): void {
+    if (this.#closed) return;
+    for (const handle of [...this.#live.values()]) handle.close();
+    this.#send({ type: 'bye' });
+    this.#closed = true;
+    this.#releaseTabLock();
+    this.#failPending({ code: 'closed', message: 'the database was closed', retryable: false });
+    this.#port.close();
+  }
+
+  #request<T extends Request['type']>(request: Extract<Request, { type: T }>): Promise<ResponseOf[T]> {
+    if (this.#closed) {
+      return Promise.reject(new FerryError({ code: 'closed', message: 'the database was closed', retryable: false }));
+    }
+    if (this.#fatal) return Promise.reject(this.#fatal);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#send({ ...request, id } as TabMessage);
+    });
+  }
+
+  #send(message: TabMessage): void {
+    if (!this.#closed) this.#port.postMessage(message);
+  }
+
+  #receive(message: WorkerMessage): void {
+    switch (message.type) {
+      case 'reply': {
+        const pending = this.#pending.get(message.id);
+        if (!pending) return;
+        this.#pending.delete(message.id);
+        if ('error' in message) pending.reject(new FerryError(message.error));
+        else pending.resolve(message.ok);
+        return;
+      }
+      case 'live':
+        for (const update of message.updates) {
+          const handle = this.#live.get(update.subscription);
+          if (!handle) continue;
+          if ('error' in update) handle._setError(new FerryError(update.error));
+          else handle._setRows(update.result);
+        }
+        return;
+      case 'fatal':
+        this.#fatal = new FerryError(message.error);
+        this.#failPending(message.error);
+        return;
+      default:
+        assertNever(message);
+    }
+  }
+
+  #failPending(error: ErrorData): void {
+    for (const pending of this.#pending.values()) pending.reject(new FerryError(error));
+    this.#pending.clear();
+  }
+}
+
+/** Connects this tab to the database `name`, starting its worker if no tab has. */
+export function open(options: OpenOptions): Database {
+  return new Database(options);
+}
+
+/**
+ * Holds a Web Lock for as long as this tab lives. The worker asks for the same
+ * lock and is granted it only when the tab is gone, even if it crashed: a
+ * MessagePort gives no such signal. `onHeld` runs once the lock is ours.
+ */
+function holdTabLock(onHeld: (lock: string) => void): () => void {
+  const lock = `ferrydb-tab-${crypto.randomUUID()}`;
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  void navigator.locks.request(lock, () => {
+    onHeld(lock);
+    return held;
+  });
+  return () => release();
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unexpected message: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,58 @@
+/**
+ * Messages between a tab and the worker. Mirrors `src/engine/request.rs` and
+ * `src/wasm/tabs.rs`; change them together.
+ */
+import type { ErrorData } from './errors.js';
+
+/** A SQLite value as JavaScript sees it (integers past 2^53 arrive as bigint). */
+export type SqlValue = null | number | bigint | string | Uint8Array;
+/** Values a caller may bind: booleans are stored as 0/1. */
+export type SqlParam = SqlValue | boolean;
+
+export interface RawRows {
+  columns: string[];
+  rows: SqlValue[][];
+}
+
+export interface ExecResult {
+  rowsAffected: number;
+  lastInsertRowid: number | bigint;
+}
+
+export interface WorkerStats {
+  tabs: number;
+  liveQueries: number;
+  subscriptions: number;
+}
+
+export type Request =
+  | { type: 'exec'; sql: string; params: SqlParam[] }
+  | { type: 'query'; sql: string; params: SqlParam[] }
+  | { type: 'subscribe'; subscription: number; sql: string; params: SqlParam[] }
+  | { type: 'unsubscribe'; subscription: number }
+  | { type: 'stats' };
+
+/** What each request resolves to. */
+export interface ResponseOf {
+  exec: ExecResult;
+  query: RawRows;
+  subscribe: RawRows;
+  unsubscribe: undefined;
+  stats: WorkerStats;
+}
+
+export type TabMessage =
+  | { type: 'hello'; lock: string }
+  | { type: 'bye' }
+  | (Request & { id: number });
+
+export type LiveUpdate =
+  | { subscription: number; result: RawRows }
+  | { subscription: number; error: ErrorData };
+
+export type WorkerMessage =
+  | { type: 'reply'; id: number; ok: unknown }
+  | { type: 'reply'; id: number; error: ErrorData }
+  | { type: 'live'; updates: LiveUpdate[] }
+  /** The worker could not start (e.g. the wasm failed to load). */
+  | { type: 'fatal'; error: ErrorData };

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the npm package: release wasm → wasm-bindgen glue in pkg/ → wasm-opt -Oz
+# → TypeScript in dist/. Run scripts/setup.sh first (npm run build does not).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build -q --release --target wasm32-unknown-unknown -p ferrydb
+rm -rf pkg
+wasm-bindgen --target web --out-dir pkg --out-name ferrydb \
+  target/wasm32-unknown-unknown/release/ferrydb.wasm
+# Debian's wasm-opt (108) produces modules that fail at runtime: use the npm one.
+node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  pkg/ferrydb_bg.wasm -o pkg/ferrydb_bg.wasm
+rm -rf dist
+node_modules/.bin/tsc -p tsconfig.json
+echo "build: pkg/ferrydb_bg.wasm $(wc -c < pkg/ferrydb_bg.wasm) bytes ($(gzip -9c pkg/ferrydb_bg.wasm | wc -c) gzip)"

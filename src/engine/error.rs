@@ -1,0 +1,86 @@
+//! The engine's one error type. Every variant has a stable machine code that
+//! crosses into JavaScript unchanged (`FerryError.code`) and says whether
+//! retrying the same call can help.
+
+use serde::Serialize;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Stable error codes. These strings are public API: the TypeScript wrapper and
+/// apps switch on them, so a code is never renamed once shipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The SQL failed to prepare or run (syntax, unknown table, constraint).
+    SqlError,
+    /// The request from a tab was malformed (unknown type, wrong field types).
+    BadRequest,
+    /// A subscription id the tab never registered, or already released.
+    UnknownSubscription,
+    /// An invariant inside ferrydb broke; a bug to report.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::SqlError => "sql_error",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownSubscription => "unknown_subscription",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unknown subscription {0}")]
+    UnknownSubscription(u32),
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An error recorded earlier (a live query's last evaluation) and reported again.
+    #[error("{}", .0.message)]
+    Recorded(ErrorData),
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Sql(_) => ErrorCode::SqlError,
+            Error::BadRequest(_) => ErrorCode::BadRequest,
+            Error::UnknownSubscription(_) => ErrorCode::UnknownSubscription,
+            Error::Internal(_) => ErrorCode::Internal,
+            Error::Recorded(data) => data.code,
+        }
+    }
+
+    /// Whether the same call can succeed if tried again unchanged. None of the
+    /// local errors can: they are about the request, not the moment.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Recorded(data) => data.retryable,
+            _ => false,
+        }
+    }
+
+    /// The error as plain data, the shape that crosses into JavaScript.
+    pub fn to_data(&self) -> ErrorData {
+        ErrorData {
+            code: self.code(),
+            message: self.to_string(),
+            retryable: self.retryable(),
+        }
+    }
+}
+
+/// An error flattened to data for the wire (`{code, message, retryable}`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ErrorData {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+}

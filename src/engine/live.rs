@@ -1,0 +1,167 @@
+//! Live queries: which registered queries a commit made stale, re-evaluated once
+//! each however many tabs watch them, and delivered only when the rows changed.
+
+use super::database::{Database, TableSet};
+use super::error::{Error, ErrorData, Result};
+use super::value::{QueryResult, Value};
+use std::collections::{BTreeSet, HashMap};
+
+/// A tab, as the worker numbers its connections.
+pub type TabId = u32;
+/// A subscription id, chosen by the tab and unique within it.
+pub type SubscriptionId = u32;
+/// One subscriber: a subscription of a tab.
+pub type Subscriber = (TabId, SubscriptionId);
+
+/// Identical SQL with identical parameters is one live query, evaluated once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct QueryKey {
+    sql: String,
+    /// Parameters as JSON text: `Value` holds floats, so it is not `Hash`/`Eq`.
+    params: String,
+}
+
+struct LiveQuery {
+    sql: String,
+    params: Vec<Value>,
+    reads: TableSet,
+    last: Result<QueryResult, ErrorData>,
+    subscribers: BTreeSet<Subscriber>,
+}
+
+/// A new result (or error) for one subscription.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveUpdate {
+    pub subscription: SubscriptionId,
+    pub result: Result<QueryResult, ErrorData>,
+}
+
+/// Everything one tab must be told after a commit: one message, all its queries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TabUpdates {
+    pub tab: TabId,
+    pub updates: Vec<LiveUpdate>,
+}
+
+#[derive(Default)]
+pub struct LiveQueries {
+    queries: HashMap<QueryKey, LiveQuery>,
+    by_subscriber: HashMap<Subscriber, QueryKey>,
+}
+
+impl LiveQueries {
+    /// Registers a subscription and returns the query's current rows. A query
+    /// that cannot be evaluated (invalid SQL, a write) is an error and registers
+    /// nothing.
+    pub fn subscribe(
+        &mut self,
+        db: &mut Database,
+        subscriber: Subscriber,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<QueryResult> {
+        if self.by_subscriber.contains_key(&subscriber) {
+            return Err(Error::BadRequest(format!(
+                "subscription {} is already in use",
+                subscriber.1
+            )));
+        }
+        let key = QueryKey {
+            sql: sql.to_owned(),
+            params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        if let Some(query) = self.queries.get_mut(&key) {
+            query.subscribers.insert(subscriber);
+            self.by_subscriber.insert(subscriber, key.clone());
+            return query.last.clone().map_err(Error::Recorded);
+        }
+        let access = db.access(sql)?;
+        if !access.readonly {
+            return Err(Error::BadRequest("a live query must only read".into()));
+        }
+        let reads = access.reads.clone();
+        let rows = db.rows(sql, &params)?;
+        self.queries.insert(
+            key.clone(),
+            LiveQuery {
+                sql: sql.to_owned(),
+                params,
+                reads,
+                last: Ok(rows.clone()),
+                subscribers: BTreeSet::from([subscriber]),
+            },
+        );
+        self.by_subscriber.insert(subscriber, key);
+        Ok(rows)
+    }
+
+    pub fn unsubscribe(&mut self, subscriber: Subscriber) -> Result<()> {
+        let key = self
+            .by_subscriber
+            .remove(&subscriber)
+            .ok_or(Error::UnknownSubscription(subscriber.1))?;
+        self.release(&key, subscriber);
+        Ok(())
+    }
+
+    /// Releases everything a tab held; returns how many subscriptions it had.
+    pub fn remove_tab(&mut self, tab: TabId) -> usize {
+        let held: Vec<Subscriber> = self
+            .by_subscriber
+            .keys()
+            .filter(|(t, _)| *t == tab)
+            .copied()
+            .collect();
+        for subscriber in &held {
+            if let Some(key) = self.by_subscriber.remove(subscriber) {
+                self.release(&key, *subscriber);
+            }
+        }
+        held.len()
+    }
+
+    fn release(&mut self, key: &QueryKey, subscriber: Subscriber) {
+        if let Some(query) = self.queries.get_mut(key) {
+            query.subscribers.remove(&subscriber);
+            if query.subscribers.is_empty() {
+                self.queries.remove(key);
+            }
+        }
+    }
+
+    /// Re-evaluates every query that reads a changed table, once, and returns the
+    /// updates grouped by tab. Queries whose rows did not change send nothing.
+    pub fn refresh(&mut self, db: &mut Database, changed: &TableSet) -> Vec<TabUpdates> {
+        let mut by_tab: HashMap<TabId, Vec<LiveUpdate>> = HashMap::new();
+        for query in self.queries.values_mut() {
+            if query.reads.is_disjoint(changed) {
+                continue;
+            }
+            let fresh = db.rows(&query.sql, &query.params).map_err(|e| e.to_data());
+            if fresh == query.last {
+                continue;
+            }
+            query.last = fresh;
+            for (tab, subscription) in &query.subscribers {
+                by_tab.entry(*tab).or_default().push(LiveUpdate {
+                    subscription: *subscription,
+                    result: query.last.clone(),
+                });
+            }
+        }
+        let mut out: Vec<TabUpdates> = by_tab
+            .into_iter()
+            .map(|(tab, updates)| TabUpdates { tab, updates })
+            .collect();
+        out.sort_by_key(|u| u.tab);
+        out
+    }
+
+    pub fn query_count(&self) -> usize {
+        self.queries.len()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.by_subscriber.len()
+    }
+}

@@ -1,0 +1,49 @@
+//! Requests a tab sends to the worker and the worker's replies. The TypeScript
+//! client (`js/protocol.ts`) mirrors these shapes.
+
+use super::database::ExecResult;
+use super::live::SubscriptionId;
+use super::value::{QueryResult, Value};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Request {
+    Exec {
+        sql: String,
+        #[serde(default)]
+        params: Vec<Value>,
+    },
+    Query {
+        sql: String,
+        #[serde(default)]
+        params: Vec<Value>,
+    },
+    Subscribe {
+        subscription: SubscriptionId,
+        sql: String,
+        #[serde(default)]
+        params: Vec<Value>,
+    },
+    Unsubscribe {
+        subscription: SubscriptionId,
+    },
+    Stats,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    Exec(ExecResult),
+    Rows(QueryResult),
+    Stats(Stats),
+    Done,
+}
+
+/// What the worker holds, for tests and debugging.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub tabs: usize,
+    pub live_queries: usize,
+    pub subscriptions: usize,
+}

@@ -1,0 +1,237 @@
+//! The engine as tabs see it: requests in, replies and live updates out.
+
+use super::request::{Request, Response};
+use super::value::Value;
+use super::*;
+use crate::ErrorCode;
+
+fn exec(sql: &str) -> Request {
+    Request::Exec {
+        sql: sql.into(),
+        params: vec![],
+    }
+}
+
+fn subscribe(subscription: u32, sql: &str) -> Request {
+    Request::Subscribe {
+        subscription,
+        sql: sql.into(),
+        params: vec![],
+    }
+}
+
+fn engine() -> Engine {
+    let mut engine = Engine::open_in_memory().unwrap();
+    let tab = engine.connect_tab();
+    engine
+        .handle(
+            tab,
+            exec("CREATE TABLE items (id INTEGER PRIMARY KEY, title TEXT)"),
+        )
+        .reply
+        .unwrap();
+    engine
+        .handle(tab, exec("CREATE TABLE other (x)"))
+        .reply
+        .unwrap();
+    engine.disconnect_tab(tab);
+    engine
+}
+
+fn stats(engine: &mut Engine, tab: TabId) -> request::Stats {
+    match engine.handle(tab, Request::Stats).reply.unwrap() {
+        Response::Stats(s) => s,
+        other => panic!("not stats: {other:?}"),
+    }
+}
+
+#[test]
+fn a_write_in_one_tab_updates_the_live_queries_of_every_tab() {
+    let mut engine = engine();
+    let (a, b) = (engine.connect_tab(), engine.connect_tab());
+    engine
+        .handle(a, subscribe(1, "SELECT title FROM items ORDER BY id"))
+        .reply
+        .unwrap();
+    engine
+        .handle(b, subscribe(7, "SELECT title FROM items ORDER BY id"))
+        .reply
+        .unwrap();
+    engine
+        .handle(b, subscribe(8, "SELECT count(*) FROM other"))
+        .reply
+        .unwrap();
+
+    let handled = engine.handle(
+        a,
+        Request::Exec {
+            sql: "INSERT INTO items (title) VALUES (?)".into(),
+            params: vec![Value::Text("milk".into())],
+        },
+    );
+    assert!(matches!(handled.reply, Ok(Response::Exec(ref r)) if r.rows_affected == 1));
+    let tabs: Vec<_> = handled.updates.iter().map(|u| u.tab).collect();
+    assert_eq!(tabs, [a, b], "both tabs hear, once each");
+    for tab in &handled.updates {
+        assert_eq!(tab.updates.len(), 1, "the query on `other` is untouched");
+        let rows = tab.updates[0].result.as_ref().unwrap();
+        assert_eq!(rows.rows, vec![vec![Value::Text("milk".into())]]);
+    }
+    assert_eq!(handled.updates[1].updates[0].subscription, 7);
+    assert_eq!(
+        stats(&mut engine, a).live_queries,
+        2,
+        "identical queries share one evaluation"
+    );
+}
+
+#[test]
+fn a_write_that_changes_no_watched_rows_sends_nothing() {
+    let mut engine = engine();
+    let a = engine.connect_tab();
+    engine
+        .handle(a, subscribe(1, "SELECT title FROM items WHERE id = 1"))
+        .reply
+        .unwrap();
+    let handled = engine.handle(a, exec("INSERT INTO items (id, title) VALUES (2, 'x')"));
+    assert!(handled.updates.is_empty());
+}
+
+#[test]
+fn bad_sql_is_an_sql_error_and_the_engine_keeps_serving() {
+    let mut engine = engine();
+    let a = engine.connect_tab();
+    let err = engine
+        .handle(a, exec("INSRT INTO items"))
+        .reply
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SqlError);
+    let err = engine
+        .handle(a, subscribe(1, "SELECT nope FROM items"))
+        .reply
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SqlError);
+    assert_eq!(
+        stats(&mut engine, a).subscriptions,
+        0,
+        "a failed subscription holds nothing"
+    );
+    assert!(engine
+        .handle(a, exec("INSERT INTO items (title) VALUES ('ok')"))
+        .reply
+        .is_ok());
+}
+
+#[test]
+fn a_live_query_must_only_read() {
+    let mut engine = engine();
+    let a = engine.connect_tab();
+    let err = engine
+        .handle(a, subscribe(1, "DELETE FROM items"))
+        .reply
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadRequest);
+    assert_eq!(
+        engine
+            .handle(a, exec("SELECT count(*) FROM items"))
+            .reply
+            .is_ok(),
+        true,
+        "exec of a read is harmless"
+    );
+}
+
+#[test]
+fn a_closed_tab_releases_its_subscriptions_and_others_keep_theirs() {
+    let mut engine = engine();
+    let (a, b) = (engine.connect_tab(), engine.connect_tab());
+    engine
+        .handle(a, subscribe(1, "SELECT * FROM items"))
+        .reply
+        .unwrap();
+    engine
+        .handle(a, subscribe(2, "SELECT * FROM other"))
+        .reply
+        .unwrap();
+    engine
+        .handle(b, subscribe(1, "SELECT * FROM items"))
+        .reply
+        .unwrap();
+    assert_eq!(stats(&mut engine, b).subscriptions, 3);
+
+    engine.disconnect_tab(a);
+    let s = stats(&mut engine, b);
+    assert_eq!((s.tabs, s.live_queries, s.subscriptions), (1, 1, 1));
+    let handled = engine.handle(b, exec("INSERT INTO items (title) VALUES ('x')"));
+    assert_eq!(handled.updates.len(), 1);
+    assert_eq!(handled.updates[0].tab, b);
+}
+
+#[test]
+fn unsubscribe_releases_and_unknown_ids_are_errors() {
+    let mut engine = engine();
+    let a = engine.connect_tab();
+    engine
+        .handle(a, subscribe(3, "SELECT * FROM items"))
+        .reply
+        .unwrap();
+    let err = engine
+        .handle(a, subscribe(3, "SELECT * FROM other"))
+        .reply
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadRequest, "ids are unique per tab");
+    engine
+        .handle(a, Request::Unsubscribe { subscription: 3 })
+        .reply
+        .unwrap();
+    assert_eq!(stats(&mut engine, a).live_queries, 0);
+    let err = engine
+        .handle(a, Request::Unsubscribe { subscription: 3 })
+        .reply
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownSubscription);
+}
+
+#[test]
+fn a_transaction_notifies_once_when_it_commits() {
+    let mut engine = engine();
+    let a = engine.connect_tab();
+    engine
+        .handle(a, subscribe(1, "SELECT count(*) AS n FROM items"))
+        .reply
+        .unwrap();
+    assert!(engine.handle(a, exec("BEGIN")).updates.is_empty());
+    for _ in 0..3 {
+        let h = engine.handle(a, exec("INSERT INTO items (title) VALUES ('x')"));
+        assert!(h.updates.is_empty());
+    }
+    let h = engine.handle(a, exec("COMMIT"));
+    assert_eq!(h.updates.len(), 1);
+    assert_eq!(
+        h.updates[0].updates[0].result.as_ref().unwrap().rows,
+        vec![vec![Value::Integer(3)]]
+    );
+}
+
+#[test]
+fn requests_parse_from_the_wire_shape() {
+    let r: Request = serde_json::from_str(
+        r#"{"type":"subscribe","subscription":4,"sql":"SELECT ?","params":[1,2.5,"x",null,true]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        Request::Subscribe {
+            subscription: 4,
+            sql: "SELECT ?".into(),
+            params: vec![
+                Value::Integer(1),
+                Value::Real(2.5),
+                Value::Text("x".into()),
+                Value::Null,
+                Value::Integer(1)
+            ],
+        }
+    );
+    assert!(serde_json::from_str::<Request>(r#"{"type":"drop_everything"}"#).is_err());
+}

@@ -1,0 +1,89 @@
+//! Engine values to JavaScript values, built directly rather than through serde:
+//! query rows are the hot path of every live-query update.
+
+use crate::engine::database::ExecResult;
+use crate::engine::error::Error;
+use crate::engine::request::Response;
+use crate::engine::value::{QueryResult, Value, MAX_SAFE_INTEGER};
+use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
+use wasm_bindgen::JsValue;
+
+/// A plain object from key/value pairs.
+pub fn object(fields: &[(&str, JsValue)]) -> JsValue {
+    let obj = Object::new();
+    for (key, value) in fields {
+        // Setting a property on a fresh plain object cannot fail.
+        let _ = Reflect::set(&obj, &JsValue::from_str(key), value);
+    }
+    obj.into()
+}
+
+pub fn value(v: &Value) -> JsValue {
+    match v {
+        Value::Null => JsValue::NULL,
+        Value::Integer(i) if i.abs() <= MAX_SAFE_INTEGER => JsValue::from_f64(*i as f64),
+        // Beyond 2^53 a JS number would silently lose digits; a BigInt keeps them.
+        Value::Integer(i) => BigInt::from(*i).into(),
+        Value::Real(r) => JsValue::from_f64(*r),
+        Value::Text(t) => JsValue::from_str(t),
+        Value::Blob(b) => Uint8Array::from(b.as_slice()).into(),
+    }
+}
+
+/// `{columns, rows}` with rows as arrays: compact to post, and the TypeScript
+/// side turns them into objects once, keeping unchanged rows' identity.
+pub fn rows(result: &QueryResult) -> JsValue {
+    let columns: Array = result
+        .columns
+        .iter()
+        .map(|c| JsValue::from_str(c))
+        .collect();
+    let rows = Array::new_with_length(result.rows.len() as u32);
+    for (i, row) in result.rows.iter().enumerate() {
+        let values: Array = row.iter().map(value).collect();
+        rows.set(i as u32, values.into());
+    }
+    object(&[("columns", columns.into()), ("rows", rows.into())])
+}
+
+fn exec(result: &ExecResult) -> JsValue {
+    object(&[
+        (
+            "rowsAffected",
+            JsValue::from_f64(result.rows_affected as f64),
+        ),
+        (
+            "lastInsertRowid",
+            value(&Value::Integer(result.last_insert_rowid)),
+        ),
+    ])
+}
+
+pub fn response(response: &Response) -> JsValue {
+    match response {
+        Response::Exec(result) => exec(result),
+        Response::Rows(result) => rows(result),
+        Response::Stats(stats) => object(&[
+            ("tabs", JsValue::from_f64(stats.tabs as f64)),
+            ("liveQueries", JsValue::from_f64(stats.live_queries as f64)),
+            (
+                "subscriptions",
+                JsValue::from_f64(stats.subscriptions as f64),
+            ),
+        ]),
+        Response::Done => JsValue::UNDEFINED,
+    }
+}
+
+/// `{code, message, retryable}`: the shape `FerryError` is built from.
+pub fn error(err: &Error) -> JsValue {
+    error_data(&err.to_data())
+}
+
+pub fn error_data(data: &crate::engine::error::ErrorData) -> JsValue {
+    object(&[
+        ("code", JsValue::from_str(data.code.as_str())),
+        ("message", JsValue::from_str(&data.message)),
+        ("retryable", JsValue::from_bool(data.retryable)),
+    ])
+}
