@@ -137,7 +137,7 @@ impl Database {
     /// statements already known to be read-only.
     pub fn rows(&mut self, sql: &str, params: &[Value]) -> Result<QueryResult> {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let width = columns.len();
         let mut rows = Vec::new();
         let mut cursor = stmt.query(rusqlite::params_from_iter(params))?;
@@ -173,13 +173,13 @@ fn record_access(recorder: &AccessRecorder, ctx: &AuthContext<'_>) {
         AuthAction::Read { table_name, .. } => {
             access.reads.insert(table(table_name));
         }
+        // sqlite_sequence and friends are bookkeeping, not data anyone watches.
         AuthAction::Insert { table_name }
         | AuthAction::Update { table_name, .. }
-        | AuthAction::Delete { table_name } => {
-            // sqlite_sequence and friends are bookkeeping, not data anyone watches.
-            if !table_name.starts_with("sqlite_") {
-                access.writes.insert(table(table_name));
-            }
+        | AuthAction::Delete { table_name }
+            if !table_name.starts_with("sqlite_") =>
+        {
+            access.writes.insert(table(table_name));
         }
         AuthAction::CreateTable { .. }
         | AuthAction::CreateIndex { .. }

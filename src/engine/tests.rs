@@ -131,14 +131,8 @@ fn a_live_query_must_only_read() {
         .reply
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::BadRequest);
-    assert_eq!(
-        engine
-            .handle(a, exec("SELECT count(*) FROM items"))
-            .reply
-            .is_ok(),
-        true,
-        "exec of a read is harmless"
-    );
+    let read = engine.handle(a, exec("SELECT count(*) FROM items"));
+    assert!(read.reply.is_ok(), "exec of a read is harmless");
 }
 
 #[test]

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `npm test`: installs what is missing, runs the lint gates, the native tests,
+# builds the package and the demo, and runs the browser end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+echo "== build"
+bash scripts/build.sh
+bash scripts/site.sh
+cargo build -q --release -p ferrydb-server
+echo "== lint"
+bash scripts/lint.sh
+echo "== native tests"
+cargo test -q --workspace
+echo "== browser tests"
+node --test --test-reporter=spec tests/e2e/
