@@ -38,7 +38,10 @@ export class Database {
   readonly name: string;
   readonly #port: MessagePort;
   readonly #pending = new Map<number, Pending>();
-  readonly #live = new Map<number, LiveQuery<unknown>>();
+  /** Weak, so a handle the app dropped without `close()` can be collected... */
+  readonly #live = new Map<number, WeakRef<LiveQuery<unknown>>>();
+  /** ...and its worker-side subscription released when it is. */
+  readonly #collected = new FinalizationRegistry<number>((subscription) => this.#release(subscription));
   readonly #releaseTabLock: () => void;
   #nextId = 1;
   #closed = false;
@@ -71,17 +74,25 @@ export class Database {
   /** A live query: its rows now, and again after every commit that changes them. */
   watch<R = Row>(sql: string, params: SqlParam[] = []): LiveQuery<R> {
     const subscription = this.#nextId++;
-    const handle = new LiveQuery<R>(() => {
-      if (this.#live.delete(subscription) && !this.#closed) {
-        this.#request({ type: 'unsubscribe', subscription }).catch(() => {});
-      }
-    });
-    this.#live.set(subscription, handle as LiveQuery<unknown>);
+    const handle = new LiveQuery<R>(() => this.#release(subscription));
+    this.#live.set(subscription, new WeakRef(handle as LiveQuery<unknown>));
+    this.#collected.register(handle, subscription, handle);
     this.#request({ type: 'subscribe', subscription, sql, params }).then(
       (raw) => this.#live.has(subscription) && handle._setRows(raw),
-      (error: FerryError) => this.#live.has(subscription) && handle._setError(error),
+      (error: FerryError) => {
+        // A query that failed to start holds nothing in the worker.
+        this.#live.delete(subscription);
+        this.#collected.unregister(handle);
+        handle._setError(error);
+      },
     );
     return handle;
+  }
+
+  #release(subscription: number): void {
+    if (this.#live.delete(subscription) && !this.#closed) {
+      this.#request({ type: 'unsubscribe', subscription }).catch(() => {});
+    }
   }
 
   /** What the worker holds (tabs, live queries, subscriptions): for tests and debugging. */
@@ -92,7 +103,7 @@ export class Database {
   /** Disconnects this tab; its live queries stop. Other tabs are unaffected. */
   close(): void {
     if (this.#closed) return;
-    for (const handle of [...this.#live.values()]) handle.close();
+    for (const ref of [...this.#live.values()]) ref.deref()?.close();
     this.#send({ type: 'bye' });
     this.#closed = true;
     this.#releaseTabLock();
@@ -128,10 +139,10 @@ export class Database {
       }
       case 'live':
         for (const update of message.updates) {
-          const handle = this.#live.get(update.subscription);
+          const handle = this.#live.get(update.subscription)?.deref();
           if (!handle) continue;
           if ('error' in update) handle._setError(new FerryError(update.error));
-          else handle._setRows(update.result);
+          else handle._applyPatch(update.patch);
         }
         return;
       case 'fatal':

@@ -3,7 +3,7 @@
  * React's `useSyncExternalStore` and Vue's `shallowRef` bind to directly.
  */
 import { FerryError } from './errors.js';
-import type { RawRows, SqlValue } from './protocol.js';
+import type { Patch, RawRows, SqlValue } from './protocol.js';
 
 export type Row = Record<string, SqlValue>;
 
@@ -17,6 +17,9 @@ export type Listener = () => void;
 
 export class LiveQuery<R = Row> {
   #state: QueryState<R> = { status: 'pending' };
+  /** The rows every patch from the worker is relative to (kept through errors). */
+  #rows: R[] = [];
+  #columns: string[] = [];
   readonly #listeners = new Set<Listener>();
   readonly #release: () => void;
   #closed = false;
@@ -49,9 +52,28 @@ export class LiveQuery<R = Row> {
     return this.#closed;
   }
 
-  /** @internal */
+  /** @internal The first result. */
   _setRows(raw: RawRows): void {
-    this.#set({ status: 'ok', rows: toObjects<R>(raw) });
+    this.#columns = raw.columns;
+    this.#rows = toObjects<R>(raw);
+    this.#set({ status: 'ok', rows: this.#rows });
+  }
+
+  /** @internal A later result: unchanged rows stay the same objects. */
+  _applyPatch(patch: Patch): void {
+    if (patch.columns) this.#columns = patch.columns;
+    const old = this.#rows;
+    const rows: R[] = [];
+    for (const segment of patch.segments) {
+      if (Array.isArray(segment)) {
+        const [from, count] = segment;
+        for (let i = from; i < from + count; i++) rows.push(old[i]!);
+      } else {
+        for (const values of segment.rows) rows.push(toObject<R>(this.#columns, values));
+      }
+    }
+    this.#rows = rows;
+    this.#set({ status: 'ok', rows });
   }
 
   /** @internal */
@@ -68,10 +90,11 @@ export class LiveQuery<R = Row> {
 
 /** Rows as objects keyed by column name. */
 export function toObjects<R>(raw: RawRows): R[] {
-  const { columns, rows } = raw;
-  return rows.map((values) => {
-    const row: Record<string, SqlValue> = {};
-    for (let i = 0; i < columns.length; i++) row[columns[i]!] = values[i] ?? null;
-    return row as R;
-  });
+  return raw.rows.map((values) => toObject<R>(raw.columns, values));
+}
+
+function toObject<R>(columns: string[], values: SqlValue[]): R {
+  const row: Record<string, SqlValue> = {};
+  for (let i = 0; i < columns.length; i++) row[columns[i]!] = values[i] ?? null;
+  return row as R;
 }

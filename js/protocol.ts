@@ -46,9 +46,17 @@ export type TabMessage =
   | { type: 'bye' }
   | (Request & { id: number });
 
-export type LiveUpdate =
-  | { subscription: number; result: RawRows }
-  | { subscription: number; error: ErrorData };
+/**
+ * The change from a live query's previous rows to its new ones: runs of old rows
+ * kept as they are (`[from, count]`) and rows that are new. `columns` is there
+ * only when the column list changed.
+ */
+export interface Patch {
+  columns?: string[];
+  segments: Array<[from: number, count: number] | { rows: SqlValue[][] }>;
+}
+
+export type LiveUpdate = { subscription: number; patch: Patch } | { subscription: number; error: ErrorData };
 
 export type WorkerMessage =
   | { type: 'reply'; id: number; ok: unknown }

@@ -199,10 +199,18 @@ fn record_access(recorder: &AccessRecorder, ctx: &AuthContext<'_>) {
         | AuthAction::DropTempTrigger { .. }
         | AuthAction::AlterTable { .. } => {
             access.changes_schema = true;
-            if let AuthAction::DropTable { table_name }
-            | AuthAction::AlterTable { table_name, .. } = ctx.action
-            {
-                access.writes.insert(table(table_name));
+            // A table or view that appears, disappears or changes shape changes
+            // the results of queries over it (one that failed may work now).
+            match ctx.action {
+                AuthAction::CreateTable { table_name }
+                | AuthAction::DropTable { table_name }
+                | AuthAction::AlterTable { table_name, .. } => {
+                    access.writes.insert(table(table_name));
+                }
+                AuthAction::CreateView { view_name } | AuthAction::DropView { view_name } => {
+                    access.writes.insert(table(view_name));
+                }
+                _ => {}
             }
         }
         _ => {}

@@ -3,6 +3,7 @@
 
 use super::database::{Database, TableSet};
 use super::error::{Error, ErrorData, Result};
+use super::patch::{Patch, Segment};
 use super::value::{QueryResult, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -25,15 +26,19 @@ struct LiveQuery {
     sql: String,
     params: Vec<Value>,
     reads: TableSet,
-    last: Result<QueryResult, ErrorData>,
+    /// The last good result: what every subscribed tab holds, and what the next
+    /// patch is relative to (an error in between keeps it, in the tabs too).
+    rows: QueryResult,
+    /// Set while re-evaluation fails (a dropped table, say).
+    failing: Option<ErrorData>,
     subscribers: BTreeSet<Subscriber>,
 }
 
-/// A new result (or error) for one subscription.
+/// A change (or error) for one subscription.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveUpdate {
     pub subscription: SubscriptionId,
-    pub result: Result<QueryResult, ErrorData>,
+    pub change: Result<Patch, ErrorData>,
 }
 
 /// Everything one tab must be told after a commit: one message, all its queries.
@@ -41,6 +46,40 @@ pub struct LiveUpdate {
 pub struct TabUpdates {
     pub tab: TabId,
     pub updates: Vec<LiveUpdate>,
+}
+
+impl LiveQuery {
+    /// Runs the query again; returns what its subscribers must be told, if anything.
+    fn reevaluate(&mut self, db: &mut Database) -> Option<Result<Patch, ErrorData>> {
+        match db.rows(&self.sql, &self.params) {
+            Ok(fresh) => {
+                let recovered = self.failing.take().is_some();
+                match Patch::between(&self.rows, &fresh) {
+                    Some(patch) => {
+                        self.rows = fresh;
+                        Some(Ok(patch))
+                    }
+                    // Same rows as before the error: tabs only need to hear it is over.
+                    None if recovered => Some(Ok(Patch {
+                        columns: None,
+                        segments: vec![Segment::Keep {
+                            from: 0,
+                            count: self.rows.rows.len(),
+                        }],
+                    })),
+                    None => None,
+                }
+            }
+            Err(e) => {
+                let error = e.to_data();
+                if self.failing.as_ref() == Some(&error) {
+                    return None;
+                }
+                self.failing = Some(error.clone());
+                Some(Err(error))
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -71,9 +110,12 @@ impl LiveQueries {
             params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
         };
         if let Some(query) = self.queries.get_mut(&key) {
+            if let Some(error) = &query.failing {
+                return Err(Error::Recorded(error.clone()));
+            }
             query.subscribers.insert(subscriber);
             self.by_subscriber.insert(subscriber, key.clone());
-            return query.last.clone().map_err(Error::Recorded);
+            return Ok(query.rows.clone());
         }
         let access = db.access(sql)?;
         if !access.readonly {
@@ -87,7 +129,8 @@ impl LiveQueries {
                 sql: sql.to_owned(),
                 params,
                 reads,
-                last: Ok(rows.clone()),
+                rows: rows.clone(),
+                failing: None,
                 subscribers: BTreeSet::from([subscriber]),
             },
         );
@@ -137,15 +180,13 @@ impl LiveQueries {
             if query.reads.is_disjoint(changed) {
                 continue;
             }
-            let fresh = db.rows(&query.sql, &query.params).map_err(|e| e.to_data());
-            if fresh == query.last {
+            let Some(change) = query.reevaluate(db) else {
                 continue;
-            }
-            query.last = fresh;
+            };
             for (tab, subscription) in &query.subscribers {
                 by_tab.entry(*tab).or_default().push(LiveUpdate {
                     subscription: *subscription,
-                    result: query.last.clone(),
+                    change: change.clone(),
                 });
             }
         }

@@ -5,6 +5,7 @@
 pub mod database;
 pub mod error;
 pub mod live;
+pub mod patch;
 pub mod request;
 pub mod value;
 

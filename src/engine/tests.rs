@@ -1,5 +1,6 @@
 //! The engine as tabs see it: requests in, replies and live updates out.
 
+use super::patch::Segment;
 use super::request::{Request, Response};
 use super::value::Value;
 use super::*;
@@ -74,8 +75,11 @@ fn a_write_in_one_tab_updates_the_live_queries_of_every_tab() {
     assert_eq!(tabs, [a, b], "both tabs hear, once each");
     for tab in &handled.updates {
         assert_eq!(tab.updates.len(), 1, "the query on `other` is untouched");
-        let rows = tab.updates[0].result.as_ref().unwrap();
-        assert_eq!(rows.rows, vec![vec![Value::Text("milk".into())]]);
+        let patch = tab.updates[0].change.as_ref().unwrap();
+        assert_eq!(
+            patch.segments,
+            [Segment::Rows(vec![vec![Value::Text("milk".into())]])]
+        );
     }
     assert_eq!(handled.updates[1].updates[0].subscription, 7);
     assert_eq!(
@@ -202,8 +206,8 @@ fn a_transaction_notifies_once_when_it_commits() {
     let h = engine.handle(a, exec("COMMIT"));
     assert_eq!(h.updates.len(), 1);
     assert_eq!(
-        h.updates[0].updates[0].result.as_ref().unwrap().rows,
-        vec![vec![Value::Integer(3)]]
+        h.updates[0].updates[0].change.as_ref().unwrap().segments,
+        [Segment::Rows(vec![vec![Value::Integer(3)]])]
     );
 }
 
@@ -228,4 +232,42 @@ fn requests_parse_from_the_wire_shape() {
         }
     );
     assert!(serde_json::from_str::<Request>(r#"{"type":"drop_everything"}"#).is_err());
+}
+
+#[test]
+fn a_query_that_starts_failing_reports_once_and_recovers_with_its_rows() {
+    let mut engine = engine();
+    let a = engine.connect_tab();
+    engine.handle(a, exec("CREATE TABLE t (x)")).reply.unwrap();
+    engine
+        .handle(a, exec("INSERT INTO t VALUES (1)"))
+        .reply
+        .unwrap();
+    engine
+        .handle(a, subscribe(1, "SELECT x FROM t"))
+        .reply
+        .unwrap();
+
+    let h = engine.handle(a, exec("DROP TABLE t"));
+    let err = h.updates[0].updates[0].change.as_ref().unwrap_err();
+    assert_eq!(err.code, ErrorCode::SqlError);
+    let again = engine
+        .handle(a, subscribe(2, "SELECT x FROM t"))
+        .reply
+        .unwrap_err();
+    assert_eq!(
+        again.code(),
+        ErrorCode::SqlError,
+        "a failing query is not joined"
+    );
+
+    let h = engine.handle(a, exec("CREATE TABLE t (x)"));
+    let patch = h.updates[0].updates[0].change.as_ref().unwrap();
+    assert_eq!(patch.segments, [], "recovered: the table is empty now");
+    let h = engine.handle(a, exec("INSERT INTO t VALUES (1)"));
+    let patch = h.updates[0].updates[0].change.as_ref().unwrap();
+    assert_eq!(
+        patch.segments,
+        [Segment::Rows(vec![vec![Value::Integer(1)]])]
+    );
 }

@@ -3,6 +3,7 @@
 
 use crate::engine::database::ExecResult;
 use crate::engine::error::Error;
+use crate::engine::patch::{Patch, Segment};
 use crate::engine::request::Response;
 use crate::engine::value::{QueryResult, Value, MAX_SAFE_INTEGER};
 use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
@@ -33,17 +34,46 @@ pub fn value(v: &Value) -> JsValue {
 /// `{columns, rows}` with rows as arrays: compact to post, and the TypeScript
 /// side turns them into objects once, keeping unchanged rows' identity.
 pub fn rows(result: &QueryResult) -> JsValue {
-    let columns: Array = result
-        .columns
+    object(&[
+        ("columns", columns(&result.columns)),
+        ("rows", row_list(&result.rows)),
+    ])
+}
+
+fn columns(names: &[String]) -> JsValue {
+    names
         .iter()
         .map(|c| JsValue::from_str(c))
-        .collect();
-    let rows = Array::new_with_length(result.rows.len() as u32);
-    for (i, row) in result.rows.iter().enumerate() {
-        let values: Array = row.iter().map(value).collect();
-        rows.set(i as u32, values.into());
+        .collect::<Array>()
+        .into()
+}
+
+fn row_list(rows: &[Vec<Value>]) -> JsValue {
+    let list = Array::new_with_length(rows.len() as u32);
+    for (i, row) in rows.iter().enumerate() {
+        list.set(i as u32, row.iter().map(value).collect::<Array>().into());
     }
-    object(&[("columns", columns.into()), ("rows", rows.into())])
+    list.into()
+}
+
+/// `{columns?, segments}`; a kept run is `[from, count]`, new rows are `{rows}`.
+pub fn patch(patch: &Patch) -> JsValue {
+    let segments: Array = patch
+        .segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Keep { from, count } => Array::of2(
+                &JsValue::from_f64(*from as f64),
+                &JsValue::from_f64(*count as f64),
+            )
+            .into(),
+            Segment::Rows(rows) => object(&[("rows", row_list(rows))]),
+        })
+        .collect();
+    match &patch.columns {
+        Some(names) => object(&[("columns", columns(names)), ("segments", segments.into())]),
+        None => object(&[("segments", segments.into())]),
+    }
 }
 
 fn exec(result: &ExecResult) -> JsValue {

@@ -126,10 +126,10 @@ fn post_updates(state: &Shared, tab_updates: &TabUpdates) {
         .iter()
         .map(|update| {
             let subscription = JsValue::from_f64(update.subscription as f64);
-            match &update.result {
-                Ok(rows) => convert::object(&[
+            match &update.change {
+                Ok(patch) => convert::object(&[
                     ("subscription", subscription),
-                    ("result", convert::rows(rows)),
+                    ("patch", convert::patch(patch)),
                 ]),
                 Err(err) => convert::object(&[
                     ("subscription", subscription),
