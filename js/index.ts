@@ -65,6 +65,14 @@ export class Database {
     return this.#request({ type: 'exec', sql, params });
   }
 
+  /**
+   * Runs one statement once per parameter set, all in one transaction: the way
+   * to load many rows. Nothing is applied if any run fails.
+   */
+  execMany(sql: string, rows: SqlParam[][]): Promise<ExecResult> {
+    return this.#request({ type: 'execMany', sql, rows });
+  }
+
   /** Runs one statement and resolves to its rows. */
   async query<R = Row>(sql: string, params: SqlParam[] = []): Promise<R[]> {
     const raw: RawRows = await this.#request({ type: 'query', sql, params });

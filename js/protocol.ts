@@ -27,6 +27,7 @@ export interface WorkerStats {
 
 export type Request =
   | { type: 'exec'; sql: string; params: SqlParam[] }
+  | { type: 'execMany'; sql: string; rows: SqlParam[][] }
   | { type: 'query'; sql: string; params: SqlParam[] }
   | { type: 'subscribe'; subscription: number; sql: string; params: SqlParam[] }
   | { type: 'unsubscribe'; subscription: number }
@@ -35,6 +36,7 @@ export type Request =
 /** What each request resolves to. */
 export interface ResponseOf {
   exec: ExecResult;
+  execMany: ExecResult;
   query: RawRows;
   subscribe: RawRows;
   unsubscribe: undefined;

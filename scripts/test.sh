@@ -13,5 +13,7 @@ echo "== lint"
 bash scripts/lint.sh
 echo "== native tests"
 cargo test -q --workspace
+echo "== benchmark smoke run (one quick pass of each ferrydb scenario; figures not checked)"
+node bench/run.mjs --quick --only ferrydb
 echo "== browser tests"
 node --test --test-reporter=spec tests/e2e/

@@ -116,6 +116,46 @@ impl Database {
         Ok((outcome, self.take_committed_writes()))
     }
 
+    /// Runs one statement once per parameter set, all in one transaction (its own,
+    /// unless one is already open): the bulk-load path. Nothing is applied if any
+    /// run fails.
+    pub fn execute_many(
+        &mut self,
+        sql: &str,
+        param_sets: &[Vec<Value>],
+    ) -> Result<(ExecResult, Option<TableSet>)> {
+        let access = self.access(sql)?;
+        let own_transaction = self.conn.is_autocommit();
+        if own_transaction {
+            self.conn.execute_batch("BEGIN")?;
+        }
+        let mut outcome = ExecResult {
+            rows_affected: 0,
+            last_insert_rowid: 0,
+        };
+        let run = (|| -> Result<()> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            for params in param_sets {
+                outcome.rows_affected += stmt.execute(rusqlite::params_from_iter(params))?;
+            }
+            Ok(())
+        })();
+        match run {
+            Ok(()) if own_transaction => self.conn.execute_batch("COMMIT")?,
+            Ok(()) => {}
+            Err(e) => {
+                if own_transaction {
+                    self.conn.execute_batch("ROLLBACK")?;
+                }
+                return Err(e);
+            }
+        }
+        outcome.last_insert_rowid = self.conn.last_insert_rowid();
+        self.uncommitted_writes
+            .extend(access.writes.iter().cloned());
+        Ok((outcome, self.take_committed_writes()))
+    }
+
     /// Runs a statement and returns its rows (a write with `RETURNING` works too),
     /// with the tables it committed changes to, as [`Database::execute`] does.
     pub fn query(
@@ -300,6 +340,29 @@ mod tests {
             .unwrap();
         let rows = db.rows("SELECT * FROM items", &[]).unwrap();
         assert_eq!(rows.columns, ["id", "title", "done"]);
+    }
+
+    #[test]
+    fn execute_many_is_one_transaction_that_applies_all_or_nothing() {
+        let mut db = db();
+        let sets: Vec<Vec<Value>> = (0..100).map(|i| vec![Value::Integer(i)]).collect();
+        let (result, changed) = db
+            .execute_many("INSERT INTO items (id) VALUES (?)", &sets)
+            .unwrap();
+        assert_eq!(result.rows_affected, 100);
+        assert_eq!(changed, Some(set(&["items"])));
+
+        // The 3rd set collides with an existing id: the first two must not stay.
+        let sets: Vec<Vec<Value>> = [1000, 1001, 5]
+            .iter()
+            .map(|i| vec![Value::Integer(*i)])
+            .collect();
+        let err = db
+            .execute_many("INSERT INTO items (id) VALUES (?)", &sets)
+            .unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::SqlError);
+        let count = db.rows("SELECT count(*) FROM items", &[]).unwrap();
+        assert_eq!(count.rows, vec![vec![Value::Integer(100)]]);
     }
 
     #[test]

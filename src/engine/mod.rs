@@ -80,6 +80,11 @@ impl Engine {
                 *changed = tables;
                 Ok(Response::Exec(result))
             }
+            Request::ExecMany { sql, rows } => {
+                let (result, tables) = self.db.execute_many(&sql, &rows)?;
+                *changed = tables;
+                Ok(Response::Exec(result))
+            }
             Request::Query { sql, params } => {
                 let (result, tables) = self.db.query(&sql, &params)?;
                 *changed = tables;

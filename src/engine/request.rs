@@ -14,6 +14,11 @@ pub enum Request {
         #[serde(default)]
         params: Vec<Value>,
     },
+    /// One statement, run once per parameter set in one transaction.
+    ExecMany {
+        sql: String,
+        rows: Vec<Vec<Value>>,
+    },
     Query {
         sql: String,
         #[serde(default)]

@@ -1,0 +1,104 @@
+// ferrydb's side of the benchmark: each function runs one scenario in this tab
+// and returns samples in milliseconds, timed with performance.now() in the page.
+import { open } from '../ferrydb/dist/index.js';
+
+const db = open({ name: `bench-${new URLSearchParams(location.search).get('db') ?? 'main'}` });
+const now = () => performance.now();
+const SCHEMA = '(id TEXT PRIMARY KEY, title TEXT, done INTEGER, n INTEGER, updated_at INTEGER)';
+const rowsFor = (count, prefix = '') =>
+  Array.from({ length: count }, (_, i) => [`${prefix}${String(i).padStart(6, '0')}`, `item ${i}`, 0, i, Date.now()]);
+
+/** Resolves with the time of the next notification of `q` after a call to `arm`. */
+function nextChange(q) {
+  return new Promise((resolve) => {
+    const stop = q.subscribe(() => {
+      const t = now();
+      stop();
+      resolve(t);
+    });
+  });
+}
+
+let table = 0;
+
+window.bench = {
+  ready: () => db.stats().then(() => true),
+
+  async setup(rows) {
+    await db.exec(`CREATE TABLE IF NOT EXISTS items ${SCHEMA}`);
+    await db.exec('DELETE FROM items');
+    await db.execMany('INSERT INTO items VALUES (?, ?, ?, ?, ?)', rowsFor(rows));
+    return true;
+  },
+
+  async bulk(rows) {
+    const name = `bulk_${table++}`;
+    await db.exec(`CREATE TABLE ${name} ${SCHEMA}`);
+    const data = rowsFor(rows);
+    const t0 = now();
+    await db.execMany(`INSERT INTO ${name} VALUES (?, ?, ?, ?, ?)`, data);
+    const ms = now() - t0;
+    await db.exec(`DROP TABLE ${name}`);
+    return [ms];
+  },
+
+  async insertOne(count) {
+    const samples = [];
+    for (let i = 0; i < count; i++) {
+      const t0 = now();
+      await db.exec('INSERT INTO items VALUES (?, ?, 0, 0, ?)', [`one-${table}-${i}-${Math.random()}`, 'x', Date.now()]);
+      samples.push(now() - t0);
+    }
+    return samples;
+  },
+
+  async pointRead(count, rows) {
+    const samples = [];
+    for (let i = 0; i < count; i++) {
+      const id = String((i * 7919) % rows).padStart(6, '0');
+      const t0 = now();
+      const got = await db.query('SELECT * FROM items WHERE id = ?', [id]);
+      samples.push(now() - t0);
+      if (got.length !== 1) throw new Error(`point read found ${got.length} rows`);
+    }
+    return samples;
+  },
+
+  /** Update one row that the query returns → the query's callback, same tab. */
+  async live(sql, count) {
+    const q = db.watch(sql);
+    await new Promise((resolve) => {
+      const stop = q.subscribe(() => (stop(), resolve()));
+    });
+    const samples = [];
+    for (let i = 0; i < count; i++) {
+      const id = String((i * 13) % 50).padStart(6, '0');
+      const changed = nextChange(q);
+      const t0 = now();
+      await db.exec('UPDATE items SET n = n + 1, updated_at = ? WHERE id = ?', [Date.now(), id]);
+      samples.push((await changed) - t0);
+    }
+    q.close();
+    return samples;
+  },
+
+  // Cross-tab: the watcher tab arms, the writer tab writes; both read the same
+  // clock (timeOrigin + now), so the difference is the cross-tab latency.
+  async watchLimit50() {
+    window.crossQuery = db.watch('SELECT * FROM items ORDER BY id LIMIT 50');
+    await new Promise((resolve) => {
+      const stop = window.crossQuery.subscribe(() => (stop(), resolve()));
+    });
+    return true;
+  },
+  armCrossTab() {
+    window.crossNext = nextChange(window.crossQuery).then((t) => performance.timeOrigin + t);
+    return true;
+  },
+  crossTabArrival: () => window.crossNext,
+  async writeFirstRow(i) {
+    const t0 = performance.timeOrigin + now();
+    await db.exec('UPDATE items SET n = ? WHERE id = ?', [i, '000000']);
+    return t0;
+  },
+};

@@ -1,0 +1,147 @@
+// `npm run bench`: ferrydb and its peers side by side in one headless Chromium,
+// scenarios interleaved across systems, medians and p95 of in-page timings.
+//   node bench/run.mjs [--quick] [--json FILE] [--only ferrydb]
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { startServer, launchProfile, root } from '../tests/e2e/harness.mjs';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const jsonFile = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
+
+const ROWS = 10_000;
+const rounds = quick ? 1 : 5;
+const reps = (n) => (quick ? Math.max(3, Math.ceil(n / 10)) : n);
+
+const SYSTEMS = {
+  ferrydb: {
+    page: 'ferrydb.html',
+    files: {
+      main: ['ferrydb/dist/index.js', 'ferrydb/dist/errors.js', 'ferrydb/dist/live.js', 'ferrydb/dist/protocol.js'],
+      worker: ['ferrydb/dist/worker.js', 'ferrydb/pkg/ferrydb.js', 'ferrydb/pkg/ferrydb_bg.wasm'],
+    },
+    config: 'SharedWorker, in-memory replica (durable storage not built yet)',
+  },
+  'sqlite-wasm': {
+    page: 'sqlite-wasm.html',
+    files: { main: [], worker: ['peers/sqlite-wasm/index.mjs', 'peers/sqlite-wasm/sqlite3.wasm'] },
+    config: '@sqlite.org/sqlite-wasm 3.53.4, opfs-sahpool VFS in a dedicated worker, journal_mode=DELETE, synchronous=NORMAL',
+  },
+};
+const systems = Object.keys(SYSTEMS).filter((s) => !only || s === only);
+
+async function buildSite() {
+  const site = join(root, 'target', 'bench-site');
+  await rm(site, { recursive: true, force: true });
+  await mkdir(join(site, 'ferrydb'), { recursive: true });
+  await cp(join(root, 'dist'), join(site, 'ferrydb', 'dist'), { recursive: true });
+  await cp(join(root, 'pkg'), join(site, 'ferrydb', 'pkg'), { recursive: true });
+  await cp(join(root, 'bench'), join(site, 'bench'), { recursive: true });
+  await cp(join(root, 'node_modules', '@sqlite.org', 'sqlite-wasm', 'dist'), join(site, 'peers', 'sqlite-wasm'), {
+    recursive: true,
+  });
+  return site;
+}
+
+async function gzipKb(site, files) {
+  let bytes = 0;
+  for (const f of files) bytes += gzipSync(await readFile(join(site, f)), { level: 9 }).length;
+  return bytes / 1024;
+}
+
+const median = (xs) => quantile(xs, 0.5);
+function quantile(xs, q) {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * (s.length - 1) + 0.5))];
+}
+
+const site = await buildSite();
+const server = await startServer(['--static', site]);
+const profile = await launchProfile();
+const samples = Object.fromEntries(systems.map((s) => [s, {}]));
+const record = (system, key, xs) => (samples[system][key] ??= []).push(...xs);
+
+try {
+  const tabs = {};
+  for (const system of systems) {
+    const tab = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${Date.now()}`);
+    await tab.waitForFunction(() => window.bench);
+    await tab.evaluate(() => window.bench.ready());
+    await tab.evaluate((rows) => window.bench.setup(rows), ROWS);
+    tabs[system] = tab;
+  }
+  // The second ferrydb tab, for cross-tab delivery.
+  let watcher;
+  if (tabs.ferrydb) {
+    watcher = await profile.newTab(`${server.url}bench/ferrydb.html?db=${new URL(tabs.ferrydb.url()).searchParams.get('db')}`);
+    await watcher.waitForFunction(() => window.bench);
+    await watcher.evaluate(() => window.bench.watchLimit50());
+  }
+
+  for (let round = 0; round < rounds; round++) {
+    // Alternate which system goes first, so neither always runs on a warmer machine.
+    const order = round % 2 ? [...systems].reverse() : systems;
+    for (const system of order) {
+      const tab = tabs[system];
+      record(system, 'bulk_10k_ms', await tab.evaluate((n) => window.bench.bulk(n), ROWS));
+      record(system, 'mutation_local_ms', await tab.evaluate((n) => window.bench.insertOne(n), reps(50)));
+      record(system, 'point_read_ms', await tab.evaluate(([n, rows]) => window.bench.pointRead(n, rows), [reps(200), ROWS]));
+      record(
+        system,
+        'live_same_tab_ms',
+        await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id LIMIT 50', n), reps(50)),
+      );
+      record(system, 'live_10k_ms', await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id', n), reps(20)));
+      if (system === 'ferrydb') {
+        const cross = [];
+        for (let i = 0; i < reps(50); i++) {
+          await watcher.evaluate(() => window.bench.armCrossTab());
+          const sent = await tab.evaluate((i) => window.bench.writeFirstRow(i), round * 1000 + i);
+          const arrived = await watcher.evaluate(() => window.bench.crossTabArrival());
+          cross.push(arrived - sent);
+        }
+        record(system, 'cross_tab_ms', cross);
+      }
+    }
+  }
+
+  const KEYS = [
+    'bundle_gzip_kb', 'cold_open_10k_ms', 'bulk_10k_ms', 'mutation_local_ms', 'mutation_durable_ms', 'point_read_ms',
+    'live_same_tab_ms', 'live_10k_ms', 'cross_tab_ms', 'initial_sync_rows_per_s', 'server_push_per_s', 'server_pull_rows_per_s',
+  ];
+  const report = { browser: profile.context.browser()?.version() ?? 'chromium', date: new Date().toISOString(), quick, systems: {} };
+  const p95 = {};
+  for (const system of systems) {
+    const files = SYSTEMS[system].files;
+    const out = Object.fromEntries(KEYS.map((k) => [k, null]));
+    out.bundle_gzip_kb = await gzipKb(site, [...files.main, ...files.worker]);
+    p95[system] = {};
+    for (const [key, xs] of Object.entries(samples[system])) {
+      out[key] = median(xs);
+      p95[system][key] = quantile(xs, 0.95);
+    }
+    if (system === 'ferrydb') out.main_thread_js_gzip_kb = await gzipKb(site, files.main);
+    out.config = SYSTEMS[system].config;
+    report.systems[system] = out;
+  }
+
+  const fmt = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
+  console.log(`\nferrydb bench — ${report.browser} — ${report.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
+  console.log(['scenario'.padEnd(26), ...systems.map((s) => s.padEnd(20))].join(''));
+  for (const key of [...KEYS, 'main_thread_js_gzip_kb']) {
+    const cells = systems.map((s) => {
+      const v = report.systems[s][key];
+      const p = p95[s][key];
+      return `${fmt(v)}${p !== undefined && p !== null ? ` (${fmt(p)})` : ''}`.padEnd(20);
+    });
+    console.log([key.padEnd(26), ...cells].join(''));
+  }
+  if (jsonFile) await writeFile(jsonFile, JSON.stringify(report, null, 2));
+  if (profile.errors.length) throw new Error(`page errors during the benchmark: ${profile.errors.join('; ')}`);
+} finally {
+  await profile.close();
+  await server.stop();
+}
