@@ -3,8 +3,10 @@
 //! change notification on the second.
 
 use super::error::Result;
+use super::patch::{Aligner, FreshRow};
 use super::value::{QueryResult, Value};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
@@ -191,6 +193,37 @@ impl Database {
         Ok(QueryResult { columns, rows })
     }
 
+    /// Runs a live query again, lining its rows up with the previous result as
+    /// they stream out: rows equal to their old counterpart are not copied.
+    pub fn rows_aligned(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        old: &QueryResult,
+    ) -> Result<(Vec<String>, Vec<FreshRow>)> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let width = columns.len();
+        let old_rows: &[Vec<Value>] = if columns == old.columns {
+            &old.rows
+        } else {
+            &[]
+        };
+        let mut aligner = Aligner::new(old_rows);
+        let mut cursor = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = cursor.next()? {
+            aligner.push(
+                |old_row| (0..width).all(|i| row.get_ref(i).is_ok_and(|v| matches(&old_row[i], v))),
+                || {
+                    (0..width)
+                        .map(|i| Ok(Value::from(row.get_ref(i)?)))
+                        .collect()
+                },
+            )?;
+        }
+        Ok((columns, aligner.finish()))
+    }
+
     /// The tables changed by transactions that have ended since the last call,
     /// or `None` while a transaction is still open or nothing was written.
     fn take_committed_writes(&mut self) -> Option<TableSet> {
@@ -203,6 +236,18 @@ impl Database {
     fn forget_statements(&mut self) {
         self.conn.flush_prepared_statement_cache();
         self.access_by_sql.clear();
+    }
+}
+
+/// Whether a stored value equals one SQLite just produced, without copying it.
+fn matches(stored: &Value, fresh: ValueRef<'_>) -> bool {
+    match (stored, fresh) {
+        (Value::Null, ValueRef::Null) => true,
+        (Value::Integer(a), ValueRef::Integer(b)) => *a == b,
+        (Value::Real(a), ValueRef::Real(b)) => a.to_bits() == b.to_bits(),
+        (Value::Text(a), ValueRef::Text(b)) => a.as_bytes() == b,
+        (Value::Blob(a), ValueRef::Blob(b)) => a.as_slice() == b,
+        _ => false,
     }
 }
 

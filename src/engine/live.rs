@@ -51,14 +51,11 @@ pub struct TabUpdates {
 impl LiveQuery {
     /// Runs the query again; returns what its subscribers must be told, if anything.
     fn reevaluate(&mut self, db: &mut Database) -> Option<Result<Patch, ErrorData>> {
-        match db.rows(&self.sql, &self.params) {
-            Ok(fresh) => {
+        match db.rows_aligned(&self.sql, &self.params, &self.rows) {
+            Ok((columns, fresh)) => {
                 let recovered = self.failing.take().is_some();
-                match Patch::between(&self.rows, &fresh) {
-                    Some(patch) => {
-                        self.rows = fresh;
-                        Some(Ok(patch))
-                    }
+                match Patch::update(&mut self.rows, columns, fresh) {
+                    Some(patch) => Some(Ok(patch)),
                     // Same rows as before the error: tabs only need to hear it is over.
                     None if recovered => Some(Ok(Patch {
                         columns: None,

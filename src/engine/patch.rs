@@ -31,22 +31,119 @@ pub struct Patch {
     pub segments: Vec<Segment>,
 }
 
+/// A row of a fresh result: equal to the old row at this index, or new values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FreshRow {
+    Old(usize),
+    New(Vec<Value>),
+}
+
+/// Lines fresh rows up with the old result as they stream out of SQLite, so a
+/// row equal to the old one at the expected place is never copied out of
+/// SQLite at all: for a long result with one changed row, that is every row but
+/// one. A row inserted or deleted shifts the expected place by one and is
+/// followed; anything else becomes a new row, and moves are found afterwards.
+pub struct Aligner<'a> {
+    old: &'a [Vec<Value>],
+    cursor: usize,
+    fresh: Vec<FreshRow>,
+}
+
+impl<'a> Aligner<'a> {
+    pub fn new(old: &'a [Vec<Value>]) -> Self {
+        Aligner {
+            old,
+            cursor: 0,
+            fresh: Vec::with_capacity(old.len()),
+        }
+    }
+
+    /// Adds the next fresh row: `equals` compares it with an old row, `values`
+    /// copies it out when it matches none.
+    pub fn push<E, V>(&mut self, equals: E, values: V) -> Result<(), crate::Error>
+    where
+        E: Fn(&[Value]) -> bool,
+        V: FnOnce() -> Result<Vec<Value>, crate::Error>,
+    {
+        let (old, at) = (self.old, self.cursor);
+        if at < old.len() && equals(&old[at]) {
+            self.fresh.push(FreshRow::Old(at));
+            self.cursor += 1;
+        } else if at + 1 < old.len() && equals(&old[at + 1]) {
+            self.fresh.push(FreshRow::Old(at + 1));
+            self.cursor += 2;
+        } else {
+            self.fresh.push(FreshRow::New(values()?));
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<FreshRow> {
+        self.fresh
+    }
+}
+
 impl Patch {
     /// The patch from `old` to `new`, or `None` if they are equal.
     pub fn between(old: &QueryResult, new: &QueryResult) -> Option<Patch> {
-        if old.columns != new.columns {
-            return Some(Patch {
-                columns: Some(new.columns.clone()),
-                segments: vec![Segment::Rows(new.rows.clone())],
-            });
+        let mut old = old.clone();
+        let same_columns = old.columns == new.columns;
+        let mut aligner = Aligner::new(if same_columns { &old.rows } else { &[] });
+        for row in &new.rows {
+            aligner
+                .push(|o| same_row(o, row), || Ok(row.clone()))
+                .expect("copying values cannot fail");
         }
-        let segments = diff(&old.rows, &new.rows);
-        let unchanged = matches!(segments.as_slice(), [Segment::Keep { from: 0, count }] if *count == old.rows.len())
-            && old.rows.len() == new.rows.len();
-        let empty_to_empty = segments.is_empty() && old.rows.is_empty();
-        (!unchanged && !empty_to_empty).then_some(Patch {
-            columns: None,
-            segments,
+        let fresh = aligner.finish();
+        Patch::update(&mut old, new.columns.clone(), fresh)
+    }
+
+    /// Turns `current` into the fresh result and returns the patch that does the
+    /// same for a tab holding `current`, or `None` if nothing changed. Old rows
+    /// are moved, not copied.
+    pub fn update(
+        current: &mut QueryResult,
+        columns: Vec<String>,
+        mut fresh: Vec<FreshRow>,
+    ) -> Option<Patch> {
+        let old_len = current.rows.len();
+        let in_place = fresh.len() == old_len
+            && fresh
+                .iter()
+                .enumerate()
+                .all(|(i, r)| matches!(r, FreshRow::Old(j) if *j == i));
+        if in_place && columns == current.columns {
+            return None;
+        }
+        let columns_changed = columns != current.columns;
+        if columns_changed {
+            current.rows.clear();
+        }
+        find_moves(&current.rows, &mut fresh);
+
+        let mut segments = Segments::default();
+        let mut old_rows: Vec<Option<Vec<Value>>> = std::mem::take(&mut current.rows)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut rows = Vec::with_capacity(fresh.len());
+        for row in fresh {
+            match row {
+                FreshRow::Old(i) => {
+                    segments.keep(i, 1);
+                    rows.push(old_rows[i].take().expect("each old row is used once"));
+                }
+                FreshRow::New(values) => {
+                    segments.row(&values);
+                    rows.push(values);
+                }
+            }
+        }
+        current.rows = rows;
+        current.columns = columns;
+        Some(Patch {
+            columns: columns_changed.then(|| current.columns.clone()),
+            segments: segments.0,
         })
     }
 
@@ -104,45 +201,44 @@ fn same_row(a: &[Value], b: &[Value]) -> bool {
     RowKey(a) == RowKey(b)
 }
 
-/// Segments that turn `old` into `new`. The common prefix and suffix are found
-/// by direct comparison (the usual case: one row changed in a long result);
-/// only the middle is matched through a hash map.
-fn diff(old: &[Vec<Value>], new: &[Vec<Value>]) -> Vec<Segment> {
-    let prefix = old
-        .iter()
-        .zip(new)
-        .take_while(|(a, b)| same_row(a, b))
-        .count();
-    let suffix = old[prefix..]
-        .iter()
-        .rev()
-        .zip(new[prefix..].iter().rev())
-        .take_while(|(a, b)| same_row(a, b))
-        .count();
-    let old_mid = &old[prefix..old.len() - suffix];
-    let new_mid = &new[prefix..new.len() - suffix];
-
-    let mut out = Segments::default();
-    out.keep(0, prefix);
-    if !old_mid.is_empty() && !new_mid.is_empty() {
-        // Old positions by content; duplicates are handed out in order.
-        let mut by_content: HashMap<RowKey, Vec<usize>> = HashMap::with_capacity(old_mid.len());
-        for (i, row) in old_mid.iter().enumerate().rev() {
-            by_content.entry(RowKey(row)).or_default().push(prefix + i);
-        }
-        for row in new_mid {
-            match by_content.get_mut(&RowKey(row)).and_then(Vec::pop) {
-                Some(from) => out.keep(from, 1),
-                None => out.row(row),
-            }
-        }
-    } else {
-        for row in new_mid {
-            out.row(row);
+/// Matches new rows to old rows that the alignment skipped (moved rows, and
+/// duplicates), so they too are reused instead of sent again.
+fn find_moves(old: &[Vec<Value>], fresh: &mut [FreshRow]) {
+    if !fresh.iter().any(|r| matches!(r, FreshRow::New(_))) {
+        return;
+    }
+    let mut used = vec![false; old.len()];
+    for row in fresh.iter() {
+        if let FreshRow::Old(i) = row {
+            used[*i] = true;
         }
     }
-    out.keep(old.len() - suffix, suffix);
-    out.0
+    // Unused old positions by content hash; duplicates are handed out in order.
+    let mut unused: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, row) in old.iter().enumerate().rev() {
+        if !used[i] {
+            unused.entry(content_hash(row)).or_default().push(i);
+        }
+    }
+    if unused.is_empty() {
+        return;
+    }
+    for row in fresh.iter_mut() {
+        let FreshRow::New(values) = row else { continue };
+        let Some(candidates) = unused.get_mut(&content_hash(values)) else {
+            continue;
+        };
+        // Equal hashes are only candidates: confirm by comparing the values.
+        if let Some(at) = candidates.iter().rposition(|&i| same_row(&old[i], values)) {
+            *row = FreshRow::Old(candidates.remove(at));
+        }
+    }
+}
+
+fn content_hash(row: &[Value]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    RowKey(row).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Builds the segment list, merging adjacent runs as they are added.
