@@ -320,12 +320,27 @@ fn patched_results_equal_a_full_requery_under_random_writes() {
         let id = next(40) as i64;
         let title = Value::Text(format!("t{}", next(6)));
         let (sql, params) = match next(5) {
-            0 | 1 => ("INSERT OR REPLACE INTO items (id, title) VALUES (?, ?)", vec![Value::Integer(id), title]),
-            2 => ("UPDATE items SET title = ? WHERE id = ?", vec![title, Value::Integer(id)]),
+            0 | 1 => (
+                "INSERT OR REPLACE INTO items (id, title) VALUES (?, ?)",
+                vec![Value::Integer(id), title],
+            ),
+            2 => (
+                "UPDATE items SET title = ? WHERE id = ?",
+                vec![title, Value::Integer(id)],
+            ),
             3 => ("DELETE FROM items WHERE id = ?", vec![Value::Integer(id)]),
-            _ => ("INSERT INTO tags VALUES (?, ?)", vec![Value::Integer(id), title]),
+            _ => (
+                "INSERT INTO tags VALUES (?, ?)",
+                vec![Value::Integer(id), title],
+            ),
         };
-        let handled = engine.handle(tab, Request::Exec { sql: sql.into(), params });
+        let handled = engine.handle(
+            tab,
+            Request::Exec {
+                sql: sql.into(),
+                params,
+            },
+        );
         handled.reply.as_ref().unwrap();
         apply_updates(&mut held, &handled);
         for (i, sql) in queries.iter().enumerate() {
