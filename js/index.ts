@@ -43,6 +43,8 @@ export class Database {
   /** ...and its worker-side subscription released when it is. */
   readonly #collected = new FinalizationRegistry<number>((subscription) => this.#release(subscription));
   readonly #releaseTabLock: () => void;
+  /** Shared handles of `live()`, by SQL and parameters. */
+  readonly #shared = new Map<string, LiveQuery<unknown>>();
   #nextId = 1;
   #closed = false;
   #fatal: FerryError | undefined;
@@ -51,10 +53,13 @@ export class Database {
   constructor(options: OpenOptions) {
     this.name = options.name;
     const workerOptions: WorkerOptions = { type: 'module', name: `ferrydb:${options.name}` };
-    // Written as one expression so bundlers (Vite, webpack) find and emit the worker.
+    // Written as one expression so bundlers (Vite, webpack) find and emit the
+    // worker. The options carry the database name, which is not static, so Vite
+    // is told not to read them; it then bundles the worker as one classic
+    // script, which also runs as a module worker.
     const worker = options.workerUrl
       ? new SharedWorker(options.workerUrl, workerOptions)
-      : new SharedWorker(new URL('./worker.js', import.meta.url), workerOptions);
+      : new SharedWorker(new URL('./worker.js', import.meta.url), /* @vite-ignore */ workerOptions);
     this.#port = worker.port;
     this.#port.onmessage = (event: MessageEvent<WorkerMessage>) => this.#receive(event.data);
     this.#releaseTabLock = holdTabLock((lock) => this.#send({ type: 'hello', lock }));
@@ -81,8 +86,15 @@ export class Database {
 
   /** A live query: its rows now, and again after every commit that changes them. */
   watch<R = Row>(sql: string, params: SqlParam[] = []): LiveQuery<R> {
+    return this.#watch<R>(sql, params, () => {});
+  }
+
+  #watch<R>(sql: string, params: SqlParam[], onClose: () => void): LiveQuery<R> {
     const subscription = this.#nextId++;
-    const handle = new LiveQuery<R>(() => this.#release(subscription));
+    const handle = new LiveQuery<R>(() => {
+      onClose();
+      this.#release(subscription);
+    });
     this.#live.set(subscription, new WeakRef(handle as LiveQuery<unknown>));
     this.#collected.register(handle, subscription, handle);
     this.#request({ type: 'subscribe', subscription, sql, params }).then(
@@ -94,6 +106,22 @@ export class Database {
         handle._setError(error);
       },
     );
+    return handle;
+  }
+
+  /**
+   * A shared live query: every caller with the same SQL and parameters gets the
+   * same handle, which closes itself once it has had no listener for `idleMs`.
+   * This is what the React and Vue bindings use, so a component that renders
+   * twice (StrictMode) or remounts reuses one query instead of starting another.
+   */
+  live<R = Row>(sql: string, params: SqlParam[] = [], idleMs = 1000): LiveQuery<R> {
+    const key = `${sql}\u0000${JSON.stringify(params, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))}`;
+    const existing = this.#shared.get(key);
+    if (existing && !existing.closed) return existing as LiveQuery<R>;
+    const handle = this.#watch<R>(sql, params, () => this.#shared.delete(key));
+    handle._closeWhenIdle(idleMs);
+    this.#shared.set(key, handle as LiveQuery<unknown>);
     return handle;
   }
 

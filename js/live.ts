@@ -23,6 +23,9 @@ export class LiveQuery<R = Row> {
   readonly #listeners = new Set<Listener>();
   readonly #release: () => void;
   #closed = false;
+  /** For shared handles (`Database.live`): close after this long without listeners. */
+  #idleMs: number | undefined;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @internal Created by `Database.watch`. */
   constructor(release: () => void) {
@@ -35,15 +38,42 @@ export class LiveQuery<R = Row> {
   /** Calls `listener` after every change; returns the function that stops it. */
   subscribe = (listener: Listener): (() => void) => {
     this.#listeners.add(listener);
+    clearTimeout(this.#idleTimer);
     return () => {
       this.#listeners.delete(listener);
+      this.#armIdleClose();
     };
   };
+
+  /** Resolves once the query has a first result or error (for Suspense). */
+  ready(): Promise<void> {
+    if (this.#state.status !== 'pending') return Promise.resolve();
+    return new Promise((resolve) => {
+      // Being a listener also keeps a shared handle open while it is awaited.
+      const stop = this.subscribe(() => {
+        stop();
+        resolve();
+      });
+    });
+  }
+
+  /** @internal Makes this a shared handle that closes itself when unused. */
+  _closeWhenIdle(idleMs: number): void {
+    this.#idleMs = idleMs;
+    this.#armIdleClose();
+  }
+
+  #armIdleClose(): void {
+    if (this.#idleMs === undefined || this.#listeners.size > 0 || this.#closed) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => this.close(), this.#idleMs);
+  }
 
   /** Stops the query in the worker. The last state stays readable. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#idleTimer);
     this.#listeners.clear();
     this.#release();
   }

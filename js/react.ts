@@ -1,0 +1,66 @@
+/**
+ * React bindings: a provider for the database, and hooks over the
+ * framework-free client built on `useSyncExternalStore`. Each hook subscribes
+ * to its own live query, so a component re-renders only when its rows change.
+ */
+import { createContext, createElement, useContext, useEffect, useState, useSyncExternalStore } from 'react';
+import type { ReactNode } from 'react';
+import { Database, open, type OpenOptions } from './index.js';
+import type { QueryState, Row } from './live.js';
+import type { SqlParam } from './protocol.js';
+
+const FerryContext = createContext<Database | null>(null);
+
+export type FerryProviderProps = { children?: ReactNode } & ({ db: Database } | { options: OpenOptions });
+
+/**
+ * Provides a database to the components below. Pass an open `db`, or `options`
+ * to have the provider open one (in the browser only, once, closed on unmount).
+ */
+export function FerryProvider(props: FerryProviderProps): ReactNode {
+  const given = 'db' in props ? props.db : null;
+  const options = 'options' in props ? props.options : null;
+  const [owned, setOwned] = useState<Database | null>(null);
+  useEffect(() => {
+    if (given || !options) return;
+    const db = open(options);
+    setOwned(db);
+    return () => db.close();
+    // The options object identity is not a reason to reopen; the name is.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [given, options?.name]);
+  const db = given ?? owned;
+  if (!db) return null;
+  return createElement(FerryContext.Provider, { value: db }, props.children);
+}
+
+/** The database of the nearest `FerryProvider`. */
+export function useFerry(): Database {
+  const db = useContext(FerryContext);
+  if (!db) throw new Error('useFerry: no <FerryProvider> above this component');
+  return db;
+}
+
+const PENDING: QueryState<never> = { status: 'pending' };
+const serverSnapshot = (): QueryState<never> => PENDING;
+
+/**
+ * A live query's state: `pending`, then `ok` with rows, or `error` (keeping the
+ * last rows). Unchanged rows keep their identity across updates, so memoised
+ * row components skip re-rendering.
+ */
+export function useQuery<R = Row>(sql: string, params: SqlParam[] = []): QueryState<R> {
+  const db = useFerry();
+  const handle = db.live<R>(sql, params);
+  return useSyncExternalStore(handle.subscribe, handle.getSnapshot, serverSnapshot);
+}
+
+/** Like `useQuery`, but suspends until the first result and throws its error. */
+export function useSuspenseQuery<R = Row>(sql: string, params: SqlParam[] = []): readonly R[] {
+  const db = useFerry();
+  const handle = db.live<R>(sql, params);
+  const state = useSyncExternalStore(handle.subscribe, handle.getSnapshot, serverSnapshot);
+  if (state.status === 'pending') throw handle.ready();
+  if (state.status === 'error') throw state.error;
+  return state.rows;
+}
