@@ -3,6 +3,7 @@
 import { open } from '../ferrydb/dist/index.js';
 
 const db = open({ name: `bench-${new URLSearchParams(location.search).get('db') ?? 'main'}` });
+window.ferryDb = db;
 const now = () => performance.now();
 const SCHEMA = '(id TEXT PRIMARY KEY, title TEXT, done INTEGER, n INTEGER, updated_at INTEGER)';
 const rowsFor = (count, prefix = '') =>

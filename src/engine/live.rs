@@ -18,7 +18,9 @@ pub type Subscriber = (TabId, SubscriptionId);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct QueryKey {
     sql: String,
-    /// Parameters as JSON text: `Value` holds floats, so it is not `Hash`/`Eq`.
+    /// Parameters as text: `Value` holds floats, so it is not `Hash`/`Eq`. The
+    /// `Debug` form is exact (floats print round-trippably) and costs no JSON
+    /// encoder in the wasm bundle.
     params: String,
 }
 
@@ -104,7 +106,7 @@ impl LiveQueries {
         }
         let key = QueryKey {
             sql: sql.to_owned(),
-            params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
+            params: format!("{params:?}"),
         };
         if let Some(query) = self.queries.get_mut(&key) {
             if let Some(error) = &query.failing {
