@@ -3,6 +3,12 @@
 //! replies and live-query updates back. No decisions are made here.
 
 mod convert;
+#[allow(dead_code)] // wired in with durable storage
+mod idb;
+#[allow(dead_code)] // wired in with durable storage
+mod io_error;
+#[allow(dead_code)] // wired in with durable storage
+mod opfs;
 mod tabs;
 
 use wasm_bindgen::prelude::*;
