@@ -1,0 +1,81 @@
+//! The storage seam: a flat namespace of whole files. The browser host
+//! implements it over OPFS or IndexedDB (asynchronously, around the sans-IO
+//! [`FrameLog`]); [`MemoryBackend`] is the in-memory twin for tests, private
+//! mode and native use.
+
+use super::error::Result;
+use super::log::{FrameLog, IoOp, IoRequest, LogConfig};
+use super::manifest::FileName;
+use super::recovery::{recover, Recovered};
+use std::collections::BTreeMap;
+
+/// Whole-file storage. `write` creates or replaces a file with exactly the
+/// given bytes; `delete` of a missing file succeeds. A synchronous trait is
+/// enough natively; the browser host performs the same four operations with
+/// promises and feeds the results to the log.
+pub trait StorageBackend {
+    fn list(&self) -> Result<Vec<String>>;
+    /// `None` if the file does not exist.
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()>;
+    fn delete(&mut self, name: &str) -> Result<()>;
+}
+
+/// Files in a map: the backend for tests and for private mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryBackend {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl StorageBackend for MemoryBackend {
+    fn list(&self) -> Result<Vec<String>> {
+        Ok(self.files.keys().cloned().collect())
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.files.get(name).cloned())
+    }
+
+    fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.files.insert(name.to_owned(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn delete(&mut self, name: &str) -> Result<()> {
+        self.files.remove(name);
+        Ok(())
+    }
+}
+
+/// Reads every file of ours from `backend` and recovers from them.
+pub fn open_backend(backend: &dyn StorageBackend, config: LogConfig) -> Result<Recovered> {
+    let mut files = Vec::new();
+    for name in backend.list()? {
+        if FileName::parse(&name).is_none() {
+            continue;
+        }
+        if let Some(bytes) = backend.read(&name)? {
+            files.push((name, bytes));
+        }
+    }
+    recover(files, config)
+}
+
+/// Performs one request on a synchronous backend.
+pub fn perform(backend: &mut dyn StorageBackend, request: &IoRequest) -> Result<()> {
+    match &request.op {
+        IoOp::Write { name, bytes } => backend.write(name, bytes),
+        IoOp::Delete { name } => backend.delete(name),
+    }
+}
+
+impl FrameLog {
+    /// Performs every request the log has, one at a time, until it has none
+    /// (everything durable, checkpoint finished) or a failure stalls it.
+    pub fn run_io(&mut self, backend: &mut dyn StorageBackend) {
+        while let Some(request) = self.next_io() {
+            let result = perform(backend, &request);
+            self.io_done(request.id, result);
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The frame log: a sans-IO state machine that turns commits into files.
+//!
+//! The engine [`append`](FrameLog::append)s each commit and gets its sequence
+//! number. The host asks [`next_io`](FrameLog::next_io) for work, performs each
+//! [`IoRequest`] asynchronously (OPFS, IndexedDB, memory) in any order and
+//! reports back with [`io_done`](FrameLog::io_done). The log never does I/O
+//! itself and never waits.
+//!
+//! - **Group commit.** At most one log write is in flight. Frames appended
+//!   meanwhile are batched into the next write, a new file named after its
+//!   first frame. A write is whole-file: creating or replacing `name` with
+//!   exactly `bytes`.
+//! - **Durability.** [`durable_seq`](FrameLog::durable_seq) is the highest N
+//!   with every frame ≤ N on storage; a transaction's `durable` promise
+//!   resolves once it reaches the transaction's sequence number.
+//! - **Failure.** A failed log write stalls the log with the error (nothing
+//!   later can become durable before it); its frames stay queued and are
+//!   rewritten whole after [`resume`](FrameLog::resume).
+//! - **Checkpoint.** See `checkpoint.rs`.
+
+use super::error::Error;
+use super::frame::{encode_frame, Commit};
+use super::manifest::{FileName, Manifest};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Tuning of file sizes and checkpoint frequency.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Target size of one segment file, in bytes (rounded down to whole pages,
+    /// at least one). Smaller segments make checkpoints after scattered small
+    /// writes cheaper; larger ones mean fewer files to open.
+    pub segment_bytes: u32,
+    /// [`FrameLog::checkpoint_due`] once durable log files hold this many bytes...
+    pub checkpoint_after_bytes: u64,
+    /// ...or once there are this many of them (each costs a read on open).
+    pub checkpoint_after_files: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 20,
+            checkpoint_after_bytes: 16 << 20,
+            checkpoint_after_files: 256,
+        }
+    }
+}
+
+/// One piece of I/O for the host to perform, then acknowledge with its `id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoRequest {
+    pub id: u64,
+    pub op: IoOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoOp {
+    /// Create or replace the file `name` with exactly `bytes`.
+    Write { name: String, bytes: Arc<[u8]> },
+    /// Remove the file `name`; a file already gone counts as success.
+    Delete { name: String },
+}
+
+/// What an issued request was for, by id.
+#[derive(Debug)]
+pub(super) enum InFlight {
+    /// Frames `first..=last`; the bytes are kept to rewrite them after a failure.
+    LogWrite {
+        first: u64,
+        last: u64,
+        bytes: Arc<[u8]>,
+    },
+    SegmentWrite {
+        name: String,
+    },
+    ManifestWrite,
+    /// A segment of an abandoned checkpoint: deleted once it has landed.
+    OrphanSegment {
+        name: String,
+    },
+    /// `blocking`: a stale log file that must be gone before frames are
+    /// written again (its name or sequence numbers could be reused).
+    Delete {
+        name: String,
+        blocking: bool,
+    },
+}
+
+pub struct FrameLog {
+    pub(super) config: LogConfig,
+    /// The number the next appended commit gets.
+    pub(super) next_seq: u64,
+    pub(super) durable_seq: u64,
+    /// Encoded frames not yet handed to the host, starting at `pending_first`.
+    pending: Vec<u8>,
+    pending_first: u64,
+    log_write_in_flight: bool,
+    stalled: Option<Error>,
+    pub(super) last_error: Option<Error>,
+    /// Durable log files: first seq → (last seq, bytes).
+    pub(super) log_files: BTreeMap<u64, (u64, u64)>,
+    pub(super) log_bytes: u64,
+    blocking_deletes: usize,
+    /// Blocking deletes that failed, issued again on [`FrameLog::resume`].
+    failed_deletes: Vec<String>,
+    pub(super) ready: VecDeque<IoRequest>,
+    pub(super) in_flight: HashMap<u64, InFlight>,
+    next_id: u64,
+    /// The durable checkpoint, if any.
+    pub(super) manifest: Option<Manifest>,
+    pub(super) next_gen: u64,
+    /// Pages changed by frames the current manifest does not cover.
+    pub(super) dirty_pages: BTreeSet<u32>,
+    /// The smallest database size since the manifest: pages above it may have
+    /// been dropped and re-grown (zeroed) without being written.
+    pub(super) low_water_pages: u32,
+    pub(super) checkpoint: Option<super::checkpoint::CheckpointRun>,
+}
+
+/// Everything recovery learned that the log needs to carry on.
+pub(super) struct ResumePoint {
+    pub last_seq: u64,
+    pub manifest: Option<Manifest>,
+    pub next_gen: u64,
+    pub log_files: BTreeMap<u64, (u64, u64)>,
+    pub dirty_pages: BTreeSet<u32>,
+    pub low_water_pages: u32,
+    /// Unneeded files; `true` = must be deleted before the next log write.
+    pub garbage: Vec<(String, bool)>,
+}
+
+impl FrameLog {
+    /// The log of a new, empty database.
+    pub fn new(config: LogConfig) -> Self {
+        Self::resume_from(
+            config,
+            ResumePoint {
+                last_seq: 0,
+                manifest: None,
+                next_gen: 1,
+                log_files: BTreeMap::new(),
+                dirty_pages: BTreeSet::new(),
+                low_water_pages: 0,
+                garbage: Vec::new(),
+            },
+        )
+    }
+
+    pub(super) fn resume_from(config: LogConfig, point: ResumePoint) -> Self {
+        let mut log = FrameLog {
+            config,
+            next_seq: point.last_seq + 1,
+            durable_seq: point.last_seq,
+            pending: Vec::new(),
+            pending_first: 0,
+            log_write_in_flight: false,
+            stalled: None,
+            last_error: None,
+            log_bytes: point.log_files.values().map(|&(_, len)| len).sum(),
+            log_files: point.log_files,
+            blocking_deletes: 0,
+            failed_deletes: Vec::new(),
+            ready: VecDeque::new(),
+            in_flight: HashMap::new(),
+            next_id: 1,
+            manifest: point.manifest,
+            next_gen: point.next_gen,
+            dirty_pages: point.dirty_pages,
+            low_water_pages: point.low_water_pages,
+            checkpoint: None,
+        };
+        for (name, blocking) in point.garbage {
+            log.queue_delete(name, blocking);
+        }
+        log
+    }
+
+    /// Adds a commit to the log; returns its sequence number.
+    pub fn append(&mut self, commit: &Commit) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.pending.is_empty() {
+            self.pending_first = seq;
+        }
+        encode_frame(seq, commit, &mut self.pending);
+        self.dirty_pages
+            .extend(commit.pages.iter().map(|&(pgno, _)| pgno));
+        self.low_water_pages = self.low_water_pages.min(commit.db_pages);
+        seq
+    }
+
+    /// The sequence number of the last appended commit (0 if none ever).
+    pub fn appended_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Every frame up to and including this number is on storage.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// The error that stopped log writes, until [`FrameLog::resume`].
+    pub fn stalled(&self) -> Option<&Error> {
+        self.stalled.as_ref()
+    }
+
+    /// The most recent failure reported by the host (log or checkpoint).
+    pub fn last_error(&self) -> Option<&Error> {
+        self.last_error.as_ref()
+    }
+
+    /// Lets log writes (and failed blocking deletes) be issued again after a
+    /// failure. The host calls it after backing off, or when space was freed.
+    pub fn resume(&mut self) {
+        self.stalled = None;
+        for name in std::mem::take(&mut self.failed_deletes) {
+            self.blocking_deletes -= 1;
+            self.queue_delete(name, true);
+        }
+    }
+
+    /// True when nothing is queued or in flight: everything appended is durable
+    /// and no checkpoint is running.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.in_flight.is_empty() && self.ready.is_empty()
+    }
+
+    /// The next request for the host, or `None` until something changes (an
+    /// append, an acknowledgement, a checkpoint start, a resume).
+    pub fn next_io(&mut self) -> Option<IoRequest> {
+        if !self.log_write_in_flight
+            && self.stalled.is_none()
+            && self.blocking_deletes == 0
+            && !self.pending.is_empty()
+        {
+            let first = self.pending_first;
+            let last = self.next_seq - 1;
+            let bytes: Arc<[u8]> = std::mem::take(&mut self.pending).into();
+            let name = FileName::Log { first }.to_string();
+            let id = self.issue(InFlight::LogWrite {
+                first,
+                last,
+                bytes: bytes.clone(),
+            });
+            self.log_write_in_flight = true;
+            return Some(IoRequest {
+                id,
+                op: IoOp::Write { name, bytes },
+            });
+        }
+        self.ready.pop_front()
+    }
+
+    /// The host finished request `id`. An error means the operation may have
+    /// happened partly or not at all.
+    pub fn io_done(&mut self, id: u64, result: Result<(), Error>) {
+        let Some(what) = self.in_flight.remove(&id) else {
+            return;
+        };
+        if let Err(error) = &result {
+            self.last_error = Some(error.clone());
+        }
+        match what {
+            InFlight::LogWrite { first, last, bytes } => {
+                self.log_write_in_flight = false;
+                match result {
+                    Ok(()) => self.log_write_landed(first, last, bytes.len() as u64),
+                    Err(error) => {
+                        let mut queued = bytes.to_vec();
+                        queued.append(&mut self.pending);
+                        self.pending = queued;
+                        self.pending_first = first;
+                        self.stalled = Some(error);
+                    }
+                }
+            }
+            InFlight::Delete { name, blocking } => {
+                if blocking {
+                    match result {
+                        Ok(()) => self.blocking_deletes -= 1,
+                        Err(error) => {
+                            self.failed_deletes.push(name);
+                            self.stalled = Some(error);
+                        }
+                    }
+                }
+            }
+            InFlight::OrphanSegment { name } => self.queue_delete(name, false),
+            InFlight::SegmentWrite { name } => self.segment_done(name, result),
+            InFlight::ManifestWrite => self.manifest_done(result),
+        }
+    }
+
+    fn log_write_landed(&mut self, first: u64, last: u64, len: u64) {
+        self.durable_seq = self.durable_seq.max(last);
+        if self.manifest.as_ref().is_some_and(|m| m.seq >= last) {
+            // A checkpoint finished while this write was in flight.
+            self.queue_delete(FileName::Log { first }.to_string(), false);
+        } else {
+            self.log_files.insert(first, (last, len));
+            self.log_bytes += len;
+        }
+    }
+
+    pub(super) fn issue(&mut self, what: InFlight) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.in_flight.insert(id, what);
+        id
+    }
+
+    pub(super) fn queue_delete(&mut self, name: String, blocking: bool) {
+        if blocking {
+            self.blocking_deletes += 1;
+        }
+        let id = self.issue(InFlight::Delete {
+            name: name.clone(),
+            blocking,
+        });
+        self.ready.push_back(IoRequest {
+            id,
+            op: IoOp::Delete { name },
+        });
+    }
+}
+
+impl std::fmt::Debug for FrameLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameLog")
+            .field("appended_seq", &self.appended_seq())
+            .field("durable_seq", &self.durable_seq)
+            .field("pending_bytes", &self.pending.len())
+            .field("log_files", &self.log_files.len())
+            .field("checkpoint_seq", &self.manifest.as_ref().map(|m| m.seq))
+            .field("stalled", &self.stalled)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,199 @@
+//! The frame log's state machine on its own: group commit, durability,
+//! failures, checkpoint failures and garbage after recovery.
+
+use super::small_config;
+use crate::storage::frame::read_frames;
+use crate::storage::{
+    open_backend, perform, Commit, Error, FrameLog, IoOp, IoRequest, MemoryBackend, PageImage,
+};
+
+fn commit(pgno: u32, fill: u8) -> Commit {
+    Commit {
+        page_size: 4096,
+        db_pages: pgno.max(1),
+        pages: vec![(pgno, vec![fill; 4096].into())],
+    }
+}
+
+fn write_of(request: &IoRequest) -> (&str, &[u8]) {
+    match &request.op {
+        IoOp::Write { name, bytes } => (name, bytes),
+        IoOp::Delete { name } => panic!("expected a write, got a delete of {name}"),
+    }
+}
+
+fn quota() -> Error {
+    Error::Quota("full".into())
+}
+
+#[test]
+fn frames_appended_during_a_write_go_out_together_in_the_next_one() {
+    let mut log = FrameLog::new(small_config());
+    assert_eq!(log.append(&commit(1, 1)), 1);
+    let first = log.next_io().expect("a log write");
+    assert_eq!(write_of(&first).0, "log.0000000000000001");
+    assert_eq!(log.append(&commit(1, 2)), 2);
+    assert_eq!(log.append(&commit(2, 3)), 3);
+    assert_eq!(log.next_io(), None, "one log write at a time");
+    assert_eq!(log.durable_seq(), 0);
+    log.io_done(first.id, Ok(()));
+    assert_eq!(log.durable_seq(), 1);
+    let second = log.next_io().expect("the batch");
+    let (name, bytes) = write_of(&second);
+    assert_eq!(name, "log.0000000000000002");
+    let seqs: Vec<u64> = read_frames(bytes).map(|f| f.seq).collect();
+    assert_eq!(seqs, [2, 3]);
+    log.io_done(second.id, Ok(()));
+    assert_eq!(log.durable_seq(), 3);
+    assert!(log.is_idle());
+}
+
+#[test]
+fn a_failed_write_stalls_until_resumed_then_rewrites_everything_pending() {
+    let mut log = FrameLog::new(small_config());
+    log.append(&commit(1, 1));
+    let request = log.next_io().unwrap();
+    log.append(&commit(1, 2));
+    log.io_done(request.id, Err(quota()));
+    assert_eq!(log.stalled(), Some(&quota()));
+    assert_eq!(log.stalled().unwrap().code(), "storage_quota");
+    assert_eq!(log.next_io(), None);
+    log.resume();
+    let retry = log.next_io().unwrap();
+    let (name, bytes) = write_of(&retry);
+    assert_eq!(name, "log.0000000000000001", "same file, rewritten whole");
+    assert_eq!(read_frames(bytes).count(), 2);
+    log.io_done(retry.id, Ok(()));
+    assert_eq!(log.durable_seq(), 2);
+}
+
+#[test]
+fn a_failed_segment_write_abandons_the_checkpoint_and_removes_its_files() {
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(small_config());
+    let mut image = PageImage::empty();
+    image.set_page_size(4096);
+    for pgno in 1..=12 {
+        let c = commit(pgno, pgno as u8);
+        image.set_page(pgno, &c.pages[0].1);
+        log.append(&c);
+    }
+    log.run_io(&mut backend);
+    assert!(log.start_checkpoint(&image));
+    assert!(!log.start_checkpoint(&image), "one checkpoint at a time");
+    // Three segments of four pages: the first lands, the second fails.
+    let a = log.next_io().unwrap();
+    let b = log.next_io().unwrap();
+    perform(&mut backend, &a).unwrap();
+    log.io_done(a.id, Ok(()));
+    log.io_done(b.id, Err(quota()));
+    assert!(!log.checkpoint_running());
+    log.run_io(&mut backend);
+    assert!(
+        backend.files.keys().all(|n| n.starts_with("log.")),
+        "{:?}",
+        backend.files.keys()
+    );
+    assert_eq!(log.checkpoint_seq(), 0);
+
+    assert!(log.start_checkpoint(&image));
+    log.run_io(&mut backend);
+    assert_eq!(log.checkpoint_seq(), 12);
+    let recovered = open_backend(&backend, small_config()).unwrap();
+    assert_eq!(recovered.image, image);
+}
+
+#[test]
+fn a_failed_manifest_write_keeps_the_segments_it_may_name() {
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(small_config());
+    let mut image = PageImage::empty();
+    image.set_page_size(4096);
+    for pgno in 1..=3 {
+        let c = commit(pgno, 9);
+        image.set_page(pgno, &c.pages[0].1);
+        log.append(&c);
+    }
+    log.run_io(&mut backend);
+    assert!(log.start_checkpoint(&image));
+    let segment = log.next_io().unwrap();
+    perform(&mut backend, &segment).unwrap();
+    log.io_done(segment.id, Ok(()));
+    let manifest = log.next_io().unwrap();
+    assert!(write_of(&manifest).0.starts_with("manifest."));
+    // The write landed, but the host reported an error anyway.
+    perform(&mut backend, &manifest).unwrap();
+    log.io_done(manifest.id, Err(Error::Unavailable("lost ack".into())));
+    log.run_io(&mut backend);
+    assert!(backend.files.keys().any(|n| n.starts_with("seg.")));
+    let recovered = open_backend(&backend, small_config()).unwrap();
+    assert_eq!(recovered.report.checkpoint_seq, 3);
+    assert_eq!(recovered.image, image);
+}
+
+#[test]
+fn stale_log_files_are_deleted_before_new_frames_are_written() {
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(small_config());
+    log.append(&commit(1, 1));
+    log.run_io(&mut backend);
+    // Frame 2 was torn; a frame 3 after the gap must never be replayed.
+    let mut torn = Vec::new();
+    crate::storage::frame::encode_frame(2, &commit(1, 2), &mut torn);
+    torn.truncate(torn.len() - 1);
+    backend.files.insert("log.0000000000000002".into(), torn);
+    let mut stale = Vec::new();
+    crate::storage::frame::encode_frame(3, &commit(1, 3), &mut stale);
+    backend.files.insert("log.0000000000000003".into(), stale);
+
+    let recovered = open_backend(&backend, small_config()).unwrap();
+    assert_eq!(recovered.report.last_seq, 1);
+    assert_eq!(recovered.report.garbage_files, 2);
+    let mut log = recovered.log;
+    assert_eq!(log.append(&commit(1, 4)), 2);
+    let deletes: Vec<IoRequest> = std::iter::from_fn(|| log.next_io()).collect();
+    assert_eq!(deletes.len(), 2);
+    assert!(deletes.iter().all(|r| matches!(r.op, IoOp::Delete { .. })));
+    for request in &deletes {
+        log.io_done(request.id, Ok(()));
+    }
+    let write = log
+        .next_io()
+        .expect("the log write, once the deletes landed");
+    assert_eq!(write_of(&write).0, "log.0000000000000002");
+}
+
+#[test]
+fn a_checkpoint_rewrites_segments_that_shrank_and_grew_back_unwritten() {
+    let mut backend = MemoryBackend::default();
+    let mut config = small_config();
+    config.segment_bytes = 2 * 4096;
+    let mut log = FrameLog::new(config.clone());
+    let mut image = PageImage::empty();
+    image.set_page_size(4096);
+    for pgno in 1..=8 {
+        let c = commit(pgno, pgno as u8);
+        image.set_page(pgno, &c.pages[0].1);
+        log.append(&c);
+    }
+    log.run_io(&mut backend);
+    assert!(log.start_checkpoint(&image));
+    log.run_io(&mut backend);
+    // Truncate to four pages, then grow back to eight writing only page 8:
+    // pages 5..7 are zero now although no frame since the checkpoint wrote them.
+    image.resize_pages(4);
+    log.append(&Commit {
+        page_size: 4096,
+        db_pages: 4,
+        pages: vec![],
+    });
+    let last = commit(8, 0xEE);
+    image.set_page(8, &last.pages[0].1);
+    log.append(&last);
+    log.run_io(&mut backend);
+    assert!(log.start_checkpoint(&image));
+    log.run_io(&mut backend);
+    let recovered = open_backend(&backend, config).unwrap();
+    assert_eq!(recovered.report.frames_replayed, 0);
+    assert_eq!(recovered.image, image);
+}
