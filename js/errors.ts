@@ -5,7 +5,11 @@ export type FerryErrorCode =
   | 'unknown_subscription'
   | 'internal'
   | 'worker_unavailable'
-  | 'closed';
+  | 'closed'
+  | 'storage_quota'
+  | 'storage_unavailable'
+  | 'storage_corrupt'
+  | 'database_deleted';
 
 /** The shape errors take when they cross from the worker: data, never a bare string. */
 export interface ErrorData {

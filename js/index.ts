@@ -11,6 +11,7 @@ import type {
   Request,
   ResponseOf,
   SqlParam,
+  StorageStatus,
   TabMessage,
   WorkerMessage,
   WorkerStats,
@@ -20,17 +21,33 @@ export { FerryError } from './errors.js';
 export type { ErrorData, FerryErrorCode } from './errors.js';
 export { LiveQuery } from './live.js';
 export type { Listener, QueryState, Row } from './live.js';
-export type { ExecResult, SqlParam, SqlValue, WorkerStats } from './protocol.js';
+export type { SqlParam, SqlValue, StorageStatus, WorkerStats } from './protocol.js';
+
+/** A write's outcome. `durable` resolves once the write is on disk (it rejects
+ * with `storage_quota` / `storage_unavailable` if storage fails first). */
+export interface WriteResult extends ExecResult {
+  durable: Promise<void>;
+}
 
 export interface OpenOptions {
   /** The database name: tabs that open the same name share one replica. */
   name: string;
+  /** Whose replica: each user of a browser gets separate storage and worker. */
+  user?: string;
+  /** Where to store the replica: `auto` (OPFS, else IndexedDB, else memory). */
+  storage?: 'auto' | 'opfs' | 'indexeddb' | 'memory';
   /** Where the worker script is, if a bundler moved it (defaults to the packaged one). */
   workerUrl?: string | URL;
 }
 
 interface Pending {
-  resolve: (value: unknown) => void;
+  resolve: (value: unknown, seq?: number) => void;
+  reject: (error: FerryError) => void;
+}
+
+interface DurableWaiter {
+  seq: number;
+  resolve: () => void;
   reject: (error: FerryError) => void;
 }
 
@@ -48,11 +65,16 @@ export class Database {
   #nextId = 1;
   #closed = false;
   #fatal: FerryError | undefined;
+  #storage: StorageStatus | undefined;
+  readonly #storageListeners = new Set<(status: StorageStatus) => void>();
+  /** Writes waiting to be on disk, oldest first. */
+  #durableWaiters: DurableWaiter[] = [];
 
   /** @internal Use `open()`. */
   constructor(options: OpenOptions) {
     this.name = options.name;
-    const workerOptions: WorkerOptions = { type: 'module', name: `ferrydb:${options.name}` };
+    const key = [options.name, options.user ?? 'anonymous', options.storage ?? 'auto'];
+    const workerOptions: WorkerOptions = { type: 'module', name: `ferrydb:${JSON.stringify(key)}` };
     // Written as one expression so bundlers (Vite, webpack) find and emit the
     // worker. The options carry the database name, which is not static, so Vite
     // is told not to read them; it then bundles the worker as one classic
@@ -65,17 +87,44 @@ export class Database {
     this.#releaseTabLock = holdTabLock((lock) => this.#send({ type: 'hello', lock }));
   }
 
-  /** Runs one statement; resolves when it has been applied in the worker. */
-  exec(sql: string, params: SqlParam[] = []): Promise<ExecResult> {
-    return this.#request({ type: 'exec', sql, params });
+  /**
+   * Runs one statement; resolves when it has been applied in the worker and is
+   * visible to every tab. Await `durable` on the result to know it is on disk.
+   */
+  exec(sql: string, params: SqlParam[] = []): Promise<WriteResult> {
+    return this.#write({ type: 'exec', sql, params });
   }
 
   /**
    * Runs one statement once per parameter set, all in one transaction: the way
    * to load many rows. Nothing is applied if any run fails.
    */
-  execMany(sql: string, rows: SqlParam[][]): Promise<ExecResult> {
-    return this.#request({ type: 'execMany', sql, rows });
+  execMany(sql: string, rows: SqlParam[][]): Promise<WriteResult> {
+    return this.#write({ type: 'execMany', sql, rows });
+  }
+
+  /** Where the replica is stored and how much is on disk (undefined until the worker says). */
+  get storage(): StorageStatus | undefined {
+    return this.#storage;
+  }
+
+  /** Calls `listener` whenever the storage status changes; returns the unsubscribe. */
+  onStorageChange(listener: (status: StorageStatus) => void): () => void {
+    this.#storageListeners.add(listener);
+    return () => this.#storageListeners.delete(listener);
+  }
+
+  /**
+   * Deletes every stored file of this database and user and starts over empty.
+   * Every tab's live queries end with `database_deleted`.
+   */
+  deleteDatabase(): Promise<void> {
+    if (this.#closed) return Promise.reject(new FerryError(closedError()));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve: () => resolve(), reject });
+      this.#send({ type: 'deleteDatabase', id });
+    });
   }
 
   /** Runs one statement and resolves to its rows. */
@@ -143,20 +192,48 @@ export class Database {
     this.#send({ type: 'bye' });
     this.#closed = true;
     this.#releaseTabLock();
-    this.#failPending({ code: 'closed', message: 'the database was closed', retryable: false });
+    this.#failPending(closedError());
     this.#port.close();
   }
 
   #request<T extends Request['type']>(request: Extract<Request, { type: T }>): Promise<ResponseOf[T]> {
-    if (this.#closed) {
-      return Promise.reject(new FerryError({ code: 'closed', message: 'the database was closed', retryable: false }));
-    }
+    return this.#call(request, (value) => value as ResponseOf[T]);
+  }
+
+  /** A request that may commit: its result carries the `durable` promise. */
+  #write(request: Extract<Request, { type: 'exec' | 'execMany' }>): Promise<WriteResult> {
+    return this.#call(request, (value, seq) => ({ ...(value as ExecResult), durable: this.#durable(seq) }));
+  }
+
+  #call<R>(request: Request, wrap: (value: unknown, seq?: number) => R): Promise<R> {
+    if (this.#closed) return Promise.reject(new FerryError(closedError()));
     if (this.#fatal) return Promise.reject(this.#fatal);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#pending.set(id, { resolve: (value, seq) => resolve(wrap(value, seq)), reject });
       this.#send({ ...request, id } as TabMessage);
     });
+  }
+
+  /** Resolves once the commit `seq` is on disk; at once if nothing was committed. */
+  #durable(seq: number | undefined): Promise<void> {
+    if (seq === undefined || (this.#storage && this.#storage.durableSeq >= seq)) return Promise.resolve();
+    const promise = new Promise<void>((resolve, reject) => this.#durableWaiters.push({ seq, resolve, reject }));
+    // Apps that never await `durable` must not see unhandled rejections.
+    promise.catch(() => {});
+    return promise;
+  }
+
+  #storageChanged(status: StorageStatus): void {
+    this.#storage = status;
+    const waiting = this.#durableWaiters;
+    this.#durableWaiters = [];
+    for (const waiter of waiting) {
+      if (waiter.seq <= status.durableSeq) waiter.resolve();
+      else if (status.error) waiter.reject(new FerryError(status.error));
+      else this.#durableWaiters.push(waiter);
+    }
+    for (const listener of [...this.#storageListeners]) listener(status);
   }
 
   #send(message: TabMessage): void {
@@ -170,7 +247,19 @@ export class Database {
         if (!pending) return;
         this.#pending.delete(message.id);
         if ('error' in message) pending.reject(new FerryError(message.error));
-        else pending.resolve(message.ok);
+        else pending.resolve(message.ok, message.seq);
+        return;
+      }
+      case 'storage': {
+        const { type: _, ...status } = message;
+        this.#storageChanged(status);
+        return;
+      }
+      case 'reset': {
+        const ended = new FerryError({ code: 'database_deleted', message: 'the database was deleted', retryable: false });
+        for (const ref of [...this.#live.values()]) ref.deref()?._setError(ended);
+        this.#live.clear();
+        this.#shared.clear();
         return;
       }
       case 'live':
@@ -193,6 +282,8 @@ export class Database {
   #failPending(error: ErrorData): void {
     for (const pending of this.#pending.values()) pending.reject(new FerryError(error));
     this.#pending.clear();
+    for (const waiter of this.#durableWaiters) waiter.reject(new FerryError(error));
+    this.#durableWaiters = [];
   }
 }
 
@@ -215,6 +306,10 @@ function holdTabLock(onHeld: (lock: string) => void): () => void {
     return held;
   });
   return () => release();
+}
+
+function closedError(): ErrorData {
+  return { code: 'closed', message: 'the database was closed', retryable: false };
 }
 
 function assertNever(value: never): never {

@@ -46,6 +46,7 @@ export interface ResponseOf {
 export type TabMessage =
   | { type: 'hello'; lock: string }
   | { type: 'bye' }
+  | { type: 'deleteDatabase'; id: number }
   | (Request & { id: number });
 
 /**
@@ -60,9 +61,21 @@ export interface Patch {
 
 export type LiveUpdate = { subscription: number; patch: Patch } | { subscription: number; error: ErrorData };
 
+/** Where the replica is stored, and how much of it is on disk. */
+export interface StorageStatus {
+  backend: 'opfs' | 'indexeddb' | 'memory';
+  /** Every commit up to this sequence number is on disk. */
+  durableSeq: number;
+  /** Set while writes are not reaching the disk (`storage_quota`, `storage_unavailable`). */
+  error?: ErrorData;
+}
+
 export type WorkerMessage =
-  | { type: 'reply'; id: number; ok: unknown }
+  | { type: 'reply'; id: number; ok: unknown; seq?: number }
   | { type: 'reply'; id: number; error: ErrorData }
+  | ({ type: 'storage' } & StorageStatus)
+  /** `deleteDatabase` ran: every live query has ended. */
+  | { type: 'reset' }
   | { type: 'live'; updates: LiveUpdate[] }
   /** The worker could not start (e.g. the wasm failed to load). */
   | { type: 'fatal'; error: ErrorData };

@@ -3,11 +3,12 @@
  * loading are kept and handed over once it is ready: a `connect` event that
  * found no listener would be lost for good.
  */
-import init, { FerryWorker } from '../pkg/ferrydb.js';
+import init, { openWorker, type FerryWorker } from '../pkg/ferrydb.js';
 
 // The DOM and WebWorker type libraries conflict; this is all of the
 // SharedWorkerGlobalScope that the entry needs.
 declare const self: {
+  name: string;
   addEventListener(type: 'connect', listener: (event: MessageEvent) => void): void;
 };
 
@@ -21,10 +22,16 @@ self.addEventListener('connect', (event) => {
   else waiting.push(port);
 });
 
-const ready = init().then(() => {
-  worker = new FerryWorker();
-  for (const port of waiting.splice(0)) worker.connect(port);
-});
+// The client names the worker `ferrydb:["<database>","<user>","<storage>"]`, so
+// each database and user gets its own worker and storage.
+const [name, user, storage] = JSON.parse(self.name.slice('ferrydb:'.length)) as [string, string, string];
+
+const ready = init()
+  .then(() => openWorker(name, user, storage))
+  .then((opened) => {
+    worker = opened;
+    for (const port of waiting.splice(0)) opened.connect(port);
+  });
 
 ready.catch((error: unknown) => {
   // Tell every tab that is waiting, so their calls fail instead of hanging.

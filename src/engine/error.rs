@@ -19,6 +19,12 @@ pub enum ErrorCode {
     UnknownSubscription,
     /// An invariant inside ferrydb broke; a bug to report.
     Internal,
+    /// The browser refused to store more (quota exhausted).
+    StorageQuota,
+    /// Durable storage could not be reached or failed; writes stay in memory.
+    StorageUnavailable,
+    /// Stored data is inconsistent beyond what a crash explains.
+    StorageCorrupt,
 }
 
 impl ErrorCode {
@@ -28,6 +34,9 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::UnknownSubscription => "unknown_subscription",
             ErrorCode::Internal => "internal",
+            ErrorCode::StorageQuota => "storage_quota",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::StorageCorrupt => "storage_corrupt",
         }
     }
 }
@@ -42,6 +51,8 @@ pub enum Error {
     UnknownSubscription(u32),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Storage(#[from] crate::storage::Error),
     /// An error recorded earlier (a live query's last evaluation) and reported again.
     #[error("{}", .0.message)]
     Recorded(ErrorData),
@@ -55,6 +66,9 @@ impl Error {
             Error::UnknownSubscription(_) => ErrorCode::UnknownSubscription,
             Error::Internal(_) => ErrorCode::Internal,
             Error::Recorded(data) => data.code,
+            Error::Storage(crate::storage::Error::Quota(_)) => ErrorCode::StorageQuota,
+            Error::Storage(crate::storage::Error::Unavailable(_)) => ErrorCode::StorageUnavailable,
+            Error::Storage(crate::storage::Error::Corrupt(_)) => ErrorCode::StorageCorrupt,
         }
     }
 
@@ -63,6 +77,7 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::Recorded(data) => data.retryable,
+            Error::Storage(e) => e.retryable(),
             _ => false,
         }
     }

@@ -3,13 +3,16 @@
 //! The host (`crate::wasm` in the browser, tests natively) only moves messages.
 
 pub mod database;
+pub mod durability;
 pub mod error;
 pub mod live;
 pub mod patch;
 pub mod request;
 pub mod value;
 
+use crate::storage::{self, IoRequest, Recovered};
 use database::{Database, TableSet};
+use durability::Durability;
 use error::Result;
 use live::{LiveQueries, TabId, TabUpdates};
 use request::{Request, Response, Stats};
@@ -17,6 +20,8 @@ use std::collections::BTreeSet;
 
 pub struct Engine {
     db: Database,
+    /// `None` for a plain in-memory database (tests): nothing to persist.
+    durability: Option<Durability>,
     live: LiveQueries,
     tabs: BTreeSet<TabId>,
     next_tab: TabId,
@@ -28,12 +33,16 @@ pub struct Engine {
 pub struct Handled {
     pub updates: Vec<TabUpdates>,
     pub reply: Result<Response>,
+    /// The log sequence number of the last transaction this request committed:
+    /// the write is on disk once [`Engine::durable_seq`] reaches it.
+    pub commit_seq: Option<u64>,
 }
 
 impl Engine {
     pub fn new(db: Database) -> Self {
         Engine {
             db,
+            durability: None,
             live: LiveQueries::default(),
             tabs: BTreeSet::new(),
             next_tab: 1,
@@ -42,6 +51,57 @@ impl Engine {
 
     pub fn open_in_memory() -> Result<Self> {
         Ok(Self::new(Database::open_in_memory()?))
+    }
+
+    /// An engine on a recovered page image whose commits go to the frame log.
+    pub fn open_durable(recovered: Recovered) -> Result<Self> {
+        let (durability, conn) = Durability::open(recovered)?;
+        let mut engine = Self::new(Database::from_connection(conn)?);
+        engine.durability = Some(durability);
+        Ok(engine)
+    }
+
+    /// Swaps in a new replica (after `deleteDatabase`). Tabs stay connected;
+    /// their live queries end, and the host tells them so.
+    pub fn replace_replica(&mut self, recovered: Recovered) -> Result<()> {
+        let (durability, conn) = Durability::open(recovered)?;
+        self.db = Database::from_connection(conn)?;
+        self.durability = Some(durability);
+        self.live = LiveQueries::default();
+        Ok(())
+    }
+
+    /// The next piece of storage I/O for the host to perform.
+    pub fn next_io(&mut self) -> Option<IoRequest> {
+        self.durability.as_mut()?.next_io()
+    }
+
+    /// The host finished `id`; returns the new durable sequence number.
+    pub fn io_done(&mut self, id: u64, result: storage::Result<()>) -> u64 {
+        match self.durability.as_mut() {
+            Some(d) => {
+                d.io_done(id, result);
+                d.durable_seq()
+            }
+            None => 0,
+        }
+    }
+
+    /// Every commit up to this sequence number is on disk.
+    pub fn durable_seq(&self) -> u64 {
+        self.durability.as_ref().map_or(0, Durability::durable_seq)
+    }
+
+    /// Why commits are not reaching the disk, while they are not.
+    pub fn storage_stalled(&self) -> Option<&storage::Error> {
+        self.durability.as_ref()?.stalled()
+    }
+
+    /// Tries storage writes again after a failure.
+    pub fn resume_storage(&mut self) {
+        if let Some(d) = self.durability.as_mut() {
+            d.resume();
+        }
     }
 
     /// A new tab connected; returns the id its requests are handled under.
@@ -61,11 +121,16 @@ impl Engine {
     pub fn handle(&mut self, tab: TabId, request: Request) -> Handled {
         let mut changed: Option<TableSet> = None;
         let reply = self.dispatch(tab, request, &mut changed);
+        let commit_seq = self.durability.as_mut().and_then(Durability::capture);
         let updates = match changed {
             Some(tables) => self.live.refresh(&mut self.db, &tables),
             None => Vec::new(),
         };
-        Handled { updates, reply }
+        Handled {
+            updates,
+            reply,
+            commit_seq,
+        }
     }
 
     fn dispatch(

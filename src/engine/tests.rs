@@ -349,3 +349,112 @@ fn patched_results_equal_a_full_requery_under_random_writes() {
         }
     }
 }
+
+mod durable {
+    use super::*;
+    use crate::storage::{open_backend, perform, LogConfig, MemoryBackend};
+
+    fn open(backend: &MemoryBackend) -> Engine {
+        Engine::open_durable(open_backend(backend, LogConfig::default()).unwrap()).unwrap()
+    }
+
+    /// Performs all pending storage I/O against `backend`, as the browser host does.
+    fn flush(engine: &mut Engine, backend: &mut MemoryBackend) -> u64 {
+        let mut durable = engine.durable_seq();
+        while let Some(request) = engine.next_io() {
+            let result = perform(backend, &request);
+            durable = engine.io_done(request.id, result);
+        }
+        durable
+    }
+
+    #[test]
+    fn commits_get_sequence_numbers_and_survive_a_reopen_once_durable() {
+        let mut backend = MemoryBackend::default();
+        let mut engine = open(&backend);
+        let tab = engine.connect_tab();
+        let created = engine.handle(tab, exec("CREATE TABLE t (x)"));
+        let inserted = engine.handle(tab, exec("INSERT INTO t VALUES (42)"));
+        let read = engine.handle(tab, exec("SELECT * FROM t"));
+        assert_eq!(created.commit_seq, Some(1));
+        assert_eq!(inserted.commit_seq, Some(2));
+        assert_eq!(read.commit_seq, None, "a read commits nothing");
+        assert!(
+            engine.durable_seq() < 2,
+            "nothing is durable before the host writes"
+        );
+
+        assert_eq!(flush(&mut engine, &mut backend), 2);
+        let mut reopened = open(&backend);
+        let tab = reopened.connect_tab();
+        let rows = reopened.handle(
+            tab,
+            Request::Query {
+                sql: "SELECT x FROM t".into(),
+                params: vec![],
+            },
+        );
+        assert!(
+            matches!(rows.reply, Ok(Response::Rows(r)) if r.rows == vec![vec![Value::Integer(42)]])
+        );
+    }
+
+    #[test]
+    fn writes_not_yet_durable_are_lost_by_a_crash_but_nothing_else_is() {
+        let mut backend = MemoryBackend::default();
+        let mut engine = open(&backend);
+        let tab = engine.connect_tab();
+        engine.handle(tab, exec("CREATE TABLE t (x)"));
+        engine.handle(tab, exec("INSERT INTO t VALUES (1)"));
+        flush(&mut engine, &mut backend);
+        engine.handle(tab, exec("INSERT INTO t VALUES (2)"));
+        // Crash: the second insert's frame never reached the backend.
+        let mut reopened = open(&backend);
+        let tab = reopened.connect_tab();
+        let (rows, _) = reopened.db.query("SELECT x FROM t", &[]).unwrap();
+        assert_eq!(rows.rows, vec![vec![Value::Integer(1)]]);
+        assert!(reopened
+            .handle(tab, exec("INSERT INTO t VALUES (3)"))
+            .reply
+            .is_ok());
+    }
+
+    #[test]
+    fn a_full_disk_stalls_durability_but_not_the_replica() {
+        let mut backend = MemoryBackend::default();
+        let mut engine = open(&backend);
+        let tab = engine.connect_tab();
+        engine.handle(tab, exec("CREATE TABLE t (x)"));
+        let seq = engine
+            .handle(tab, exec("INSERT INTO t VALUES (1)"))
+            .commit_seq
+            .unwrap();
+        while let Some(request) = engine.next_io() {
+            engine.io_done(request.id, Err(crate::storage::Error::Quota("full".into())));
+        }
+        let stalled = engine.storage_stalled().expect("stalled");
+        assert_eq!(
+            crate::Error::from(stalled.clone()).code(),
+            ErrorCode::StorageQuota
+        );
+        assert!(engine.durable_seq() < seq);
+        assert!(
+            engine
+                .handle(tab, exec("INSERT INTO t VALUES (2)"))
+                .reply
+                .is_ok(),
+            "still serving"
+        );
+
+        engine.resume_storage();
+        let durable = flush(&mut engine, &mut backend);
+        assert!(
+            durable > seq,
+            "after space is freed everything becomes durable"
+        );
+        assert!(engine.storage_stalled().is_none());
+        let mut reopened = open(&backend);
+        let (rows, _) = reopened.db.query("SELECT count(*) FROM t", &[]).unwrap();
+        assert_eq!(rows.rows, vec![vec![Value::Integer(2)]]);
+    }
+}

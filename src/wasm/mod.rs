@@ -3,13 +3,12 @@
 //! replies and live-query updates back. No decisions are made here.
 
 mod convert;
-#[allow(dead_code)] // wired in with durable storage
+mod files;
 mod idb;
-#[allow(dead_code)] // wired in with durable storage
 mod io_error;
-#[allow(dead_code)] // wired in with durable storage
 mod opfs;
 mod tabs;
+mod worker;
 
 use wasm_bindgen::prelude::*;
 

@@ -3,64 +3,39 @@
 //! which is granted only when the tab is gone (a port gives no such signal).
 
 use super::convert;
+use super::worker::{self, Shared};
 use crate::engine::live::{TabId, TabUpdates};
 use crate::engine::request::Request;
-use crate::engine::Engine;
 use js_sys::{Array, Function, Reflect};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, MessagePort};
 
-struct Tab {
+pub struct Tab {
     port: MessagePort,
     /// Kept alive as long as the tab is connected; dropping it detaches the handler.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
 
-struct Shared {
-    engine: Engine,
-    tabs: HashMap<TabId, Tab>,
-}
-
-/// The worker: one engine, any number of tabs.
-#[wasm_bindgen]
-pub struct FerryWorker {
-    shared: Rc<RefCell<Shared>>,
-}
-
-#[wasm_bindgen]
-impl FerryWorker {
-    #[wasm_bindgen(constructor)]
-    pub fn new() -> Result<FerryWorker, JsValue> {
-        let engine = Engine::open_in_memory().map_err(|e| convert::error(&e))?;
-        Ok(FerryWorker {
-            shared: Rc::new(RefCell::new(Shared {
-                engine,
-                tabs: HashMap::new(),
-            })),
-        })
-    }
-
-    /// Serves a newly connected tab on `port`.
-    pub fn connect(&self, port: MessagePort) {
-        let tab = self.shared.borrow_mut().engine.connect_tab();
-        let shared = Rc::downgrade(&self.shared);
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(shared) = shared.upgrade() {
-                on_message(&shared, tab, event.data());
-            }
-        });
-        port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        self.shared.borrow_mut().tabs.insert(
-            tab,
-            Tab {
-                port,
-                _on_message: on_message,
-            },
-        );
-    }
+pub fn connect(shared: &Rc<RefCell<Shared>>, port: MessagePort) {
+    let tab = shared.borrow_mut().engine.connect_tab();
+    let weak = Rc::downgrade(shared);
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(shared) = weak.upgrade() {
+            on_message(&shared, tab, event.data());
+        }
+    });
+    port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    let mut state = shared.borrow_mut();
+    post(&port, &storage_message(&state));
+    state.tabs.insert(
+        tab,
+        Tab {
+            port,
+            _on_message: on_message,
+        },
+    );
 }
 
 fn on_message(shared: &Rc<RefCell<Shared>>, tab: TabId, data: JsValue) {
@@ -82,38 +57,64 @@ fn on_message(shared: &Rc<RefCell<Shared>>, tab: TabId, data: JsValue) {
             let shared = shared.clone();
             wasm_bindgen_futures::spawn_local(async move { disconnect(&shared, tab) });
         }
+        "deleteDatabase" => {
+            let id = Reflect::get(&data, &"id".into()).unwrap_or(JsValue::UNDEFINED);
+            let shared = shared.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = worker::delete_database(&shared).await;
+                let state = shared.borrow();
+                for t in state.tabs.values() {
+                    post(&t.port, &convert::object(&[("type", "reset".into())]));
+                }
+                if let Some(t) = state.tabs.get(&tab) {
+                    post(&t.port, &reply(id, result.map(|()| JsValue::UNDEFINED)));
+                }
+                broadcast_storage(&state);
+            });
+        }
         _ => handle_request(shared, tab, &data),
     }
 }
 
 fn handle_request(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
     let id = Reflect::get(data, &"id".into()).unwrap_or(JsValue::UNDEFINED);
-    let mut state = shared.borrow_mut();
-    let (updates, reply) = match serde_wasm_bindgen::from_value::<Request>(data.clone()) {
-        Ok(request) => {
-            let handled = state.engine.handle(tab, request);
-            (handled.updates, handled.reply)
+    let handled = {
+        let mut state = shared.borrow_mut();
+        let handled = match serde_wasm_bindgen::from_value::<Request>(data.clone()) {
+            Ok(request) => state.engine.handle(tab, request),
+            Err(e) => crate::engine::Handled {
+                updates: Vec::new(),
+                reply: Err(crate::Error::BadRequest(e.to_string())),
+                commit_seq: None,
+            },
+        };
+        // Updates first: a tab that awaits its write then finds it in its live queries.
+        for tab_updates in &handled.updates {
+            post_updates(&state, tab_updates);
         }
-        Err(e) => (Vec::new(), Err(crate::Error::BadRequest(e.to_string()))),
+        let message = reply(id, handled.reply.map(|r| convert::response(&r)));
+        if let Some(seq) = handled.commit_seq {
+            // The tab resolves this write's `durable` once `durableSeq` reaches it.
+            let _ = Reflect::set(&message, &"seq".into(), &JsValue::from_f64(seq as f64));
+        }
+        if let Some(t) = state.tabs.get(&tab) {
+            post(&t.port, &message);
+        }
+        handled.commit_seq
     };
-    // Updates first: a tab that awaits its write then finds it in its live queries.
-    for tab_updates in &updates {
-        post_updates(&state, tab_updates);
+    if handled.is_some() {
+        worker::flush_soon(shared);
     }
-    let message = match &reply {
-        Ok(response) => convert::object(&[
-            ("type", "reply".into()),
-            ("id", id),
-            ("ok", convert::response(response)),
-        ]),
+}
+
+fn reply(id: JsValue, result: Result<JsValue, crate::Error>) -> JsValue {
+    match result {
+        Ok(ok) => convert::object(&[("type", "reply".into()), ("id", id), ("ok", ok)]),
         Err(err) => convert::object(&[
             ("type", "reply".into()),
             ("id", id),
-            ("error", convert::error(err)),
+            ("error", convert::error(&err)),
         ]),
-    };
-    if let Some(t) = state.tabs.get(&tab) {
-        post(&t.port, &message);
     }
 }
 
@@ -142,6 +143,36 @@ fn post_updates(state: &Shared, tab_updates: &TabUpdates) {
         &tab.port,
         &convert::object(&[("type", "live".into()), ("updates", updates.into())]),
     );
+}
+
+/// `{type: 'storage', backend, durableSeq, error?}`: what tabs show as status and
+/// use to resolve `durable` promises.
+fn storage_message(state: &Shared) -> JsValue {
+    let mut fields = vec![
+        ("type", JsValue::from_str("storage")),
+        (
+            "backend",
+            JsValue::from_str(state.storage.files.backend_name()),
+        ),
+        (
+            "durableSeq",
+            JsValue::from_f64(state.storage.durable_seq as f64),
+        ),
+    ];
+    if let Some(error) = &state.storage.error {
+        fields.push((
+            "error",
+            convert::error(&crate::Error::Storage(error.clone())),
+        ));
+    }
+    convert::object(&fields)
+}
+
+pub fn broadcast_storage(state: &Shared) {
+    let message = storage_message(state);
+    for tab in state.tabs.values() {
+        post(&tab.port, &message);
+    }
 }
 
 fn post(port: &MessagePort, message: &JsValue) {

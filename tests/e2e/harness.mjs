@@ -2,7 +2,7 @@
 // built demo site, and Debian's Chromium driven by playwright-core. Several
 // pages of one persistent context are several tabs of one browser profile.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,9 +43,27 @@ export async function startServer(args = ['--static', join(root, 'demo', 'build'
   };
 }
 
-/** A fresh browser profile; its pages are tabs sharing one SharedWorker. */
-export async function launchProfile() {
-  const dir = await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
+/**
+ * A site with the built package under `ferrydb/` and the test page at `/`,
+ * whose `window.openDb(options)` opens a database.
+ */
+export async function buildTestSite() {
+  const site = join(root, 'target', 'test-site');
+  await rm(site, { recursive: true, force: true });
+  await mkdir(join(site, 'ferrydb'), { recursive: true });
+  await cp(join(root, 'dist'), join(site, 'ferrydb', 'dist'), { recursive: true });
+  await cp(join(root, 'pkg'), join(site, 'ferrydb', 'pkg'), { recursive: true });
+  await cp(join(root, 'tests', 'e2e', 'site'), site, { recursive: true });
+  return site;
+}
+
+/**
+ * A browser profile; its pages are tabs sharing one SharedWorker. Pass the
+ * `dir` of an earlier profile to restart the browser on it (its OPFS and
+ * IndexedDB included); `close({ keep: true })` leaves the directory for that.
+ */
+export async function launchProfile(dir) {
+  dir ??= await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
@@ -63,6 +81,7 @@ export async function launchProfile() {
   context.on('weberror', (e) => errors.push(String(e.error())));
   return {
     context,
+    dir,
     /** Uncaught page errors seen so far: a test can assert there were none. */
     errors,
     async newTab(url) {
@@ -73,9 +92,9 @@ export async function launchProfile() {
       if (url) await page.goto(url);
       return page;
     },
-    async close() {
+    async close({ keep = false } = {}) {
       await context.close();
-      await rm(dir, { recursive: true, force: true });
+      if (!keep) await rm(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,146 @@
+//! Where the replica's files live: OPFS by default, IndexedDB where async OPFS
+//! writes are missing, memory where neither works (private modes) or when the
+//! app asks. The choice is reported to the app, never made silently.
+
+use super::idb::IdbDirectory;
+use super::io_error::IoError;
+use super::opfs::OpfsDirectory;
+use crate::storage::{self, IoOp, IoRequest, MemoryBackend, StorageBackend};
+use std::cell::RefCell;
+use wasm_bindgen::JsValue;
+
+pub enum Files {
+    Opfs(OpfsDirectory),
+    IndexedDb(IdbDirectory),
+    Memory(RefCell<MemoryBackend>),
+}
+
+/// What the app asked for in `open({ storage })`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Auto,
+    Opfs,
+    IndexedDb,
+    Memory,
+}
+
+impl Choice {
+    pub fn parse(s: &str) -> Option<Choice> {
+        Some(match s {
+            "auto" => Choice::Auto,
+            "opfs" => Choice::Opfs,
+            "indexeddb" => Choice::IndexedDb,
+            "memory" => Choice::Memory,
+            _ => return None,
+        })
+    }
+}
+
+/// Async OPFS writes exist (Chromium, Firefox, Safari 26+).
+fn opfs_writable() -> bool {
+    let global = js_sys::global();
+    let Ok(handle) = js_sys::Reflect::get(&global, &"FileSystemFileHandle".into()) else {
+        return false;
+    };
+    js_sys::Reflect::get(&handle, &"prototype".into())
+        .and_then(|proto| js_sys::Reflect::has(&proto, &"createWritable".into()))
+        .unwrap_or(false)
+}
+
+impl Files {
+    /// Opens the first backend that works, in the order the choice allows. The
+    /// errors of the ones that did not are returned too, for the status.
+    pub async fn open(choice: Choice, path: &[&str]) -> (Files, Vec<IoError>) {
+        let mut failures = Vec::new();
+        if matches!(choice, Choice::Auto | Choice::Opfs) && opfs_writable() {
+            match OpfsDirectory::open(path).await {
+                Ok(dir) => return (Files::Opfs(dir), failures),
+                Err(e) => failures.push(e),
+            }
+        }
+        if matches!(choice, Choice::Auto | Choice::IndexedDb) {
+            match IdbDirectory::open(path).await {
+                Ok(dir) => return (Files::IndexedDb(dir), failures),
+                Err(e) => failures.push(e),
+            }
+        }
+        (Files::Memory(RefCell::default()), failures)
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Files::Opfs(_) => "opfs",
+            Files::IndexedDb(_) => "indexeddb",
+            Files::Memory(_) => "memory",
+        }
+    }
+
+    /// Every file with its bytes: what recovery starts from.
+    pub async fn read_all(&self) -> Result<Vec<(String, Vec<u8>)>, storage::Error> {
+        let mut files = Vec::new();
+        match self {
+            Files::Opfs(dir) => {
+                for name in dir.list().await.map_err(to_storage)? {
+                    let bytes = dir.read(&name).await.map_err(to_storage)?;
+                    files.push((name, bytes));
+                }
+            }
+            Files::IndexedDb(dir) => {
+                for name in dir.list().await.map_err(to_storage)? {
+                    let bytes = dir.read(&name).await.map_err(to_storage)?;
+                    files.push((name, bytes));
+                }
+            }
+            Files::Memory(mem) => {
+                let mem = mem.borrow();
+                for name in mem.list()? {
+                    if let Some(bytes) = mem.read(&name)? {
+                        files.push((name, bytes));
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    pub async fn perform(&self, request: &IoRequest) -> Result<(), storage::Error> {
+        match (&request.op, self) {
+            (IoOp::Write { name, bytes }, Files::Opfs(dir)) => {
+                dir.write(name, bytes).await.map_err(to_storage)
+            }
+            (IoOp::Delete { name }, Files::Opfs(dir)) => dir.delete(name).await.map_err(to_storage),
+            (IoOp::Write { name, bytes }, Files::IndexedDb(dir)) => {
+                dir.write(name, bytes).await.map_err(to_storage)
+            }
+            (IoOp::Delete { name }, Files::IndexedDb(dir)) => {
+                dir.delete(name).await.map_err(to_storage)
+            }
+            (_, Files::Memory(mem)) => storage::perform(&mut *mem.borrow_mut(), request),
+        }
+    }
+
+    /// Removes every file of this database (`deleteDatabase`).
+    pub async fn remove_all(&self, path: &[&str]) -> Result<(), storage::Error> {
+        match self {
+            Files::Opfs(_) => OpfsDirectory::remove_all(path).await.map_err(to_storage),
+            Files::IndexedDb(_) => IdbDirectory::remove_all(path).await.map_err(to_storage),
+            Files::Memory(mem) => {
+                mem.borrow_mut().files.clear();
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn to_storage(e: IoError) -> storage::Error {
+    if e.is_quota() {
+        storage::Error::Quota(e.message())
+    } else {
+        storage::Error::Unavailable(e.message())
+    }
+}
+
+/// For logging a failed backend while falling back to the next.
+pub fn describe(e: &IoError) -> JsValue {
+    JsValue::from_str(&e.message())
+}

@@ -1,0 +1,195 @@
+//! The worker's state: one engine over the recovered replica, the files its
+//! log goes to, and the connected tabs. Storage I/O runs in one background
+//! task at a time; commits made while it writes are batched into its next
+//! write (group commit).
+
+use super::convert;
+use super::files::{self, Choice, Files};
+use super::tabs::{self, Tab};
+use crate::engine::live::TabId;
+use crate::engine::Engine;
+use crate::storage::{self, recover, LogConfig};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use web_sys::MessagePort;
+
+/// Storage as tabs see it: which backend, what is on disk, what went wrong.
+pub struct StorageState {
+    pub files: Rc<Files>,
+    pub path: Vec<String>,
+    pub flushing: bool,
+    /// Told to tabs only when it grows.
+    pub durable_seq: u64,
+    pub error: Option<storage::Error>,
+    pub retry_ms: u32,
+}
+
+pub struct Shared {
+    pub engine: Engine,
+    pub tabs: HashMap<TabId, Tab>,
+    pub storage: StorageState,
+}
+
+/// The worker: one engine, any number of tabs.
+#[wasm_bindgen]
+pub struct FerryWorker {
+    shared: Rc<RefCell<Shared>>,
+}
+
+/// Opens the replica of database `name` for `user` (each user has separate
+/// storage) on the backend `storage` allows: reads its files and recovers.
+#[wasm_bindgen(js_name = openWorker)]
+pub async fn open_worker(
+    name: String,
+    user: String,
+    storage: String,
+) -> Result<FerryWorker, JsValue> {
+    let choice = Choice::parse(&storage)
+        .ok_or_else(|| JsValue::from_str(&format!("unknown storage option {storage:?}")))?;
+    let path = vec![name, user];
+    let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    let (files, failures) = Files::open(choice, &parts).await;
+    for failure in &failures {
+        web_sys::console::warn_2(
+            &"ferrydb: storage backend unavailable".into(),
+            &files::describe(failure),
+        );
+    }
+    if files.backend_name() == "opfs" {
+        // Best effort: the browser may refuse, and the data is still stored.
+        wasm_bindgen_futures::spawn_local(async {
+            super::opfs::request_persistence().await;
+        });
+    }
+    let (engine, error) = match open_engine(&files).await {
+        Ok(engine) => (engine, None),
+        // Unreadable storage must not lock the app out: serve from memory, say so.
+        Err(e) => (
+            Engine::open_durable(recover(Vec::new(), LogConfig::default()).map_err(to_js)?)
+                .map_err(|e| convert::error(&e))?,
+            Some(e),
+        ),
+    };
+    let durable_seq = engine.durable_seq();
+    Ok(FerryWorker {
+        shared: Rc::new(RefCell::new(Shared {
+            engine,
+            tabs: HashMap::new(),
+            storage: StorageState {
+                files: Rc::new(files),
+                path,
+                flushing: false,
+                durable_seq,
+                error,
+                retry_ms: 0,
+            },
+        })),
+    })
+}
+
+async fn open_engine(files: &Files) -> Result<Engine, storage::Error> {
+    let recovered = recover(files.read_all().await?, LogConfig::default())?;
+    Engine::open_durable(recovered).map_err(|e| match e {
+        crate::Error::Storage(e) => e,
+        other => storage::Error::Unavailable(other.to_string()),
+    })
+}
+
+fn to_js(e: storage::Error) -> JsValue {
+    convert::error(&crate::Error::Storage(e))
+}
+
+#[wasm_bindgen]
+impl FerryWorker {
+    /// Serves a newly connected tab on `port`.
+    pub fn connect(&self, port: MessagePort) {
+        tabs::connect(&self.shared, port);
+    }
+}
+
+/// Starts writing pending storage I/O unless a writer is already running.
+pub fn flush_soon(shared: &Rc<RefCell<Shared>>) {
+    {
+        let mut state = shared.borrow_mut();
+        if state.storage.flushing {
+            return;
+        }
+        state.storage.flushing = true;
+    }
+    let shared = shared.clone();
+    wasm_bindgen_futures::spawn_local(async move { flush(shared).await });
+}
+
+async fn flush(shared: Rc<RefCell<Shared>>) {
+    loop {
+        let next = {
+            let mut state = shared.borrow_mut();
+            state
+                .engine
+                .next_io()
+                .map(|req| (req, state.storage.files.clone()))
+        };
+        let Some((request, files)) = next else {
+            break;
+        };
+        let result = files.perform(&request).await;
+        let mut state = shared.borrow_mut();
+        let durable = state.engine.io_done(request.id, result);
+        if durable > state.storage.durable_seq || state.storage.error.is_some() {
+            state.storage.durable_seq = durable;
+            state.storage.error = None;
+            state.storage.retry_ms = 0;
+            tabs::broadcast_storage(&state);
+        }
+    }
+    let mut state = shared.borrow_mut();
+    state.storage.flushing = false;
+    if let Some(error) = state.engine.storage_stalled().cloned() {
+        // Keep serving from memory, tell the tabs, and try again with backoff.
+        let changed = state.storage.error.as_ref() != Some(&error);
+        state.storage.error = Some(error);
+        state.storage.retry_ms = (state.storage.retry_ms * 2).clamp(250, 30_000);
+        if changed {
+            tabs::broadcast_storage(&state);
+        }
+        let delay = state.storage.retry_ms;
+        drop(state);
+        retry_after(shared, delay);
+    }
+}
+
+fn retry_after(shared: Rc<RefCell<Shared>>, ms: u32) {
+    let retry = Closure::once_into_js(move || {
+        shared.borrow_mut().engine.resume_storage();
+        flush_soon(&shared);
+    });
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let _ = global
+        .set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), ms as i32);
+}
+
+/// Deletes every file of the database and starts over with an empty replica.
+pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::Error> {
+    let (files, path) = {
+        let state = shared.borrow();
+        (state.storage.files.clone(), state.storage.path.clone())
+    };
+    let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    files.remove_all(&parts).await?;
+    let choice = match files.backend_name() {
+        "opfs" => Choice::Opfs,
+        "indexeddb" => Choice::IndexedDb,
+        _ => Choice::Memory,
+    };
+    let (fresh, _) = Files::open(choice, &parts).await;
+    let mut state = shared.borrow_mut();
+    state
+        .engine
+        .replace_replica(recover(Vec::new(), LogConfig::default())?)?;
+    state.storage.files = Rc::new(fresh);
+    state.storage.durable_seq = 0;
+    state.storage.error = None;
+    Ok(())
+}
