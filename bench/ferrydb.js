@@ -2,7 +2,8 @@
 // and returns samples in milliseconds, timed with performance.now() in the page.
 import { open } from '../ferrydb/dist/index.js';
 
-const db = open({ name: `bench-${new URLSearchParams(location.search).get('db') ?? 'main'}` });
+const query = new URLSearchParams(location.search);
+const db = open({ name: `bench-${query.get('db') ?? 'main'}`, storage: query.get('storage') ?? 'auto' });
 window.ferryDb = db;
 const now = () => performance.now();
 const SCHEMA = '(id TEXT PRIMARY KEY, title TEXT, done INTEGER, n INTEGER, updated_at INTEGER)';
@@ -51,6 +52,24 @@ window.bench = {
       samples.push(now() - t0);
     }
     return samples;
+  },
+
+  async insertDurable(count) {
+    const samples = [];
+    for (let i = 0; i < count; i++) {
+      const t0 = now();
+      const r = await db.exec('INSERT INTO items VALUES (?, ?, 0, 0, ?)', [`dur-${table}-${i}-${Math.random()}`, 'x', Date.now()]);
+      await r.durable;
+      samples.push(now() - t0);
+    }
+    return samples;
+  },
+
+  /** Makes sure everything written so far is on disk (before a cold-open test). */
+  async settle() {
+    const r = await db.exec('CREATE TABLE IF NOT EXISTS settle (x)');
+    await r.durable;
+    return true;
   },
 
   async pointRead(count, rows) {
@@ -103,3 +122,11 @@ window.bench = {
     return t0;
   },
 };
+
+// `?cold=1`: time from navigation start to the first query result, the worker
+// started fresh (no other tab has this database open).
+if (query.get('cold')) {
+  db.query('SELECT count(*) AS n FROM items').then((rows) => {
+    window.coldOpen = { ms: performance.now(), rows: rows[0].n };
+  });
+}

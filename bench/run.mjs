@@ -29,7 +29,17 @@ const SYSTEMS = {
     files: { main: [], worker: ['peers/sqlite-wasm/index.mjs', 'peers/sqlite-wasm/sqlite3.wasm'] },
     config: '@sqlite.org/sqlite-wasm 3.53.4, opfs-sahpool VFS in a dedicated worker, journal_mode=DELETE, synchronous=NORMAL',
   },
+  pglite: {
+    page: 'pglite.html',
+    crossTab: true,
+    files: {
+      main: ['peers/pglite/worker/index.js', 'peers/pglite/live/index.js'],
+      worker: ['peers/pglite/index.js', 'peers/pglite/pglite.wasm', 'peers/pglite/pglite.data'],
+    },
+    config: '@electric-sql/pglite 0.5.16 + live extension, PGliteWorker (multi-tab leader worker), opfs-ahp file system',
+  },
 };
+SYSTEMS.ferrydb.crossTab = true;
 const systems = Object.keys(SYSTEMS).filter((s) => !only || s === only);
 
 async function buildSite() {
@@ -42,6 +52,11 @@ async function buildSite() {
   await cp(join(root, 'node_modules', '@sqlite.org', 'sqlite-wasm', 'dist'), join(site, 'peers', 'sqlite-wasm'), {
     recursive: true,
   });
+  // PGlite's extension tarballs and source maps are not loaded: leave them out.
+  await cp(join(root, 'node_modules', '@electric-sql', 'pglite', 'dist'), join(site, 'peers', 'pglite'), {
+    recursive: true,
+    filter: (src) => !src.endsWith('.tar.gz') && !src.endsWith('.map'),
+  });
   return site;
 }
 
@@ -51,11 +66,41 @@ async function gzipKb(site, files) {
   return bytes / 1024;
 }
 
+/** Fails a step that hangs, so one stuck peer cannot stall the whole run. */
+function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+const notes = {};
+
 const median = (xs) => quantile(xs, 0.5);
 function quantile(xs, q) {
   if (!xs.length) return null;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * (s.length - 1) + 0.5))];
+}
+
+/**
+ * Cold open: a database of 10,000 rows written by a tab that then closes, so
+ * no worker of it is alive; a new tab measures from navigation start to its
+ * first query result.
+ */
+async function coldOpen(system, round) {
+  const db = `cold-${round}-${Date.now()}`;
+  const page = `${server.url}bench/${SYSTEMS[system].page}?db=${db}`;
+  const writer = await profile.newTab(page);
+  await writer.waitForFunction(() => window.bench);
+  await writer.evaluate(() => window.bench.ready());
+  await writer.evaluate((rows) => window.bench.setup(rows), ROWS);
+  await writer.evaluate(() => window.bench.settle());
+  await writer.close();
+  await new Promise((r) => setTimeout(r, 1000)); // let the browser retire the worker
+  const reader = await profile.newTab(`${page}&cold=1`);
+  const result = await within(30000, 'cold open', reader.waitForFunction(() => window.coldOpen)).then((h) => h.jsonValue());
+  await reader.close();
+  if (result.rows !== ROWS) throw new Error(`${system}: cold open found ${result.rows} rows`);
+  return result.ms;
 }
 
 const site = await buildSite();
@@ -73,12 +118,15 @@ try {
     await tab.evaluate((rows) => window.bench.setup(rows), ROWS);
     tabs[system] = tab;
   }
-  // The second ferrydb tab, for cross-tab delivery.
-  let watcher;
-  if (tabs.ferrydb) {
-    watcher = await profile.newTab(`${server.url}bench/ferrydb.html?db=${new URL(tabs.ferrydb.url()).searchParams.get('db')}`);
+  // A second tab on the same database, for cross-tab delivery.
+  const watchers = {};
+  for (const system of systems.filter((s) => SYSTEMS[s].crossTab)) {
+    const db = new URL(tabs[system].url()).searchParams.get('db');
+    const watcher = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${db}`);
     await watcher.waitForFunction(() => window.bench);
+    await watcher.evaluate(() => window.bench.ready());
     await watcher.evaluate(() => window.bench.watchLimit50());
+    watchers[system] = watcher;
   }
 
   for (let round = 0; round < rounds; round++) {
@@ -88,6 +136,7 @@ try {
       const tab = tabs[system];
       record(system, 'bulk_10k_ms', await tab.evaluate((n) => window.bench.bulk(n), ROWS));
       record(system, 'mutation_local_ms', await tab.evaluate((n) => window.bench.insertOne(n), reps(50)));
+      record(system, 'mutation_durable_ms', await tab.evaluate((n) => window.bench.insertDurable(n), reps(30)));
       record(system, 'point_read_ms', await tab.evaluate(([n, rows]) => window.bench.pointRead(n, rows), [reps(200), ROWS]));
       record(
         system,
@@ -95,15 +144,22 @@ try {
         await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id LIMIT 50', n), reps(50)),
       );
       record(system, 'live_10k_ms', await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id', n), reps(20)));
-      if (system === 'ferrydb') {
+      record(system, 'cold_open_10k_ms', [await coldOpen(system, round)]);
+      const watcher = watchers[system];
+      if (watcher && !notes[system]?.cross_tab_ms) {
         const cross = [];
-        for (let i = 0; i < reps(50); i++) {
-          await watcher.evaluate(() => window.bench.armCrossTab());
-          const sent = await tab.evaluate((i) => window.bench.writeFirstRow(i), round * 1000 + i);
-          const arrived = await watcher.evaluate(() => window.bench.crossTabArrival());
-          cross.push(arrived - sent);
+        try {
+          for (let i = 0; i < reps(50); i++) {
+            await watcher.evaluate(() => window.bench.armCrossTab());
+            const sent = await tab.evaluate((i) => window.bench.writeFirstRow(i), round * 1000 + i);
+            const arrived = await within(5000, 'cross-tab delivery', watcher.evaluate(() => window.bench.crossTabArrival()));
+            cross.push(arrived - sent);
+          }
+          record(system, 'cross_tab_ms', cross);
+        } catch (error) {
+          (notes[system] ??= {}).cross_tab_ms = String(error.message);
+          console.error(`${system}: ${error.message}`);
         }
-        record(system, 'cross_tab_ms', cross);
       }
     }
   }
@@ -125,6 +181,7 @@ try {
     }
     if (system === 'ferrydb') out.main_thread_js_gzip_kb = await gzipKb(site, files.main);
     out.config = SYSTEMS[system].config;
+    if (notes[system]) out.notes = notes[system];
     report.systems[system] = out;
   }
 

@@ -63,7 +63,8 @@ export type LiveUpdate = { subscription: number; patch: Patch } | { subscription
 
 /** Where the replica is stored, and how much of it is on disk. */
 export interface StorageStatus {
-  backend: 'opfs' | 'indexeddb' | 'memory';
+  /** `indexeddb+opfs`: the frame log in IndexedDB, checkpoint segments in OPFS (the default). */
+  backend: 'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory';
   /** Every commit up to this sequence number is on disk. */
   durableSeq: number;
   /** Set while writes are not reaching the disk (`storage_quota`, `storage_unavailable`). */

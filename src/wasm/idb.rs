@@ -157,6 +157,11 @@ impl IdbDirectory {
         committed(&tx).await
     }
 
+    /// Closes this connection: `deleteDatabase` waits for every open one.
+    pub fn close(&self) {
+        self.db.close();
+    }
+
     pub async fn remove_all(path: &[&str]) -> Result<(), IoError> {
         let scope: WorkerGlobalScope = js_sys::global().unchecked_into();
         let Ok(Some(factory)) = scope.indexed_db() else {

@@ -57,7 +57,7 @@ pub async fn open_worker(
             &files::describe(failure),
         );
     }
-    if files.backend_name() == "opfs" {
+    if files.backend_name() != "memory" {
         // Best effort: the browser may refuse, and the data is still stored.
         wasm_bindgen_futures::spawn_local(async {
             super::opfs::request_persistence().await;
@@ -179,6 +179,7 @@ pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::
     let parts: Vec<&str> = path.iter().map(String::as_str).collect();
     files.remove_all(&parts).await?;
     let choice = match files.backend_name() {
+        "indexeddb+opfs" => Choice::Auto,
         "opfs" => Choice::Opfs,
         "indexeddb" => Choice::IndexedDb,
         _ => Choice::Memory,

@@ -27,12 +27,14 @@ async function openTab(profile, options) {
 
 const rows = (tab, sql) => tab.evaluate((sql) => window.db.query(sql), sql);
 
-for (const storage of ['opfs', 'indexeddb']) {
+const BACKEND = { auto: 'indexeddb+opfs', opfs: 'opfs', indexeddb: 'indexeddb' };
+
+for (const storage of Object.keys(BACKEND)) {
   test(`${storage}: data survives a reload and a browser restart`, async () => {
     let profile = await launchProfile();
     const options = { name: 'notes', storage };
     let tab = await openTab(profile, options);
-    assert.equal(await tab.evaluate(() => window.db.storage.backend), storage);
+    assert.equal(await tab.evaluate(() => window.db.storage.backend), BACKEND[storage]);
     await tab.evaluate(async () => {
       await window.db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)');
       const r = await window.db.exec("INSERT INTO notes (body) VALUES ('first')");
