@@ -31,11 +31,14 @@ impl Durability {
         while let Some(commit) = self.store.take_commit() {
             last = Some(self.log.append(&commit));
         }
-        // Between requests no transaction is open: a good moment to fold the log.
-        if last.is_some() && self.log.checkpoint_due() {
-            self.log.start_checkpoint(&self.store);
-        }
         last
+    }
+
+    /// Folds the log into segments if it has grown enough. Copying the pages
+    /// takes a while on a large replica, so the host calls this when it is idle,
+    /// not on the way to a reply. Returns whether a checkpoint started.
+    pub fn checkpoint_if_due(&mut self) -> bool {
+        self.log.checkpoint_due() && self.log.start_checkpoint(&self.store)
     }
 
     pub fn next_io(&mut self) -> Option<IoRequest> {

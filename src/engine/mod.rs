@@ -97,6 +97,13 @@ impl Engine {
         self.durability.as_ref()?.stalled()
     }
 
+    /// Starts a checkpoint if the log is due one (see [`Durability::checkpoint_if_due`]).
+    pub fn checkpoint_if_due(&mut self) -> bool {
+        self.durability
+            .as_mut()
+            .is_some_and(Durability::checkpoint_if_due)
+    }
+
     /// Tries storage writes again after a failure.
     pub fn resume_storage(&mut self) {
         if let Some(d) = self.durability.as_mut() {

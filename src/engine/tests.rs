@@ -361,11 +361,16 @@ mod durable {
     /// Performs all pending storage I/O against `backend`, as the browser host does.
     fn flush(engine: &mut Engine, backend: &mut MemoryBackend) -> u64 {
         let mut durable = engine.durable_seq();
-        while let Some(request) = engine.next_io() {
+        loop {
+            let Some(request) = engine.next_io().or_else(|| {
+                engine.checkpoint_if_due();
+                engine.next_io()
+            }) else {
+                return durable;
+            };
             let result = perform(backend, &request);
             durable = engine.io_done(request.id, result);
         }
-        durable
     }
 
     #[test]
@@ -396,6 +401,52 @@ mod durable {
         );
         assert!(
             matches!(rows.reply, Ok(Response::Rows(r)) if r.rows == vec![vec![Value::Integer(42)]])
+        );
+    }
+
+    #[test]
+    fn the_idle_checkpoint_folds_the_log_and_a_reopen_sees_everything() {
+        let small = LogConfig {
+            checkpoint_after_bytes: 64 << 10,
+            ..LogConfig::default()
+        };
+        let mut backend = MemoryBackend::default();
+        let mut engine =
+            Engine::open_durable(open_backend(&backend, small.clone()).unwrap()).unwrap();
+        let tab = engine.connect_tab();
+        engine.handle(tab, exec("CREATE TABLE t (x, pad)"));
+        for i in 0..200 {
+            engine.handle(
+                tab,
+                Request::Exec {
+                    sql: "INSERT INTO t VALUES (?, zeroblob(2000))".into(),
+                    params: vec![Value::Integer(i)],
+                },
+            );
+            flush(&mut engine, &mut backend);
+        }
+        assert!(
+            backend
+                .files
+                .keys()
+                .any(|name| name.starts_with("manifest.")),
+            "a checkpoint ran: {:?}",
+            backend.files.keys().collect::<Vec<_>>()
+        );
+        let logs = backend
+            .files
+            .keys()
+            .filter(|n| n.starts_with("log."))
+            .count();
+        assert!(logs < 50, "folded log files were deleted ({logs} left)");
+        let mut reopened = Engine::open_durable(open_backend(&backend, small).unwrap()).unwrap();
+        let (rows, _) = reopened
+            .db
+            .query("SELECT count(*), sum(x) FROM t", &[])
+            .unwrap();
+        assert_eq!(
+            rows.rows,
+            vec![vec![Value::Integer(200), Value::Integer(19900)]]
         );
     }
 

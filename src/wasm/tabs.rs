@@ -80,11 +80,11 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
     let id = Reflect::get(data, &"id".into()).unwrap_or(JsValue::UNDEFINED);
     let handled = {
         let mut state = shared.borrow_mut();
-        let handled = match serde_wasm_bindgen::from_value::<Request>(data.clone()) {
+        let handled = match parse_request(data) {
             Ok(request) => state.engine.handle(tab, request),
             Err(e) => crate::engine::Handled {
                 updates: Vec::new(),
-                reply: Err(crate::Error::BadRequest(e.to_string())),
+                reply: Err(crate::Error::BadRequest(e)),
                 commit_seq: None,
             },
         };
@@ -105,6 +105,18 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
     if handled.is_some() {
         worker::flush_soon(shared);
     }
+}
+
+/// A tab's request. `execMany` is read by hand (its rows are the bulk-load hot
+/// path); everything else goes through serde.
+fn parse_request(data: &JsValue) -> Result<Request, String> {
+    let field = |name: &str| Reflect::get(data, &name.into()).unwrap_or(JsValue::UNDEFINED);
+    if field("type").as_string().as_deref() == Some("execMany") {
+        let sql = field("sql").as_string().ok_or("execMany needs sql")?;
+        let rows = convert::param_sets(&field("rows"))?;
+        return Ok(Request::ExecMany { sql, rows });
+    }
+    serde_wasm_bindgen::from_value::<Request>(data.clone()).map_err(|e| e.to_string())
 }
 
 fn reply(id: JsValue, result: Result<JsValue, crate::Error>) -> JsValue {
