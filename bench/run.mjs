@@ -10,6 +10,8 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const jsonFile = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
+// `--large MB`: also open a replica of MB megabytes cold, and report time and memory.
+const largeMb = args.includes('--large') ? Number(args[args.indexOf('--large') + 1]) : null;
 
 const ROWS = 10_000;
 const rounds = quick ? 1 : 5;
@@ -100,7 +102,32 @@ async function coldOpen(system, round) {
   const result = await within(30000, 'cold open', reader.waitForFunction(() => window.coldOpen)).then((h) => h.jsonValue());
   await reader.close();
   if (result.rows !== ROWS) throw new Error(`${system}: cold open found ${result.rows} rows`);
+  if (result.sinceOpen !== undefined) record(system, 'cold_open_from_open_call_ms', [result.sinceOpen]);
   return result.ms;
+}
+
+/** ferrydb only: cold open of a large replica, and the worker's memory after. */
+async function largeOpen(mb) {
+  const db = `large-${Date.now()}`;
+  const page = `${server.url}bench/ferrydb.html?db=${db}`;
+  const writer = await profile.newTab(page);
+  await writer.waitForFunction(() => window.bench);
+  const t0 = Date.now();
+  await within(600000, 'large load', writer.evaluate((mb) => window.bench.setupLarge(mb), mb));
+  const loadSeconds = (Date.now() - t0) / 1000;
+  await writer.close();
+  await new Promise((r) => setTimeout(r, 1500));
+  const reader = await profile.newTab(`${page}&cold=large`);
+  const result = await within(120000, 'large open', reader.waitForFunction(() => window.coldOpen)).then((h) => h.jsonValue());
+  await reader.close();
+  return {
+    mb,
+    rows: result.rows,
+    load_s: loadSeconds,
+    cold_open_ms: result.ms,
+    cold_open_from_open_call_ms: result.sinceOpen,
+    wasm_memory_mb: result.wasmMemoryBytes / 2 ** 20,
+  };
 }
 
 const site = await buildSite();
@@ -188,13 +215,17 @@ try {
   const fmt = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
   console.log(`\nferrydb bench — ${report.browser} — ${report.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
   console.log(['scenario'.padEnd(26), ...systems.map((s) => s.padEnd(20))].join(''));
-  for (const key of [...KEYS, 'main_thread_js_gzip_kb']) {
+  for (const key of [...KEYS, 'main_thread_js_gzip_kb', 'cold_open_from_open_call_ms']) {
     const cells = systems.map((s) => {
       const v = report.systems[s][key];
       const p = p95[s][key];
       return `${fmt(v)}${p !== undefined && p !== null ? ` (${fmt(p)})` : ''}`.padEnd(20);
     });
     console.log([key.padEnd(26), ...cells].join(''));
+  }
+  if (largeMb && systems.includes('ferrydb')) {
+    report.systems.ferrydb.large_replica = await largeOpen(largeMb);
+    console.log(`large replica: ${JSON.stringify(report.systems.ferrydb.large_replica)}`);
   }
   if (jsonFile) await writeFile(jsonFile, JSON.stringify(report, null, 2));
   if (profile.errors.length) throw new Error(`page errors during the benchmark: ${profile.errors.join('; ')}`);

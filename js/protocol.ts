@@ -23,6 +23,8 @@ export interface WorkerStats {
   tabs: number;
   liveQueries: number;
   subscriptions: number;
+  /** Size of the worker's WebAssembly memory, where the replica lives. */
+  wasmMemoryBytes: number;
 }
 
 export type Request =

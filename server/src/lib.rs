@@ -18,14 +18,16 @@ pub struct Config {
 pub fn app(config: &Config) -> Router {
     let mut router = Router::new().route("/healthz", get(healthz));
     if let Some(dir) = &config.static_dir {
-        // The demo is developer tooling: never let a browser cache a stale build.
+        // `no-cache` = revalidate every time (never a stale build), but a file that
+        // has not changed is not downloaded again and the browser keeps its
+        // compiled wasm: what a returning visitor of a real deployment gets.
         let files = ServeDir::new(dir).append_index_html_on_directories(true);
         router = router
             .route("/demo", get(|| async { Redirect::permanent("/") }))
             .fallback_service(files)
             .layer(SetResponseHeaderLayer::overriding(
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
+                HeaderValue::from_static("no-cache"),
             ))
             // Cross-origin isolation gives pages 5 µs timers instead of 100 µs, which
             // the benchmark and the demo's latency readout need; ferrydb itself

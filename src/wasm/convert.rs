@@ -150,6 +150,8 @@ pub fn response(response: &Response) -> JsValue {
                 "subscriptions",
                 JsValue::from_f64(stats.subscriptions as f64),
             ),
+            // The replica's pages live in wasm memory: most of the worker's footprint.
+            ("wasmMemoryBytes", JsValue::from_f64(wasm_memory_bytes())),
         ]),
         Response::Done => JsValue::UNDEFINED,
     }
@@ -166,4 +168,12 @@ pub fn error_data(data: &crate::engine::error::ErrorData) -> JsValue {
         ("message", JsValue::from_str(&data.message)),
         ("retryable", JsValue::from_bool(data.retryable)),
     ])
+}
+
+fn wasm_memory_bytes() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    memory
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
 }
