@@ -35,5 +35,8 @@ fi
 
 if [ ! -x node_modules/.bin/tsc ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install`, not `npm ci`: the npm here leaves other platforms' optional
+  # packages (rollup's native builds) out of the lock file, which `npm ci`
+  # then rejects as out of sync. Versions still come from the lock file.
+  npm install --no-audit --no-fund --loglevel=error
 fi
