@@ -97,40 +97,25 @@ impl Files {
 
     /// Every file with its bytes: what recovery starts from.
     pub async fn read_all(&self) -> Result<Vec<(String, Vec<u8>)>, storage::Error> {
-        let mut files = Vec::new();
         match self {
             Files::Hybrid(idb, opfs) => {
-                for name in idb.list().await.map_err(to_storage)? {
-                    let bytes = idb.read(&name).await.map_err(to_storage)?;
-                    files.push((name, bytes));
-                }
-                for name in opfs.list().await.map_err(to_storage)? {
-                    let bytes = opfs.read(&name).await.map_err(to_storage)?;
-                    files.push((name, bytes));
-                }
+                let mut files = read_dir(idb).await?;
+                files.append(&mut read_dir(opfs).await?);
+                Ok(files)
             }
-            Files::Opfs(dir) => {
-                for name in dir.list().await.map_err(to_storage)? {
-                    let bytes = dir.read(&name).await.map_err(to_storage)?;
-                    files.push((name, bytes));
-                }
-            }
-            Files::IndexedDb(dir) => {
-                for name in dir.list().await.map_err(to_storage)? {
-                    let bytes = dir.read(&name).await.map_err(to_storage)?;
-                    files.push((name, bytes));
-                }
-            }
+            Files::Opfs(dir) => read_dir(dir).await,
+            Files::IndexedDb(dir) => read_dir(dir).await,
             Files::Memory(mem) => {
                 let mem = mem.borrow();
+                let mut files = Vec::new();
                 for name in mem.list()? {
                     if let Some(bytes) = mem.read(&name)? {
                         files.push((name, bytes));
                     }
                 }
+                Ok(files)
             }
         }
-        Ok(files)
     }
 
     pub async fn perform(&self, request: &IoRequest) -> Result<(), storage::Error> {
@@ -181,6 +166,39 @@ impl Files {
             }
         }
     }
+}
+
+/// What reading a whole directory needs from OPFS and IndexedDB alike.
+trait Directory {
+    async fn list(&self) -> Result<Vec<String>, IoError>;
+    async fn read(&self, name: &str) -> Result<Vec<u8>, IoError>;
+}
+
+impl Directory for OpfsDirectory {
+    async fn list(&self) -> Result<Vec<String>, IoError> {
+        OpfsDirectory::list(self).await
+    }
+    async fn read(&self, name: &str) -> Result<Vec<u8>, IoError> {
+        OpfsDirectory::read(self, name).await
+    }
+}
+
+impl Directory for IdbDirectory {
+    async fn list(&self) -> Result<Vec<String>, IoError> {
+        IdbDirectory::list(self).await
+    }
+    async fn read(&self, name: &str) -> Result<Vec<u8>, IoError> {
+        IdbDirectory::read(self, name).await
+    }
+}
+
+async fn read_dir(dir: &impl Directory) -> Result<Vec<(String, Vec<u8>)>, storage::Error> {
+    let mut files = Vec::new();
+    for name in dir.list().await.map_err(to_storage)? {
+        let bytes = dir.read(&name).await.map_err(to_storage)?;
+        files.push((name, bytes));
+    }
+    Ok(files)
 }
 
 pub fn to_storage(e: IoError) -> storage::Error {
