@@ -186,4 +186,6 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod test_rng;
+#[cfg(test)]
 mod tests;

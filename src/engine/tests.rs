@@ -285,17 +285,8 @@ fn apply_updates(held: &mut [value::QueryResult], handled: &Handled) {
 
 #[test]
 fn patched_results_equal_a_full_requery_under_random_writes() {
-    let seed: u64 = std::env::var("FERRYDB_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0xfe11);
-    let mut rng = seed;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let (mut rng, seed) = super::test_rng::Rng::from_env(0xfe11);
+    let mut next = |n: u64| rng.below(n);
     let mut engine = engine();
     let tab = engine.connect_tab();
     engine

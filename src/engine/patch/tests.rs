@@ -1,4 +1,5 @@
 use super::*;
+use crate::engine::test_rng::Rng;
 
 fn result(rows: &[&[i64]]) -> QueryResult {
     QueryResult {
@@ -75,20 +76,6 @@ fn a_column_change_resends_everything() {
     assert_eq!(patch.apply(&old), new);
 }
 
-/// A tiny deterministic generator, so failures are reproducible by seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn random_row(rng: &mut Rng) -> Vec<Value> {
     // Few distinct values, so duplicate rows and accidental matches are common.
     vec![
@@ -104,11 +91,7 @@ fn random_row(rng: &mut Rng) -> Vec<Value> {
 
 #[test]
 fn random_edits_patch_to_exactly_the_new_result() {
-    let seed: u64 = std::env::var("FERRYDB_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed);
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_env(0x5eed);
     let mut old = QueryResult {
         columns: vec!["k".into(), "v".into()],
         rows: vec![],
