@@ -98,7 +98,7 @@ impl FrameLog {
             for pgno in first..=last {
                 source.copy_page(pgno, &mut bytes);
             }
-            let crc = crc32fast::hash(&bytes);
+            let crc = crate::storage::crc32::hash(&bytes);
             manifest.segments.push(SegmentRef { gen, len, crc });
             writes.push((FileName::Segment { gen, index }.to_string(), bytes));
         }

@@ -59,7 +59,7 @@ pub fn encode_frame(seq: u64, commit: &Commit, out: &mut Vec<u8>) {
         debug_assert_eq!(bytes.len(), commit.page_size as usize);
         out.extend_from_slice(bytes);
     }
-    let crc = crc32fast::hash(&out[start..]);
+    let crc = crate::storage::crc32::hash(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -138,7 +138,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameRef<'_>, FrameDefect> {
     let total = total as usize;
     let body = &bytes[..total - 4];
     let stored = read_u32(&bytes[total - 4..total]);
-    if crc32fast::hash(body) != stored {
+    if crate::storage::crc32::hash(body) != stored {
         return Err(FrameDefect::BadChecksum);
     }
     let numbers_end = HEADER_LEN + numbers_len as usize;

@@ -123,7 +123,7 @@ impl Manifest {
             out.extend_from_slice(&segment.len.to_le_bytes());
             out.extend_from_slice(&segment.crc.to_le_bytes());
         }
-        let crc = crc32fast::hash(&out);
+        let crc = crate::storage::crc32::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -139,7 +139,7 @@ impl Manifest {
         let count = read_u32(&bytes[36..40]) as usize;
         let total = HEADER_LEN.checked_add(count.checked_mul(ENTRY_LEN)?)? + 4;
         if bytes.len() != total
-            || crc32fast::hash(&bytes[..total - 4]) != read_u32(&bytes[total - 4..])
+            || crate::storage::crc32::hash(&bytes[..total - 4]) != read_u32(&bytes[total - 4..])
         {
             return None;
         }

@@ -70,6 +70,7 @@
 
 mod backend;
 mod checkpoint;
+mod crc32;
 mod error;
 pub mod frame;
 mod image;
