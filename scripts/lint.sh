@@ -10,6 +10,8 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q --target wasm32-unknown-unknown -p ferrydb -- -D warnings
 if [ -d pkg ]; then
   node_modules/.bin/tsc -p tsconfig.json --noEmit
+  # Type-level tests of the public API, against the built declarations.
+  if [ -d dist ]; then node_modules/.bin/tsc -p tests/types; fi
 else
   echo "lint: skipping tsc (pkg/ not built yet; scripts/build.sh runs it)"
 fi
