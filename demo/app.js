@@ -15,6 +15,14 @@ function showError(error) {
   errorBox.textContent = `${error.code ?? 'error'}: ${error.message}`;
 }
 
+// Where the replica lives and whether the last write reached the disk.
+const storage = document.querySelector('#storage');
+const durable = document.querySelector('#durable');
+db.onStorageChange((status) => {
+  storage.textContent = status.backend;
+  durable.textContent = status.error ? `not saved: ${status.error.code}` : `saved up to #${status.durableSeq}`;
+});
+
 await db.exec('CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, created_at INTEGER NOT NULL)');
 
 const items = db.watch('SELECT id, title FROM items ORDER BY id');
