@@ -107,7 +107,9 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
             let (_, bytes) = segments
                 .remove(&key)
                 .ok_or_else(|| Error::Corrupt(format!("checkpoint segment {name} is missing")))?;
-            if bytes.len() != segment.len as usize || crate::storage::crc32::hash(&bytes) != segment.crc {
+            if bytes.len() != segment.len as usize
+                || crate::storage::crc32::hash(&bytes) != segment.crc
+            {
                 return Err(Error::Corrupt(format!(
                     "checkpoint segment {name} is damaged"
                 )));
