@@ -1,7 +1,27 @@
-//! Wire types shared by the SDK and the reference server. The push/pull message
-//! types and the app-definition format arrive with the sync engine; until then
-//! this crate pins the protocol version both sides announce.
+//! Wire types of the ferrydb sync protocol and the app-definition format,
+//! shared by the SDK and the reference server so they cannot drift.
+//!
+//! - [`app`]: the app definition (tables, local tables, mutators, access rules)
+//!   and [`validate`], the checks it passes before anyone runs it;
+//! - [`wire`]: push, pull, the realtime channel and error bodies;
+//! - [`sql`]: the small SQL lexer both use to find `:named` parameters.
+
+pub mod app;
+mod problem;
+pub mod sql;
+pub mod validate;
+pub mod wire;
+
+pub use app::{
+    Access, AppDefinition, Column, ColumnType, LocalTable, Mutator, Param, Statements, Table,
+    USER_ID_PARAM,
+};
+pub use validate::{AppError, Problem};
+pub use wire::{
+    Cookie, ErrorBody, MismatchAction, Mutation, MutationResult, PatchOp, PullOk, PullRequest,
+    PullResponse, PushRequest, PushResponse, RejectionCode, Row, SchemaMismatch, ServerEvent,
+};
 
 /// The sync protocol version. A server that speaks another version refuses the
-/// exchange instead of guessing.
+/// exchange (HTTP 400, code `protocol_version`) instead of guessing.
 pub const PROTOCOL_VERSION: u32 = 1;

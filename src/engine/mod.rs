@@ -8,6 +8,7 @@ pub mod error;
 pub mod live;
 pub mod patch;
 pub mod request;
+pub mod sync;
 pub mod value;
 
 use crate::storage::{self, IoRequest, Recovered};

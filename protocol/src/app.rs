@@ -1,0 +1,235 @@
+//! The app definition: one JSON file that both the SDK and the server load, so
+//! the tables a client replicates, the mutators it may run and the rules the
+//! server enforces come from one source and cannot drift.
+//!
+//! ```json
+//! { "version": 3,
+//!   "tables": [{ "name": "todos",
+//!                "columns": [{ "name": "id", "type": "text" }, …],
+//!                "primaryKey": ["id"],
+//!                "access": { "read": "owner = :user_id", "write": "owner = :user_id" } }],
+//!   "localTables": [{ "name": "drafts", "columns": […], "primaryKey": ["id"] }],
+//!   "mutators": [{ "name": "addTodo",
+//!                  "params": [{ "name": "id", "type": "text" }, …],
+//!                  "sql": ["INSERT INTO todos (id, …) VALUES (:id, …)"] }] }
+//! ```
+//!
+//! `docs/protocol.md` describes every field; [`crate::validate`] the checks.
+
+use crate::sql::{Placeholders, Statement};
+use crate::validate::{self, AppError};
+use serde::{Deserialize, Serialize};
+
+/// A whole app definition. Build one with [`AppDefinition::from_json`], which
+/// validates it; a definition that exists in memory is assumed valid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppDefinition {
+    /// The schema version. Bump it when tables or mutators change; clients and
+    /// server compare it on open and on every sync exchange.
+    pub version: u32,
+    /// Tables replicated between the server and every client (filtered by the
+    /// read rule).
+    pub tables: Vec<Table>,
+    /// Client-only tables (UI state, drafts): plain SQL writes, never synced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_tables: Vec<LocalTable>,
+    #[serde(default)]
+    pub mutators: Vec<Mutator>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// Column names, in key order. Composite keys are allowed.
+    pub primary_key: Vec<String>,
+    /// Who may read and write each row. Required: a public table says so with
+    /// `"true"`, so nothing becomes public by omission.
+    pub access: Access,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalTable {
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// Optional for local tables (a plain rowid table without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    /// Whether the column may hold NULL. Columns are NOT NULL unless they say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nullable: bool,
+}
+
+/// The portable column and parameter types. Each maps to one SQLite and one
+/// Postgres type, and to one JSON shape on the wire (see `docs/protocol.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ColumnType {
+    Integer,
+    Real,
+    Text,
+    Blob,
+    /// `true`/`false` on the wire; 0/1 in SQLite.
+    Boolean,
+    /// Any JSON value on the wire; its JSON text in SQLite, `jsonb` in Postgres.
+    Json,
+}
+
+impl ColumnType {
+    pub fn sqlite_type(self) -> &'static str {
+        match self {
+            ColumnType::Integer | ColumnType::Boolean => "INTEGER",
+            ColumnType::Real => "REAL",
+            ColumnType::Text | ColumnType::Json => "TEXT",
+            ColumnType::Blob => "BLOB",
+        }
+    }
+
+    pub fn postgres_type(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "bigint",
+            ColumnType::Real => "double precision",
+            ColumnType::Text => "text",
+            ColumnType::Blob => "bytea",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Json => "jsonb",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "integer",
+            ColumnType::Real => "real",
+            ColumnType::Text => "text",
+            ColumnType::Blob => "blob",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Json => "json",
+        }
+    }
+}
+
+/// Per-table access rules: SQL boolean expressions over the row's columns and
+/// the `:user_id` of the authenticated user, evaluated by the server only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// Which rows a user pulls.
+    pub read: String,
+    /// Which rows a mutator may change: checked on the row before and after.
+    pub write: String,
+}
+
+/// The only parameter an access rule may use.
+pub const USER_ID_PARAM: &str = "user_id";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mutator {
+    pub name: String,
+    #[serde(default)]
+    pub params: Vec<Param>,
+    /// One statement, or several run in order inside one transaction.
+    pub sql: Statements,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Param {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    /// A nullable parameter may be `null` or left out of the arguments.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nullable: bool,
+}
+
+/// `"sql": "…"` or `"sql": ["…", "…"]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Statements {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Statements {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Statements::One(s) => std::slice::from_ref(s),
+            Statements::Many(v) => v,
+        }
+    }
+}
+
+impl AppDefinition {
+    /// Parses and validates an app definition. Every problem found is reported,
+    /// not only the first.
+    pub fn from_json(text: &str) -> Result<AppDefinition, AppError> {
+        let app: AppDefinition = serde_json::from_str(text).map_err(AppError::Json)?;
+        app.validate()?;
+        Ok(app)
+    }
+
+    /// Checks names, keys, rules and mutators (see [`crate::validate`]).
+    pub fn validate(&self) -> Result<(), AppError> {
+        validate::app(self)
+    }
+
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    pub fn mutator(&self, name: &str) -> Option<&Mutator> {
+        self.mutators.iter().find(|m| m.name == name)
+    }
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The read rule with `:user_id` rendered as a placeholder (it binds to
+    /// placeholder 1 if the rule uses it at all; see [`Statement::params`]).
+    pub fn read_rule(&self) -> Statement {
+        Statement::parse(&self.access.read).expect("validated rule")
+    }
+
+    pub fn write_rule(&self) -> Statement {
+        Statement::parse(&self.access.write).expect("validated rule")
+    }
+}
+
+impl Mutator {
+    /// The mutator's statements with their parameters located.
+    pub fn statements(&self) -> Vec<Statement> {
+        self.sql
+            .as_slice()
+            .iter()
+            .map(|s| Statement::parse(s).expect("validated statement"))
+            .collect()
+    }
+
+    /// Each statement rendered for one engine, with the names of the arguments
+    /// to bind to its placeholders in order.
+    pub fn rendered(&self, style: Placeholders) -> Vec<(String, Vec<String>)> {
+        self.statements()
+            .into_iter()
+            .map(|s| (s.render(style), s.params))
+            .collect()
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}

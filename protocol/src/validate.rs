@@ -1,0 +1,359 @@
+//! Checks an app definition before anyone runs it, and says precisely what is
+//! wrong: which table, column, rule, mutator or parameter. All problems are
+//! collected so a developer fixes the file in one pass.
+
+use crate::app::{AppDefinition, Column, USER_ID_PARAM};
+pub use crate::problem::{AppError, Problem};
+use crate::sql::{tokenize, Statement, Token, TokenKind};
+use std::collections::BTreeSet;
+
+/// Words both engines reserve; a table or column named after one would need
+/// quoting in every statement, so such names are refused up front.
+#[rustfmt::skip]
+const RESERVED: &[&str] = &[
+    "all", "alter", "and", "as", "asc", "between", "by", "case", "cast", "check", "collate",
+    "column", "constraint", "create", "cross", "default", "delete", "desc", "distinct", "do",
+    "drop", "else", "end", "except", "exists", "false", "for", "foreign", "from", "full",
+    "group", "having", "in", "index", "inner", "insert", "intersect", "into", "is", "join",
+    "key", "left", "like", "limit", "not", "null", "offset", "on", "or", "order", "outer",
+    "primary", "references", "returning", "right", "select", "set", "table", "then", "to",
+    "true", "union", "unique", "update", "user", "using", "values", "when", "where", "with",
+];
+
+/// Words that may appear in an access rule without naming a column.
+#[rustfmt::skip]
+const RULE_KEYWORDS: &[&str] = &[
+    "and", "or", "not", "is", "null", "true", "false", "in", "like", "glob", "between", "case",
+    "when", "then", "else", "end", "cast", "as", "collate", "escape", "distinct", "isnull",
+    "notnull", "nocase",
+];
+
+pub(crate) fn app(app: &AppDefinition) -> Result<(), AppError> {
+    let mut problems = Vec::new();
+    if app.version == 0 {
+        problems.push(Problem::BadVersion);
+    }
+    let mut table_names = BTreeSet::new();
+    let all_tables = app
+        .tables
+        .iter()
+        .map(|t| (&t.name, &t.columns, &t.primary_key, true))
+        .chain(
+            app.local_tables
+                .iter()
+                .map(|t| (&t.name, &t.columns, &t.primary_key, false)),
+        );
+    for (name, columns, key, synced) in all_tables {
+        check_table_name(name, &mut problems);
+        if !table_names.insert(name.as_str()) {
+            problems.push(Problem::Duplicate {
+                kind: "table",
+                name: name.clone(),
+            });
+        }
+        check_columns(name, columns, &mut problems);
+        check_key(name, columns, key, synced, &mut problems);
+    }
+    for table in &app.tables {
+        for (rule, text) in [("read", &table.access.read), ("write", &table.access.write)] {
+            check_rule(&table.name, &table.columns, rule, text, &mut problems);
+        }
+    }
+    let mut mutator_names = BTreeSet::new();
+    for mutator in &app.mutators {
+        check_name("mutator", &mutator.name, true, &mut problems);
+        if !mutator_names.insert(mutator.name.as_str()) {
+            problems.push(Problem::Duplicate {
+                kind: "mutator",
+                name: mutator.name.clone(),
+            });
+        }
+        check_mutator(app, mutator, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(problems))
+    }
+}
+
+/// Table and column names: lowercase snake_case (Postgres folds unquoted names
+/// to lowercase, SQLite ignores case, so only lowercase means the same in both),
+/// not reserved, not in ferrydb's or SQLite's own namespace.
+fn check_table_name(name: &str, problems: &mut Vec<Problem>) {
+    check_name("table", name, false, problems)
+}
+
+fn check_name(kind: &'static str, name: &str, mixed_case: bool, problems: &mut Vec<Problem>) {
+    let reason = if name.is_empty() {
+        Some("is empty")
+    } else if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        Some("must start with a letter or `_` and contain only letters, digits and `_`")
+    } else if !mixed_case && name.chars().any(|c| c.is_ascii_uppercase()) {
+        Some("must be lowercase")
+    } else if name.to_ascii_lowercase().starts_with("_ferry") {
+        Some("is reserved: names starting with `_ferry` belong to ferrydb")
+    } else if name.to_ascii_lowercase().starts_with("sqlite_") {
+        Some("is reserved: names starting with `sqlite_` belong to SQLite")
+    } else if !mixed_case && RESERVED.contains(&name) {
+        Some("is a reserved SQL word")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        problems.push(Problem::BadName {
+            kind,
+            name: name.to_owned(),
+            reason,
+        });
+    }
+}
+
+fn check_columns(table: &str, columns: &[Column], problems: &mut Vec<Problem>) {
+    if columns.is_empty() {
+        problems.push(Problem::NoColumns {
+            table: table.to_owned(),
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for column in columns {
+        check_name("column", &column.name, false, problems);
+        if !seen.insert(column.name.as_str()) {
+            problems.push(Problem::Duplicate {
+                kind: "column",
+                name: format!("{table}.{}", column.name),
+            });
+        }
+    }
+}
+
+fn check_key(
+    table: &str,
+    columns: &[Column],
+    key: &[String],
+    synced: bool,
+    problems: &mut Vec<Problem>,
+) {
+    if synced && key.is_empty() {
+        problems.push(Problem::NoPrimaryKey {
+            table: table.to_owned(),
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for name in key {
+        if !seen.insert(name.as_str()) {
+            problems.push(Problem::BadKeyColumn {
+                table: table.to_owned(),
+                column: name.clone(),
+                reason: "is listed twice",
+            });
+        }
+        let Some(column) = columns.iter().find(|c| &c.name == name) else {
+            problems.push(Problem::UnknownColumn {
+                table: table.to_owned(),
+                column: name.clone(),
+                context: "primary key",
+            });
+            continue;
+        };
+        let reason = if column.nullable {
+            Some("may not be nullable")
+        } else if synced
+            && !matches!(
+                column.ty,
+                crate::ColumnType::Integer | crate::ColumnType::Text
+            )
+        {
+            // Keys travel in patches and are compared across engines: only
+            // integers and text compare the same everywhere.
+            Some("must be of type integer or text")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            problems.push(Problem::BadKeyColumn {
+                table: table.to_owned(),
+                column: name.clone(),
+                reason,
+            });
+        }
+    }
+}
+
+/// A rule is an expression over the row's own columns. Subqueries are refused:
+/// the server decides what a client pulls by the versions of the rows it
+/// reads, and a rule that looked at other tables would change a row's
+/// visibility without changing its version.
+fn check_rule(
+    table: &str,
+    columns: &[Column],
+    rule: &'static str,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let bad = |message: String| Problem::BadRule {
+        table: table.to_owned(),
+        rule,
+        message,
+    };
+    let tokens = match tokenize(text) {
+        Ok(t) if t.is_empty() => return problems.push(bad("is empty".into())),
+        Ok(t) => t,
+        Err(e) => return problems.push(bad(e.to_string())),
+    };
+    for (i, token) in tokens.iter().enumerate() {
+        match &token.kind {
+            TokenKind::Param(p) if p != USER_ID_PARAM => problems.push(bad(format!(
+                "unknown parameter `:{p}` (rules may only use `:{USER_ID_PARAM}`)"
+            ))),
+            TokenKind::Punct(';') => problems.push(bad("must be one expression".into())),
+            k if k.is_word("select") => problems.push(bad(
+                "subqueries are not allowed; a rule looks at its own row only".into(),
+            )),
+            k @ (TokenKind::Word(_) | TokenKind::Quoted(_)) => {
+                let name = k.identifier().expect("identifier");
+                let is_keyword =
+                    matches!(k, TokenKind::Word(_)) && RULE_KEYWORDS.contains(&name.as_str());
+                let is_call = next_is(&tokens, i, '(');
+                let is_type = i > 0 && tokens[i - 1].kind.is_word("as");
+                if !is_keyword && !is_call && !is_type && !columns.iter().any(|c| c.name == name) {
+                    problems.push(Problem::UnknownColumn {
+                        table: table.to_owned(),
+                        column: name,
+                        context: if rule == "read" {
+                            "read rule"
+                        } else {
+                            "write rule"
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn next_is(tokens: &[Token], i: usize, c: char) -> bool {
+    matches!(tokens.get(i + 1), Some(Token { kind: TokenKind::Punct(p), .. }) if *p == c)
+}
+
+fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut Vec<Problem>) {
+    let name = &mutator.name;
+    let mut declared = BTreeSet::new();
+    for param in &mutator.params {
+        check_name("parameter", &param.name, true, problems);
+        if !declared.insert(param.name.as_str()) {
+            problems.push(Problem::Duplicate {
+                kind: "parameter",
+                name: format!("{name}.{}", param.name),
+            });
+        }
+    }
+    let statements = mutator.sql.as_slice();
+    if statements.is_empty() || statements.iter().all(|s| s.trim().is_empty()) {
+        problems.push(Problem::NoStatements {
+            mutator: name.clone(),
+        });
+    }
+    let mut used = BTreeSet::new();
+    for (index, source) in statements.iter().enumerate() {
+        let bad = |message: String| Problem::BadStatement {
+            mutator: name.clone(),
+            statement: index,
+            message,
+        };
+        let (statement, tokens) = match (Statement::parse(source), tokenize(source)) {
+            (Ok(s), Ok(t)) => (s, t),
+            (Err(e), _) | (_, Err(e)) => {
+                problems.push(bad(e.to_string()));
+                continue;
+            }
+        };
+        let last = tokens.len().saturating_sub(1);
+        if tokens
+            .iter()
+            .enumerate()
+            .any(|(i, t)| t.kind == TokenKind::Punct(';') && i != last)
+        {
+            problems.push(bad(
+                "holds more than one statement; list each separately".into()
+            ));
+        }
+        for param in statement.params {
+            // Reported once per mutator, however many statements use it.
+            if used.insert(param.clone()) && !declared.contains(param.as_str()) {
+                problems.push(Problem::UndeclaredParam {
+                    mutator: name.clone(),
+                    param,
+                });
+            }
+        }
+        for table in referenced_tables(&tokens) {
+            if app.table(&table).is_some() {
+                continue;
+            }
+            problems.push(if app.local_tables.iter().any(|t| t.name == table) {
+                Problem::LocalTableInMutator {
+                    mutator: name.clone(),
+                    table,
+                }
+            } else {
+                Problem::UnknownTable {
+                    mutator: name.clone(),
+                    table,
+                }
+            });
+        }
+    }
+    for param in &mutator.params {
+        if !used.contains(&param.name) {
+            problems.push(Problem::UnusedParam {
+                mutator: name.clone(),
+                param: param.name.clone(),
+            });
+        }
+    }
+}
+
+/// The tables a statement names after `INTO`, `UPDATE`, `FROM` and `JOIN`,
+/// minus the names of its own common table expressions and table-valued
+/// functions (`FROM json_each(…)`). A shallow reading: tables after a comma in
+/// a `FROM` list are not seen here, and are checked when the engine prepares
+/// the statement.
+fn referenced_tables(tokens: &[Token]) -> Vec<String> {
+    let mut ctes = BTreeSet::new();
+    for (i, t) in tokens.iter().enumerate() {
+        // `name AS (` introduces a common table expression.
+        if t.kind.is_word("as") && next_is(tokens, i, '(') && i > 0 {
+            if let Some(name) = tokens[i - 1].kind.identifier() {
+                ctes.insert(name);
+            }
+        }
+    }
+    let mut tables = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let after_from = t.kind.is_word("from") || t.kind.is_word("join");
+        if !(after_from || t.kind.is_word("into") || t.kind.is_word("update")) {
+            continue;
+        }
+        // `UPDATE OR IGNORE t`, `INSERT OR REPLACE INTO t`.
+        let mut j = i + 1;
+        if tokens.get(j).is_some_and(|t| t.kind.is_word("or")) {
+            j += 2;
+        }
+        let Some(next) = tokens.get(j) else { continue };
+        let Some(name) = next.kind.identifier() else {
+            continue;
+        };
+        // `DO UPDATE SET` names no table; `FROM f(…)` is a function.
+        if next.kind.is_word("set") || (after_from && next_is(tokens, j, '(')) {
+            continue;
+        }
+        if !ctes.contains(&name) {
+            tables.push(name);
+        }
+    }
+    tables
+}

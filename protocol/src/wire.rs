@@ -1,0 +1,215 @@
+//! The messages of sync protocol v1: `POST push`, `POST pull`, the realtime
+//! channel's events and the body of an HTTP error. Field names are camelCase on
+//! the wire; tagged enums carry their variant in `"type"`. `docs/protocol.md`
+//! is the prose version; `tests/fixtures/protocol/*.json` the golden examples.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+
+/// A row or key as sent on the wire: column name → JSON value (see
+/// `docs/protocol.md` for how each column type is written).
+pub type Row = Map<String, Json>;
+
+/// The server's position in its change stream, opaque to the client: it only
+/// stores it and sends it back. Integers and strings are both allowed so a
+/// server can use a plain version number or encode a paging cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cookie {
+    Integer(i64),
+    Text(String),
+}
+
+/// `POST push`: mutations in mutation-ID order, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushRequest {
+    pub protocol_version: u32,
+    pub schema_version: u32,
+    #[serde(rename = "clientGroupID")]
+    pub client_group_id: String,
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    pub mutations: Vec<Mutation>,
+}
+
+/// One call of a named mutator. The server runs its own copy of the mutator
+/// with these arguments; no SQL ever travels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mutation {
+    /// Per client, starting at 1, without gaps.
+    pub id: u64,
+    pub name: String,
+    /// A JSON object: parameter name → value.
+    pub args: Json,
+    /// When the client ran it, milliseconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum PushResponse {
+    /// The mutations the server got to, in order. A mutation missing from the
+    /// list was not processed (the server stopped early) and is sent again.
+    Ok {
+        results: Vec<MutationResult>,
+    },
+    SchemaMismatch(SchemaMismatch),
+}
+
+/// What the server did with one mutation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum MutationResult {
+    /// Ran and committed now.
+    Ok { id: u64 },
+    /// Already ran (committed) in an earlier push: a retry after a lost reply.
+    AlreadyProcessed { id: u64 },
+    /// Will never apply. The mutation still counts as processed, so the queue
+    /// behind it moves on; a retried push gets the same rejection back.
+    Rejected {
+        id: u64,
+        code: RejectionCode,
+        message: String,
+    },
+}
+
+impl MutationResult {
+    pub fn id(&self) -> u64 {
+        match self {
+            MutationResult::Ok { id }
+            | MutationResult::AlreadyProcessed { id }
+            | MutationResult::Rejected { id, .. } => *id,
+        }
+    }
+}
+
+/// Why the server rejected a mutation. Stable snake_case strings; a server
+/// with custom mutator logic may send codes of its own (`App`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionCode {
+    /// The server's app definition has no mutator of that name.
+    UnknownMutator,
+    /// Arguments missing, extra, or of the wrong type.
+    BadArguments,
+    /// The access rules do not let this user write a row the mutator changed.
+    Forbidden,
+    /// A statement failed on the server (a constraint, a type error).
+    MutatorFailed,
+    #[serde(untagged)]
+    App(String),
+}
+
+impl RejectionCode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RejectionCode::UnknownMutator => "unknown_mutator",
+            RejectionCode::BadArguments => "bad_arguments",
+            RejectionCode::Forbidden => "forbidden",
+            RejectionCode::MutatorFailed => "mutator_failed",
+            RejectionCode::App(code) => code,
+        }
+    }
+
+    pub fn parse(code: &str) -> RejectionCode {
+        serde_json::from_value(Json::String(code.to_owned()))
+            .unwrap_or_else(|_| RejectionCode::App(code.to_owned()))
+    }
+}
+
+/// `POST pull`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequest {
+    pub protocol_version: u32,
+    pub schema_version: u32,
+    #[serde(rename = "clientGroupID")]
+    pub client_group_id: String,
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    /// The cookie of the last response applied; `null` for a first (full) sync.
+    pub cookie: Option<Cookie>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum PullResponse {
+    Ok(PullOk),
+    SchemaMismatch(SchemaMismatch),
+}
+
+/// The changes since the request's cookie, for the rows this user may read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullOk {
+    pub cookie: Cookie,
+    /// For clients of this group whose last processed mutation moved: the ID of
+    /// that mutation. Its effects (and those of all before it) are in the state
+    /// this response brings the client to.
+    #[serde(rename = "lastMutationIDChanges")]
+    pub last_mutation_id_changes: BTreeMap<String, u64>,
+    /// Applied in order. A response to a `null` cookie starts with `clear`.
+    pub patch: Vec<PatchOp>,
+    /// More changes are waiting: pull again at once with the new cookie.
+    #[serde(default)]
+    pub more: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum PatchOp {
+    /// Insert the row, or replace the row with the same primary key.
+    Put { table: String, row: Row },
+    /// Delete the row with this primary key (no error if absent).
+    Del { table: String, key: Row },
+    /// Delete every row of every synced table.
+    Clear,
+}
+
+/// The client's schema version and the server's do not match; `action` says
+/// what the client must do. Sent instead of a normal response, with HTTP 200.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaMismatch {
+    pub server_schema_version: u32,
+    pub action: MismatchAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MismatchAction {
+    /// The server runs a newer app: this client's build is too old to sync.
+    /// The app is told (an event); it decides when to reload.
+    UpdateApp,
+    /// The client's replica cannot be patched forward: rebuild it from a full
+    /// pull, keeping the outbox.
+    ResetReplica,
+    /// The client is newer than the server (a deploy in progress): try again
+    /// later.
+    RetryLater,
+}
+
+/// A message on the realtime channel (SSE or WebSocket).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerEvent {
+    /// The server moved on: pull. `cookie` is the server's position now, so a
+    /// client already there can skip the pull.
+    Poke {
+        #[serde(default)]
+        cookie: Option<Cookie>,
+    },
+}
+
+/// The JSON body of any HTTP error response (4xx, 5xx).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable snake_case code: `unauthorized`, `bad_request`,
+    /// `protocol_version`, `too_large`, `rate_limited`, `internal`, …
+    pub code: String,
+    pub message: String,
+    /// Whether sending the same request again can succeed.
+    pub retryable: bool,
+}

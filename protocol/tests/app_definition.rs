@@ -1,0 +1,296 @@
+//! Loading an app definition: the sample loads, and each kind of mistake is
+//! reported precisely (which table, column, rule, mutator, parameter).
+
+use ferrydb_protocol::sql::Placeholders;
+use ferrydb_protocol::{AppDefinition, AppError, Problem};
+use serde_json::{json, Value as Json};
+
+fn sample() -> Json {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/app.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn problems(app: Json) -> Vec<Problem> {
+    match AppDefinition::from_json(&app.to_string()) {
+        Err(AppError::Invalid(p)) => p,
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+/// Edits the sample with `edit` and returns what loading it reports.
+fn problems_after(edit: impl FnOnce(&mut Json)) -> Vec<Problem> {
+    let mut app = sample();
+    edit(&mut app);
+    problems(app)
+}
+
+fn table<'a>(app: &'a mut Json, name: &str) -> &'a mut Json {
+    let tables = app["tables"].as_array_mut().unwrap();
+    tables.iter_mut().find(|t| t["name"] == name).unwrap()
+}
+
+fn mutator<'a>(app: &'a mut Json, name: &str) -> &'a mut Json {
+    let mutators = app["mutators"].as_array_mut().unwrap();
+    mutators.iter_mut().find(|m| m["name"] == name).unwrap()
+}
+
+#[test]
+fn the_sample_app_loads() {
+    let app = AppDefinition::from_json(&sample().to_string()).unwrap();
+    assert_eq!(app.tables.len(), 4);
+    assert_eq!(app.local_tables[0].name, "drafts");
+    let increment = app.mutator("increment").unwrap();
+    let rendered = increment.rendered(Placeholders::Dollar);
+    assert!(
+        rendered[0].0.contains("VALUES ($1, $2)"),
+        "{}",
+        rendered[0].0
+    );
+    assert_eq!(rendered[0].1, ["id", "by"]);
+    assert_eq!(app.mutator("deleteList").unwrap().statements().len(), 3);
+}
+
+#[test]
+fn json_errors_say_where() {
+    let err =
+        AppDefinition::from_json("{\"version\": 1, \"tables\": [{\"name\": 1}]}").unwrap_err();
+    assert!(matches!(err, AppError::Json(_)));
+    assert!(err.to_string().contains("line 1"), "{err}");
+    // Unknown fields are typos, not extensions.
+    let mut app = sample();
+    app["mutatorz"] = json!([]);
+    let err = AppDefinition::from_json(&app.to_string()).unwrap_err();
+    assert!(err.to_string().contains("mutatorz"), "{err}");
+    // A table without access rules is refused rather than made public.
+    let mut app = sample();
+    table(&mut app, "todos")
+        .as_object_mut()
+        .unwrap()
+        .remove("access");
+    let err = AppDefinition::from_json(&app.to_string()).unwrap_err();
+    assert!(err.to_string().contains("access"), "{err}");
+}
+
+#[test]
+fn rules_may_only_name_the_tables_own_columns() {
+    let found = problems_after(|app| {
+        table(app, "todos")["access"]["read"] = json!("ownr = :user_id OR lower(title) = 'x'");
+    });
+    assert_eq!(
+        found,
+        [Problem::UnknownColumn {
+            table: "todos".into(),
+            column: "ownr".into(),
+            context: "read rule"
+        }]
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "read rule of table `todos` refers to unknown column `ownr`"
+    );
+}
+
+#[test]
+fn rules_may_only_use_user_id_and_no_subqueries() {
+    let found = problems_after(|app| {
+        table(app, "lists")["access"]["write"] = json!("owner = :team");
+        table(app, "todos")["access"]["read"] =
+            json!("list_id IN (SELECT id FROM lists WHERE owner = :user_id)");
+    });
+    assert!(
+        matches!(&found[0], Problem::BadRule { table, rule: "write", message }
+        if table == "lists" && message.contains(":team"))
+    );
+    assert!(found.iter().any(
+        |p| matches!(p, Problem::BadRule { table, rule: "read", message }
+        if table == "todos" && message.contains("subqueries"))
+    ));
+}
+
+#[test]
+fn mutator_params_must_be_declared_and_used() {
+    let found = problems_after(|app| {
+        let m = mutator(app, "renameTodo");
+        m["params"] =
+            json!([{ "name": "id", "type": "text" }, { "name": "unused", "type": "text" }]);
+    });
+    assert_eq!(
+        found,
+        [
+            Problem::UndeclaredParam {
+                mutator: "renameTodo".into(),
+                param: "title".into()
+            },
+            Problem::UnusedParam {
+                mutator: "renameTodo".into(),
+                param: "unused".into()
+            },
+        ]
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "mutator `renameTodo` uses parameter `:title` but does not declare it"
+    );
+}
+
+#[test]
+fn mutators_may_only_touch_known_synced_tables() {
+    let found = problems_after(|app| {
+        mutator(app, "renameTodo")["sql"] = json!("UPDATE todo SET title = :title WHERE id = :id");
+        mutator(app, "toggleTodo")["sql"] = json!([
+            "UPDATE todos SET done = NOT done WHERE id = :id",
+            "DELETE FROM drafts WHERE id = :id"
+        ]);
+    });
+    assert_eq!(
+        found,
+        [
+            Problem::LocalTableInMutator {
+                mutator: "toggleTodo".into(),
+                table: "drafts".into()
+            },
+            Problem::UnknownTable {
+                mutator: "renameTodo".into(),
+                table: "todo".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn common_table_expressions_and_table_functions_are_not_tables() {
+    let mut app = sample();
+    mutator(&mut app, "renameTodo")["sql"] = json!(
+        "WITH t AS (SELECT value FROM json_each('[1]')) UPDATE todos SET title = :title WHERE id = :id AND EXISTS (SELECT 1 FROM t)"
+    );
+    AppDefinition::from_json(&app.to_string()).unwrap();
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let found = problems_after(|app| {
+        let lists = table(app, "lists").clone();
+        app["tables"].as_array_mut().unwrap().push(lists);
+        app["localTables"][0]["name"] = json!("todos");
+        let increment = mutator(app, "increment").clone();
+        app["mutators"].as_array_mut().unwrap().push(increment);
+        table(app, "counters")["columns"][1]["name"] = json!("id");
+        mutator(app, "toggleTodo")["params"] =
+            json!([{ "name": "id", "type": "text" }, { "name": "id", "type": "text" }]);
+    });
+    for expected in [
+        Problem::Duplicate {
+            kind: "table",
+            name: "lists".into(),
+        },
+        Problem::Duplicate {
+            kind: "table",
+            name: "todos".into(),
+        },
+        Problem::Duplicate {
+            kind: "mutator",
+            name: "increment".into(),
+        },
+        Problem::Duplicate {
+            kind: "column",
+            name: "counters.id".into(),
+        },
+        Problem::Duplicate {
+            kind: "parameter",
+            name: "toggleTodo.id".into(),
+        },
+    ] {
+        assert!(
+            found.contains(&expected),
+            "{expected:?} missing from {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn bad_identifiers_are_refused() {
+    let found = problems_after(|app| {
+        table(app, "lists")["name"] = json!("Lists");
+        table(app, "todos")["columns"][3]["name"] = json!("order");
+        table(app, "counters")["name"] = json!("_ferry_counters");
+        mutator(app, "increment")["name"] = json!("incr-ement");
+    });
+    let names: Vec<_> = found
+        .iter()
+        .filter_map(|p| match p {
+            Problem::BadName { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["Lists", "order", "_ferry_counters", "incr-ement"],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn primary_keys_must_exist_and_be_portable() {
+    let found = problems_after(|app| {
+        table(app, "lists")["primaryKey"] = json!([]);
+        table(app, "todos")["primaryKey"] = json!(["id", "missing"]);
+        table(app, "todos")["columns"][5]["type"] = json!("json");
+        table(app, "counters")["primaryKey"] = json!(["value", "id"]);
+        table(app, "counters")["columns"][1]["type"] = json!("real");
+    });
+    assert!(found.contains(&Problem::NoPrimaryKey {
+        table: "lists".into()
+    }));
+    assert!(found.contains(&Problem::UnknownColumn {
+        table: "todos".into(),
+        column: "missing".into(),
+        context: "primary key"
+    }));
+    assert!(found.contains(&Problem::BadKeyColumn {
+        table: "counters".into(),
+        column: "value".into(),
+        reason: "must be of type integer or text"
+    }));
+}
+
+#[test]
+fn statements_are_checked() {
+    let found = problems_after(|app| {
+        mutator(app, "renameTodo")["sql"] = json!("UPDATE todos SET title = ? WHERE id = :id");
+        mutator(app, "toggleTodo")["sql"] =
+            json!("UPDATE todos SET done = 1; DELETE FROM todos WHERE id = :id");
+        mutator(app, "deleteTodo")["sql"] = json!([]);
+        app["version"] = json!(0);
+    });
+    assert_eq!(found[0], Problem::BadVersion);
+    assert!(found.iter().any(
+        |p| matches!(p, Problem::BadStatement { mutator, message, .. }
+        if mutator == "renameTodo" && message.contains("`?`"))
+    ));
+    assert!(found.iter().any(
+        |p| matches!(p, Problem::BadStatement { mutator, message, .. }
+        if mutator == "toggleTodo" && message.contains("more than one statement"))
+    ));
+    assert!(found.contains(&Problem::NoStatements {
+        mutator: "deleteTodo".into()
+    }));
+    // A trailing semicolon is fine.
+    let mut app = sample();
+    mutator(&mut app, "toggleTodo")["sql"] =
+        json!("UPDATE todos SET done = NOT done WHERE id = :id;");
+    AppDefinition::from_json(&app.to_string()).unwrap();
+}
+
+#[test]
+fn the_error_lists_every_problem() {
+    let mut app = sample();
+    table(&mut app, "todos")["access"]["read"] = json!("nope");
+    mutator(&mut app, "increment")["name"] = json!("createList");
+    let err = AppDefinition::from_json(&app.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown column `nope`") && err.contains("`createList` is defined twice"),
+        "{err}"
+    );
+}

@@ -1,0 +1,131 @@
+//! What goes into and comes out of the [`SyncClient`](super::SyncClient).
+//! The host turns each [`Effect`] into I/O and feeds the outcome back as an
+//! [`Event`]; it never decides anything itself.
+
+use super::replica::Rejection;
+use crate::engine::database::TableSet;
+use ferrydb_protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ServerEvent};
+use serde::Serialize;
+
+/// Timing knobs, all in milliseconds.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// Most mutations sent in one push.
+    pub push_batch: usize,
+    /// Pokes arriving within this window become one pull.
+    pub poke_debounce_ms: u64,
+    /// A request without a reply after this long counts as failed; a late
+    /// reply is ignored.
+    pub request_timeout_ms: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Pull this often even without pokes (the realtime channel can drop
+    /// messages); `None` to rely on pokes alone.
+    pub pull_interval_ms: Option<u64>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            push_batch: 100,
+            poke_debounce_ms: 50,
+            request_timeout_ms: 30_000,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            pull_interval_ms: Some(60_000),
+        }
+    }
+}
+
+/// Something that happened, told to the client by the host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The network is reachable (also sent once at start to begin syncing).
+    Online,
+    Offline,
+    /// A mutation was added to the outbox.
+    Mutated,
+    /// The app's token provider answered (`None`: no auth, send no header).
+    Token(Option<String>),
+    /// The reply to `SendPush { id, .. }`.
+    PushResponse {
+        id: u64,
+        response: PushResponse,
+    },
+    /// The reply to `SendPull { id, .. }`.
+    PullResponse {
+        id: u64,
+        response: PullResponse,
+    },
+    /// Request `id` failed: an HTTP status, or 0 when no response arrived.
+    HttpError {
+        id: u64,
+        status: u16,
+    },
+    /// A message from the realtime channel.
+    Server(ServerEvent),
+    /// The timer set by the last `SetTimer` fired.
+    Timer,
+}
+
+/// Something the host must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// `POST push` with the token as bearer (if any); answer with
+    /// `PushResponse` or `HttpError` carrying the same `id`.
+    SendPush {
+        id: u64,
+        token: Option<String>,
+        request: PushRequest,
+    },
+    SendPull {
+        id: u64,
+        token: Option<String>,
+        request: PullRequest,
+    },
+    /// Fire `Timer` at this time (ms); replaces the previous timer.
+    SetTimer { at: u64 },
+    /// Ask the app's token provider; answer with `Token`.
+    NeedToken,
+    /// These tables' contents changed: refresh live queries over them.
+    Changed(TableSet),
+    /// Tell the app.
+    Emit(SyncEvent),
+    /// The status changed; show it in every tab.
+    Status(SyncStatus),
+}
+
+/// Events for the app (`db.on(...)` in TypeScript).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum SyncEvent {
+    /// The server runs a newer schema: this build must be updated (reloaded)
+    /// before it can sync again. Local reads and writes keep working.
+    #[serde(rename_all = "camelCase")]
+    UpdateNeeded { server_schema_version: u32 },
+    /// The server asked for a fresh replica: synced tables were rebuilt, the
+    /// outbox kept, a full pull follows.
+    #[serde(rename_all = "camelCase")]
+    SchemaReset { server_schema_version: u32 },
+    /// The server refused these mutations; their effects are gone after the
+    /// next pull. They are also in the rejection log.
+    Rejected { rejections: Vec<Rejection> },
+    /// The server refused the token even after one refresh.
+    Unauthorized,
+}
+
+/// The sync status every tab shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// Online, and the last exchange with the server succeeded.
+    pub connected: bool,
+    pub uploading: bool,
+    pub downloading: bool,
+    /// Mutations in the outbox.
+    pub pending: u64,
+    /// When the replica last caught up with the server (ms).
+    pub last_synced_at: Option<u64>,
+    /// Why syncing is failing, while it is.
+    pub error: Option<String>,
+}

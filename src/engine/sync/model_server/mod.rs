@@ -1,0 +1,477 @@
+//! The model server: the protocol's server side over one SQLite database, in
+//! process. It is what the reference server does, minus HTTP and Postgres:
+//! runs mutators from its own copy of the app definition, checks the write
+//! rule on every row a mutator touched (before and after), records each
+//! client's last mutation ID in the same transaction, remembers rejections so
+//! a retried push gets the same answer, and serves pulls filtered by the
+//! read rule from row versions and tombstones. Tests drive it directly.
+
+mod tables;
+
+use super::error::{Error, Result};
+use super::mutator::{compile_all, in_savepoint, CompiledMutator};
+use super::schema::{self, INTERNAL_TABLES};
+use super::values::to_json;
+use crate::engine::database::Database;
+use crate::engine::value::Value;
+use ferrydb_protocol::{
+    AppDefinition, Cookie, MismatchAction, Mutation, MutationResult, PatchOp, PullOk, PullRequest,
+    PullResponse, PushRequest, PushResponse, RejectionCode, Row, SchemaMismatch,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tables::ServerTable;
+
+pub struct ModelServer {
+    db: Database,
+    app: AppDefinition,
+    tables: Vec<ServerTable>,
+    mutators: HashMap<String, CompiledMutator>,
+    /// Rows per page of a full sync (`more` pages the rest).
+    page_size: usize,
+    /// How many times each (client, mutation ID) ran, applied or rejected.
+    executions: BTreeMap<(String, u64), u32>,
+    /// Client groups whose next pull is answered with `resetReplica`.
+    reset_demanded: BTreeSet<String>,
+}
+
+impl ModelServer {
+    pub fn new(app: AppDefinition) -> Result<ModelServer> {
+        app.validate()?;
+        let mut db = Database::open_in_memory()?;
+        for sql in INTERNAL_TABLES {
+            db.execute(sql, &[])?;
+        }
+        // The undo log records what each mutator touched, for the write rule.
+        db.execute(
+            "INSERT INTO _ferry_meta (key, value) VALUES ('recording', 1)",
+            &[],
+        )?;
+        for sql in [
+            "CREATE TABLE _ferry_version (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+            "INSERT INTO _ferry_version VALUES (1, 0)",
+            "CREATE TABLE _ferry_clients (client_id TEXT PRIMARY KEY, client_group_id TEXT NOT NULL, \
+             last_mutation_id INTEGER NOT NULL, version INTEGER NOT NULL)",
+            "CREATE TABLE _ferry_server_rejections (client_id TEXT NOT NULL, mutation_id INTEGER NOT NULL, \
+             code TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (client_id, mutation_id))",
+        ] {
+            db.execute(sql, &[])?;
+        }
+        let tables: Vec<ServerTable> = app.tables.iter().map(ServerTable::new).collect();
+        for (table, server) in app.tables.iter().zip(&tables) {
+            for sql in schema::create_synced(table).iter().chain(&server.create) {
+                db.execute(sql, &[])?;
+            }
+        }
+        let mutators = compile_all(&mut db, &app)?;
+        Ok(ModelServer {
+            db,
+            app,
+            tables,
+            mutators,
+            page_size: 100,
+            executions: BTreeMap::new(),
+            reset_demanded: BTreeSet::new(),
+        })
+    }
+
+    pub fn with_page_size(mut self, rows: usize) -> Self {
+        self.page_size = rows.max(1);
+        self
+    }
+
+    /// The server's position: the cookie of a pull that is fully caught up.
+    pub fn version(&mut self) -> Result<i64> {
+        let rows = self.db.rows("SELECT value FROM _ferry_version", &[])?;
+        Ok(integer(&rows.rows[0][0]))
+    }
+
+    pub fn executions(&self) -> &BTreeMap<(String, u64), u32> {
+        &self.executions
+    }
+
+    pub fn last_mutation_id(&mut self, client_id: &str) -> Result<u64> {
+        let rows = self.db.rows(
+            "SELECT last_mutation_id FROM _ferry_clients WHERE client_id = ?1",
+            &[Value::Text(client_id.to_owned())],
+        )?;
+        Ok(rows.rows.first().map_or(0, |r| integer(&r[0]) as u64))
+    }
+
+    /// The mutation IDs of `client_id` the server rejected, with their codes.
+    pub fn rejections(&mut self, client_id: &str) -> Result<Vec<(u64, String)>> {
+        let rows = self.db.rows(
+            "SELECT mutation_id, code FROM _ferry_server_rejections WHERE client_id = ?1 ORDER BY mutation_id",
+            &[Value::Text(client_id.to_owned())],
+        )?;
+        Ok(rows
+            .rows
+            .iter()
+            .map(|r| (integer(&r[0]) as u64, text(&r[1])))
+            .collect())
+    }
+
+    /// The next pull of this client group is told to reset its replica.
+    pub fn demand_reset(&mut self, client_group_id: &str) {
+        self.reset_demanded.insert(client_group_id.to_owned());
+    }
+
+    /// Every row `user_id` may read, per table, in key order: what a caught-up
+    /// replica of that user must hold.
+    pub fn readable_rows(&mut self, user_id: &str) -> Result<BTreeMap<String, Vec<Row>>> {
+        let mut all = BTreeMap::new();
+        for table in &self.tables {
+            let params = if table.read_uses_user {
+                vec![Value::Text(user_id.to_owned())]
+            } else {
+                vec![]
+            };
+            let rows = self.db.rows(&table.read_rows, &params)?;
+            all.insert(
+                table.sql.name.clone(),
+                rows.rows
+                    .iter()
+                    .map(|r| to_row(&table.sql.columns, r))
+                    .collect(),
+            );
+        }
+        Ok(all)
+    }
+
+    fn mismatch(&self, client_version: u32) -> Option<SchemaMismatch> {
+        let server = self.app.version;
+        let action = match client_version.cmp(&server) {
+            std::cmp::Ordering::Equal => return None,
+            std::cmp::Ordering::Less => MismatchAction::UpdateApp,
+            std::cmp::Ordering::Greater => MismatchAction::RetryLater,
+        };
+        Some(SchemaMismatch {
+            server_schema_version: server,
+            action,
+        })
+    }
+
+    /// Handles `POST push` for the authenticated `user_id`.
+    pub fn push(&mut self, user_id: &str, request: &PushRequest) -> Result<PushResponse> {
+        if let Some(m) = self.mismatch(request.schema_version) {
+            return Ok(PushResponse::SchemaMismatch(m));
+        }
+        let mut results = Vec::new();
+        for mutation in &request.mutations {
+            match self.process(user_id, request, mutation)? {
+                Some(result) => results.push(result),
+                // A gap: an earlier mutation has not arrived. Stop; the client resends.
+                None => break,
+            }
+        }
+        Ok(PushResponse::Ok { results })
+    }
+
+    fn process(
+        &mut self,
+        user_id: &str,
+        request: &PushRequest,
+        mutation: &Mutation,
+    ) -> Result<Option<MutationResult>> {
+        let client = Value::Text(request.client_id.clone());
+        let last = self.last_mutation_id(&request.client_id)?;
+        let id = mutation.id;
+        if id <= last {
+            let rows = self.db.rows(
+                "SELECT code, message FROM _ferry_server_rejections WHERE client_id = ?1 AND mutation_id = ?2",
+                &[client, Value::Integer(id as i64)],
+            )?;
+            return Ok(Some(match rows.rows.first() {
+                Some(r) => MutationResult::Rejected {
+                    id,
+                    code: RejectionCode::parse(&text(&r[0])),
+                    message: text(&r[1]),
+                },
+                None => MutationResult::AlreadyProcessed { id },
+            }));
+        }
+        if id > last + 1 {
+            return Ok(None);
+        }
+        let Self {
+            db,
+            tables,
+            mutators,
+            ..
+        } = self;
+        let result = in_savepoint(db, "server_mutation", |db| {
+            db.execute("UPDATE _ferry_version SET value = value + 1", &[])?;
+            // The run has a savepoint of its own: a rejection rolls back the
+            // mutator's effects but keeps the bookkeeping below.
+            db.execute("SAVEPOINT server_run", &[])?;
+            let outcome = run_checked(db, tables, mutators, user_id, mutation);
+            if outcome.is_err() {
+                db.execute("ROLLBACK TO server_run", &[])?;
+            }
+            db.execute("RELEASE server_run", &[])?;
+            let result = match outcome {
+                Ok(()) => MutationResult::Ok { id },
+                Err(Rejected(code, message)) => {
+                    db.execute(
+                        "INSERT INTO _ferry_server_rejections VALUES (?1, ?2, ?3, ?4)",
+                        &[
+                            client.clone(),
+                            Value::Integer(id as i64),
+                            Value::Text(code.as_str().to_owned()),
+                            Value::Text(message.clone()),
+                        ],
+                    )?;
+                    MutationResult::Rejected { id, code, message }
+                }
+            };
+            for table in tables.iter() {
+                db.execute(
+                    &format!("DELETE FROM {}", schema::undo_table(&table.sql.name)),
+                    &[],
+                )?;
+            }
+            db.execute(
+                "INSERT INTO _ferry_clients VALUES (?1, ?2, ?3, (SELECT value FROM _ferry_version)) \
+                 ON CONFLICT (client_id) DO UPDATE SET last_mutation_id = excluded.last_mutation_id, version = excluded.version",
+                &[client.clone(), Value::Text(request.client_group_id.clone()), Value::Integer(id as i64)],
+            )?;
+            Ok(result)
+        })?;
+        *self
+            .executions
+            .entry((request.client_id.clone(), id))
+            .or_default() += 1;
+        Ok(Some(result))
+    }
+
+    /// Handles `POST pull` for the authenticated `user_id`.
+    pub fn pull(&mut self, user_id: &str, request: &PullRequest) -> Result<PullResponse> {
+        if let Some(m) = self.mismatch(request.schema_version) {
+            return Ok(PullResponse::SchemaMismatch(m));
+        }
+        let version = self.version()?;
+        let reset = PullResponse::SchemaMismatch(SchemaMismatch {
+            server_schema_version: self.app.version,
+            action: MismatchAction::ResetReplica,
+        });
+        if request.cookie.is_some() && self.reset_demanded.remove(&request.client_group_id) {
+            return Ok(reset);
+        }
+        let user = Value::Text(user_id.to_owned());
+        let (since, patch, cookie, more) = match &request.cookie {
+            Some(Cookie::Integer(since)) if *since > version => return Ok(reset),
+            Some(Cookie::Integer(since)) => (
+                *since,
+                self.changes_since(&user, *since)?,
+                Cookie::Integer(version),
+                false,
+            ),
+            None => self.full_page(&user, version, 0, None)?,
+            Some(Cookie::Text(cursor)) => match parse_cursor(cursor) {
+                Some((at, table, after)) if at <= version => {
+                    self.full_page(&user, at, table, Some(after))?
+                }
+                _ => return Ok(reset),
+            },
+        };
+        let rows = self.db.rows(
+            "SELECT client_id, last_mutation_id FROM _ferry_clients WHERE client_group_id = ?1 AND version > ?2",
+            &[Value::Text(request.client_group_id.clone()), Value::Integer(since)],
+        )?;
+        let last_mutation_id_changes = rows
+            .rows
+            .iter()
+            .map(|r| (text(&r[0]), integer(&r[1]) as u64))
+            .collect();
+        Ok(PullResponse::Ok(PullOk {
+            cookie,
+            last_mutation_id_changes,
+            patch,
+            more,
+        }))
+    }
+
+    fn changes_since(&mut self, user: &Value, since: i64) -> Result<Vec<PatchOp>> {
+        let mut patch = Vec::new();
+        for table in &self.tables {
+            let rows = self
+                .db
+                .rows(&table.changes, &[user.clone(), Value::Integer(since)])?;
+            let key_len = table.sql.key.len();
+            for r in &rows.rows {
+                let name = table.sql.name.clone();
+                if integer(&r[key_len]) == 1 {
+                    patch.push(PatchOp::Put {
+                        table: name,
+                        row: to_row(&table.sql.columns, &r[key_len + 1..]),
+                    });
+                } else {
+                    patch.push(PatchOp::Del {
+                        table: name,
+                        key: to_row(&table.sql.key, &r[..key_len]),
+                    });
+                }
+            }
+        }
+        Ok(patch)
+    }
+
+    /// One page of a full sync of the state at `at`, resuming in table
+    /// `table` after key `after`. Rows changed after `at` may already show
+    /// here; the final cookie is `at`, so the next pull sends them again
+    /// (harmless) along with any rows deleted meanwhile.
+    fn full_page(
+        &mut self,
+        user: &Value,
+        at: i64,
+        mut table: usize,
+        mut after: Option<Vec<Value>>,
+    ) -> Result<(i64, Vec<PatchOp>, Cookie, bool)> {
+        let mut patch = if after.is_none() && table == 0 {
+            vec![PatchOp::Clear]
+        } else {
+            vec![]
+        };
+        let mut room = self.page_size;
+        while table < self.tables.len() && room > 0 {
+            let t = &self.tables[table];
+            let mut params = vec![user.clone()];
+            let sql = match &after {
+                Some(key) => {
+                    params.extend(key.iter().cloned());
+                    &t.next_page
+                }
+                None => &t.first_page,
+            };
+            params.push(Value::Integer(room as i64));
+            let rows = self.db.rows(sql, &params)?;
+            room -= rows.rows.len();
+            for r in &rows.rows {
+                patch.push(PatchOp::Put {
+                    table: t.sql.name.clone(),
+                    row: to_row(&t.sql.columns, r),
+                });
+            }
+            if room == 0 {
+                let last = rows.rows.last().expect("a full page has rows");
+                let key = t.sql.key.iter().map(|(k, _)| {
+                    let i = t
+                        .sql
+                        .columns
+                        .iter()
+                        .position(|(c, _)| c == k)
+                        .expect("key column");
+                    last[i].clone()
+                });
+                after = Some(key.collect());
+            } else {
+                table += 1;
+                after = None;
+            }
+        }
+        if table >= self.tables.len() {
+            return Ok((-1, patch, Cookie::Integer(at), false));
+        }
+        let key: Vec<serde_json::Value> =
+            after.unwrap_or_default().iter().map(key_to_json).collect();
+        let cursor = format!("full:{at}:{table}:{}", serde_json::Value::Array(key));
+        Ok((-1, patch, Cookie::Text(cursor), true))
+    }
+}
+
+/// Why a mutation was rejected (the server-side outcome, not an error of the server).
+struct Rejected(RejectionCode, String);
+
+impl From<Error> for Rejected {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::UnknownMutator(_) => Rejected(RejectionCode::UnknownMutator, e.to_string()),
+            Error::BadArguments { .. } => Rejected(RejectionCode::BadArguments, e.to_string()),
+            other => Rejected(RejectionCode::MutatorFailed, other.to_string()),
+        }
+    }
+}
+
+fn run_checked(
+    db: &mut Database,
+    tables: &[ServerTable],
+    mutators: &HashMap<String, CompiledMutator>,
+    user_id: &str,
+    mutation: &Mutation,
+) -> Result<(), Rejected> {
+    let mutator = mutators
+        .get(&mutation.name)
+        .ok_or_else(|| Error::UnknownMutator(mutation.name.clone()))?;
+    let values = mutator.bind(&mutation.args)?;
+    mutator.run(db, &values)?;
+    for table in tables {
+        let params = if table.write_uses_user {
+            vec![Value::Text(user_id.to_owned())]
+        } else {
+            vec![]
+        };
+        for sql in &table.write_violations {
+            let rows = db.rows(sql, &params).map_err(Error::from)?;
+            if integer(&rows.rows[0][0]) != 0 {
+                return Err(Rejected(
+                    RejectionCode::Forbidden,
+                    format!(
+                        "the write rule of `{}` does not allow this change for user {user_id}",
+                        table.sql.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, usize, Vec<Value>)> {
+    let mut parts = cursor.splitn(4, ':');
+    if parts.next()? != "full" {
+        return None;
+    }
+    let at = parts.next()?.parse().ok()?;
+    let table = parts.next()?.parse().ok()?;
+    let key: Vec<serde_json::Value> = serde_json::from_str(parts.next()?).ok()?;
+    let key = key.iter().map(key_from_json).collect::<Option<Vec<_>>>()?;
+    Some((at, table, key))
+}
+
+/// Keys are integers or text (validated), so JSON carries them exactly.
+fn key_to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Integer(i) => (*i).into(),
+        Value::Text(t) => t.clone().into(),
+        _ => serde_json::Value::Null,
+    }
+}
+
+fn key_from_json(j: &serde_json::Value) -> Option<Value> {
+    match j {
+        serde_json::Value::String(s) => Some(Value::Text(s.clone())),
+        serde_json::Value::Number(n) => n.as_i64().map(Value::Integer),
+        _ => None,
+    }
+}
+
+fn to_row(columns: &[(String, ferrydb_protocol::ColumnType)], values: &[Value]) -> Row {
+    columns
+        .iter()
+        .zip(values)
+        .map(|((name, ty), v)| (name.clone(), to_json(*ty, v)))
+        .collect()
+}
+
+fn integer(v: &Value) -> i64 {
+    match v {
+        Value::Integer(i) => *i,
+        _ => 0,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Text(t) => t.clone(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,205 @@
+//! Rebase: bring the server's changes in under the pending mutations, in one
+//! transaction.
+//!
+//! 1. recording off; put back the undo images → the replica is the last
+//!    server-confirmed state;
+//! 2. apply the patch (`clear`, `put`, `del`) and store the new cookie;
+//! 3. mark mutations the server has processed (`lastMutationIDChanges`) as
+//!    acknowledged; drop those the server also confirmed;
+//! 4. recording on; re-run every unacknowledged mutation by name and
+//!    arguments, oldest first, each in its own savepoint. A mutation that now
+//!    fails locally leaves no effect but stays queued: the server decides.
+//!
+//! Re-running (not replaying old row values) is what makes concurrent edits
+//! compose: an increment re-run on top of another client's increment adds to
+//! it instead of overwriting it.
+
+use super::error::{Error, Result};
+use super::meta;
+use super::mutator::in_savepoint;
+use super::replica::{int, text, Replica};
+use super::schema::{self, TableSql, OUTBOX, RECORDING_OFF, RECORDING_ON};
+use super::values::from_json;
+use crate::engine::database::{Database, TableSet};
+use crate::engine::value::Value;
+use ferrydb_protocol::{PatchOp, PullOk, Row};
+
+impl Replica {
+    /// Applies a pull response under the pending mutations (see the module
+    /// docs). Returns the tables whose contents may have changed, once for the
+    /// whole rebase. On error nothing changes, the cookie included.
+    pub fn apply_pull(&mut self, db: &mut Database, pull: &PullOk) -> Result<TableSet> {
+        let last_acked = pull.last_mutation_id_changes.get(&self.client_id).copied();
+        let changed = in_savepoint(db, "ferry_rebase", |db| {
+            db.execute(RECORDING_OFF, &[])?;
+            let mut changed = self.undo_all(db)?;
+            for op in &pull.patch {
+                self.apply_op(db, op, &mut changed)?;
+            }
+            meta::set_cookie(db, Some(&pull.cookie))?;
+            if let Some(last) = last_acked {
+                let last = Value::Integer(last as i64);
+                db.execute(
+                    "UPDATE _ferry_outbox SET acked = 1 WHERE id <= ?1 AND acked = 0",
+                    &[last],
+                )?;
+                let (r, _) = db.execute(
+                    "DELETE FROM _ferry_outbox WHERE acked = 1 AND confirmed = 1",
+                    &[],
+                )?;
+                if r.rows_affected > 0 {
+                    changed.insert(OUTBOX.to_owned());
+                }
+            }
+            db.execute(RECORDING_ON, &[])?;
+            changed.extend(self.rerun_pending(db)?);
+            Ok(changed)
+        })?;
+        self.cookie = Some(pull.cookie.clone());
+        Ok(changed)
+    }
+
+    /// Rebuilds the synced tables empty from the app definition (the server
+    /// asked for a reset), keeping the outbox and re-running it; the next pull
+    /// is a full one. Returns every synced table as changed.
+    pub fn reset(&mut self, db: &mut Database) -> Result<TableSet> {
+        let names: Vec<String> = self.app.tables.iter().map(|t| t.name.clone()).collect();
+        in_savepoint(db, "ferry_reset", |db| self.rebuild_synced(db, &names))?;
+        self.cookie = None;
+        Ok(self.synced_tables().clone())
+    }
+
+    /// Drops `old_names` and creates the app's synced tables, clears the
+    /// cookie and re-runs pending mutations. Runs inside the caller's savepoint.
+    pub(super) fn rebuild_synced(&self, db: &mut Database, old_names: &[String]) -> Result<()> {
+        rebuild_tables(db, &self.app, old_names)?;
+        self.rerun_pending(db)?;
+        Ok(())
+    }
+
+    /// Restores every saved image; returns the tables that had any.
+    fn undo_all(&self, db: &mut Database) -> Result<TableSet> {
+        let mut changed = TableSet::new();
+        for table in &self.tables {
+            let has = db.rows(&table.has_undo, &[])?;
+            if int(&has.rows[0][0]) == 0 {
+                continue;
+            }
+            for sql in &table.undo {
+                db.execute(sql, &[])?;
+            }
+            changed.insert(table.name.clone());
+        }
+        Ok(changed)
+    }
+
+    fn apply_op(&self, db: &mut Database, op: &PatchOp, changed: &mut TableSet) -> Result<()> {
+        match op {
+            PatchOp::Clear => {
+                for table in &self.tables {
+                    db.execute(&table.clear, &[])?;
+                    changed.insert(table.name.clone());
+                }
+            }
+            PatchOp::Put { table, row } => {
+                let table = self.table_sql(table)?;
+                let values = values_of(table, &table.columns, row, false)?;
+                db.execute(&table.put, &values)
+                    .map_err(|e| bad_row(table, row, &e.to_string()))?;
+                changed.insert(table.name.clone());
+            }
+            PatchOp::Del { table, key } => {
+                let table = self.table_sql(table)?;
+                let values = values_of(table, &table.key, key, true)?;
+                db.execute(&table.delete, &values)?;
+                changed.insert(table.name.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn table_sql(&self, name: &str) -> Result<&TableSql> {
+        self.tables
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::BadResponse(format!("patch for unknown table `{name}`")))
+    }
+
+    /// Re-runs the unacknowledged mutations in order; returns the tables they wrote.
+    pub(super) fn rerun_pending(&self, db: &mut Database) -> Result<TableSet> {
+        let pending = db.rows(
+            "SELECT name, args FROM _ferry_outbox WHERE acked = 0 ORDER BY id",
+            &[],
+        )?;
+        let mut changed = TableSet::new();
+        for row in pending.rows {
+            let Some(mutator) = self.mutators.get(&text(&row[0])) else {
+                // Queued by an older app that had this mutator: the server judges it.
+                continue;
+            };
+            let args = serde_json::from_str(&text(&row[1])).unwrap_or_default();
+            let Ok(values) = mutator.bind(&args) else {
+                continue;
+            };
+            let ran = in_savepoint(db, "ferry_rerun", |db| mutator.run(db, &values));
+            match ran {
+                Ok(()) => changed.extend(mutator.writes.iter().cloned()),
+                Err(Error::MutatorFailed { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Drops `old_names` (and their undo twins) and creates the app's synced
+/// tables empty, with no cookie. Shared by reset and by open-time rebuilds.
+pub(super) fn rebuild_tables(
+    db: &mut Database,
+    app: &ferrydb_protocol::AppDefinition,
+    old_names: &[String],
+) -> Result<()> {
+    for name in old_names {
+        for sql in schema::drop_synced(name) {
+            db.execute(&sql, &[])?;
+        }
+    }
+    for table in &app.tables {
+        for sql in schema::create_synced(table) {
+            db.execute(&sql, &[])?;
+        }
+    }
+    meta::set_cookie(db, None)
+}
+
+/// The values of `columns` in `row`, in order. Key columns must be present;
+/// other missing columns are NULL (a NOT NULL column then fails the put).
+/// Columns the client does not know are ignored: a server may add columns
+/// for newer clients.
+fn values_of(
+    table: &TableSql,
+    columns: &[(String, ferrydb_protocol::ColumnType)],
+    row: &Row,
+    key_only: bool,
+) -> Result<Vec<Value>> {
+    columns
+        .iter()
+        .map(|(name, ty)| {
+            let is_key = key_only || table.key.iter().any(|(k, _)| k == name);
+            match row.get(name) {
+                None if is_key => Err(bad_row(table, row, &format!("key column `{name}` missing"))),
+                None => Ok(Value::Null),
+                Some(json) => from_json(*ty, json)
+                    .map_err(|e| bad_row(table, row, &format!("column `{name}`: {e}"))),
+            }
+        })
+        .collect()
+}
+
+fn bad_row(table: &TableSql, row: &Row, why: &str) -> Error {
+    Error::BadResponse(format!(
+        "cannot apply row {} to `{}`: {why}",
+        serde_json::Value::Object(row.clone()),
+        table.name
+    ))
+}

@@ -1,0 +1,384 @@
+//! The sync state machine, driven by hand: which effects each event causes.
+
+use super::*;
+use ferrydb_protocol::{
+    Cookie, MismatchAction, MutationResult, PullOk, PullRequest, PushRequest, SchemaMismatch,
+    ServerEvent,
+};
+
+struct Harness {
+    client: SyncClient,
+    replica: Replica,
+    db: Database,
+    now: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let (replica, db) = super::client("c1");
+        Harness {
+            client: SyncClient::new(SyncConfig::default(), 42),
+            replica,
+            db,
+            now: 1_000,
+        }
+    }
+
+    /// Online with a token, first pull answered: the steady state.
+    fn started() -> Harness {
+        let mut h = Harness::new();
+        h.step(Event::Online);
+        let effects = h.step(Event::Token(Some("tok".into())));
+        let (id, _) = pull_sent(&effects).unwrap();
+        h.step(Event::PullResponse {
+            id,
+            response: pull_ok(1, false),
+        });
+        h
+    }
+
+    fn step(&mut self, event: Event) -> Vec<Effect> {
+        self.client
+            .handle(self.now, event, &mut self.replica, &mut self.db)
+            .unwrap()
+    }
+
+    fn at(&mut self, now: u64, event: Event) -> Vec<Effect> {
+        self.now = now;
+        self.step(event)
+    }
+
+    fn mutate(&mut self) -> Vec<Effect> {
+        mutate(
+            &self.replica,
+            &mut self.db,
+            "increment",
+            json!({"id": "c", "by": 1}),
+        );
+        self.step(Event::Mutated)
+    }
+}
+
+fn pull_sent(effects: &[Effect]) -> Option<(u64, PullRequest)> {
+    effects.iter().find_map(|e| match e {
+        Effect::SendPull { id, request, .. } => Some((*id, request.clone())),
+        _ => None,
+    })
+}
+
+fn push_sent(effects: &[Effect]) -> Option<(u64, PushRequest)> {
+    effects.iter().find_map(|e| match e {
+        Effect::SendPush { id, request, .. } => Some((*id, request.clone())),
+        _ => None,
+    })
+}
+
+fn timer(effects: &[Effect]) -> Option<u64> {
+    effects.iter().find_map(|e| match e {
+        Effect::SetTimer { at } => Some(*at),
+        _ => None,
+    })
+}
+
+fn emitted(effects: &[Effect]) -> Vec<SyncEvent> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pull_ok(cookie: i64, more: bool) -> PullResponse {
+    PullResponse::Ok(PullOk {
+        cookie: Cookie::Integer(cookie),
+        last_mutation_id_changes: Default::default(),
+        patch: vec![],
+        more,
+    })
+}
+
+fn mismatch(action: MismatchAction) -> PullResponse {
+    PullResponse::SchemaMismatch(SchemaMismatch {
+        server_schema_version: 2,
+        action,
+    })
+}
+
+#[test]
+fn starting_asks_for_a_token_then_pulls_with_it() {
+    let mut h = Harness::new();
+    let effects = h.step(Event::Online);
+    assert!(effects.contains(&Effect::NeedToken));
+    assert!(pull_sent(&effects).is_none());
+    let effects = h.step(Event::Token(Some("tok".into())));
+    let Some(Effect::SendPull { token, request, .. }) = effects
+        .iter()
+        .find(|e| matches!(e, Effect::SendPull { .. }))
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(token.as_deref(), Some("tok"));
+    assert_eq!(request.cookie, None);
+    assert_eq!(
+        timer(&effects),
+        Some(h.now + 30_000),
+        "the request deadline"
+    );
+    let status = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Status(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(status.downloading);
+}
+
+#[test]
+fn a_mutation_is_pushed_at_once_and_a_pull_follows_the_reply() {
+    let mut h = Harness::started();
+    let effects = h.mutate();
+    let (id, request) = push_sent(&effects).unwrap();
+    assert_eq!(request.mutations.len(), 1);
+    // A second mutation waits for the push in flight.
+    assert!(push_sent(&h.mutate()).is_none());
+    let effects = h.step(Event::PushResponse {
+        id,
+        response: PushResponse::Ok {
+            results: vec![MutationResult::Ok { id: 1 }],
+        },
+    });
+    let (_, next) = push_sent(&effects).expect("the second mutation goes next");
+    assert_eq!(next.mutations.iter().map(|m| m.id).collect::<Vec<_>>(), [2]);
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Changed(t) if t.contains("_ferry_outbox"))));
+    let due = timer(&effects).unwrap();
+    assert_eq!(due, h.now + 50, "the pull after a push is debounced");
+    assert!(pull_sent(&h.at(due, Event::Timer)).is_some());
+}
+
+#[test]
+fn failures_back_off_exponentially_with_jitter_and_success_resets() {
+    let mut h = Harness::started();
+    h.step(Event::Server(ServerEvent::Poke { cookie: None }));
+    let effects = h.at(h.now + 50, Event::Timer);
+    let (mut id, _) = pull_sent(&effects).unwrap();
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let effects = h.step(Event::HttpError { id, status: 503 });
+        assert!(pull_sent(&effects).is_none(), "no retry before the backoff");
+        let at = timer(&effects).unwrap();
+        delays.push(at - h.now);
+        assert!(h.client.status().error.as_deref().unwrap().contains("503"));
+        id = pull_sent(&h.at(at, Event::Timer))
+            .expect("retried after the backoff")
+            .0;
+    }
+    for (i, d) in delays.iter().enumerate() {
+        let cap = 500u64 << i;
+        assert!((cap / 2..=cap).contains(d), "delay {i} = {d}, cap {cap}");
+    }
+    h.step(Event::PullResponse {
+        id,
+        response: pull_ok(2, false),
+    });
+    assert!(h.client.status().connected && h.client.status().error.is_none());
+    h.step(Event::Server(ServerEvent::Poke { cookie: None }));
+    let (id, _) = pull_sent(&h.at(h.now + 50, Event::Timer)).unwrap();
+    let at = timer(&h.step(Event::HttpError { id, status: 0 })).unwrap();
+    assert!(at - h.now <= 500, "back to the base delay");
+}
+
+#[test]
+fn a_401_refreshes_the_token_once() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let effects = h.step(Event::HttpError { id, status: 401 });
+    assert!(effects.contains(&Effect::NeedToken));
+    assert!(emitted(&effects).is_empty());
+    let (id, _) =
+        push_sent(&h.step(Event::Token(Some("fresh".into())))).expect("retried with the new token");
+    let effects = h.step(Event::HttpError { id, status: 401 });
+    assert_eq!(emitted(&effects), [SyncEvent::Unauthorized]);
+    assert!(
+        !effects.contains(&Effect::NeedToken),
+        "not before the backoff"
+    );
+    let effects = h.at(timer(&effects).unwrap(), Event::Timer);
+    assert!(effects.contains(&Effect::NeedToken));
+}
+
+#[test]
+fn pokes_are_debounced_into_one_pull_and_skipped_when_caught_up() {
+    let mut h = Harness::started();
+    assert!(h
+        .step(Event::Server(ServerEvent::Poke {
+            cookie: Some(Cookie::Integer(1))
+        }))
+        .iter()
+        .all(|e| !matches!(e, Effect::SetTimer { .. })));
+    let start = h.now;
+    for t in [0, 10, 20, 40] {
+        let effects = h.at(
+            start + t,
+            Event::Server(ServerEvent::Poke {
+                cookie: Some(Cookie::Integer(5)),
+            }),
+        );
+        assert!(pull_sent(&effects).is_none());
+    }
+    let effects = h.at(start + 50, Event::Timer);
+    assert!(pull_sent(&effects).is_some());
+    assert!(
+        pull_sent(&h.at(start + 60, Event::Timer)).is_none(),
+        "one pull for four pokes"
+    );
+}
+
+#[test]
+fn late_replies_to_timed_out_requests_are_ignored() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let deadline = h.now + 30_000;
+    let effects = h.at(deadline, Event::Timer);
+    assert_eq!(
+        h.client.status().error.as_deref(),
+        Some("the server did not answer in time")
+    );
+    let retry = timer(&effects).unwrap();
+    let (new_id, _) = push_sent(&h.at(retry, Event::Timer)).unwrap();
+    assert_ne!(id, new_id);
+    let late = h.step(Event::PushResponse {
+        id,
+        response: PushResponse::Ok {
+            results: vec![MutationResult::Ok { id: 1 }],
+        },
+    });
+    assert!(!late.iter().any(|e| matches!(e, Effect::Changed(_))));
+    assert!(
+        h.client.status().uploading,
+        "the new push is still in flight"
+    );
+}
+
+#[test]
+fn offline_sends_nothing_and_online_catches_up() {
+    let mut h = Harness::started();
+    h.step(Event::Offline);
+    assert!(push_sent(&h.mutate()).is_none());
+    assert!(!h.client.status().connected);
+    let effects = h.step(Event::Online);
+    assert!(push_sent(&effects).is_some() && pull_sent(&effects).is_some());
+}
+
+#[test]
+fn more_pulls_again_at_once() {
+    let mut h = Harness::new();
+    h.step(Event::Online);
+    let (id, _) = pull_sent(&h.step(Event::Token(None))).unwrap();
+    let effects = h.step(Event::PullResponse {
+        id,
+        response: pull_ok(1, true),
+    });
+    let (_, request) = pull_sent(&effects).unwrap();
+    assert_eq!(request.cookie, Some(Cookie::Integer(1)));
+    assert_eq!(h.client.status().last_synced_at, None, "not caught up yet");
+}
+
+#[test]
+fn a_newer_server_stops_sync_and_tells_the_app() {
+    let mut h = Harness::started();
+    h.step(Event::Server(ServerEvent::Poke { cookie: None }));
+    let (id, _) = pull_sent(&h.at(h.now + 50, Event::Timer)).unwrap();
+    let effects = h.step(Event::PullResponse {
+        id,
+        response: mismatch(MismatchAction::UpdateApp),
+    });
+    assert_eq!(
+        emitted(&effects),
+        [SyncEvent::UpdateNeeded {
+            server_schema_version: 2
+        }]
+    );
+    // Local writes still work; nothing is sent any more.
+    assert!(push_sent(&h.mutate()).is_none());
+    assert!(h
+        .step(Event::Server(ServerEvent::Poke { cookie: None }))
+        .iter()
+        .all(|e| !matches!(e, Effect::SetTimer { .. })));
+}
+
+#[test]
+fn a_reset_demand_rebuilds_and_pulls_in_full() {
+    let mut h = Harness::started();
+    h.mutate();
+    h.step(Event::Server(ServerEvent::Poke { cookie: None }));
+    let (id, _) = pull_sent(&h.at(h.now + 50, Event::Timer)).unwrap();
+    let effects = h.step(Event::PullResponse {
+        id,
+        response: mismatch(MismatchAction::ResetReplica),
+    });
+    assert_eq!(
+        emitted(&effects),
+        [SyncEvent::SchemaReset {
+            server_schema_version: 2
+        }]
+    );
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Changed(t) if t.contains("counters"))));
+    let (_, request) = pull_sent(&effects).unwrap();
+    assert_eq!(request.cookie, None);
+    assert_eq!(
+        h.replica.pending_count(&mut h.db).unwrap(),
+        1,
+        "the outbox survives"
+    );
+}
+
+#[test]
+fn rejections_are_emitted_and_a_push_nobody_processed_backs_off() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let rejected = MutationResult::Rejected {
+        id: 1,
+        code: ferrydb_protocol::RejectionCode::Forbidden,
+        message: "no".into(),
+    };
+    let effects = h.step(Event::PushResponse {
+        id,
+        response: PushResponse::Ok {
+            results: vec![rejected],
+        },
+    });
+    let [SyncEvent::Rejected { rejections }] = &emitted(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(rejections[0].code, "forbidden");
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let effects = h.step(Event::PushResponse {
+        id,
+        response: PushResponse::Ok { results: vec![] },
+    });
+    assert!(push_sent(&effects).is_none(), "backing off, not hammering");
+    assert!(timer(&effects).is_some());
+}
+
+#[test]
+fn the_same_seed_gives_the_same_schedule() {
+    let run = || {
+        let mut h = Harness::started();
+        let (mut id, _) = push_sent(&h.mutate()).unwrap();
+        let mut times = Vec::new();
+        for _ in 0..4 {
+            let at = timer(&h.step(Event::HttpError { id, status: 500 })).unwrap();
+            times.push(at);
+            id = push_sent(&h.at(at, Event::Timer)).unwrap().0;
+        }
+        times
+    };
+    assert_eq!(run(), run());
+}
