@@ -19,6 +19,17 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
+impl Value {
+    /// JavaScript has one number type: `2` arrives as 2.0 and means an integer.
+    pub fn from_js_number(n: f64) -> Value {
+        if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER as f64 {
+            Value::Integer(n as i64)
+        } else {
+            Value::Real(n)
+        }
+    }
+}
+
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
@@ -90,12 +101,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
             .map_err(|_| E::custom("integer does not fit in 64 signed bits"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        // JavaScript has one number type: `2` arrives as 2.0, and means an integer.
-        if v.fract() == 0.0 && v.abs() <= MAX_SAFE_INTEGER as f64 {
-            Ok(Value::Integer(v as i64))
-        } else {
-            Ok(Value::Real(v))
-        }
+        Ok(Value::from_js_number(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         Ok(Value::Text(v.to_owned()))

@@ -35,11 +35,7 @@ pub fn value(v: &Value) -> JsValue {
 /// 2^53 and bigints become integers, other numbers reals, booleans 0/1.
 pub fn param(v: &JsValue) -> Result<Value, String> {
     if let Some(n) = v.as_f64() {
-        return Ok(if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER as f64 {
-            Value::Integer(n as i64)
-        } else {
-            Value::Real(n)
-        });
+        return Ok(Value::from_js_number(n));
     }
     if let Some(s) = v.as_string() {
         return Ok(Value::Text(s));
