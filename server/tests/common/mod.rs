@@ -68,12 +68,14 @@ pub async fn fresh_postgres_database(admin: &str, n: u32) -> String {
         .await
         .unwrap_or_else(|e| panic!("cannot connect to FERRYDB_TEST_POSTGRES_URL: {e}"));
     let driver = tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .await
-        .unwrap();
+    // One statement per call: a multi-statement batch is one transaction,
+    // where neither may run.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&sql).await.unwrap();
+    }
     drop(client);
     let _ = driver.await;
     with_database(admin, &name)
