@@ -1079,19 +1079,31 @@ async fn concurrent_pushes_through_two_instances_apply_every_mutation_once() {
                     let from = confirmed + 1 - random(confirmed.min(3) + 1);
                     let to = (confirmed + 1 + random(5)).min(PER_CLIENT);
                     let batch: Vec<_> = (from..=to).map(&mutation).collect();
-                    let instance = &instances[(push % 2) as usize];
+                    let request = push_request(&client, &batch);
+                    let first = (push % 2) as usize;
                     push += 1;
-                    let r =
-                        results(store_of(instance), &user, &push_request(&client, &batch)).await;
-                    assert_eq!(r.len(), batch.len(), "no gaps in these batches");
-                    for (result, (id, _, _)) in r.iter().zip(&batch) {
-                        assert_eq!(result.id(), *id);
-                        let expected = if *id <= confirmed {
-                            "alreadyProcessed"
-                        } else {
-                            "ok"
-                        };
-                        assert_eq!(code(result), expected, "{client} mutation {id}");
+                    // Every third push goes to both instances at once (a
+                    // retry racing the original): each new mutation must be
+                    // `ok` in exactly one of the two replies.
+                    let replies = if random(3) == 0 {
+                        let (x, y) = tokio::join!(
+                            results(store_of(&instances[0]), &user, &request),
+                            results(store_of(&instances[1]), &user, &request)
+                        );
+                        vec![x, y]
+                    } else {
+                        vec![results(store_of(&instances[first]), &user, &request).await]
+                    };
+                    for r in &replies {
+                        assert_eq!(r.len(), batch.len(), "no gaps in these batches");
+                    }
+                    for (i, (id, _, _)) in batch.iter().enumerate() {
+                        let got: Vec<&str> = replies.iter().map(|r| code(&r[i])).collect();
+                        assert!(replies.iter().all(|r| r[i].id() == *id));
+                        let oks = got.iter().filter(|c| **c == "ok").count();
+                        let expected = usize::from(*id > confirmed);
+                        assert_eq!(oks, expected, "{client} mutation {id}: {got:?}");
+                        assert!(got.iter().all(|c| *c == "ok" || *c == "alreadyProcessed"));
                     }
                     confirmed = to;
                 }
@@ -1157,6 +1169,65 @@ async fn instances_opening_a_new_database_together_both_start() {
     )
     .await;
     assert_eq!(b.version().await.unwrap(), 1);
+}
+
+/// An operator's write in psql (outside any push) gets a version of its own
+/// and a poke, so clients pull it; TRUNCATE, which would leave no
+/// tombstones, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_outside_pushes_reach_clients_and_truncate_is_refused() {
+    let Some(admin) = postgres() else { return };
+    let url = fresh_database(&admin).await;
+    let state = instance(&url, sample()).await;
+    let store = store_of(&state);
+    let request = push_request(
+        "c",
+        &[
+            (1, "increment", json!({"id": "n", "by": 1})),
+            (2, "increment", json!({"id": "m", "by": 1})),
+        ],
+    );
+    results(store, "u", &request).await;
+    let caught_up = pull(store, "u", pull_request("c", None)).await;
+    let mut pokes = state.pokes.subscribe();
+    let (psql, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    psql.batch_execute(
+        "UPDATE counters SET value = 42 WHERE id = 'n'; DELETE FROM counters WHERE id = 'm'",
+    )
+    .await
+    .unwrap();
+    assert!(poked(&mut pokes, 3, Duration::from_secs(5)).await);
+    let next = pull(store, "u", pull_request("c", Some(caught_up.cookie))).await;
+    assert_eq!(next.cookie, Cookie::Integer(4), "one version per statement");
+    assert_eq!(
+        next.patch,
+        [
+            PatchOp::Put {
+                table: "counters".into(),
+                row: json!({"id": "n", "value": 42}).as_object().unwrap().clone()
+            },
+            PatchOp::Del {
+                table: "counters".into(),
+                key: json!({"id": "m"}).as_object().unwrap().clone()
+            }
+        ]
+    );
+    let err = psql.batch_execute("TRUNCATE counters").await.unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("not TRUNCATE"),
+        "{err}"
+    );
+    // Pushes after the manual writes carry on from there.
+    let request = push_request("c", &[(3, "increment", json!({"id": "n", "by": 1}))]);
+    assert_eq!(codes(&results(store, "u", &request).await), ["ok"]);
+    assert_eq!(store.version().await.unwrap(), 5);
+    assert!(store.mutation_log().await.unwrap().len() == 3);
 }
 
 #[tokio::test]
