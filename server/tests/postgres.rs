@@ -1284,9 +1284,12 @@ impl Proxy {
     }
 
     /// Drops every connection and stops accepting: the database is "down".
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
+    async fn cut(&self) {
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
             task.abort();
+            // Returns once the task (and its sockets) are gone.
+            let _ = task.await;
         }
     }
 
@@ -1333,7 +1336,7 @@ async fn a_database_that_goes_away_is_unavailable_until_it_is_back() {
         &push_request("c", &[(1, "increment", json!({"id": "n", "by": 1}))]),
     )
     .await;
-    proxy.cut();
+    proxy.cut().await;
     let push = store
         .push(
             "u",
@@ -1382,7 +1385,7 @@ async fn a_database_that_goes_away_is_unavailable_until_it_is_back() {
         "a poke after the outage"
     );
     // A store that cannot reach its database at all does not open.
-    proxy.cut();
+    proxy.cut().await;
     let err = store::open(&url, sample(), options(100))
         .await
         .err()
