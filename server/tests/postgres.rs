@@ -443,6 +443,42 @@ async fn a_gap_stops_the_batch() {
     }
 }
 
+/// A push longer than one Postgres transaction's share (32 mutations) is
+/// processed whole, rejections included, and retried whole just as well.
+#[tokio::test]
+async fn a_long_push_is_processed_whole() {
+    for url in store_urls().await {
+        let store = open(&url, sample()).await;
+        let mutations: Vec<(u64, &str, Json)> = (1..=100)
+            .map(|id| match id % 25 {
+                0 => (id, "increment", json!({"id": "n"})), // bad_arguments
+                _ => (id, "increment", json!({"id": "n", "by": 1})),
+            })
+            .collect();
+        let request = push_request("c", &mutations);
+        let first = results(&store, "u", &request).await;
+        assert_eq!(first.len(), 100, "{url}");
+        let rejected: Vec<u64> = first
+            .iter()
+            .filter(|r| code(r) == "bad_arguments")
+            .map(MutationResult::id)
+            .collect();
+        assert_eq!(rejected, [25, 50, 75, 100], "{url}");
+        let again = results(&store, "u", &request).await;
+        assert_eq!(
+            codes(&again)
+                .iter()
+                .filter(|c| **c == "alreadyProcessed")
+                .count(),
+            96
+        );
+        assert_eq!(store.version().await.unwrap(), 100, "{url}");
+        let state = readable(&store, &sample(), "u").await;
+        assert_eq!(state.table("counters")[0]["value"], 96, "{url}");
+        assert_eq!(store.mutation_log().await.unwrap().len(), 100, "{url}");
+    }
+}
+
 #[tokio::test]
 async fn pulls_send_only_readable_rows_and_tombstones_for_the_rest() {
     for url in store_urls().await {
