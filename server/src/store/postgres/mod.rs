@@ -26,6 +26,19 @@
 //!   more subtransactions than Postgres caches per backend.
 //! - **Pokes through LISTEN/NOTIFY** (see [`listen`]): `pg_notify` in the
 //!   push's transaction, heard by every instance.
+//! - **Writes outside pushes** (an operator in psql, a backfill) get a
+//!   version of their own per statement and a poke, from a statement
+//!   trigger, so clients pull them; `TRUNCATE`, which leaves no tombstones,
+//!   is refused.
+//!
+//! Round trips are what the version lock is held for, so they are few:
+//! requests that do not depend on each other's answers are pipelined on the
+//! connection (Postgres runs them in order; after a failure the rest fail
+//! unrun and the first error is the one that counts). A mutation costs two
+//! round trips, an incremental pull four. Pulls never wait for pushes: they
+//! read a snapshot on their own pooled connection.
+//!
+//! Not here yet: TLS to the database (the pool connects with `NoTls`).
 
 mod error;
 mod listen;
