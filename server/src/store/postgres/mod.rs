@@ -327,11 +327,9 @@ impl PostgresStore {
         }
         if let Some(version) = version {
             // Delivered when (and only if) this transaction commits.
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&schema::POKE_CHANNEL, &version.to_string()],
-            )
-            .await?;
+            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+            tx.execute(&notify, &[&schema::POKE_CHANNEL, &version.to_string()])
+                .await?;
         }
         Ok(Chunk { results, more })
     }

@@ -155,6 +155,13 @@ impl PgTable {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // Whether an UPDATE moved the row to another key (else the old and
+        // new images have one key, stamped and saved once).
+        let moved = format!(
+            "ROW({}) IS DISTINCT FROM ROW({})",
+            list("OLD.", pk),
+            list("NEW.", pk)
+        );
         let key_defs = pk
             .iter()
             .map(|k| format!("{k} {}", ty(k).postgres_type()))
@@ -199,12 +206,15 @@ impl PgTable {
                 "CREATE FUNCTION _ferry_stamp_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
                  DECLARE _ferry_v bigint := (SELECT value FROM _ferry_version); \
                  BEGIN \
-                   IF TG_OP <> 'INSERT' THEN {} END IF; \
-                   IF TG_OP <> 'DELETE' THEN {} END IF; \
+                   IF TG_OP = 'DELETE' THEN {old} \
+                   ELSIF TG_OP = 'UPDATE' THEN \
+                     IF {moved} THEN {old} END IF; \
+                     {new} \
+                   ELSE {new} END IF; \
                    RETURN NULL; \
                  END $ferry$",
-                stamp("OLD"),
-                stamp("NEW")
+                old = stamp("OLD"),
+                new = stamp("NEW")
             ),
             format!(
                 "CREATE TRIGGER _ferry_stamp AFTER INSERT OR UPDATE OR DELETE ON {t} \
@@ -212,7 +222,8 @@ impl PgTable {
             ),
             format!(
                 "CREATE TRIGGER _ferry_bump BEFORE INSERT OR UPDATE OR DELETE ON {t} \
-                 FOR EACH STATEMENT EXECUTE FUNCTION _ferry_bump()"
+                 FOR EACH STATEMENT WHEN (current_setting('{RECORDING}', true) IS DISTINCT FROM 'on') \
+                 EXECUTE FUNCTION _ferry_bump()"
             ),
             format!(
                 "CREATE TRIGGER _ferry_no_truncate BEFORE TRUNCATE ON {t} \
@@ -221,9 +232,11 @@ impl PgTable {
             format!(
                 "CREATE FUNCTION _ferry_record_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
                  BEGIN \
-                   IF TG_OP <> 'INSERT' THEN {save_old} END IF; \
-                   IF TG_OP <> 'DELETE' THEN {save_at_new} END IF; \
-                   IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; \
+                   IF TG_OP = 'DELETE' THEN {save_old} RETURN OLD; \
+                   ELSIF TG_OP = 'UPDATE' THEN \
+                     {save_old} \
+                     IF {moved} THEN {save_at_new} END IF; \
+                   ELSE {save_at_new} END IF; \
                    RETURN NEW; \
                  END $ferry$"
             ),
