@@ -859,6 +859,8 @@ fn typed_app() -> AppDefinition {
              "sql": "UPDATE things SET r = r * :by, n = coalesce(n, 0) + 1 WHERE id = :id"},
             {"name": "hide", "params": [{"name": "id", "type": "integer"}],
              "sql": "UPDATE things SET f = false WHERE id = :id"},
+            {"name": "move", "params": [{"name": "id", "type": "integer"}, {"name": "to", "type": "integer"}],
+             "sql": "UPDATE things SET id = :to WHERE id = :id"},
             {"name": "drop", "params": [{"name": "id", "type": "integer"}],
              "sql": "DELETE FROM things WHERE id = :id"}
         ]
@@ -927,6 +929,11 @@ async fn both_stores_answer_the_same_value_for_value() {
             json!({"id": 1.5, "owner": "alice", "r": 1, "t": "x", "b": [], "f": true}),
         ),
         ("bob", "flip", json!({"id": 1})),
+        // A key change: a tombstone for the old key, a row at the new one;
+        // and the write rule holds for both images.
+        ("alice", "move", json!({"id": 2, "to": 20})),
+        ("bob", "move", json!({"id": 1, "to": 30})),
+        ("alice", "move", json!({"id": 20, "to": 5})), // taken: mutator_failed
     ];
     let mut next_id: BTreeMap<&str, u64> = BTreeMap::new();
     let mut cookies: BTreeMap<&str, Option<Cookie>> = BTreeMap::new();
@@ -971,6 +978,12 @@ async fn both_stores_answer_the_same_value_for_value() {
     assert_eq!(one["j"]["a"][3]["b"], json!(true));
     assert_eq!(one["b"], json!([0, 1, 127, 128, 255]));
     assert_eq!(one["n"], json!(1));
+    let ids: Vec<&Json> = things.table("things").iter().map(|r| &r["id"]).collect();
+    assert_eq!(
+        ids,
+        [&json!(1), &json!(20), &json!(3), &json!(5)],
+        "in key text order; 6 was refused"
+    );
     assert_eq!(
         sqlite.mutation_log().await.unwrap(),
         pg.mutation_log().await.unwrap()
