@@ -1,23 +1,143 @@
-//! The reference server as a library: `app(config)` builds the router, so tests
-//! drive it with `oneshot` requests and no socket.
+//! The reference sync server as a library: [`ServerState::start`] opens the
+//! store, [`app`] builds the router, so tests drive it with `oneshot`
+//! requests and no socket, and an app with custom needs embeds it.
+//!
+//! Routes: `POST /sync/push`, `POST /sync/pull`, `GET /sync/events`
+//! (realtime, SSE), `/healthz`, `/metrics`, and in demo mode `/demo/*`
+//! (see [`demo`]) plus the built demo site at `/`.
 
+pub mod auth;
+pub mod demo;
+pub mod error;
+pub mod metrics;
+mod realtime;
+pub mod store;
+mod sync_routes;
+
+pub use auth::Auth;
+pub use error::AppError;
+pub use store::{Pokes, Store, StoreError, StoreOptions};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::response::Redirect;
-use axum::routing::get;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use ferrydb_protocol::AppDefinition;
+use metrics::Metrics;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-#[derive(Clone, Debug, Default)]
-pub struct Config {
-    /// A built demo site to serve at `/` (the `npm run demo` build), if any.
-    pub static_dir: Option<PathBuf>,
+/// Limits that keep one client from exhausting the server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body, in bytes (413 `too_large` beyond).
+    pub body_bytes: usize,
+    /// Most mutations in one push (413 `too_large` beyond).
+    pub push_batch: usize,
+    /// Most open realtime connections (503 `unavailable` beyond).
+    pub realtime_connections: usize,
+    /// Rows per page of an initial sync.
+    pub page_size: usize,
 }
 
-pub fn app(config: &Config) -> Router {
-    let mut router = Router::new().route("/healthz", get(healthz));
-    if let Some(dir) = &config.static_dir {
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 4 << 20,
+            push_batch: 1000,
+            realtime_connections: 10_000,
+            page_size: 5000,
+        }
+    }
+}
+
+pub struct Config {
+    pub auth: Auth,
+    pub limits: Limits,
+    /// A built demo site to serve at `/` (the `npm run demo` build), if any.
+    pub static_dir: Option<PathBuf>,
+    /// Enables the `/demo/*` switches. Never in production.
+    pub demo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            auth: Auth::Dev,
+            limits: Limits::default(),
+            static_dir: None,
+            demo: false,
+        }
+    }
+}
+
+pub struct ServerState {
+    pub config: Config,
+    /// `None`: no app definition was given; only static files are served.
+    pub store: Option<Store>,
+    pub pokes: Pokes,
+    pub metrics: Metrics,
+    pub switches: demo::Switches,
+}
+
+impl ServerState {
+    /// Opens the store at `store_url` for `app` (see [`store::open`]).
+    pub async fn start(
+        config: Config,
+        app: Option<(AppDefinition, &str)>,
+    ) -> Result<Arc<ServerState>, StoreError> {
+        let pokes = Pokes::new();
+        let store = match app {
+            Some((app, url)) => {
+                let options = StoreOptions {
+                    page_size: config.limits.page_size,
+                    pokes: pokes.clone(),
+                };
+                Some(store::open(url, app, options).await?)
+            }
+            None => None,
+        };
+        Ok(Arc::new(ServerState {
+            config,
+            store,
+            pokes,
+            metrics: Metrics::default(),
+            switches: demo::Switches::default(),
+        }))
+    }
+
+    fn sync_store(&self) -> Result<&Store, AppError> {
+        self.store.as_ref().ok_or_else(|| {
+            AppError::unavailable("this server was started without an app definition (--app)")
+        })
+    }
+}
+
+pub fn app(state: Arc<ServerState>) -> Router {
+    let mut sync = Router::new()
+        .route("/sync/push", post(sync_routes::push))
+        .route("/sync/pull", post(sync_routes::pull))
+        .route("/sync/events", get(realtime::events))
+        .layer(DefaultBodyLimit::max(state.config.limits.body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_failures));
+    if state.config.demo {
+        sync = sync.layer(middleware::from_fn_with_state(state.clone(), demo::inject));
+    }
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(sync);
+    if state.config.demo {
+        router = router
+            .route("/demo/faults", get(demo::get_faults).post(demo::set_faults))
+            .route("/demo/mutations", get(demo::mutations));
+    }
+    let mut router = router.with_state(state.clone());
+    if let Some(dir) = &state.config.static_dir {
         // `no-cache` = revalidate every time (never a stale build), but a file that
         // has not changed is not downloaded again and the browser keeps its
         // compiled wasm: what a returning visitor of a real deployment gets.
@@ -25,7 +145,7 @@ pub fn app(config: &Config) -> Router {
         router = router
             .route("/demo", get(|| async { Redirect::permanent("/") }))
             .fallback_service(files)
-            .layer(SetResponseHeaderLayer::overriding(
+            .layer(SetResponseHeaderLayer::if_not_present(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache"),
             ))
@@ -44,53 +164,35 @@ pub fn app(config: &Config) -> Router {
     router
 }
 
-async fn healthz() -> (StatusCode, &'static str) {
-    (StatusCode::OK, "ok")
+async fn count_failures(
+    State(state): State<Arc<ServerState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        Metrics::add(&state.metrics.failed_requests, 1);
+    }
+    response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    async fn get(app: Router, uri: &str) -> (StatusCode, Option<String>, String) {
-        let res = app
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let mime = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        (status, mime, String::from_utf8_lossy(&body).into_owned())
+async fn healthz(State(state): State<Arc<ServerState>>) -> Response {
+    match &state.store {
+        Some(store) => match store.version().await {
+            Ok(_) => (StatusCode::OK, "ok").into_response(),
+            Err(e) => AppError::from(e).into_response(),
+        },
+        None => (StatusCode::OK, "ok").into_response(),
     }
+}
 
-    #[tokio::test]
-    async fn healthz_answers_ok() {
-        let (status, _, body) = get(app(&Config::default()), "/healthz").await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
-    }
-
-    #[tokio::test]
-    async fn serves_the_demo_site_with_the_wasm_mime_type() {
-        let dir = std::env::temp_dir().join(format!("ferrydb-static-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("index.html"), "<h1>demo</h1>").unwrap();
-        std::fs::write(dir.join("x.wasm"), b"\0asm").unwrap();
-        let app = app(&Config {
-            static_dir: Some(dir.clone()),
-        });
-        let (status, _, body) = get(app.clone(), "/").await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, "<h1>demo</h1>"));
-        let (_, mime, _) = get(app.clone(), "/x.wasm").await;
-        assert_eq!(mime.as_deref(), Some("application/wasm"));
-        let (status, _, _) = get(app, "/missing.js").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
+async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }

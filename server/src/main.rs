@@ -1,12 +1,32 @@
 //! `ferrydb-server`: serves the sync protocol (and, in demo mode, the demo).
 
-use ferrydb_server::{app, Config};
+use ferrydb_protocol::AppDefinition;
+use ferrydb_server::{app, Auth, Config, ServerState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: ferrydb-server [--listen ADDR] [--static DIR]
-  --listen ADDR   address to bind (default 127.0.0.1:8787; port 0 picks a free one)
-  --static DIR    serve a built demo site from DIR at /";
+const USAGE: &str = "usage: ferrydb-server --app FILE [options]
+  --app FILE            the app definition (JSON) to serve; env FERRYDB_APP
+  --store URL           sqlite:PATH (default sqlite:ferrydb-server.db), memory, or
+                        postgres://USER@HOST:PORT/DB; env FERRYDB_STORE
+  --jwt-secret SECRET   verify HS256 bearer JWTs; env FERRYDB_JWT_SECRET
+  --jwt-public-key FILE verify RS256 bearer JWTs with this PEM public key
+  --dev-auth            the bearer token is the user id (demo and tests only)
+  --listen ADDR         address to bind (default 127.0.0.1:8787; port 0 picks a free one)
+  --static DIR          serve a built demo site from DIR at /
+  --demo                enable the /demo/* switches (fault injection, mutation log)
+  --page-size N         rows per page of an initial sync (default 5000)
+  --max-body BYTES      largest request body (default 4194304)
+  --max-push N          most mutations per push (default 1000)
+  --max-realtime N      most realtime connections (default 10000)
+Without --app only static files are served.";
+
+struct Args {
+    listen: SocketAddr,
+    config: Config,
+    app: Option<PathBuf>,
+    store: String,
+}
 
 fn main() {
     tracing_subscriber::fmt()
@@ -14,26 +34,46 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let (listen, config) = match parse_args(std::env::args().skip(1)) {
+    let args = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
             std::process::exit(2);
         }
     };
+    let app_def = args.app.as_ref().map(|path| {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            eprintln!("cannot read the app definition {}: {e}", path.display());
+            std::process::exit(2);
+        });
+        AppDefinition::from_json(&text).unwrap_or_else(|e| {
+            eprintln!("invalid app definition {}:\n{e}", path.display());
+            std::process::exit(2);
+        })
+    });
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let store = args.store.clone();
+        let state = ServerState::start(args.config, app_def.map(|a| (a, store.as_str())))
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("cannot open the store {}: {e}", redact(&store));
+                std::process::exit(1);
+            });
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(listener) => listener,
             Err(e) => {
-                eprintln!("cannot listen on {listen}: {e}");
+                eprintln!("cannot listen on {}: {e}", args.listen);
                 std::process::exit(1);
             }
         };
         let addr = listener.local_addr().expect("local address");
+        if let Some(store) = &state.store {
+            tracing::info!(store = store.kind(), "serving the sync protocol at /sync");
+        }
         // Tests and scripts read this line to learn the port.
         println!("ferrydb-server listening on http://{addr}/");
-        axum::serve(listener, app(&config))
+        axum::serve(listener, app(state))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
@@ -42,22 +82,69 @@ fn main() {
     });
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, Config), String> {
-    let mut listen: SocketAddr = "127.0.0.1:8787".parse().expect("default address");
-    let mut config = Config::default();
+/// A store URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        listen: "127.0.0.1:8787".parse().expect("default address"),
+        config: Config::default(),
+        app: std::env::var_os("FERRYDB_APP").map(PathBuf::from),
+        store: std::env::var("FERRYDB_STORE")
+            .unwrap_or_else(|_| "sqlite:ferrydb-server.db".into()),
+    };
+    let mut auth = match std::env::var("FERRYDB_JWT_SECRET") {
+        Ok(secret) => Some(Auth::hs256(secret.as_bytes())?),
+        Err(_) => None,
+    };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let number = |name: &str, raw: String| {
+            raw.parse::<usize>()
+                .map_err(|_| format!("{name}: not a number: {raw}"))
+        };
+        let limits = &mut parsed.config.limits;
         match arg.as_str() {
             "--listen" => {
                 let raw = value("--listen")?;
-                listen = raw
+                parsed.listen = raw
                     .parse()
                     .map_err(|_| format!("--listen: not an address: {raw}"))?;
             }
-            "--static" => config.static_dir = Some(PathBuf::from(value("--static")?)),
+            "--app" => parsed.app = Some(PathBuf::from(value("--app")?)),
+            "--store" => parsed.store = value("--store")?,
+            "--dev-auth" => auth = Some(Auth::Dev),
+            "--jwt-secret" => auth = Some(Auth::hs256(value("--jwt-secret")?.as_bytes())?),
+            "--jwt-public-key" => {
+                let path = value("--jwt-public-key")?;
+                let pem = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+                auth = Some(Auth::rs256(&pem)?);
+            }
+            "--static" => parsed.config.static_dir = Some(PathBuf::from(value("--static")?)),
+            "--demo" => parsed.config.demo = true,
+            "--page-size" => limits.page_size = number(&arg, value(&arg)?)?.max(1),
+            "--max-body" => limits.body_bytes = number(&arg, value(&arg)?)?,
+            "--max-push" => limits.push_batch = number(&arg, value(&arg)?)?,
+            "--max-realtime" => limits.realtime_connections = number(&arg, value(&arg)?)?,
             "-h" | "--help" => return Err("ferrydb-server".into()),
             other => return Err(format!("unknown argument: {other}")),
         }
     }
-    Ok((listen, config))
+    match auth {
+        Some(auth) => parsed.config.auth = auth,
+        None if parsed.app.is_some() => {
+            return Err("choose how to authenticate: --jwt-secret, --jwt-public-key or --dev-auth".into())
+        }
+        None => {}
+    }
+    Ok(parsed)
 }

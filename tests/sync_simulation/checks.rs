@@ -94,7 +94,7 @@ impl Sim {
     pub fn check(&mut self) {
         let seed = self.seed;
         let mut accepted_increments: BTreeMap<String, i64> = BTreeMap::new();
-        let executions = self.server.executions().clone();
+        let executions = self.server.executions().unwrap();
         let mut expected_executions = 0;
         for c in 0..self.clients.len() {
             let user = self.clients[c].user;

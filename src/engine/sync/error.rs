@@ -37,6 +37,10 @@ pub enum Error {
     /// unknown table, a row missing its key). Nothing was applied.
     #[error("bad response from the sync server: {0}")]
     BadResponse(String),
+    /// A server-side refusal of a whole request: it names a client that
+    /// belongs to another user.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// SQLite or another engine error underneath.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -65,6 +69,7 @@ impl Error {
             Error::BadArguments { .. } => "bad_arguments",
             Error::InvalidApp(_) => "invalid_app",
             Error::BadResponse(_) => "bad_response",
+            Error::Forbidden(_) => "forbidden",
             Error::Engine(e) => e.code().as_str(),
         }
     }

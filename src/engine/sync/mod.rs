@@ -26,7 +26,7 @@ pub use backoff::SplitMix64;
 pub use client::SyncClient;
 pub use error::{Error, Result};
 pub use events::{Effect, Event, StatusError, StatusErrorCode, SyncConfig, SyncEvent, SyncStatus};
-pub use model_server::ModelServer;
+pub use model_server::{LoggedMutation, ModelServer};
 pub use replica::{Mutated, Opened, PendingMutation, PushApplied, Rejection, Replica};
 
 #[cfg(test)]

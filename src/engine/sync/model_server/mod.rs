@@ -4,7 +4,13 @@
 //! rule on every row a mutator touched (before and after), records each
 //! client's last mutation ID in the same transaction, remembers rejections so
 //! a retried push gets the same answer, and serves pulls filtered by the
-//! read rule from row versions and tombstones. Tests drive it directly.
+//! read rule from row versions and tombstones. Tests drive it directly, and
+//! the reference server (`ferrydb-server`) runs it as its SQLite store, so the
+//! seeded simulation proves the same code that serves real clients.
+//!
+//! Client IDs belong to the user who first used them: a request naming a
+//! client or client group of another user is refused (`forbidden`), so no one
+//! can push as someone else's client or read its `lastMutationID`s.
 
 mod tables;
 
@@ -28,40 +34,64 @@ pub struct ModelServer {
     mutators: HashMap<String, CompiledMutator>,
     /// Rows per page of a full sync (`more` pages the rest).
     page_size: usize,
-    /// How many times each (client, mutation ID) ran, applied or rejected.
-    executions: BTreeMap<(String, u64), u32>,
     /// Client groups whose next pull is answered with `resetReplica`.
     reset_demanded: BTreeSet<String>,
 }
 
 impl ModelServer {
+    /// A server over a fresh in-memory database.
     pub fn new(app: AppDefinition) -> Result<ModelServer> {
+        Self::open(Database::open_in_memory()?, app)
+    }
+
+    /// A server over `db`: a new database gets ferrydb's tables and the app's;
+    /// one a server used before keeps its data. Tables the app added since are
+    /// created; a table whose definition changed is refused (`invalid_app`),
+    /// since the server cannot migrate data in place.
+    pub fn open(mut db: Database, app: AppDefinition) -> Result<ModelServer> {
         app.validate()?;
-        let mut db = Database::open_in_memory()?;
-        for sql in INTERNAL_TABLES {
-            db.execute(sql, &[])?;
-        }
-        // The undo log records what each mutator touched, for the write rule.
-        db.execute(
-            "INSERT INTO _ferry_meta (key, value) VALUES ('recording', 1)",
-            &[],
-        )?;
-        for sql in [
-            "CREATE TABLE _ferry_version (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
-            "INSERT INTO _ferry_version VALUES (1, 0)",
-            "CREATE TABLE _ferry_clients (client_id TEXT PRIMARY KEY, client_group_id TEXT NOT NULL, \
-             last_mutation_id INTEGER NOT NULL, version INTEGER NOT NULL)",
-            "CREATE TABLE _ferry_server_rejections (client_id TEXT NOT NULL, mutation_id INTEGER NOT NULL, \
-             code TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (client_id, mutation_id))",
-        ] {
-            db.execute(sql, &[])?;
-        }
-        let tables: Vec<ServerTable> = app.tables.iter().map(ServerTable::new).collect();
-        for (table, server) in app.tables.iter().zip(&tables) {
-            for sql in schema::create_synced(table).iter().chain(&server.create) {
-                db.execute(sql, &[])?;
+        let known = !db
+            .rows(
+                "SELECT 1 FROM sqlite_master WHERE name = '_ferry_version'",
+                &[],
+            )?
+            .rows
+            .is_empty();
+        in_savepoint(&mut db, "server_open", |db| {
+            if !known {
+                create_bookkeeping(db)?;
             }
-        }
+            for table in &app.tables {
+                let def = serde_json::to_string(table).expect("a table serializes");
+                let key = Value::Text(format!("table:{}", table.name));
+                let stored = db.rows(
+                    "SELECT value FROM _ferry_meta WHERE key = ?1",
+                    std::slice::from_ref(&key),
+                )?;
+                match stored.rows.first() {
+                    Some(r) if text(&r[0]) == def => {}
+                    Some(_) => {
+                        return Err(Error::InvalidApp(format!(
+                            "table `{}` changed since this server's database was created; \
+                             migrate the database or start with a new one",
+                            table.name
+                        )))
+                    }
+                    None => {
+                        let server = ServerTable::new(table);
+                        for sql in schema::create_synced(table).iter().chain(&server.create) {
+                            db.execute(sql, &[])?;
+                        }
+                        db.execute(
+                            "INSERT INTO _ferry_meta (key, value) VALUES (?1, ?2)",
+                            &[key, Value::Text(def)],
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let tables: Vec<ServerTable> = app.tables.iter().map(ServerTable::new).collect();
         let mutators = compile_all(&mut db, &app)?;
         Ok(ModelServer {
             db,
@@ -69,7 +99,6 @@ impl ModelServer {
             tables,
             mutators,
             page_size: 100,
-            executions: BTreeMap::new(),
             reset_demanded: BTreeSet::new(),
         })
     }
@@ -85,8 +114,32 @@ impl ModelServer {
         Ok(integer(&rows.rows[0][0]))
     }
 
-    pub fn executions(&self) -> &BTreeMap<(String, u64), u32> {
-        &self.executions
+    /// How many times each (client, mutation ID) was processed, applied or
+    /// rejected: every entry must be 1.
+    pub fn executions(&mut self) -> Result<BTreeMap<(String, u64), u32>> {
+        let mut counts = BTreeMap::new();
+        for entry in self.mutation_log()? {
+            *counts.entry((entry.client_id, entry.id)).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Every time the server processed a mutation, in order.
+    pub fn mutation_log(&mut self) -> Result<Vec<LoggedMutation>> {
+        let rows = self.db.rows(
+            "SELECT client_id, mutation_id, name, outcome FROM _ferry_mutation_log ORDER BY seq",
+            &[],
+        )?;
+        Ok(rows
+            .rows
+            .iter()
+            .map(|r| LoggedMutation {
+                client_id: text(&r[0]),
+                id: integer(&r[1]) as u64,
+                name: text(&r[2]),
+                outcome: text(&r[3]),
+            })
+            .collect())
     }
 
     pub fn last_mutation_id(&mut self, client_id: &str) -> Result<u64> {
@@ -155,15 +208,56 @@ impl ModelServer {
         if let Some(m) = self.mismatch(request.schema_version) {
             return Ok(PushResponse::SchemaMismatch(m));
         }
+        self.check_owner(user_id, &request.client_id, &request.client_group_id)?;
+        // One transaction for the whole push, a savepoint per mutation: each
+        // mutation is still all-or-nothing with its `lastMutationID`, and a
+        // file-backed database syncs once per push instead of per mutation.
+        // A crash loses the whole push, which the client sends again.
+        self.db.execute("SAVEPOINT server_push", &[])?;
         let mut results = Vec::new();
+        let mut outcome = Ok(());
         for mutation in &request.mutations {
-            match self.process(user_id, request, mutation)? {
-                Some(result) => results.push(result),
+            match self.process(user_id, request, mutation) {
+                Ok(Some(result)) => results.push(result),
                 // A gap: an earlier mutation has not arrived. Stop; the client resends.
-                None => break,
+                Ok(None) => break,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
-        Ok(PushResponse::Ok { results })
+        match outcome {
+            Ok(()) => {
+                self.db.execute("RELEASE server_push", &[])?;
+                Ok(PushResponse::Ok { results })
+            }
+            Err(e) => {
+                self.db.execute("ROLLBACK TO server_push", &[])?;
+                self.db.execute("RELEASE server_push", &[])?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses a request that names a client, or a client group, that another
+    /// user's requests created.
+    fn check_owner(&mut self, user_id: &str, client_id: &str, group_id: &str) -> Result<()> {
+        let rows = self.db.rows(
+            "SELECT client_id FROM _ferry_clients \
+             WHERE (client_id = ?1 OR client_group_id = ?2) AND user_id != ?3 LIMIT 1",
+            &[
+                Value::Text(client_id.to_owned()),
+                Value::Text(group_id.to_owned()),
+                Value::Text(user_id.to_owned()),
+            ],
+        )?;
+        match rows.rows.first() {
+            Some(_) => Err(Error::Forbidden(format!(
+                "client `{client_id}` (group `{group_id}`) belongs to another user"
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn process(
@@ -230,16 +324,30 @@ impl ModelServer {
                 )?;
             }
             db.execute(
-                "INSERT INTO _ferry_clients VALUES (?1, ?2, ?3, (SELECT value FROM _ferry_version)) \
+                "INSERT INTO _ferry_clients VALUES (?1, ?2, ?3, (SELECT value FROM _ferry_version), ?4) \
                  ON CONFLICT (client_id) DO UPDATE SET last_mutation_id = excluded.last_mutation_id, version = excluded.version",
-                &[client.clone(), Value::Text(request.client_group_id.clone()), Value::Integer(id as i64)],
+                &[
+                    client.clone(),
+                    Value::Text(request.client_group_id.clone()),
+                    Value::Integer(id as i64),
+                    Value::Text(user_id.to_owned()),
+                ],
+            )?;
+            let outcome = match &result {
+                MutationResult::Rejected { code, .. } => code.as_str().to_owned(),
+                _ => "ok".to_owned(),
+            };
+            db.execute(
+                "INSERT INTO _ferry_mutation_log (client_id, mutation_id, name, outcome) VALUES (?1, ?2, ?3, ?4)",
+                &[
+                    client,
+                    Value::Integer(id as i64),
+                    Value::Text(mutation.name.clone()),
+                    Value::Text(outcome),
+                ],
             )?;
             Ok(result)
         })?;
-        *self
-            .executions
-            .entry((request.client_id.clone(), id))
-            .or_default() += 1;
         Ok(Some(result))
     }
 
@@ -248,6 +356,7 @@ impl ModelServer {
         if let Some(m) = self.mismatch(request.schema_version) {
             return Ok(PullResponse::SchemaMismatch(m));
         }
+        self.check_owner(user_id, &request.client_id, &request.client_group_id)?;
         let version = self.version()?;
         let reset = PullResponse::SchemaMismatch(SchemaMismatch {
             server_schema_version: self.app.version,
@@ -376,6 +485,44 @@ impl ModelServer {
         let cursor = format!("full:{at}:{table}:{}", serde_json::Value::Array(key));
         Ok((-1, patch, Cookie::Text(cursor), true))
     }
+}
+
+/// One entry of the server's mutation log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LoggedMutation {
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    pub id: u64,
+    pub name: String,
+    /// `ok`, or the rejection code.
+    pub outcome: String,
+}
+
+/// The server's own tables: the version counter, each client's last mutation
+/// ID (and its owner), remembered rejections and the mutation log.
+fn create_bookkeeping(db: &mut Database) -> Result<()> {
+    for sql in INTERNAL_TABLES {
+        db.execute(sql, &[])?;
+    }
+    // The undo log records what each mutator touched, for the write rule.
+    db.execute(
+        "INSERT INTO _ferry_meta (key, value) VALUES ('recording', 1)",
+        &[],
+    )?;
+    for sql in [
+        "CREATE TABLE _ferry_version (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+        "INSERT INTO _ferry_version VALUES (1, 0)",
+        "CREATE TABLE _ferry_clients (client_id TEXT PRIMARY KEY, client_group_id TEXT NOT NULL, \
+         last_mutation_id INTEGER NOT NULL, version INTEGER NOT NULL, user_id TEXT NOT NULL)",
+        "CREATE INDEX _ferry_clients_group ON _ferry_clients (client_group_id)",
+        "CREATE TABLE _ferry_server_rejections (client_id TEXT NOT NULL, mutation_id INTEGER NOT NULL, \
+         code TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (client_id, mutation_id))",
+        "CREATE TABLE _ferry_mutation_log (seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, \
+         mutation_id INTEGER NOT NULL, name TEXT NOT NULL, outcome TEXT NOT NULL)",
+    ] {
+        db.execute(sql, &[])?;
+    }
+    Ok(())
 }
 
 /// Why a mutation was rejected (the server-side outcome, not an error of the server).

@@ -85,8 +85,8 @@ fn every_rejection_code_and_idempotent_retries() {
             "alreadyProcessed"
         ]
     );
-    assert!(server.executions().values().all(|&n| n == 1));
-    assert_eq!(server.executions().len(), 6);
+    assert!(server.executions().unwrap().values().all(|&n| n == 1));
+    assert_eq!(server.executions().unwrap().len(), 6);
     assert_eq!(server.last_mutation_id("c").unwrap(), 6);
     assert_eq!(
         server
@@ -154,7 +154,7 @@ fn a_gap_stops_the_batch() {
         &push_request("c", &[(2, "increment", json!({"id": "c", "by": 1}))]),
     );
     assert!(r.is_empty());
-    assert!(server.executions().is_empty());
+    assert!(server.executions().unwrap().is_empty());
 }
 
 #[test]
@@ -271,4 +271,84 @@ fn a_cookie_from_the_future_gets_a_reset() {
         server.pull("u", &garbage).unwrap(),
         PullResponse::SchemaMismatch(_)
     ));
+}
+
+#[test]
+fn a_client_belongs_to_the_user_who_first_used_it() {
+    let mut server = server();
+    results(
+        &mut server,
+        "alice",
+        &push_request("a", &[(1, "increment", json!({"id": "c", "by": 1}))]),
+    );
+    // bob can neither push as alice's client nor join its group …
+    let forged = push_request("a", &[(2, "increment", json!({"id": "c", "by": 5}))]);
+    let err = server.push("bob", &forged).unwrap_err();
+    assert_eq!(err.code(), "forbidden");
+    let mut joined = push_request("b", &[(1, "increment", json!({"id": "c", "by": 5}))]);
+    joined.client_group_id = "a".into();
+    assert_eq!(server.push("bob", &joined).unwrap_err().code(), "forbidden");
+    // … nor pull its lastMutationIDs.
+    let pull = PullRequest {
+        protocol_version: PROTOCOL_VERSION,
+        schema_version: 1,
+        client_group_id: "a".into(),
+        client_id: "b".into(),
+        cookie: None,
+    };
+    assert_eq!(server.pull("bob", &pull).unwrap_err().code(), "forbidden");
+    // Nothing bob sent ran.
+    assert_eq!(server.readable_rows("bob").unwrap()["counters"][0]["value"], 1);
+    assert_eq!(server.executions().unwrap().len(), 1);
+}
+
+#[test]
+fn a_file_backed_server_keeps_its_state_and_refuses_changed_tables() {
+    let dir = std::env::temp_dir().join(format!("ferrydb-model-server-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.db");
+    let _ = std::fs::remove_file(&path);
+    let open = |app: AppDefinition| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        ModelServer::open(Database::from_connection(conn).unwrap(), app)
+    };
+    let mut first = open(sample_app()).unwrap();
+    results(
+        &mut first,
+        "alice",
+        &push_request("a", &[(1, "addTodo", todo("t1", "alice"))]),
+    );
+    drop(first);
+    // Same app again, and a newer app that only adds a table: data and
+    // bookkeeping survive; the retried push is recognised as processed.
+    let mut app = sample_json();
+    app["version"] = json!(2);
+    app["tables"].as_array_mut().unwrap().push(json!({
+        "name": "notes", "columns": [{"name": "id", "type": "text"}],
+        "primaryKey": ["id"], "access": {"read": "true", "write": "true"}
+    }));
+    let app = AppDefinition::from_json(&app.to_string()).unwrap();
+    let mut second = open(app).unwrap();
+    let mut retry = push_request("a", &[(1, "addTodo", todo("t1", "alice"))]);
+    retry.schema_version = 2;
+    assert_eq!(code(&results(&mut second, "alice", &retry)[0]), "alreadyProcessed");
+    assert_eq!(second.readable_rows("alice").unwrap()["todos"].len(), 1);
+    assert!(second.readable_rows("alice").unwrap()["notes"].is_empty());
+    assert_eq!(
+        second.mutation_log().unwrap(),
+        [LoggedMutation {
+            client_id: "a".into(),
+            id: 1,
+            name: "addTodo".into(),
+            outcome: "ok".into()
+        }]
+    );
+    drop(second);
+    // A column change cannot be migrated in place: refused, nothing touched.
+    let mut changed = sample_json();
+    changed["tables"][0]["columns"][2]["type"] = json!("integer");
+    let err = open(AppDefinition::from_json(&changed.to_string()).unwrap()).err().unwrap();
+    assert_eq!(err.code(), "invalid_app");
+    assert!(err.to_string().contains("`lists`"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

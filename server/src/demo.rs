@@ -1,0 +1,78 @@
+//! Demo mode (`--demo`): switches for watching sync under trouble, and the
+//! server's mutation log. Never enabled in production: anyone can flip them.
+//!
+//! - `POST /demo/faults` `{"failStatus": 500 | null, "latencyMs": 0}`: while
+//!   `failStatus` is set, every `/sync/*` request answers that status;
+//!   `latencyMs` delays each one (the demo's "slow server").
+//! - `GET /demo/mutations`: every time a mutation was processed, in order.
+
+use crate::error::AppError;
+use crate::ServerState;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Faults {
+    #[serde(default)]
+    pub fail_status: Option<u16>,
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+#[derive(Default)]
+pub struct Switches(Mutex<Faults>);
+
+impl Switches {
+    fn get(&self) -> Faults {
+        *self.0.lock().expect("faults lock")
+    }
+}
+
+pub async fn set_faults(
+    State(state): State<Arc<ServerState>>,
+    Json(faults): Json<Faults>,
+) -> Result<Json<Faults>, AppError> {
+    if let Some(status) = faults.fail_status {
+        if StatusCode::from_u16(status).map_or(true, |s| !s.is_client_error() && !s.is_server_error()) {
+            return Err(AppError::bad_request("failStatus must be a 4xx or 5xx status"));
+        }
+    }
+    *state.switches.0.lock().expect("faults lock") = faults;
+    tracing::info!(?faults, "demo faults set");
+    Ok(Json(faults))
+}
+
+pub async fn get_faults(State(state): State<Arc<ServerState>>) -> Json<Faults> {
+    Json(state.switches.get())
+}
+
+#[derive(Serialize)]
+pub struct MutationLog {
+    mutations: Vec<crate::store::LoggedMutation>,
+}
+
+pub async fn mutations(
+    State(state): State<Arc<ServerState>>,
+) -> Result<Json<MutationLog>, AppError> {
+    let mutations = state.sync_store()?.mutation_log().await?;
+    Ok(Json(MutationLog { mutations }))
+}
+
+/// Applies the switches to a `/sync/*` request.
+pub async fn inject(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
+    let faults = state.switches.get();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    if let Some(status) = faults.fail_status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        return AppError::injected(status).into_response();
+    }
+    next.run(request).await
+}

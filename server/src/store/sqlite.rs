@@ -1,0 +1,119 @@
+//! The embedded store: the SDK's `ModelServer` (the same code the seeded sync
+//! simulation proves) over a SQLite file, owned by one thread. SQLite has one
+//! writer at a time anyway, and the connection is not `Send`; requests reach
+//! the thread as jobs and answer through a oneshot channel.
+
+use super::{moved, LoggedMutation, Result, StoreError, StoreOptions};
+use ferrydb::engine::database::Database;
+use ferrydb::engine::sync::{Error as SyncError, ModelServer};
+use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce(&mut ModelServer) + Send>;
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    options: StoreOptions,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, or an in-memory one.
+    pub fn open(path: Option<PathBuf>, app: AppDefinition, options: StoreOptions) -> Result<Self> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (ready, opened) = mpsc::channel();
+        let page_size = options.page_size;
+        std::thread::Builder::new()
+            .name("ferrydb-sqlite-store".into())
+            .spawn(move || {
+                let server = open_model(path, app).map(|s| s.with_page_size(page_size));
+                let mut server = match server {
+                    Ok(server) => {
+                        let _ = ready.send(Ok(()));
+                        server
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                // Ends when the last sender (the store) is dropped.
+                for job in inbox {
+                    job(&mut server);
+                }
+            })
+            .map_err(|e| StoreError::Internal(format!("cannot start the store thread: {e}")))?;
+        opened
+            .recv()
+            .map_err(|_| StoreError::Internal("the store thread died while opening".into()))??;
+        Ok(SqliteStore { jobs, options })
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut ModelServer) -> T + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |server| {
+                let _ = reply.send(job(server));
+            }))
+            .map_err(|_| StoreError::Unavailable("the store thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("the store thread dropped a request".into()))
+    }
+
+    pub async fn push(&self, user_id: &str, request: PushRequest) -> Result<PushResponse> {
+        let user = user_id.to_owned();
+        let (response, version) = self
+            .call(move |s| {
+                let response = s.push(&user, &request)?;
+                Ok::<_, SyncError>((response, s.version()?))
+            })
+            .await?
+            .map_err(store_error)?;
+        if moved(&response) {
+            self.options.pokes.send(version);
+        }
+        Ok(response)
+    }
+
+    pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
+        let user = user_id.to_owned();
+        self.call(move |s| s.pull(&user, &request))
+            .await?
+            .map_err(store_error)
+    }
+
+    pub async fn version(&self) -> Result<i64> {
+        self.call(|s| s.version()).await?.map_err(store_error)
+    }
+
+    pub async fn mutation_log(&self) -> Result<Vec<LoggedMutation>> {
+        self.call(|s| s.mutation_log()).await?.map_err(store_error)
+    }
+}
+
+fn open_model(path: Option<PathBuf>, app: AppDefinition) -> Result<ModelServer> {
+    let conn = match &path {
+        Some(path) => rusqlite::Connection::open(path),
+        None => rusqlite::Connection::open_in_memory(),
+    }
+    .map_err(|e| StoreError::Unavailable(format!("cannot open {path:?}: {e}")))?;
+    // WAL: readers never wait for the writer. synchronous=FULL: a push the
+    // server confirmed survives a power cut, since the client then forgets it.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let db = Database::from_connection(conn).map_err(|e| StoreError::Internal(e.to_string()))?;
+    ModelServer::open(db, app).map_err(store_error)
+}
+
+fn store_error(e: SyncError) -> StoreError {
+    match e {
+        SyncError::Forbidden(message) => StoreError::Forbidden(message),
+        SyncError::InvalidApp(message) => StoreError::InvalidApp(message),
+        other => StoreError::Internal(other.to_string()),
+    }
+}

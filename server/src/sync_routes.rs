@@ -1,0 +1,88 @@
+//! `POST /sync/push` and `POST /sync/pull`: authenticate, parse with limits,
+//! hand to the store, count. The store decides everything about the data.
+
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::ServerState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use ferrydb_protocol::{
+    MutationResult, PullRequest, PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
+};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub async fn push(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushResponse>, AppError> {
+    let metrics = &state.metrics;
+    Metrics::add(&metrics.push_requests, 1);
+    let user = state.config.auth.user(&headers)?;
+    let request: PushRequest = parse(body)?;
+    let limit = state.config.limits.push_batch;
+    if request.mutations.len() > limit {
+        return Err(AppError::too_large(format!(
+            "a push may carry at most {limit} mutations, this one has {}",
+            request.mutations.len()
+        )));
+    }
+    let response = state.sync_store()?.push(&user, request).await?;
+    if let PushResponse::Ok { results } = &response {
+        for result in results {
+            let counter = match result {
+                MutationResult::Ok { .. } => &metrics.mutations_ok,
+                MutationResult::AlreadyProcessed { .. } => &metrics.mutations_already_processed,
+                MutationResult::Rejected { .. } => &metrics.mutations_rejected,
+            };
+            Metrics::add(counter, 1);
+        }
+    }
+    Ok(Json(response))
+}
+
+pub async fn pull(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PullResponse>, AppError> {
+    Metrics::add(&state.metrics.pull_requests, 1);
+    let user = state.config.auth.user(&headers)?;
+    let request: PullRequest = parse(body)?;
+    let response = state.sync_store()?.pull(&user, request).await?;
+    if let PullResponse::Ok(ok) = &response {
+        Metrics::add(&state.metrics.pull_rows, ok.patch.len() as u64);
+    }
+    Ok(Json(response))
+}
+
+/// Parses a request body: too large → 413, not JSON or the wrong shape →
+/// 400 `bad_request`, another protocol version → 400 `protocol_version`
+/// (checked first, so a future client learns why even if its shape changed).
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, AppError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::too_large("the request body is larger than this server accepts")
+        } else {
+            AppError::bad_request(rejection.body_text())
+        }
+    })?;
+    #[derive(Deserialize)]
+    struct Versioned {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: Option<u32>,
+    }
+    let versioned: Versioned = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::bad_request(format!("the body is not a JSON object: {e}")))?;
+    match versioned.protocol_version {
+        Some(PROTOCOL_VERSION) => {}
+        Some(other) => return Err(AppError::protocol_version(other)),
+        None => return Err(AppError::bad_request("missing protocolVersion")),
+    }
+    serde_json::from_slice(&bytes).map_err(|e| AppError::bad_request(format!("malformed request: {e}")))
+}
