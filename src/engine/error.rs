@@ -41,6 +41,8 @@ pub enum ErrorCode {
     WorkerOutdated,
     /// The sync server sent something that cannot be applied.
     BadResponse,
+    /// The access rules refuse this user the change (a server's rejection).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -61,6 +63,7 @@ impl ErrorCode {
             ErrorCode::AppOutdated => "app_outdated",
             ErrorCode::WorkerOutdated => "worker_outdated",
             ErrorCode::BadResponse => "bad_response",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -99,6 +102,7 @@ impl From<crate::engine::sync::Error> for Error {
             S::BadArguments { .. } => ErrorCode::BadArguments,
             S::InvalidApp(_) => ErrorCode::InvalidApp,
             S::BadResponse(_) => ErrorCode::BadResponse,
+            S::Forbidden(_) => ErrorCode::Forbidden,
         };
         Error::Sync { code, message }
     }
