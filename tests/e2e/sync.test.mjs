@@ -43,11 +43,24 @@ async function device() {
 }
 
 /** A tab of `profile` with the sample app open as `user`, synced with `at`. */
-async function syncedTab(profile, user, { at = server, auth = 'user' } = {}) {
+async function syncedTab(profile, user, { at = server, auth = 'user', name, version, refused } = {}) {
   const page = await profile.newTab(at.url);
   await page.waitForFunction(() => window.ready);
-  await page.evaluate((options) => window.openSynced(options), { user, auth });
+  const failure = await page.evaluate((options) => window.openSynced(options), { user, auth, name, version });
+  assert.deepEqual(failure, refused ?? null, 'how opening ended');
   return page;
+}
+
+/** What `call` (run in the page) threw, as `{name, code}`; null if it did not throw. */
+function thrown(page, call) {
+  return page.evaluate(async (source) => {
+    try {
+      await new Function(`return (${source})()`)();
+      return null;
+    } catch (e) {
+      return { name: e.name, code: e.code };
+    }
+  }, call.toString());
 }
 
 const status = (page) => page.evaluate(() => window.db.syncStatus);
@@ -268,4 +281,33 @@ test('a server on a newer app version: updateNeeded in every tab, local writes k
   } finally {
     await newer.stop();
   }
+});
+
+test('plain SQL may not write synced tables; local tables take it; bad mutations leave nothing', async () => {
+  const laptop = await device();
+  const tab = await syncedTab(laptop, 'tony');
+  assert.deepEqual(
+    await thrown(tab, () => window.db.exec("INSERT INTO todos (id, list_id, owner, title, done) VALUES ('x', 'l', 'tony', 'x', 0)")),
+    { name: 'FerryError', code: 'write_outside_mutator' },
+  );
+  await tab.evaluate(() => window.db.exec("INSERT INTO drafts (id, body) VALUES ('d1', 'hello')"));
+  assert.deepEqual(await tab.evaluate(() => window.db.query('SELECT body FROM drafts')), [{ body: 'hello' }]);
+  assert.deepEqual(await thrown(tab, () => window.db.mutate('nope', {}).local), { name: 'FerryError', code: 'unknown_mutator' });
+  assert.deepEqual(await thrown(tab, () => window.db.mutate.addTodo({ id: 'x' }).local), {
+    name: 'FerryError',
+    code: 'bad_arguments',
+  });
+  assert.deepEqual(await todoIds(tab), []);
+  assert.equal((await tab.evaluate(() => window.db.query('SELECT count(*) AS n FROM _ferry_outbox')))[0].n, 0);
+});
+
+test('tabs of an older or newer build than the worker are refused with app_outdated / worker_outdated', async () => {
+  const laptop = await device();
+  const name = 'versions';
+  const current = await syncedTab(laptop, 'ken', { name, version: 2 });
+  const older = await syncedTab(laptop, 'ken', { name, version: 1, refused: { name: 'FerryError', code: 'app_outdated' } });
+  await syncedTab(laptop, 'ken', { name, version: 3, refused: { name: 'FerryError', code: 'worker_outdated' } });
+  assert.deepEqual(await thrown(older, () => window.db.query('SELECT 1')), { name: 'FerryError', code: 'app_outdated' });
+  // The tab of the worker's own version is unaffected.
+  assert.deepEqual(await current.evaluate(() => window.db.query('SELECT 1 AS one')), [{ one: 1 }]);
 });
