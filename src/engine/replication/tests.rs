@@ -385,7 +385,7 @@ fn a_mutation_reaches_another_device_and_settles_ok() {
         [text("t1")]
     );
     assert_eq!(
-        server.executions().values().sum::<u32>(),
+        server.executions().unwrap().values().sum::<u32>(),
         1,
         "once on the server"
     );
@@ -443,7 +443,7 @@ fn server_failures_back_off_and_recover_without_losing_or_repeating_writes() {
     let settled: Vec<u64> = alice.settled.iter().map(|s| s.mutation_id).collect();
     assert_eq!(settled, ids);
     assert_eq!(alice.status.as_ref().unwrap().error, None);
-    assert!(server.executions().values().all(|&n| n == 1));
+    assert!(server.executions().unwrap().values().all(|&n| n == 1));
 }
 
 #[test]
