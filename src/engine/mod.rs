@@ -117,6 +117,18 @@ impl Engine {
         })
     }
 
+    /// Starts a sync client for a replica opened without one (a later tab
+    /// named a server). Returns whether it started now.
+    pub fn enable_sync(&mut self, seed: u64) -> bool {
+        match self.replication.as_mut() {
+            Some(r) if r.client.is_none() => {
+                r.client = Some(sync::SyncClient::new(sync::SyncConfig::default(), seed));
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn replication(&self) -> Option<&Replication> {
         self.replication.as_ref()
     }

@@ -28,6 +28,13 @@ pub struct SyncHost {
     /// The sync base URL: `{base}/push`, `{base}/pull`, `{base}/events`.
     base: String,
     timer: Option<i32>,
+    /// The one callback every `setTimeout` runs (a closure per timer would
+    /// leak each one that is cleared before it fires).
+    on_timer: Closure<dyn FnMut()>,
+    /// Bumped when the replica is replaced (`deleteDatabase`): replies to
+    /// requests of the old client are dropped, since the new client reuses
+    /// request ids.
+    generation: u32,
     /// The bearer token of the latest request, for the realtime channel.
     token: Option<String>,
     /// The token ask in flight: which tab was asked, and the ask's number.
@@ -41,9 +48,20 @@ pub struct SyncHost {
 /// Starts syncing with the server at `base` (the first tab that opened the
 /// app with a server chose it).
 pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
+    let weak = Rc::downgrade(shared);
+    let on_timer = Closure::<dyn FnMut()>::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            if let Some(host) = shared.borrow_mut().sync.as_mut() {
+                host.timer = None;
+            }
+            event(&shared, Event::Timer);
+        }
+    });
     shared.borrow_mut().sync = Some(SyncHost {
         base: base.trim_end_matches('/').to_owned(),
         timer: None,
+        on_timer,
+        generation: 0,
         token: None,
         asked: None,
         next_ask: 1,
@@ -51,6 +69,25 @@ pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
         realtime_wake: None,
     });
     listen_network(shared);
+    if navigator_online() {
+        event(shared, Event::Online);
+    }
+}
+
+/// The replica was replaced: forget the old client's requests, and start the
+/// new client (its first pull is a full one).
+pub fn restart(shared: &Rc<RefCell<Shared>>) {
+    {
+        let mut state = shared.borrow_mut();
+        let Some(host) = state.sync.as_mut() else {
+            return;
+        };
+        host.generation += 1;
+        host.asked = None;
+        if let Some(old) = host.timer.take() {
+            global().clear_timeout_with_handle(old);
+        }
+    }
     if navigator_online() {
         event(shared, Event::Online);
     }
@@ -170,13 +207,13 @@ fn send(
     token: Option<String>,
     body: String,
 ) {
-    let url = {
+    let (url, generation) = {
         let mut state = shared.borrow_mut();
         let Some(host) = state.sync.as_mut() else {
             return;
         };
         host.token.clone_from(&token);
-        format!("{}/{path}", host.base)
+        (format!("{}/{path}", host.base), host.generation)
     };
     let weak = Rc::downgrade(shared);
     wasm_bindgen_futures::spawn_local(async move {
@@ -184,6 +221,10 @@ fn send(
         let Some(shared) = weak.upgrade() else {
             return;
         };
+        let current = shared.borrow().sync.as_ref().map(|h| h.generation);
+        if current != Some(generation) {
+            return; // for the client of a replica since replaced
+        }
         let reply = match outcome {
             Err(_) => Event::HttpError { id, status: 0 },
             Ok((200, text)) => parse_reply(id, path, &text),
@@ -247,15 +288,6 @@ async fn fetch_text(
 
 fn set_timer(shared: &Rc<RefCell<Shared>>, at: u64) {
     let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as i32;
-    let weak = Rc::downgrade(shared);
-    let fire = Closure::once_into_js(move || {
-        if let Some(shared) = weak.upgrade() {
-            if let Some(host) = shared.borrow_mut().sync.as_mut() {
-                host.timer = None;
-            }
-            event(&shared, Event::Timer);
-        }
-    });
     let mut state = shared.borrow_mut();
     let Some(host) = state.sync.as_mut() else {
         return;
@@ -264,7 +296,10 @@ fn set_timer(shared: &Rc<RefCell<Shared>>, at: u64) {
         global().clear_timeout_with_handle(old);
     }
     host.timer = global()
-        .set_timeout_with_callback_and_timeout_and_arguments_0(fire.unchecked_ref(), delay)
+        .set_timeout_with_callback_and_timeout_and_arguments_0(
+            host.on_timer.as_ref().unchecked_ref(),
+            delay,
+        )
         .ok();
 }
 

@@ -124,7 +124,13 @@ fn open_app(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
                     .engine
                     .open_app(&app, &worker::random_uuid(), seed)
                     .map(|opened| {
-                        if opened == (AppOpened::Now { sync: true }) {
+                        let started = match (opened, seed) {
+                            (AppOpened::Now { sync }, _) => sync,
+                            // The first tab gave no server; this one does.
+                            (AppOpened::Already, Some(seed)) => state.engine.enable_sync(seed),
+                            (AppOpened::Already, None) => false,
+                        };
+                        if started {
                             start_sync.clone_from(&server);
                         }
                     })

@@ -191,7 +191,7 @@ pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::
         _ => Choice::Memory,
     };
     let (fresh, _) = Files::open(choice, &parts).await;
-    let syncing = {
+    {
         let mut state = shared.borrow_mut();
         state.engine.replace_replica(
             recover(Vec::new(), LogConfig::default())?,
@@ -201,13 +201,9 @@ pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::
         state.storage.files = Rc::new(fresh);
         state.storage.durable_seq = 0;
         state.storage.error = None;
-        state.engine.syncing()
-    };
-    flush_soon(shared);
-    if syncing {
-        // The new replica's client starts from scratch: a first, full pull.
-        super::sync::event(shared, crate::engine::sync::Event::Online);
     }
+    flush_soon(shared);
+    super::sync::restart(shared);
     Ok(())
 }
 

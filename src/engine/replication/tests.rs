@@ -531,3 +531,19 @@ fn an_unparseable_reply_is_a_bad_response_and_is_retried() {
     let status = alice.status.clone().unwrap();
     assert!(status.connected && status.error.is_none() && status.last_synced_at.is_some());
 }
+
+#[test]
+fn a_replica_opened_without_a_server_can_start_syncing_later() {
+    let mut server = server();
+    let mut alice = Device::new("a", "alice", false);
+    let tab = alice.tab();
+    let id = alice.add_todo(tab, "early", "alice").unwrap();
+    assert!(!alice.engine.syncing());
+    assert!(alice.engine.enable_sync(3));
+    assert!(!alice.engine.enable_sync(4), "once");
+    alice.start(&mut server);
+    // Made before syncing started: its `server` outcome still comes.
+    assert_eq!(rejected_ids(&alice), [(id, None)]);
+    assert_eq!(alice.status.as_ref().unwrap().pending, 0);
+    assert_eq!(server.last_mutation_id("a").unwrap(), id);
+}

@@ -384,3 +384,44 @@ fn the_same_seed_gives_the_same_schedule() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_failed_token_ask_is_reported_and_asked_again_after_the_backoff() {
+    let mut h = Harness::new();
+    assert!(h.step(Event::Online).contains(&Effect::NeedToken));
+    let effects = h.step(Event::TokenFailed("provider threw".into()));
+    assert_eq!(
+        h.client.status().error.as_ref().map(|e| e.code),
+        Some(StatusErrorCode::AuthRequired)
+    );
+    assert!(
+        !effects.contains(&Effect::NeedToken),
+        "not before the backoff"
+    );
+    let effects = h.at(timer(&effects).unwrap(), Event::Timer);
+    assert!(effects.contains(&Effect::NeedToken));
+}
+
+#[test]
+fn an_invalid_reply_backs_off_and_is_retried() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let effects = h.step(Event::InvalidResponse {
+        id,
+        message: "not JSON".into(),
+    });
+    assert_eq!(
+        h.client.status().error.as_ref().map(|e| e.code),
+        Some(StatusErrorCode::BadResponse)
+    );
+    assert!(push_sent(&effects).is_none());
+    let retry = h.at(timer(&effects).unwrap(), Event::Timer);
+    assert!(push_sent(&retry).is_some(), "the same mutations again");
+    // A stray invalid reply for a request not in flight changes nothing.
+    let before = h.client.status().clone();
+    h.step(Event::InvalidResponse {
+        id: 999,
+        message: "x".into(),
+    });
+    assert_eq!(h.client.status(), &before);
+}
