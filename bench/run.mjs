@@ -5,6 +5,7 @@ import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startServer, launchProfile, root } from '../tests/e2e/harness.mjs';
+import { loadOneStore } from './server_load.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -222,6 +223,20 @@ try {
       return `${fmt(v)}${p !== undefined && p !== null ? ` (${fmt(p)})` : ''}`.padEnd(20);
     });
     console.log([key.padEnd(26), ...cells].join(''));
+  }
+  if (systems.includes('ferrydb')) {
+    // The reference server under load, on each store (Postgres when one is given).
+    const stores = { sqlite: `sqlite:${join(root, 'target', `bench-server-${Date.now()}.db`)}` };
+    const postgres = args.includes('--postgres') ? args[args.indexOf('--postgres') + 1] : process.env.FERRYDB_BENCH_POSTGRES_URL;
+    if (postgres) stores.postgres = postgres;
+    const load = {};
+    for (const [name, store] of Object.entries(stores)) {
+      load[name] = await loadOneStore(store, { quick });
+      console.log(`server load, ${name} store: ${JSON.stringify(load[name])}`);
+    }
+    report.systems.ferrydb.server_push_per_s = load.sqlite.push_per_s;
+    report.systems.ferrydb.server_pull_rows_per_s = load.sqlite.pull_rows_per_s;
+    report.systems.ferrydb.server_load = load;
   }
   if (largeMb && systems.includes('ferrydb')) {
     report.systems.ferrydb.large_replica = await largeOpen(largeMb);

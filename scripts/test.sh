@@ -4,15 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+# The server's tests run against Postgres too: install it here, start it below.
+FERRYDB_NEED_POSTGRES=1 bash scripts/setup.sh
 echo "== build"
 bash scripts/build.sh
 bash scripts/site.sh
 cargo build -q --release -p ferrydb-server
 echo "== lint"
 bash scripts/lint.sh
-echo "== native tests"
-cargo test -q --workspace
+echo "== native tests (server stores: SQLite, and Postgres on a throwaway cluster)"
+read -r pgdir pgurl < <(bash scripts/postgres.sh start)
+trap 'bash scripts/postgres.sh stop "$pgdir"' EXIT
+FERRYDB_TEST_POSTGRES_URL=$pgurl cargo test -q --workspace
 echo "== benchmark smoke run (one quick pass of each ferrydb scenario; figures not checked)"
 node bench/run.mjs --quick --only ferrydb
 echo "== browser tests"

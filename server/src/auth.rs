@@ -11,10 +11,13 @@ use serde::Deserialize;
 pub enum Auth {
     /// The token is the user id (demo and tests only).
     Dev,
-    Jwt {
-        key: DecodingKey,
-        validation: Validation,
-    },
+    /// Boxed: a decoding key is large, and `Auth` lives in the server state.
+    Jwt(Box<Jwt>),
+}
+
+pub struct Jwt {
+    key: DecodingKey,
+    validation: Validation,
 }
 
 #[derive(Deserialize)]
@@ -29,20 +32,20 @@ impl Auth {
             return Err("a JWT secret must be at least 16 bytes".into());
         }
         let key = DecodingKey::from_secret(secret).map_err(|e| format!("bad JWT secret: {e}"))?;
-        Ok(Auth::Jwt {
+        Ok(Auth::Jwt(Box::new(Jwt {
             key,
             validation: Validation::new(Algorithm::HS256),
-        })
+        })))
     }
 
     /// RS256 tokens verified with a PEM public key; `exp` is required.
     pub fn rs256(public_key_pem: &[u8]) -> Result<Auth, String> {
         let key = DecodingKey::from_rsa_pem(public_key_pem)
             .map_err(|e| format!("not an RSA public key in PEM form: {e}"))?;
-        Ok(Auth::Jwt {
+        Ok(Auth::Jwt(Box::new(Jwt {
             key,
             validation: Validation::new(Algorithm::RS256),
-        })
+        })))
     }
 
     /// The authenticated user of a request, or 401.
@@ -61,13 +64,15 @@ impl Auth {
             Auth::Dev => valid_user_id(token)
                 .then(|| token.to_owned())
                 .ok_or_else(|| AppError::unauthorized("dev token is not a valid user id")),
-            Auth::Jwt { key, validation } => {
-                let data = decode::<Claims>(token, key, validation)
+            Auth::Jwt(jwt) => {
+                let data = decode::<Claims>(token, &jwt.key, &jwt.validation)
                     .map_err(|e| AppError::unauthorized(format!("invalid token: {e}")))?;
                 if valid_user_id(&data.claims.sub) {
                     Ok(data.claims.sub)
                 } else {
-                    Err(AppError::unauthorized("token subject is not a valid user id"))
+                    Err(AppError::unauthorized(
+                        "token subject is not a valid user id",
+                    ))
                 }
             }
         }
@@ -91,7 +96,10 @@ mod tests {
 
     fn bearer(token: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
         headers
     }
 
@@ -111,7 +119,7 @@ mod tests {
         encode(
             &Header::new(Algorithm::HS256),
             &C { sub, exp },
-            &EncodingKey::from_secret(secret),
+            &EncodingKey::from_secret(secret).unwrap(),
         )
         .unwrap()
     }

@@ -40,8 +40,12 @@ pub async fn set_faults(
     Json(faults): Json<Faults>,
 ) -> Result<Json<Faults>, AppError> {
     if let Some(status) = faults.fail_status {
-        if StatusCode::from_u16(status).map_or(true, |s| !s.is_client_error() && !s.is_server_error()) {
-            return Err(AppError::bad_request("failStatus must be a 4xx or 5xx status"));
+        if StatusCode::from_u16(status)
+            .map_or(true, |s| !s.is_client_error() && !s.is_server_error())
+        {
+            return Err(AppError::bad_request(
+                "failStatus must be a 4xx or 5xx status",
+            ));
         }
     }
     *state.switches.0.lock().expect("faults lock") = faults;
@@ -66,12 +70,19 @@ pub async fn mutations(
 }
 
 /// Applies the switches to a `/sync/*` request.
-pub async fn inject(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
+pub async fn inject(
+    State(state): State<Arc<ServerState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let faults = state.switches.get();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    if let Some(status) = faults.fail_status.and_then(|s| StatusCode::from_u16(s).ok()) {
+    if let Some(status) = faults
+        .fail_status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    {
         return AppError::injected(status).into_response();
     }
     next.run(request).await

@@ -123,7 +123,10 @@ pub fn app(state: Arc<ServerState>) -> Router {
         .route("/sync/pull", post(sync_routes::pull))
         .route("/sync/events", get(realtime::events))
         .layer(DefaultBodyLimit::max(state.config.limits.body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), count_failures));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_failures,
+        ));
     if state.config.demo {
         sync = sync.layer(middleware::from_fn_with_state(state.clone(), demo::inject));
     }

@@ -99,8 +99,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         listen: "127.0.0.1:8787".parse().expect("default address"),
         config: Config::default(),
         app: std::env::var_os("FERRYDB_APP").map(PathBuf::from),
-        store: std::env::var("FERRYDB_STORE")
-            .unwrap_or_else(|_| "sqlite:ferrydb-server.db".into()),
+        store: std::env::var("FERRYDB_STORE").unwrap_or_else(|_| "sqlite:ferrydb-server.db".into()),
     };
     let mut auth = match std::env::var("FERRYDB_JWT_SECRET") {
         Ok(secret) => Some(Auth::hs256(secret.as_bytes())?),
@@ -142,7 +141,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     match auth {
         Some(auth) => parsed.config.auth = auth,
         None if parsed.app.is_some() => {
-            return Err("choose how to authenticate: --jwt-secret, --jwt-public-key or --dev-auth".into())
+            return Err(
+                "choose how to authenticate: --jwt-secret, --jwt-public-key or --dev-auth".into(),
+            )
         }
         None => {}
     }

@@ -53,7 +53,10 @@ impl Metrics {
             &[
                 ("{outcome=\"ok\"}", &self.mutations_ok),
                 ("{outcome=\"rejected\"}", &self.mutations_rejected),
-                ("{outcome=\"already_processed\"}", &self.mutations_already_processed),
+                (
+                    "{outcome=\"already_processed\"}",
+                    &self.mutations_already_processed,
+                ),
             ],
         );
         line(

@@ -84,5 +84,6 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
         Some(other) => return Err(AppError::protocol_version(other)),
         None => return Err(AppError::bad_request("missing protocolVersion")),
     }
-    serde_json::from_slice(&bytes).map_err(|e| AppError::bad_request(format!("malformed request: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::bad_request(format!("malformed request: {e}")))
 }

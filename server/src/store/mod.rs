@@ -8,9 +8,11 @@
 //! A store pokes through [`Pokes`] after every push that moved its version,
 //! so the HTTP layer never has to guess whether something changed.
 
+mod postgres;
 mod sqlite;
 
 pub use ferrydb::engine::sync::LoggedMutation;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
@@ -38,10 +40,19 @@ pub enum StoreError {
 /// in-memory SQLite database, gone at exit) or `postgres://…`.
 pub async fn open(url: &str, app: AppDefinition, options: StoreOptions) -> Result<Store> {
     if let Some(path) = url.strip_prefix("sqlite:") {
-        return Ok(Store::Sqlite(SqliteStore::open(Some(path.into()), app, options)?));
+        return Ok(Store::Sqlite(SqliteStore::open(
+            Some(path.into()),
+            app,
+            options,
+        )?));
     }
     if url == "memory" {
         return Ok(Store::Sqlite(SqliteStore::open(None, app, options)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Store::Postgres(
+            PostgresStore::open(url, app, options).await?,
+        ));
     }
     Err(StoreError::InvalidApp(format!(
         "unknown store {url:?}: expected sqlite:PATH, memory or postgres://…"
@@ -88,6 +99,7 @@ impl Default for Pokes {
 
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 impl Store {
@@ -95,6 +107,7 @@ impl Store {
     pub async fn push(&self, user_id: &str, request: PushRequest) -> Result<PushResponse> {
         match self {
             Store::Sqlite(s) => s.push(user_id, request).await,
+            Store::Postgres(s) => s.push(user_id, request).await,
         }
     }
 
@@ -102,6 +115,7 @@ impl Store {
     pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
         match self {
             Store::Sqlite(s) => s.pull(user_id, request).await,
+            Store::Postgres(s) => s.pull(user_id, request).await,
         }
     }
 
@@ -109,6 +123,7 @@ impl Store {
     pub async fn version(&self) -> Result<i64> {
         match self {
             Store::Sqlite(s) => s.version().await,
+            Store::Postgres(s) => s.version().await,
         }
     }
 
@@ -116,12 +131,14 @@ impl Store {
     pub async fn mutation_log(&self) -> Result<Vec<LoggedMutation>> {
         match self {
             Store::Sqlite(s) => s.mutation_log().await,
+            Store::Postgres(s) => s.mutation_log().await,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
         }
     }
 }

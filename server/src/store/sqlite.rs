@@ -2,6 +2,10 @@
 //! simulation proves) over a SQLite file, owned by one thread. SQLite has one
 //! writer at a time anyway, and the connection is not `Send`; requests reach
 //! the thread as jobs and answer through a oneshot channel.
+//!
+//! Group commit: the thread runs every job waiting in its queue in one
+//! transaction and answers them only after that transaction is on disk, so
+//! concurrent pushes share one fsync and no answer ever precedes durability.
 
 use super::{moved, LoggedMutation, Result, StoreError, StoreOptions};
 use ferrydb::engine::database::Database;
@@ -11,7 +15,14 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce(&mut ModelServer) + Send>;
+/// A job runs on the store thread and returns how to deliver its answer once
+/// the transaction it ran in has committed. If the commit fails, the answers
+/// are dropped and every caller of the group gets `Unavailable`.
+type Job = Box<dyn FnOnce(&mut ModelServer) -> Deliver + Send>;
+type Deliver = Box<dyn FnOnce() + Send>;
+
+/// Most jobs in one transaction: bounds how long the first one waits.
+const GROUP_LIMIT: usize = 256;
 
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
@@ -39,8 +50,21 @@ impl SqliteStore {
                     }
                 };
                 // Ends when the last sender (the store) is dropped.
-                for job in inbox {
-                    job(&mut server);
+                while let Ok(first) = inbox.recv() {
+                    let mut group = vec![first];
+                    while group.len() < GROUP_LIMIT {
+                        match inbox.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let delivered = server.in_transaction(|server| {
+                        group.into_iter().map(|job| job(server)).collect::<Vec<_>>()
+                    });
+                    match delivered {
+                        Ok(deliveries) => deliveries.into_iter().for_each(|deliver| deliver()),
+                        Err(e) => tracing::error!(error = %e, "store commit failed"),
+                    }
                 }
             })
             .map_err(|e| StoreError::Internal(format!("cannot start the store thread: {e}")))?;
@@ -54,15 +78,18 @@ impl SqliteStore {
         &self,
         job: impl FnOnce(&mut ModelServer) -> T + Send + 'static,
     ) -> Result<T> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = oneshot::channel::<T>();
         self.jobs
             .send(Box::new(move |server| {
-                let _ = reply.send(job(server));
+                let value = job(server);
+                Box::new(move || {
+                    let _ = reply.send(value);
+                })
             }))
             .map_err(|_| StoreError::Unavailable("the store thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Internal("the store thread dropped a request".into()))
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the store could not commit the transaction".into())
+        })
     }
 
     pub async fn push(&self, user_id: &str, request: PushRequest) -> Result<PushResponse> {

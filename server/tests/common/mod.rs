@@ -58,11 +58,45 @@ pub async fn store_urls() -> Vec<String> {
     urls
 }
 
-/// Creates an empty database on the Postgres server at `admin` and returns
-/// its URL. Implemented with the Postgres store.
+/// Creates an empty database on the Postgres server at `admin` (a
+/// `postgres://…/DB` URL of a user who may create databases) and returns its
+/// URL: the same server, user and options, database
+/// `ferrydb_test_<pid>_<n>` (dropped first if a crashed run left it).
 pub async fn fresh_postgres_database(admin: &str, n: u32) -> String {
-    let _ = (admin, n);
-    unimplemented!("the Postgres store is not built yet")
+    let name = format!("ferrydb_test_{}_{n}", std::process::id());
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to FERRYDB_TEST_POSTGRES_URL: {e}"));
+    let driver = tokio::spawn(connection);
+    // One statement per call: a multi-statement batch is one transaction,
+    // where neither may run.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&sql).await.unwrap();
+    }
+    drop(client);
+    let _ = driver.await;
+    with_database(admin, &name)
+}
+
+/// `url` with its database (the path) replaced by `name`, keeping any query.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{name}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }
 
 pub struct TestServer {
@@ -157,4 +191,3 @@ pub fn codes(reply: &Reply) -> Vec<String> {
         })
         .collect()
 }
-

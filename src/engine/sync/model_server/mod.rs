@@ -108,6 +108,20 @@ impl ModelServer {
         self
     }
 
+    /// Runs `body` (any number of pushes and pulls) in one transaction, so a
+    /// file-backed server syncs to disk once for all of them (group commit).
+    /// Each push inside still commits or rolls back each mutation on its own
+    /// savepoint. Fails if the commit fails: then nothing of `body` is kept.
+    pub fn in_transaction<T>(&mut self, body: impl FnOnce(&mut Self) -> T) -> Result<T> {
+        self.db.execute("BEGIN IMMEDIATE", &[])?;
+        let value = body(self);
+        if let Err(e) = self.db.execute("COMMIT", &[]) {
+            let _ = self.db.execute("ROLLBACK", &[]);
+            return Err(e.into());
+        }
+        Ok(value)
+    }
+
     /// The server's position: the cookie of a pull that is fully caught up.
     pub fn version(&mut self) -> Result<i64> {
         let rows = self.db.rows("SELECT value FROM _ferry_version", &[])?;

@@ -298,7 +298,10 @@ fn a_client_belongs_to_the_user_who_first_used_it() {
     };
     assert_eq!(server.pull("bob", &pull).unwrap_err().code(), "forbidden");
     // Nothing bob sent ran.
-    assert_eq!(server.readable_rows("bob").unwrap()["counters"][0]["value"], 1);
+    assert_eq!(
+        server.readable_rows("bob").unwrap()["counters"][0]["value"],
+        1
+    );
     assert_eq!(server.executions().unwrap().len(), 1);
 }
 
@@ -331,7 +334,10 @@ fn a_file_backed_server_keeps_its_state_and_refuses_changed_tables() {
     let mut second = open(app).unwrap();
     let mut retry = push_request("a", &[(1, "addTodo", todo("t1", "alice"))]);
     retry.schema_version = 2;
-    assert_eq!(code(&results(&mut second, "alice", &retry)[0]), "alreadyProcessed");
+    assert_eq!(
+        code(&results(&mut second, "alice", &retry)[0]),
+        "alreadyProcessed"
+    );
     assert_eq!(second.readable_rows("alice").unwrap()["todos"].len(), 1);
     assert!(second.readable_rows("alice").unwrap()["notes"].is_empty());
     assert_eq!(
@@ -347,7 +353,9 @@ fn a_file_backed_server_keeps_its_state_and_refuses_changed_tables() {
     // A column change cannot be migrated in place: refused, nothing touched.
     let mut changed = sample_json();
     changed["tables"][0]["columns"][2]["type"] = json!("integer");
-    let err = open(AppDefinition::from_json(&changed.to_string()).unwrap()).err().unwrap();
+    let err = open(AppDefinition::from_json(&changed.to_string()).unwrap())
+        .err()
+        .unwrap();
     assert_eq!(err.code(), "invalid_app");
     assert!(err.to_string().contains("`lists`"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();

@@ -1,0 +1,324 @@
+//! The SQL the Postgres store runs, generated from the app definition: the
+//! bookkeeping tables, each synced table with its row versions (tombstones
+//! included: a deleted row keeps its version entry) and its "touched" log,
+//! both kept by plpgsql triggers, and the per-table pull and write-rule
+//! queries. The same design as the SQLite `ModelServer`
+//! (`src/engine/sync/model_server/tables.rs`), in Postgres types.
+//!
+//! Names are validated by the app definition (lowercase `snake_case`, never
+//! `_ferry…`), so generated SQL names them unquoted, as mutators do.
+
+use ferrydb_protocol::sql::Placeholders;
+use ferrydb_protocol::{ColumnType, Table};
+use tokio_postgres::types::Type;
+
+/// Postgres truncates longer identifiers silently, which could make two
+/// generated names collide.
+pub const MAX_IDENTIFIER: usize = 63;
+
+/// The transaction-local setting that turns the touched-row triggers on: set
+/// by a push, so an operator's manual `UPDATE` in psql is versioned (clients
+/// see it) but never mistaken for a mutator's change.
+pub const RECORDING: &str = "ferrydb.recording";
+
+/// The channel every push that processed something notifies, with the new
+/// version as payload.
+pub const POKE_CHANNEL: &str = "ferrydb_poke";
+
+/// Serialises opening (creating tables) across server instances.
+pub const OPEN_LOCK: i64 = 0x0066_6572_7279_6462; // "ferrydb"
+
+/// The server's own tables: the version counter (its one row is the lock that
+/// orders mutations), each client's last mutation ID and owner, remembered
+/// rejections, the mutation log and the table definitions served.
+pub const BOOKKEEPING: &[&str] = &[
+    "CREATE TABLE _ferry_meta (key text PRIMARY KEY, value text NOT NULL)",
+    "CREATE TABLE _ferry_version (id integer PRIMARY KEY CHECK (id = 1), value bigint NOT NULL)",
+    "INSERT INTO _ferry_version VALUES (1, 0)",
+    "CREATE TABLE _ferry_clients (client_id text PRIMARY KEY, client_group_id text NOT NULL, \
+     last_mutation_id bigint NOT NULL, version bigint NOT NULL, user_id text NOT NULL)",
+    "CREATE INDEX _ferry_clients_group ON _ferry_clients (client_group_id, version)",
+    "CREATE TABLE _ferry_server_rejections (client_id text NOT NULL, mutation_id bigint NOT NULL, \
+     code text NOT NULL, message text NOT NULL, PRIMARY KEY (client_id, mutation_id))",
+    "CREATE TABLE _ferry_mutation_log (seq bigserial PRIMARY KEY, client_id text NOT NULL, \
+     mutation_id bigint NOT NULL, name text NOT NULL, outcome text NOT NULL)",
+    "INSERT INTO _ferry_meta VALUES ('layout', 'ferrydb-postgres-1')",
+];
+
+pub fn pg_type(ty: ColumnType) -> Type {
+    match ty {
+        ColumnType::Integer => Type::INT8,
+        ColumnType::Real => Type::FLOAT8,
+        ColumnType::Text => Type::TEXT,
+        ColumnType::Blob => Type::BYTEA,
+        ColumnType::Boolean => Type::BOOL,
+        ColumnType::Json => Type::JSONB,
+    }
+}
+
+/// A rule as a condition that is false (never NULL) when the rule does not
+/// hold. `:user_id`, the only parameter a rule may use, becomes `$1`.
+fn rule(text: &str) -> String {
+    let statement = ferrydb_protocol::sql::Statement::parse(text).expect("validated rule");
+    format!(
+        "coalesce(({}), false)",
+        statement.render(Placeholders::Dollar)
+    )
+}
+
+/// One synced table's SQL.
+#[derive(Clone, Debug)]
+pub struct PgTable {
+    pub name: String,
+    pub columns: Vec<(String, ColumnType)>,
+    pub key: Vec<(String, ColumnType)>,
+    /// Position of each key column in `columns`.
+    pub key_index: Vec<usize>,
+    /// Creates the table, its row versions, its touched log and the triggers.
+    pub create: Vec<String>,
+    /// Rows changed since version `$2`, joined to their current state: key
+    /// columns, readable flag (NULL if the row is gone), all columns. `$1` user.
+    pub changes: String,
+    /// The first page of a full sync: `$1` user, `$2` limit.
+    pub first_page: String,
+    /// A later page: `$1` user, `$2…` the last key sent, then the limit.
+    pub next_page: String,
+    /// Whether an old image or a row as it is now breaks the write rule
+    /// (`$1` user): one boolean expression.
+    pub write_violation: String,
+    /// Empties the touched log.
+    pub clear_touched: String,
+}
+
+pub fn versions_table(t: &str) -> String {
+    format!("_ferry_rowver_{t}")
+}
+
+pub fn touched_table(t: &str) -> String {
+    format!("_ferry_touched_{t}")
+}
+
+impl PgTable {
+    pub fn new(table: &Table) -> PgTable {
+        let t = &table.name;
+        let versions = versions_table(t);
+        let touched = touched_table(t);
+        let pk = &table.primary_key;
+        let key = pk.join(", ");
+        let list = |prefix: &str, names: &[String]| {
+            names
+                .iter()
+                .map(|c| format!("{prefix}{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let column_names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        let cols = column_names.join(", ");
+        let matches = |left: &str, right: &str| {
+            pk.iter()
+                .map(|k| format!("{left}{k} = {right}{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let ty = |name: &String| table.column(name).expect("validated key").ty;
+        let column_defs = |strict: bool| {
+            table
+                .columns
+                .iter()
+                .map(|c| {
+                    let not_null = pk.contains(&c.name) || (strict && !c.nullable);
+                    format!(
+                        "{} {}{}",
+                        c.name,
+                        c.ty.postgres_type(),
+                        if not_null { " NOT NULL" } else { "" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let key_defs = pk
+            .iter()
+            .map(|k| format!("{k} {}", ty(k).postgres_type()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let read = rule(&table.access.read);
+        let write = rule(&table.access.write);
+        // Row versions: every row a statement inserts, updates (old and new
+        // key) or deletes gets the version of the mutation being processed.
+        let stamp = |row: &str| {
+            format!(
+                "INSERT INTO {versions} ({key}, version) VALUES ({}, _ferry_v) \
+                 ON CONFLICT ({key}) DO UPDATE SET version = excluded.version;",
+                list(&format!("{row}."), pk)
+            )
+        };
+        // The touched log keeps the first image of each row a mutation
+        // touches (the row as it was, or "absent"), for the write rule.
+        let save_old = format!(
+            "INSERT INTO {touched} (_ferry_present, {cols}) VALUES (true, {}) ON CONFLICT DO NOTHING;",
+            list("OLD.", &column_names)
+        );
+        let save_at_new = format!(
+            "INSERT INTO {touched} (_ferry_present, {cols}) SELECT true, {cols} FROM {t} WHERE {} \
+             ON CONFLICT DO NOTHING; \
+             INSERT INTO {touched} (_ferry_present, {key}) VALUES (false, {}) ON CONFLICT DO NOTHING;",
+            matches("", "NEW."),
+            list("NEW.", pk)
+        );
+        let create = vec![
+            format!("CREATE TABLE {t} ({}, PRIMARY KEY ({key}))", column_defs(true)),
+            format!(
+                "CREATE TABLE {versions} ({key_defs}, version bigint NOT NULL, PRIMARY KEY ({key}))"
+            ),
+            format!("CREATE INDEX {versions}_version ON {versions} (version)"),
+            // Only ever holds rows inside a push's transaction: no WAL needed.
+            format!(
+                "CREATE UNLOGGED TABLE {touched} (_ferry_present boolean NOT NULL, {}, PRIMARY KEY ({key}))",
+                column_defs(false)
+            ),
+            format!(
+                "CREATE FUNCTION _ferry_stamp_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
+                 DECLARE _ferry_v bigint := (SELECT value FROM _ferry_version); \
+                 BEGIN \
+                   IF TG_OP <> 'INSERT' THEN {} END IF; \
+                   IF TG_OP <> 'DELETE' THEN {} END IF; \
+                   RETURN NULL; \
+                 END $ferry$",
+                stamp("OLD"),
+                stamp("NEW")
+            ),
+            format!(
+                "CREATE TRIGGER _ferry_stamp AFTER INSERT OR UPDATE OR DELETE ON {t} \
+                 FOR EACH ROW EXECUTE FUNCTION _ferry_stamp_{t}()"
+            ),
+            format!(
+                "CREATE FUNCTION _ferry_record_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
+                 BEGIN \
+                   IF TG_OP <> 'INSERT' THEN {save_old} END IF; \
+                   IF TG_OP <> 'DELETE' THEN {save_at_new} END IF; \
+                   IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; \
+                   RETURN NEW; \
+                 END $ferry$"
+            ),
+            format!(
+                "CREATE TRIGGER _ferry_record BEFORE INSERT OR UPDATE OR DELETE ON {t} \
+                 FOR EACH ROW WHEN (current_setting('{RECORDING}', true) = 'on') \
+                 EXECUTE FUNCTION _ferry_record_{t}()"
+            ),
+        ];
+        let key_tuple = format!("({key})");
+        let n = pk.len();
+        let after = (0..n)
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        PgTable {
+            name: t.clone(),
+            columns: table.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),
+            key: pk.iter().map(|k| (k.clone(), ty(k))).collect(),
+            key_index: pk
+                .iter()
+                .map(|k| column_names.iter().position(|c| c == k).expect("key column"))
+                .collect(),
+            create,
+            changes: format!(
+                "SELECT {}, r._ferry_readable, {} FROM {versions} v \
+                 LEFT JOIN (SELECT *, {read} AS _ferry_readable FROM {t}) r ON {} \
+                 WHERE v.version > $2 ORDER BY v.version",
+                list("v.", pk),
+                list("r.", &column_names),
+                matches("r.", "v.")
+            ),
+            first_page: format!("SELECT {cols} FROM {t} WHERE {read} ORDER BY {key} LIMIT $2"),
+            next_page: format!(
+                "SELECT {cols} FROM {t} WHERE {read} AND {key_tuple} > ({after}) ORDER BY {key} LIMIT ${}",
+                n + 2
+            ),
+            write_violation: format!(
+                "(EXISTS (SELECT 1 FROM {touched} WHERE _ferry_present AND NOT {write}) \
+                 OR EXISTS (SELECT 1 FROM {t} WHERE {key_tuple} IN (SELECT {key} FROM {touched}) AND NOT {write}))"
+            ),
+            clear_touched: format!("DELETE FROM {touched}"),
+        }
+    }
+
+    /// The names this table adds to the database (checked against
+    /// [`MAX_IDENTIFIER`]).
+    pub fn identifiers(&self) -> Vec<String> {
+        let t = &self.name;
+        vec![
+            versions_table(t),
+            format!("{}_version", versions_table(t)),
+            touched_table(t),
+            format!("{}_pkey", touched_table(t)),
+            format!("{}_pkey", versions_table(t)),
+            format!("_ferry_stamp_{t}"),
+            format!("_ferry_record_{t}"),
+        ]
+    }
+
+    /// The parameter types of the page queries.
+    pub fn page_types(&self, first: bool) -> Vec<Type> {
+        let mut types = vec![Type::TEXT];
+        if !first {
+            types.extend(self.key.iter().map(|(_, ty)| pg_type(*ty)));
+        }
+        types.push(Type::INT8);
+        types
+    }
+}
+
+/// All tables' write rules in one query: an array with, per table, whether
+/// a row the mutation touched broke the rule before or after (`$1` user).
+pub fn write_check(tables: &[PgTable]) -> String {
+    if tables.is_empty() {
+        return "SELECT ARRAY[]::boolean[]".into();
+    }
+    let checks = tables
+        .iter()
+        .map(|t| t.write_violation.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("SELECT ARRAY[{checks}]")
+}
+
+/// The bookkeeping of one processed mutation, in one statement: empty the
+/// touched logs, move the client's `lastMutationID` (first use records its
+/// owner), log the processing, remember a rejection. Parameters: client,
+/// group, mutation ID, version, user, mutator name, outcome (`ok` or the
+/// code), rejection message (NULL when it was applied).
+pub fn finish_mutation(tables: &[PgTable]) -> String {
+    let mut ctes: Vec<String> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("touched_{i} AS ({})", t.clear_touched))
+        .collect();
+    ctes.push(
+        "client AS (INSERT INTO _ferry_clients (client_id, client_group_id, last_mutation_id, version, user_id) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO UPDATE \
+         SET last_mutation_id = excluded.last_mutation_id, version = excluded.version)"
+            .into(),
+    );
+    ctes.push(
+        "log AS (INSERT INTO _ferry_mutation_log (client_id, mutation_id, name, outcome) \
+         VALUES ($1, $3, $6, $7))"
+            .into(),
+    );
+    format!(
+        "WITH {} INSERT INTO _ferry_server_rejections (client_id, mutation_id, code, message) \
+         SELECT $1, $3, $7, $8 WHERE $8 IS NOT NULL",
+        ctes.join(", ")
+    )
+}
+
+pub const FINISH_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];

@@ -1,0 +1,88 @@
+//! Values between the wire and Postgres. Arguments are checked exactly as
+//! the SDK and the SQLite store check them (`values::bind_args`: the same
+//! `bad_arguments` messages), then bound with the parameter's declared
+//! Postgres type. Rows come back as the wire JSON `ModelServer`'s `to_json`
+//! produces: booleans as `true`/`false`, json columns nested, blobs as arrays
+//! of bytes.
+
+use ferrydb::engine::value::Value;
+use ferrydb_protocol::ColumnType;
+use serde_json::Value as Json;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+pub type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A checked argument (as `bind_args` converts it) as a Postgres parameter of
+/// the declared type.
+pub fn to_param(ty: ColumnType, value: &Value) -> Param {
+    match (ty, value) {
+        (ColumnType::Integer, Value::Integer(i)) => Box::new(*i),
+        (ColumnType::Integer, _) => Box::new(None::<i64>),
+        (ColumnType::Real, Value::Real(r)) => Box::new(*r),
+        (ColumnType::Real, Value::Integer(i)) => Box::new(*i as f64),
+        (ColumnType::Real, _) => Box::new(None::<f64>),
+        (ColumnType::Text, Value::Text(t)) => Box::new(t.clone()),
+        (ColumnType::Text, _) => Box::new(None::<String>),
+        (ColumnType::Blob, Value::Blob(b)) => Box::new(b.clone()),
+        (ColumnType::Blob, _) => Box::new(None::<Vec<u8>>),
+        (ColumnType::Boolean, Value::Integer(i)) => Box::new(*i != 0),
+        (ColumnType::Boolean, _) => Box::new(None::<bool>),
+        // `bind_args` keeps a json argument as its JSON text; a JSON `null`
+        // argument is SQL NULL, as in SQLite.
+        (ColumnType::Json, Value::Text(t)) => {
+            Box::new(serde_json::from_str::<Json>(t).unwrap_or(Json::String(t.clone())))
+        }
+        (ColumnType::Json, _) => Box::new(None::<Json>),
+    }
+}
+
+/// A key value from a paging cursor, if it has the key column's type.
+pub fn key_param(ty: ColumnType, value: &Value) -> Option<Param> {
+    match (ty, value) {
+        (ColumnType::Integer, Value::Integer(i)) => Some(Box::new(*i)),
+        (ColumnType::Text, Value::Text(t)) => Some(Box::new(t.clone())),
+        _ => None,
+    }
+}
+
+pub fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// Column `i` of `row`, of type `ty`, in its wire form.
+pub fn to_json(row: &Row, i: usize, ty: ColumnType) -> Result<Json, tokio_postgres::Error> {
+    Ok(match ty {
+        ColumnType::Integer => row
+            .try_get::<_, Option<i64>>(i)?
+            .map_or(Json::Null, Json::from),
+        ColumnType::Real => row
+            .try_get::<_, Option<f64>>(i)?
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Json::Null, Json::Number),
+        ColumnType::Text => row
+            .try_get::<_, Option<String>>(i)?
+            .map_or(Json::Null, Json::String),
+        ColumnType::Blob => row
+            .try_get::<_, Option<Vec<u8>>>(i)?
+            .map_or(Json::Null, |b| {
+                Json::Array(b.into_iter().map(Json::from).collect())
+            }),
+        ColumnType::Boolean => row
+            .try_get::<_, Option<bool>>(i)?
+            .map_or(Json::Null, Json::Bool),
+        ColumnType::Json => row.try_get::<_, Option<Json>>(i)?.unwrap_or(Json::Null),
+    })
+}
+
+/// A key column of `row` as a value for a paging cursor (keys are integer
+/// or text: validated).
+pub fn key_value(row: &Row, i: usize, ty: ColumnType) -> Result<Value, tokio_postgres::Error> {
+    Ok(match ty {
+        ColumnType::Integer => Value::Integer(row.try_get(i)?),
+        _ => Value::Text(row.try_get(i)?),
+    })
+}
