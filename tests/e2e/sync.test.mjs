@@ -311,3 +311,24 @@ test('tabs of an older or newer build than the worker are refused with app_outda
   // The tab of the worker's own version is unaffected.
   assert.deepEqual(await current.evaluate(() => window.db.query('SELECT 1 AS one')), [{ one: 1 }]);
 });
+
+test('deleteDatabase while syncing: the replica comes back from the server, and new writes sync as a new client', async () => {
+  const laptop = await device();
+  const user = 'hedy';
+  const tab = await syncedTab(laptop, user);
+  await allConnected([tab]);
+  await addTodo(tab, { id: 'before-delete', owner: user });
+  await tab.evaluate(() => window.lastMutation.server);
+  const before = await serverMutations();
+
+  await tab.evaluate(() => window.db.deleteDatabase());
+  await eventually(async () => (await todoIds(tab)).join() === 'before-delete', 30000, 'the full pull after the reset');
+  await addTodo(tab, { id: 'after-delete', owner: user });
+  await tab.evaluate(() => window.lastMutation.server);
+  const log = await serverMutations();
+  assertNoDuplicates(log);
+  assert.equal(log.length, before.length + 1);
+  const last = log.at(-1);
+  assert.equal(last.id, 1, 'a new client starts its mutation ids at 1');
+  assert.ok(!before.some((m) => m.clientID === last.clientID), 'under a client id never seen before');
+});
