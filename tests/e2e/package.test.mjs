@@ -102,10 +102,11 @@ test('a fresh Vite + React app (StrictMode): live data renders, a write updates 
   await Promise.all([a.close(), b.close()]);
 });
 
-test('a fresh Vite + React app syncing: useSyncStatus, useMutate, usePendingMutations, useRejections', async () => {
-  const store = join(workdir, 'react-sync.db');
+/** Builds `framework` (a sync app) served by a reference server with the sample app; checks its sync bindings. */
+async function checkSyncApp(framework, deps) {
+  const store = join(workdir, `${framework}.db`);
   const appJson = join(root, 'tests', 'fixtures', 'app.json');
-  const url = await buildApp('react-sync', ['react', 'react-dom'], ['--app', appJson, '--store', `sqlite:${store}`, '--dev-auth']);
+  const url = await buildApp(framework, deps, ['--app', appJson, '--store', `sqlite:${store}`, '--dev-auth']);
   const tab = await profile.newTab(url);
   await tab.waitForSelector('#connected:text("connected")', { timeout: 30000 });
   await tab.click('#add');
@@ -116,6 +117,14 @@ test('a fresh Vite + React app syncing: useSyncStatus, useMutate, usePendingMuta
   await eventually(async () => (await tab.$$('#todos li')).length === 1, 30000, 'the rejected todo to go');
   assert.equal(await tab.textContent('#pending'), '0');
   await tab.close();
+}
+
+test('a fresh Vite + React app syncing: useSyncStatus, useMutate, usePendingMutations, useRejections', async () => {
+  await checkSyncApp('react-sync', ['react', 'react-dom']);
+});
+
+test('a fresh Vite + Vue app syncing: the same composables', async () => {
+  await checkSyncApp('vue-sync', ['vue']);
 });
 
 test('a fresh Vite + Vue app: live data renders, a write updates it, unmount releases the query', async () => {
