@@ -1,18 +1,17 @@
 //! The sync client's host in the worker (`docs/protocol.md` §9): it carries
 //! out the engine's sync effects — `fetch` for push and pull, one
 //! `setTimeout`, token asks to a live tab — and feeds every outcome back as
-//! an event. It also keeps the realtime channel open (SSE read with fetch
-//! streaming, since `EventSource` cannot send the bearer header) and turns
-//! the worker's `online` / `offline` events into events. It decides nothing.
+//! an event — and turns the worker's `online` / `offline` events into
+//! events. The realtime channel is in `realtime.rs`. It decides nothing.
 
 use super::convert;
+use super::realtime;
 use super::tabs;
 use super::worker::{self, Shared};
 use crate::engine::live::TabId;
 use crate::engine::replication::{Settled, SyncWork};
 use crate::engine::sync::{Effect, Event};
-use ferrydb_protocol::{PullResponse, PushResponse, ServerEvent};
-use js_sys::{Reflect, Uint8Array};
+use ferrydb_protocol::{PullResponse, PushResponse};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
@@ -21,12 +20,10 @@ use web_sys::{Headers, RequestInit, Response, WorkerGlobalScope};
 
 /// A token ask that gets no answer in this long counts as failed.
 const TOKEN_TIMEOUT_MS: i32 = 10_000;
-/// Realtime reconnects back off from the first delay to the last.
-const REALTIME_RETRY_MS: (u32, u32) = (500, 10_000);
 
 pub struct SyncHost {
     /// The sync base URL: `{base}/push`, `{base}/pull`, `{base}/events`.
-    base: String,
+    pub base: String,
     timer: Option<i32>,
     /// The one callback every `setTimeout` runs (a closure per timer would
     /// leak each one that is cleared before it fires).
@@ -36,13 +33,12 @@ pub struct SyncHost {
     /// request ids.
     generation: u32,
     /// The bearer token of the latest request, for the realtime channel.
-    token: Option<String>,
+    pub token: Option<String>,
     /// The token ask in flight: which tab was asked, and the ask's number.
     asked: Option<(TabId, u32)>,
     next_ask: u32,
-    realtime: bool,
-    /// Wakes a realtime reconnect that is waiting out its backoff.
-    realtime_wake: Option<js_sys::Function>,
+    /// The realtime channel's state.
+    pub realtime: super::realtime::Realtime,
 }
 
 /// Starts syncing with the server at `base` (the first tab that opened the
@@ -65,8 +61,7 @@ pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
         token: None,
         asked: None,
         next_ask: 1,
-        realtime: false,
-        realtime_wake: None,
+        realtime: Default::default(),
     });
     listen_network(shared);
     if navigator_online() {
@@ -143,7 +138,7 @@ pub fn carry_out(shared: &Rc<RefCell<Shared>>, work: SyncWork) {
             Effect::Status(status) => {
                 tabs::broadcast(&shared.borrow(), &status_message(&status));
                 if status.connected {
-                    ensure_realtime(shared);
+                    realtime::ensure(shared);
                 }
             }
             // The engine refreshed live queries already.
@@ -166,7 +161,7 @@ fn settled_message(settled: &Settled) -> JsValue {
     ])
 }
 
-fn global() -> WorkerGlobalScope {
+pub fn global() -> WorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
@@ -184,7 +179,7 @@ fn listen_network(shared: &Rc<RefCell<Shared>>) {
         let listener = Closure::<dyn FnMut()>::new(move || {
             if let Some(shared) = weak.upgrade() {
                 if online {
-                    wake_realtime(&shared);
+                    realtime::wake(&shared);
                     event(&shared, Event::Online);
                 } else {
                     event(&shared, Event::Offline);
@@ -248,7 +243,7 @@ fn parse_reply(id: u64, path: &str, text: &str) -> Event {
     })
 }
 
-fn request_init(
+pub fn request_init(
     method: &str,
     token: Option<&str>,
     body: Option<&str>,
@@ -401,113 +396,4 @@ pub fn tab_gone(shared: &Rc<RefCell<Shared>>, tab: TabId) {
     if reask {
         ask_token(shared);
     }
-}
-
-fn ensure_realtime(shared: &Rc<RefCell<Shared>>) {
-    {
-        let mut state = shared.borrow_mut();
-        let Some(host) = state.sync.as_mut() else {
-            return;
-        };
-        if host.realtime {
-            return;
-        }
-        host.realtime = true;
-    }
-    let weak = Rc::downgrade(shared);
-    wasm_bindgen_futures::spawn_local(realtime(weak));
-}
-
-fn wake_realtime(shared: &Rc<RefCell<Shared>>) {
-    let wake = shared
-        .borrow_mut()
-        .sync
-        .as_mut()
-        .and_then(|h| h.realtime_wake.take());
-    if let Some(wake) = wake {
-        let _ = wake.call0(&JsValue::UNDEFINED);
-    }
-}
-
-/// Keeps `GET {base}/events` open for the worker's life, feeding each poke to
-/// the engine; reconnects with backoff (reset once a connection delivered).
-async fn realtime(weak: Weak<RefCell<Shared>>) {
-    let mut delay = REALTIME_RETRY_MS.0;
-    loop {
-        let Some((url, token)) = weak.upgrade().and_then(|shared| {
-            let state = shared.borrow();
-            let host = state.sync.as_ref()?;
-            Some((format!("{}/events", host.base), host.token.clone()))
-        }) else {
-            return;
-        };
-        if matches!(listen(&weak, &url, token.as_deref()).await, Ok(true)) {
-            delay = REALTIME_RETRY_MS.0;
-        }
-        let jitter = (js_sys::Math::random() * f64::from(delay) / 2.0) as u32;
-        sleep(&weak, delay / 2 + jitter).await;
-        delay = (delay * 2).min(REALTIME_RETRY_MS.1);
-    }
-}
-
-/// Waits `ms`, or until the network comes back.
-async fn sleep(weak: &Weak<RefCell<Shared>>, ms: u32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let _ = global().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
-        if let Some(shared) = weak.upgrade() {
-            if let Some(host) = shared.borrow_mut().sync.as_mut() {
-                host.realtime_wake = Some(resolve);
-            }
-        }
-    });
-    let _ = JsFuture::from(promise).await;
-}
-
-/// One realtime connection until it ends. `Ok(true)` if it delivered a message.
-async fn listen(
-    weak: &Weak<RefCell<Shared>>,
-    url: &str,
-    token: Option<&str>,
-) -> Result<bool, JsValue> {
-    let init = request_init("GET", token, None)?;
-    let response: Response = JsFuture::from(global().fetch_with_str_and_init(url, &init))
-        .await?
-        .dyn_into()?;
-    if response.status() != 200 {
-        return Ok(false);
-    }
-    let Some(body) = response.body() else {
-        return Ok(false);
-    };
-    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut buffer = Vec::new();
-    let mut delivered = false;
-    loop {
-        let chunk = JsFuture::from(reader.read()).await?;
-        if Reflect::get(&chunk, &"done".into())?.is_truthy() {
-            return Ok(delivered);
-        }
-        let bytes: Uint8Array = Reflect::get(&chunk, &"value".into())?.unchecked_into();
-        buffer.extend(bytes.to_vec().into_iter().filter(|&b| b != b'\r'));
-        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-            let message: Vec<u8> = buffer.drain(..end + 2).collect();
-            let Some(shared) = weak.upgrade() else {
-                return Ok(delivered);
-            };
-            delivered = true;
-            for server_event in server_events(&message) {
-                event(&shared, Event::Server(server_event));
-            }
-        }
-    }
-}
-
-/// The `data:` lines of one SSE message that parse as server events
-/// (comments such as `: keepalive` and unknown events are skipped).
-fn server_events(message: &[u8]) -> Vec<ServerEvent> {
-    String::from_utf8_lossy(message)
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str(data.trim_start()).ok())
-        .collect()
 }
