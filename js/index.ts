@@ -3,8 +3,10 @@
  * SharedWorker of its database; every call is a message to it. Importing this
  * module starts nothing, so it is safe during server-side rendering.
  */
+import type { AppDefinition, Mutate, Mutation } from './app.js';
 import { FerryError, type ErrorData } from './errors.js';
 import { LiveQuery, toObjects, type Row } from './live.js';
+import { SyncState, type SyncEvents, type SyncStatus } from './sync.js';
 import type {
   ExecResult,
   RawRows,
@@ -18,7 +20,18 @@ import type {
 } from './protocol.js';
 
 export { FerryError } from './errors.js';
-export type { ErrorData, FerryErrorCode } from './errors.js';
+export type { ErrorData, FerryErrorCode, ServerRejection } from './errors.js';
+export type {
+  AppDefinition,
+  ArgsOf,
+  ColumnType,
+  JsonValue,
+  Mutate,
+  Mutation,
+  MutatorArgs,
+  MutatorName,
+} from './app.js';
+export type { Rejection, SyncErrorCode, SyncEvents, SyncStatus } from './sync.js';
 export { LiveQuery } from './live.js';
 export type { Listener, QueryState, Row } from './live.js';
 export type { SqlParam, SqlValue, StorageStatus, WorkerStats } from './protocol.js';
@@ -29,9 +42,54 @@ export interface WriteResult extends ExecResult {
   durable: Promise<void>;
 }
 
-export interface OpenOptions {
+/** A row of the outbox (`_ferry_outbox`): a mutation not yet settled with the server. */
+export interface PendingMutation {
+  id: number;
+  name: string;
+  /** The arguments as JSON text. */
+  args: string;
+  createdAt: number;
+}
+
+/** A row of the rejection log (`_ferry_rejections`). */
+export interface RejectedMutation {
+  mutationId: number;
+  name: string;
+  /** The arguments as JSON text. */
+  args: string;
+  code: string;
+  message: string;
+  createdAt: number;
+  rejectedAt: number;
+}
+
+/** The live query behind `usePendingMutations` and `db.pendingMutations()`. */
+export const PENDING_MUTATIONS_SQL =
+  'SELECT id, name, args, created_at AS createdAt FROM _ferry_outbox ORDER BY id';
+/** The live query behind `useRejections` and `db.rejections()`, newest first. */
+export const REJECTIONS_SQL =
+  'SELECT mutation_id AS mutationId, name, args, code, message, created_at AS createdAt, rejected_at AS rejectedAt FROM _ferry_rejections ORDER BY mutation_id DESC';
+
+export interface OpenOptions<A extends AppDefinition = AppDefinition> {
   /** The database name: tabs that open the same name share one replica. */
   name: string;
+  /**
+   * The app definition (tables, mutators, access rules; the server loads the
+   * same one). Without it the database is plain SQLite with live queries.
+   */
+  app?: A;
+  /**
+   * The sync base URL (`location.origin + '/sync'`): push, pull and the
+   * realtime channel live under it. Without it nothing syncs; mutations
+   * still apply and queue locally.
+   */
+  server?: string;
+  /**
+   * Returns the bearer token for the sync server (called in a tab when the
+   * worker needs one; tokens are never stored). Omit it for a server without
+   * auth. A provider that throws leaves the status error `auth_required`.
+   */
+  auth?: () => Promise<string | null | undefined> | string | null | undefined;
   /** Whose replica: each user of a browser gets separate storage and worker. */
   user?: string;
   /** Where to store the replica: `auto` (OPFS, else IndexedDB, else memory). */
@@ -51,8 +109,17 @@ interface DurableWaiter {
   reject: (error: FerryError) => void;
 }
 
-export class Database {
+export class Database<A extends AppDefinition = AppDefinition> {
   readonly name: string;
+  /**
+   * Runs a mutator: `db.mutate('addTodo', args)` or `db.mutate.addTodo(args)`.
+   * Returns `{ local, durable, server }` at once (see `Mutation`).
+   */
+  readonly mutate: Mutate<A>;
+  /** Resolves once the worker opened the app's replica; rejects with `app_outdated`, `invalid_app`, ... */
+  readonly opened: Promise<void>;
+  readonly #sync = new SyncState();
+  readonly #auth: OpenOptions<A>['auth'];
   readonly #port: MessagePort;
   readonly #pending = new Map<number, Pending>();
   /** Weak, so a handle the app dropped without `close()` can be collected... */
@@ -71,8 +138,18 @@ export class Database {
   #durableWaiters: DurableWaiter[] = [];
 
   /** @internal Use `open()`. */
-  constructor(options: OpenOptions) {
+  constructor(options: OpenOptions<A>) {
     this.name = options.name;
+    this.#auth = options.auth;
+    const mutate = (name: string, args: unknown): Mutation => this.#mutate(name, args);
+    // `db.mutate.addTodo(args)`: every string property is a mutator ('then'
+    // excepted, so the function is never mistaken for a promise).
+    this.mutate = new Proxy(mutate, {
+      get: (target, prop) =>
+        typeof prop === 'string' && prop !== 'then'
+          ? (args: unknown) => this.#mutate(prop, args)
+          : Reflect.get(target, prop),
+    }) as unknown as Mutate<A>;
     const key = [options.name, options.user ?? 'anonymous', options.storage ?? 'auto'];
     const workerOptions: WorkerOptions = { type: 'module', name: `ferrydb:${JSON.stringify(key)}` };
     // Written as one expression so bundlers (Vite, webpack) find and emit the
@@ -84,7 +161,72 @@ export class Database {
       : new SharedWorker(new URL('./worker.js', import.meta.url), /* @vite-ignore */ workerOptions);
     this.#port = worker.port;
     this.#port.onmessage = (event: MessageEvent<WorkerMessage>) => this.#receive(event.data);
+    // Sent before any request, so the worker knows the app before it serves this tab.
+    this.opened = options.app
+      ? new Promise<void>((resolve, reject) => {
+          const id = this.#nextId++;
+          this.#pending.set(id, {
+            resolve: () => resolve(),
+            reject: (error) => {
+              // A tab whose app the worker refused can do nothing: say so on every call.
+              this.#fatal = error;
+              this.#failPending(error);
+              reject(error);
+            },
+          });
+          const open: TabMessage = { type: 'open', id, app: JSON.stringify(options.app), auth: !!options.auth };
+          if (options.server !== undefined) open.server = options.server;
+          this.#send(open);
+        })
+      : Promise.resolve();
+    this.opened.catch(() => {});
     this.#releaseTabLock = holdTabLock((lock) => this.#send({ type: 'hello', lock }));
+  }
+
+  #mutate(name: string, args: unknown): Mutation {
+    const applied = this.#call({ type: 'mutate', name, args }, (value, seq) => ({
+      id: (value as ResponseOf['mutate']).mutationId,
+      seq,
+    }));
+    const local = applied.then((m) => m.id);
+    const durable = applied.then((m) => this.#durable(m.seq));
+    const server = applied.then((m) => this.#sync.outcome(m.id));
+    // An app that awaits only some of them must not see unhandled rejections.
+    for (const promise of [local, durable, server]) promise.catch(() => {});
+    return { local, durable, server };
+  }
+
+  /** The sync status, as the worker last reported it. */
+  get syncStatus(): SyncStatus {
+    return this.#sync.status;
+  }
+
+  /** Calls `listener` with every new sync status; returns the unsubscribe. Stable for `useSyncExternalStore`. */
+  onSyncStatus = (listener: (status: SyncStatus) => void): (() => void) => this.#sync.subscribe(listener);
+
+  /** Listens for `updateNeeded`, `schemaReset`, `rejected` or `unauthorized`; returns the unsubscribe. */
+  on<K extends keyof SyncEvents>(event: K, listener: (event: SyncEvents[K]) => void): () => void {
+    return this.#sync.on(event, listener);
+  }
+
+  /** The outbox as a shared live query, oldest first. */
+  pendingMutations(): LiveQuery<PendingMutation> {
+    return this.live<PendingMutation>(PENDING_MUTATIONS_SQL);
+  }
+
+  /** The rejection log as a shared live query, newest first. */
+  rejections(): LiveQuery<RejectedMutation> {
+    return this.live<RejectedMutation>(REJECTIONS_SQL);
+  }
+
+  /** Calls the app's token provider for the worker. */
+  async #answerToken(ask: number): Promise<void> {
+    try {
+      const token = this.#auth ? await this.#auth() : null;
+      this.#send({ type: 'token', ask, token: token ?? null });
+    } catch (error) {
+      this.#send({ type: 'token', ask, error: `the auth provider failed: ${String(error)}` });
+    }
   }
 
   /**
@@ -274,12 +416,25 @@ export class Database {
         this.#fatal = new FerryError(message.error);
         this.#failPending(message.error);
         return;
+      case 'syncStatus':
+        this.#sync._setStatus(message.status);
+        return;
+      case 'syncEvent':
+        this.#sync._emit(message.event);
+        return;
+      case 'settled':
+        this.#sync._settled(message.settled);
+        return;
+      case 'needToken':
+        void this.#answerToken(message.ask);
+        return;
       default:
         assertNever(message);
     }
   }
 
   #failPending(error: ErrorData): void {
+    this.#sync._failAll(new FerryError(error));
     for (const pending of this.#pending.values()) pending.reject(new FerryError(error));
     this.#pending.clear();
     for (const waiter of this.#durableWaiters) waiter.reject(new FerryError(error));
@@ -288,8 +443,8 @@ export class Database {
 }
 
 /** Connects this tab to the database `name`, starting its worker if no tab has. */
-export function open(options: OpenOptions): Database {
-  return new Database(options);
+export function open<const A extends AppDefinition = AppDefinition>(options: OpenOptions<A>): Database<A> {
+  return new Database<A>(options);
 }
 
 /**

@@ -3,6 +3,7 @@
  * `src/wasm/tabs.rs`; change them together.
  */
 import type { ErrorData } from './errors.js';
+import type { Settled, SyncEventMessage, SyncStatus } from './sync.js';
 
 /** A SQLite value as JavaScript sees it (integers past 2^53 arrive as bigint). */
 export type SqlValue = null | number | bigint | string | Uint8Array;
@@ -33,6 +34,7 @@ export type Request =
   | { type: 'query'; sql: string; params: SqlParam[] }
   | { type: 'subscribe'; subscription: number; sql: string; params: SqlParam[] }
   | { type: 'unsubscribe'; subscription: number }
+  | { type: 'mutate'; name: string; args: unknown }
   | { type: 'stats' };
 
 /** What each request resolves to. */
@@ -42,6 +44,7 @@ export interface ResponseOf {
   query: RawRows;
   subscribe: RawRows;
   unsubscribe: undefined;
+  mutate: { mutationId: number };
   stats: WorkerStats;
 }
 
@@ -49,6 +52,11 @@ export type TabMessage =
   | { type: 'hello'; lock: string }
   | { type: 'bye' }
   | { type: 'deleteDatabase'; id: number }
+  /** First message of a tab with an app: its definition (JSON text), sync base URL, token provider. */
+  | { type: 'open'; id: number; app: string; server?: string; auth: boolean }
+  /** The answer to `needToken`: a token, `null` for none, or why the provider failed. */
+  | { type: 'token'; ask: number; token: string | null }
+  | { type: 'token'; ask: number; error: string }
   | (Request & { id: number });
 
 /**
@@ -81,4 +89,10 @@ export type WorkerMessage =
   | { type: 'reset' }
   | { type: 'live'; updates: LiveUpdate[] }
   /** The worker could not start (e.g. the wasm failed to load). */
-  | { type: 'fatal'; error: ErrorData };
+  | { type: 'fatal'; error: ErrorData }
+  | { type: 'syncStatus'; status: SyncStatus }
+  | { type: 'syncEvent'; event: SyncEventMessage }
+  /** The server decided on a mutation (sent to every tab; the one that made it resolves `server`). */
+  | { type: 'settled'; settled: Settled }
+  /** The worker needs a bearer token: call the app's `auth()` and answer with `token`. */
+  | { type: 'needToken'; ask: number };

@@ -5,13 +5,25 @@
  */
 import { createContext, createElement, useContext, useEffect, useState, useSyncExternalStore } from 'react';
 import type { ReactNode } from 'react';
-import { Database, open, type OpenOptions } from './index.js';
+import type { AppDefinition, Mutate } from './app.js';
+import {
+  Database,
+  open,
+  PENDING_MUTATIONS_SQL,
+  REJECTIONS_SQL,
+  type OpenOptions,
+  type PendingMutation,
+  type RejectedMutation,
+} from './index.js';
 import type { QueryState, Row } from './live.js';
 import type { SqlParam } from './protocol.js';
+import { INITIAL_STATUS, type SyncStatus } from './sync.js';
 
-const FerryContext = createContext<Database | null>(null);
+// Holds any app's database; hooks take the app type as a parameter.
+type AnyDatabase = Database<any>;
+const FerryContext = createContext<AnyDatabase | null>(null);
 
-export type FerryProviderProps = { children?: ReactNode } & ({ db: Database } | { options: OpenOptions });
+export type FerryProviderProps = { children?: ReactNode } & ({ db: AnyDatabase } | { options: OpenOptions });
 
 /**
  * Provides a database to the components below. Pass an open `db`, or `options`
@@ -20,25 +32,47 @@ export type FerryProviderProps = { children?: ReactNode } & ({ db: Database } | 
 export function FerryProvider(props: FerryProviderProps): ReactNode {
   const given = 'db' in props ? props.db : null;
   const options = 'options' in props ? props.options : null;
-  const [owned, setOwned] = useState<Database | null>(null);
+  const [owned, setOwned] = useState<AnyDatabase | null>(null);
   useEffect(() => {
     if (given || !options) return;
     const db = open(options);
     setOwned(db);
     return () => db.close();
     // The options object identity is not a reason to reopen; the name is.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [given, options?.name]);
   const db = given ?? owned;
   if (!db) return null;
   return createElement(FerryContext.Provider, { value: db }, props.children);
 }
 
-/** The database of the nearest `FerryProvider`. */
-export function useFerry(): Database {
+/** The database of the nearest `FerryProvider` (name its app type to get typed mutators). */
+export function useFerry<A extends AppDefinition = AppDefinition>(): Database<A> {
   const db = useContext(FerryContext);
   if (!db) throw new Error('useFerry: no <FerryProvider> above this component');
-  return db;
+  return db as Database<A>;
+}
+
+/** `db.mutate` of the provided database: `useMutate<typeof app>().addTodo({...})`. */
+export function useMutate<A extends AppDefinition = AppDefinition>(): Mutate<A> {
+  return useFerry<A>().mutate;
+}
+
+const initialStatus = (): SyncStatus => INITIAL_STATUS;
+
+/** The sync status (`connected`, `uploading`, `pending`, `error`...), re-rendering when it changes. */
+export function useSyncStatus(): SyncStatus {
+  const db = useFerry();
+  return useSyncExternalStore(db.onSyncStatus, () => db.syncStatus, initialStatus);
+}
+
+/** The outbox as a live query: mutations not yet settled with the server, oldest first. */
+export function usePendingMutations(): QueryState<PendingMutation> {
+  return useQuery<PendingMutation>(PENDING_MUTATIONS_SQL);
+}
+
+/** The rejection log as a live query, newest first. */
+export function useRejections(): QueryState<RejectedMutation> {
+  return useQuery<RejectedMutation>(REJECTIONS_SQL);
 }
 
 const PENDING: QueryState<never> = { status: 'pending' };

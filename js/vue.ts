@@ -5,26 +5,59 @@
  */
 import { inject, onScopeDispose, provide, shallowRef, toValue, watch } from 'vue';
 import type { App, InjectionKey, MaybeRefOrGetter, ShallowRef } from 'vue';
-import type { Database } from './index.js';
+import type { AppDefinition, Mutate } from './app.js';
+import {
+  PENDING_MUTATIONS_SQL,
+  REJECTIONS_SQL,
+  type Database,
+  type PendingMutation,
+  type RejectedMutation,
+} from './index.js';
 import type { LiveQuery, QueryState, Row } from './live.js';
 import type { SqlParam } from './protocol.js';
+import type { SyncStatus } from './sync.js';
 
-const key: InjectionKey<Database> = Symbol('ferrydb');
+// Holds any app's database; composables take the app type as a parameter.
+type AnyDatabase = Database<any>;
+const key: InjectionKey<AnyDatabase> = Symbol('ferrydb');
 
 /** `app.use(createFerry(db))`: provides the database to every component. */
-export function createFerry(db: Database): { install(app: App): void } {
+export function createFerry(db: AnyDatabase): { install(app: App): void } {
   return { install: (app) => void app.provide(key, db) };
 }
 
 /** Provides the database to the calling component's descendants. */
-export function provideFerry(db: Database): void {
+export function provideFerry(db: AnyDatabase): void {
   provide(key, db);
 }
 
-export function useFerry(): Database {
+export function useFerry<A extends AppDefinition = AppDefinition>(): Database<A> {
   const db = inject(key, null);
   if (!db) throw new Error('useFerry: no database provided (app.use(createFerry(db)) or provideFerry(db))');
-  return db;
+  return db as Database<A>;
+}
+
+/** `db.mutate` of the provided database: `useMutate<typeof app>().addTodo({...})`. */
+export function useMutate<A extends AppDefinition = AppDefinition>(): Mutate<A> {
+  return useFerry<A>().mutate;
+}
+
+/** A shallow ref following the sync status; released with the calling scope. */
+export function useSyncStatus(): Readonly<ShallowRef<SyncStatus>> {
+  const db = useFerry();
+  const status = shallowRef<SyncStatus>(db.syncStatus);
+  onScopeDispose(db.onSyncStatus((next) => (status.value = next)));
+  return status;
+}
+
+/** The outbox as a live query: mutations not yet settled with the server, oldest first. */
+export function usePendingMutations(): Readonly<ShallowRef<QueryState<PendingMutation>>> {
+  return useQuery<PendingMutation>(PENDING_MUTATIONS_SQL);
+}
+
+/** The rejection log as a live query, newest first. */
+export function useRejections(): Readonly<ShallowRef<QueryState<RejectedMutation>>> {
+  return useQuery<RejectedMutation>(REJECTIONS_SQL);
 }
 
 /**

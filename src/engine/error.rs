@@ -25,6 +25,24 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// Stored data is inconsistent beyond what a crash explains.
     StorageCorrupt,
+    /// Plain SQL tried to change a synced table: use a mutator.
+    WriteOutsideMutator,
+    /// A mutator's statements failed locally; nothing was applied or queued.
+    MutatorFailed,
+    /// No mutator of that name in the app definition.
+    UnknownMutator,
+    /// A mutator's arguments are missing, extra or of the wrong type.
+    BadArguments,
+    /// The app definition is invalid, or its SQL does not prepare.
+    InvalidApp,
+    /// This build of the app is older than the replica (or the worker) it met.
+    AppOutdated,
+    /// This tab runs a newer build than the worker every tab shares.
+    WorkerOutdated,
+    /// The sync server sent something that cannot be applied.
+    BadResponse,
+    /// The access rules refuse this user the change (a server's rejection).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -37,6 +55,15 @@ impl ErrorCode {
             ErrorCode::StorageQuota => "storage_quota",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::StorageCorrupt => "storage_corrupt",
+            ErrorCode::WriteOutsideMutator => "write_outside_mutator",
+            ErrorCode::MutatorFailed => "mutator_failed",
+            ErrorCode::UnknownMutator => "unknown_mutator",
+            ErrorCode::BadArguments => "bad_arguments",
+            ErrorCode::InvalidApp => "invalid_app",
+            ErrorCode::AppOutdated => "app_outdated",
+            ErrorCode::WorkerOutdated => "worker_outdated",
+            ErrorCode::BadResponse => "bad_response",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -56,6 +83,29 @@ pub enum Error {
     /// An error recorded earlier (a live query's last evaluation) and reported again.
     #[error("{}", .0.message)]
     Recorded(ErrorData),
+    /// A sync-core error other than an engine error underneath (those are
+    /// unwrapped): the code says which.
+    #[error("{message}")]
+    Sync { code: ErrorCode, message: String },
+}
+
+impl From<crate::engine::sync::Error> for Error {
+    fn from(e: crate::engine::sync::Error) -> Self {
+        use crate::engine::sync::Error as S;
+        let message = e.to_string();
+        let code = match e {
+            S::Engine(inner) => return inner,
+            S::WriteOutsideMutator { .. } => ErrorCode::WriteOutsideMutator,
+            S::MutatorFailed { .. } => ErrorCode::MutatorFailed,
+            S::AppOutdated { .. } => ErrorCode::AppOutdated,
+            S::UnknownMutator(_) => ErrorCode::UnknownMutator,
+            S::BadArguments { .. } => ErrorCode::BadArguments,
+            S::InvalidApp(_) => ErrorCode::InvalidApp,
+            S::BadResponse(_) => ErrorCode::BadResponse,
+            S::Forbidden(_) => ErrorCode::Forbidden,
+        };
+        Error::Sync { code, message }
+    }
 }
 
 impl Error {
@@ -66,6 +116,7 @@ impl Error {
             Error::UnknownSubscription(_) => ErrorCode::UnknownSubscription,
             Error::Internal(_) => ErrorCode::Internal,
             Error::Recorded(data) => data.code,
+            Error::Sync { code, .. } => *code,
             Error::Storage(crate::storage::Error::Quota(_)) => ErrorCode::StorageQuota,
             Error::Storage(crate::storage::Error::Unavailable(_)) => ErrorCode::StorageUnavailable,
             Error::Storage(crate::storage::Error::Corrupt(_)) => ErrorCode::StorageCorrupt,
@@ -78,6 +129,7 @@ impl Error {
         match self {
             Error::Recorded(data) => data.retryable,
             Error::Storage(e) => e.retryable(),
+            Error::Sync { code, .. } => *code == ErrorCode::BadResponse,
             _ => false,
         }
     }

@@ -7,6 +7,7 @@ pub mod durability;
 pub mod error;
 pub mod live;
 pub mod patch;
+pub mod replication;
 pub mod request;
 pub mod sync;
 pub mod value;
@@ -14,10 +15,16 @@ pub mod value;
 use crate::storage::{self, IoRequest, Recovered};
 use database::{Database, TableSet};
 use durability::Durability;
+use error::Error;
 use error::Result;
 use live::{LiveQueries, TabId, TabUpdates};
+use replication::{Replication, SyncWork};
 use request::{Request, Response, Stats};
 use std::collections::BTreeSet;
+
+/// Milliseconds since the Unix epoch; the host supplies it (`Date.now` in
+/// the browser, a hand-moved clock in tests).
+pub type Clock = Box<dyn Fn() -> u64>;
 
 pub struct Engine {
     db: Database,
@@ -26,6 +33,11 @@ pub struct Engine {
     live: LiveQueries,
     tabs: BTreeSet<TabId>,
     next_tab: TabId,
+    /// The app's synced side, once a tab opened the database with an app.
+    replication: Option<Replication>,
+    /// What `open_app` was given, to reopen the replica after `deleteDatabase`.
+    app_json: Option<String>,
+    clock: Clock,
 }
 
 /// What handling one request produced: live-query updates for any tabs (to be
@@ -37,6 +49,27 @@ pub struct Handled {
     /// The log sequence number of the last transaction this request committed:
     /// the write is on disk once [`Engine::durable_seq`] reaches it.
     pub commit_seq: Option<u64>,
+    /// Sync effects for the host (a mutation wakes the sync client).
+    pub sync: SyncWork,
+}
+
+/// What a sync event produced: live-query updates, the host's sync work, and
+/// the commit (a pull's rebase) to make durable.
+#[derive(Debug, Default)]
+pub struct SyncHandled {
+    pub updates: Vec<TabUpdates>,
+    pub work: SyncWork,
+    pub commit_seq: Option<u64>,
+}
+
+/// The outcome of a tab's `open` with an app definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppOpened {
+    /// The replica was opened now; with `sync`, the host should start syncing
+    /// (send `Online` when the network is up).
+    Now { sync: bool },
+    /// Another tab opened it already with the same schema version.
+    Already,
 }
 
 impl Engine {
@@ -47,7 +80,91 @@ impl Engine {
             live: LiveQueries::default(),
             tabs: BTreeSet::new(),
             next_tab: 1,
+            replication: None,
+            app_json: None,
+            clock: Box::new(|| 0),
         }
+    }
+
+    /// Sets where the engine reads the time (mutation timestamps, sync timing).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// Opens the replica of the app `app_json` (a tab's `open`), with a sync
+    /// client when `sync_seed` is given. A second tab with the same schema
+    /// version shares it; an older one gets `app_outdated`, a newer one
+    /// `worker_outdated`. Fails with `invalid_app` / `app_outdated` (a newer
+    /// build migrated this replica) leaving the database untouched.
+    pub fn open_app(
+        &mut self,
+        app_json: &str,
+        new_client_id: &str,
+        sync_seed: Option<u64>,
+    ) -> Result<AppOpened> {
+        if let Some(replication) = &self.replication {
+            replication.check_same_app(app_json)?;
+            return Ok(AppOpened::Already);
+        }
+        let replication = Replication::open(&mut self.db, app_json, new_client_id, sync_seed)?;
+        self.replication = Some(replication);
+        self.app_json = Some(app_json.to_owned());
+        if let Some(d) = self.durability.as_mut() {
+            d.capture();
+        }
+        Ok(AppOpened::Now {
+            sync: sync_seed.is_some(),
+        })
+    }
+
+    /// Starts a sync client for a replica opened without one (a later tab
+    /// named a server). Returns whether it started now.
+    pub fn enable_sync(&mut self, seed: u64) -> bool {
+        match self.replication.as_mut() {
+            Some(r) if r.client.is_none() => {
+                r.client = Some(sync::SyncClient::new(sync::SyncConfig::default(), seed));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.as_ref()
+    }
+
+    /// The sync status, when the app syncs.
+    pub fn sync_status(&self) -> Option<&sync::SyncStatus> {
+        self.replication.as_ref()?.status()
+    }
+
+    /// Whether a sync client runs (the app was opened with a server).
+    pub fn syncing(&self) -> bool {
+        self.replication
+            .as_ref()
+            .is_some_and(|r| r.client.is_some())
+    }
+
+    /// Feeds one event to the sync client (host contract, `docs/protocol.md`
+    /// §9): refreshes live queries over what changed and returns the rest.
+    /// Errors are SQLite failures of the replica itself.
+    pub fn sync_event(&mut self, event: sync::Event) -> Result<SyncHandled> {
+        let now = (self.clock)();
+        let Some(replication) = self.replication.as_mut() else {
+            return Ok(SyncHandled::default());
+        };
+        let work = replication.handle(now, event, &mut self.db)?;
+        let commit_seq = self.durability.as_mut().and_then(Durability::capture);
+        let updates = if work.changed.is_empty() {
+            Vec::new()
+        } else {
+            self.live.refresh(&mut self.db, &work.changed)
+        };
+        Ok(SyncHandled {
+            updates,
+            work,
+            commit_seq,
+        })
     }
 
     pub fn open_in_memory() -> Result<Self> {
@@ -64,11 +181,32 @@ impl Engine {
 
     /// Swaps in a new replica (after `deleteDatabase`). Tabs stay connected;
     /// their live queries end, and the host tells them so.
-    pub fn replace_replica(&mut self, recovered: Recovered) -> Result<()> {
+    /// The app's replica is opened again, empty, under `new_client_id` (a
+    /// new client to the server: the old one's mutation IDs are spent).
+    pub fn replace_replica(
+        &mut self,
+        recovered: Recovered,
+        new_client_id: &str,
+        sync_seed: Option<u64>,
+    ) -> Result<()> {
         let (durability, conn) = Durability::open(recovered)?;
         self.db = Database::from_connection(conn)?;
         self.durability = Some(durability);
         self.live = LiveQueries::default();
+        let had_client = self.syncing();
+        self.replication = None;
+        if let Some(app_json) = self.app_json.clone() {
+            let sync_seed = sync_seed.filter(|_| had_client);
+            self.replication = Some(Replication::open(
+                &mut self.db,
+                &app_json,
+                new_client_id,
+                sync_seed,
+            )?);
+            if let Some(d) = self.durability.as_mut() {
+                d.capture();
+            }
+        }
         Ok(())
     }
 
@@ -128,8 +266,21 @@ impl Engine {
 
     pub fn handle(&mut self, tab: TabId, request: Request) -> Handled {
         let mut changed: Option<TableSet> = None;
+        let mutated = matches!(request, Request::Mutate { .. });
         let reply = self.dispatch(tab, request, &mut changed);
-        let commit_seq = self.durability.as_mut().and_then(Durability::capture);
+        let mut commit_seq = self.durability.as_mut().and_then(Durability::capture);
+        let mut sync = SyncWork::default();
+        if mutated && reply.is_ok() {
+            // The new outbox entry wakes the client (a push). A failure here is
+            // the replica's own SQLite failing; the mutation is safely queued
+            // and goes out with the next event, so the reply stays a success.
+            if let Ok(handled) = self.sync_event(sync::Event::Mutated) {
+                // `Mutated` changes no rows: nothing for live queries.
+                debug_assert!(handled.updates.is_empty());
+                commit_seq = handled.commit_seq.or(commit_seq);
+                sync = handled.work;
+            }
+        }
         let updates = match changed {
             Some(tables) => self.live.refresh(&mut self.db, &tables),
             None => Vec::new(),
@@ -138,7 +289,17 @@ impl Engine {
             updates,
             reply,
             commit_seq,
+            sync,
         }
+    }
+
+    /// Refuses plain SQL that writes a synced (or ferrydb's own) table.
+    fn guard(&mut self, sql: &str) -> Result<()> {
+        if let Some(replication) = &self.replication {
+            let access = self.db.access(sql)?;
+            replication.replica.guard(&access)?;
+        }
+        Ok(())
     }
 
     fn dispatch(
@@ -149,16 +310,19 @@ impl Engine {
     ) -> Result<Response> {
         match request {
             Request::Exec { sql, params } => {
+                self.guard(&sql)?;
                 let (result, tables) = self.db.execute(&sql, &params)?;
                 *changed = tables;
                 Ok(Response::Exec(result))
             }
             Request::ExecMany { sql, rows } => {
+                self.guard(&sql)?;
                 let (result, tables) = self.db.execute_many(&sql, &rows)?;
                 *changed = tables;
                 Ok(Response::Exec(result))
             }
             Request::Query { sql, params } => {
+                self.guard(&sql)?;
                 let (result, tables) = self.db.query(&sql, &params)?;
                 *changed = tables;
                 Ok(Response::Rows(result))
@@ -176,6 +340,20 @@ impl Engine {
             Request::Unsubscribe { subscription } => {
                 self.live.unsubscribe((tab, subscription))?;
                 Ok(Response::Done)
+            }
+            Request::Mutate { name, args } => {
+                let now = (self.clock)();
+                let replication = self.replication.as_mut().ok_or_else(|| {
+                    Error::BadRequest("mutate needs an app: open the database with `app`".into())
+                })?;
+                let mutated = replication
+                    .replica
+                    .mutate(&mut self.db, &name, &args, now)?;
+                replication.await_outcome(mutated.id);
+                *changed = Some(mutated.changed);
+                Ok(Response::Mutated {
+                    mutation_id: mutated.id,
+                })
             }
             Request::Stats => Ok(Response::Stats(Stats {
                 tabs: self.tabs.len(),

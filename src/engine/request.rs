@@ -33,6 +33,13 @@ pub enum Request {
     Unsubscribe {
         subscription: SubscriptionId,
     },
+    /// Runs the app's mutator `name` with `args` (a JSON object) and queues
+    /// it for the server.
+    Mutate {
+        name: String,
+        #[serde(default)]
+        args: serde_json::Value,
+    },
     Stats,
 }
 
@@ -41,6 +48,10 @@ pub enum Response {
     Exec(ExecResult),
     Rows(QueryResult),
     Stats(Stats),
+    /// The mutation applied locally and is queued under this id.
+    Mutated {
+        mutation_id: u64,
+    },
     Done,
 }
 

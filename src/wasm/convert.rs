@@ -149,8 +149,19 @@ pub fn response(response: &Response) -> JsValue {
             // The replica's pages live in wasm memory: most of the worker's footprint.
             ("wasmMemoryBytes", JsValue::from_f64(wasm_memory_bytes())),
         ]),
+        Response::Mutated { mutation_id } => {
+            object(&[("mutationId", JsValue::from_f64(*mutation_id as f64))])
+        }
         Response::Done => JsValue::UNDEFINED,
     }
+}
+
+/// Any serializable engine type as a plain JS value (maps as objects, `None`
+/// as `null`): for the small, rare sync messages, where serde's cost is moot.
+pub fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
 }
 
 /// `{code, message, retryable}`: the shape `FerryError` is built from.

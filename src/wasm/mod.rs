@@ -7,6 +7,8 @@ mod files;
 mod idb;
 mod io_error;
 mod opfs;
+mod realtime;
+mod sync;
 mod tabs;
 mod worker;
 

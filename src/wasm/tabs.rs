@@ -3,9 +3,12 @@
 //! which is granted only when the tab is gone (a port gives no such signal).
 
 use super::convert;
+use super::sync;
 use super::worker::{self, Shared};
+use crate::engine::error::ErrorData;
 use crate::engine::live::{TabId, TabUpdates};
 use crate::engine::request::Request;
+use crate::engine::AppOpened;
 use js_sys::{Array, Function, Reflect};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,6 +19,18 @@ pub struct Tab {
     port: MessagePort,
     /// Kept alive as long as the tab is connected; dropping it detaches the handler.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
+    /// For a tab that opened the app with a server: whether it has a token
+    /// provider to ask. `None`: it does not sync.
+    pub auth: Option<bool>,
+    /// Why this tab may not use the replica (its app is older or newer than
+    /// the one the worker runs); every request it sends gets this error.
+    refused: Option<ErrorData>,
+}
+
+impl Tab {
+    pub fn port(&self) -> &MessagePort {
+        &self.port
+    }
 }
 
 pub fn connect(shared: &Rc<RefCell<Shared>>, port: MessagePort) {
@@ -34,6 +49,8 @@ pub fn connect(shared: &Rc<RefCell<Shared>>, port: MessagePort) {
         Tab {
             port,
             _on_message: on_message,
+            auth: None,
+            refused: None,
         },
     );
 }
@@ -51,6 +68,17 @@ fn on_message(shared: &Rc<RefCell<Shared>>, tab: TabId, data: JsValue) {
             {
                 watch_tab_lock(shared, tab, &lock);
             }
+        }
+        "open" => open_app(shared, tab, &data),
+        "token" => {
+            let field =
+                |name: &str| Reflect::get(&data, &name.into()).unwrap_or(JsValue::UNDEFINED);
+            let ask = field("ask").as_f64().unwrap_or(0.0) as u32;
+            let answer = match field("error").as_string() {
+                Some(why) => Err(why),
+                None => Ok(field("token").as_string()),
+            };
+            sync::answer_token(shared, tab, ask, answer);
         }
         "bye" => {
             // Detached in a later task: this very closure is running now.
@@ -76,16 +104,91 @@ fn on_message(shared: &Rc<RefCell<Shared>>, tab: TabId, data: JsValue) {
     }
 }
 
+/// `{type: 'open', id, app?, server?, auth}`: the tab's app definition (JSON
+/// text), its sync base URL and whether it has a token provider. The first
+/// tab with an app opens the replica (and starts syncing if it names a
+/// server); later tabs must run the same schema version.
+fn open_app(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
+    let field = |name: &str| Reflect::get(data, &name.into()).unwrap_or(JsValue::UNDEFINED);
+    let id = field("id");
+    let server = field("server").as_string();
+    let auth = field("auth").as_bool().unwrap_or(false);
+    let mut start_sync = None;
+    let result = {
+        let mut state = shared.borrow_mut();
+        let result = match field("app").as_string() {
+            None => Ok(()),
+            Some(app) => {
+                let seed = server.as_ref().map(|_| worker::random_seed());
+                state
+                    .engine
+                    .open_app(&app, &worker::random_uuid(), seed)
+                    .map(|opened| {
+                        let started = match (opened, seed) {
+                            (AppOpened::Now { sync }, _) => sync,
+                            // The first tab gave no server; this one does.
+                            (AppOpened::Already, Some(seed)) => state.engine.enable_sync(seed),
+                            (AppOpened::Already, None) => false,
+                        };
+                        if started {
+                            start_sync.clone_from(&server);
+                        }
+                    })
+            }
+        };
+        let syncing = state.engine.syncing();
+        if let Some(t) = state.tabs.get_mut(&tab) {
+            match &result {
+                Ok(()) => t.auth = (syncing && server.is_some()).then_some(auth),
+                Err(e) => t.refused = Some(e.to_data()),
+            }
+        }
+        result
+    };
+    worker::flush_soon(shared);
+    if let Some(base) = start_sync {
+        sync::start(shared, base);
+    }
+    let state = shared.borrow();
+    let Some(t) = state.tabs.get(&tab) else {
+        return;
+    };
+    post(&t.port, &reply(id, result.map(|()| JsValue::UNDEFINED)));
+    // What the tab must know now, not only at the next change.
+    if let Some(status) = state.engine.sync_status() {
+        post(&t.port, &sync::status_message(status));
+    }
+    if let Some(replication) = state.engine.replication() {
+        for event in replication.sticky_events() {
+            post(
+                &t.port,
+                &convert::object(&[
+                    ("type", "syncEvent".into()),
+                    ("event", convert::to_js(event)),
+                ]),
+            );
+        }
+    }
+}
+
 fn handle_request(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
     let id = Reflect::get(data, &"id".into()).unwrap_or(JsValue::UNDEFINED);
-    let handled = {
+    let (commit_seq, sync_work) = {
         let mut state = shared.borrow_mut();
-        let handled = match parse_request(data) {
-            Ok(request) => state.engine.handle(tab, request),
-            Err(e) => crate::engine::Handled {
+        let refused = state.tabs.get(&tab).and_then(|t| t.refused.clone());
+        let handled = match (refused, parse_request(data)) {
+            (Some(error), _) => crate::engine::Handled {
+                updates: Vec::new(),
+                reply: Err(crate::Error::Recorded(error)),
+                commit_seq: None,
+                sync: Default::default(),
+            },
+            (None, Ok(request)) => state.engine.handle(tab, request),
+            (None, Err(e)) => crate::engine::Handled {
                 updates: Vec::new(),
                 reply: Err(crate::Error::BadRequest(e)),
                 commit_seq: None,
+                sync: Default::default(),
             },
         };
         // Updates first: a tab that awaits its write then finds it in its live queries.
@@ -100,11 +203,12 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
         if let Some(t) = state.tabs.get(&tab) {
             post(&t.port, &message);
         }
-        handled.commit_seq
+        (handled.commit_seq, handled.sync)
     };
-    if handled.is_some() {
+    if commit_seq.is_some() {
         worker::flush_soon(shared);
     }
+    sync::carry_out(shared, sync_work);
 }
 
 /// A tab's request. `execMany` is read by hand (its rows are the bulk-load hot
@@ -130,7 +234,7 @@ fn reply(id: JsValue, result: Result<JsValue, crate::Error>) -> JsValue {
     }
 }
 
-fn post_updates(state: &Shared, tab_updates: &TabUpdates) {
+pub fn post_updates(state: &Shared, tab_updates: &TabUpdates) {
     let Some(tab) = state.tabs.get(&tab_updates.tab) else {
         return;
     };
@@ -181,25 +285,32 @@ fn storage_message(state: &Shared) -> JsValue {
 }
 
 pub fn broadcast_storage(state: &Shared) {
-    let message = storage_message(state);
+    broadcast(state, &storage_message(state));
+}
+
+/// Posts `message` to every connected tab.
+pub fn broadcast(state: &Shared, message: &JsValue) {
     for tab in state.tabs.values() {
-        post(&tab.port, &message);
+        post(&tab.port, message);
     }
 }
 
-fn post(port: &MessagePort, message: &JsValue) {
+pub fn post(port: &MessagePort, message: &JsValue) {
     if let Err(e) = port.post_message(message) {
         web_sys::console::error_2(&"ferrydb: postMessage failed".into(), &e);
     }
 }
 
 fn disconnect(shared: &Rc<RefCell<Shared>>, tab: TabId) {
-    let mut state = shared.borrow_mut();
-    state.engine.disconnect_tab(tab);
-    if let Some(t) = state.tabs.remove(&tab) {
-        t.port.set_onmessage(None);
-        t.port.close();
+    {
+        let mut state = shared.borrow_mut();
+        state.engine.disconnect_tab(tab);
+        if let Some(t) = state.tabs.remove(&tab) {
+            t.port.set_onmessage(None);
+            t.port.close();
+        }
     }
+    sync::tab_gone(shared, tab);
 }
 
 /// Asks for the tab's lock; the grant means the tab has gone away.

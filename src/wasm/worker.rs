@@ -9,6 +9,7 @@ use super::tabs::{self, Tab};
 use crate::engine::live::TabId;
 use crate::engine::Engine;
 use crate::storage::{self, recover, LogConfig};
+use js_sys::Reflect;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub engine: Engine,
     pub tabs: HashMap<TabId, Tab>,
     pub storage: StorageState,
+    /// Set once a tab opened the app with a sync server.
+    pub sync: Option<super::sync::SyncHost>,
 }
 
 /// The worker: one engine, any number of tabs.
@@ -72,6 +75,8 @@ pub async fn open_worker(
             Some(e),
         ),
     };
+    let mut engine = engine;
+    engine.set_clock(Box::new(|| js_sys::Date::now() as u64));
     let durable_seq = engine.durable_seq();
     Ok(FerryWorker {
         shared: Rc::new(RefCell::new(Shared {
@@ -85,6 +90,7 @@ pub async fn open_worker(
                 error,
                 retry_ms: 0,
             },
+            sync: None,
         })),
     })
 }
@@ -185,12 +191,36 @@ pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::
         _ => Choice::Memory,
     };
     let (fresh, _) = Files::open(choice, &parts).await;
-    let mut state = shared.borrow_mut();
-    state
-        .engine
-        .replace_replica(recover(Vec::new(), LogConfig::default())?)?;
-    state.storage.files = Rc::new(fresh);
-    state.storage.durable_seq = 0;
-    state.storage.error = None;
+    {
+        let mut state = shared.borrow_mut();
+        state.engine.replace_replica(
+            recover(Vec::new(), LogConfig::default())?,
+            &random_uuid(),
+            Some(random_seed()),
+        )?;
+        state.storage.files = Rc::new(fresh);
+        state.storage.durable_seq = 0;
+        state.storage.error = None;
+    }
+    flush_soon(shared);
+    super::sync::restart(shared);
     Ok(())
+}
+
+/// A fresh client ID (`crypto.randomUUID()`): unique across devices, since
+/// the server keys mutation IDs by it.
+pub fn random_uuid() -> String {
+    Reflect::get(&js_sys::global(), &"crypto".into())
+        .and_then(|crypto| {
+            let f: js_sys::Function = Reflect::get(&crypto, &"randomUUID".into())?.dyn_into()?;
+            f.call0(&crypto)
+        })
+        .ok()
+        .and_then(|id| id.as_string())
+        .unwrap_or_else(|| format!("c{}-{}", js_sys::Date::now(), random_seed()))
+}
+
+/// A seed for the sync client's backoff jitter.
+pub fn random_seed() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
 }

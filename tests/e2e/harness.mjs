@@ -54,6 +54,8 @@ export async function buildTestSite() {
   await cp(join(root, 'dist'), join(site, 'ferrydb', 'dist'), { recursive: true });
   await cp(join(root, 'pkg'), join(site, 'ferrydb', 'pkg'), { recursive: true });
   await cp(join(root, 'tests', 'e2e', 'site'), site, { recursive: true });
+  // The sample app definition, for pages that open a synced database.
+  await cp(join(root, 'tests', 'fixtures', 'app.json'), join(site, 'app.json'));
   return site;
 }
 

@@ -19,10 +19,11 @@ function run(cmd, args, cwd) {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function buildApp(framework, deps) {
+async function buildApp(framework, deps, serverArgs = []) {
   const dir = join(workdir, framework);
   await cp(join(root, 'tests', 'e2e', 'apps', framework), dir, { recursive: true });
   await cp(join(root, 'tests', 'e2e', 'apps', 'index.html'), join(dir, 'index.html'));
+  await cp(join(root, 'tests', 'fixtures', 'app.json'), join(dir, 'app.json'));
   const dependencies = { ferrydb: `file:${tarball}` };
   for (const name of deps) dependencies[name] = versions[name];
   await writeFile(
@@ -31,7 +32,7 @@ async function buildApp(framework, deps) {
   );
   run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], dir);
   run('node_modules/.bin/vite', ['build', '--logLevel', 'warn'], dir);
-  const server = await startServer(['--static', join(dir, 'dist')]);
+  const server = await startServer([...serverArgs, '--static', join(dir, 'dist')]);
   servers.push(server);
   return server.url;
 }
@@ -99,6 +100,31 @@ test('a fresh Vite + React app (StrictMode): live data renders, a write updates 
   // StrictMode renders twice: the first row twice at first, then only the new row.
   assert.ok(rowRenders <= 6, `unchanged rows were not re-rendered (row renders: ${rowRenders})`);
   await Promise.all([a.close(), b.close()]);
+});
+
+/** Builds `framework` (a sync app) served by a reference server with the sample app; checks its sync bindings. */
+async function checkSyncApp(framework, deps) {
+  const store = join(workdir, `${framework}.db`);
+  const appJson = join(root, 'tests', 'fixtures', 'app.json');
+  const url = await buildApp(framework, deps, ['--app', appJson, '--store', `sqlite:${store}`, '--dev-auth']);
+  const tab = await profile.newTab(url);
+  await tab.waitForSelector('#connected:text("connected")', { timeout: 30000 });
+  await tab.click('#add');
+  await eventually(async () => (await tab.$$('#todos li')).length === 1, 30000, 'the new todo');
+  await eventually(async () => (await tab.textContent('#pending')) === '0', 30000, 'the outbox to drain');
+  await tab.click('#add-forbidden');
+  await eventually(async () => (await tab.textContent('#rejections')) === 'forbidden', 30000, 'the rejection');
+  await eventually(async () => (await tab.$$('#todos li')).length === 1, 30000, 'the rejected todo to go');
+  assert.equal(await tab.textContent('#pending'), '0');
+  await tab.close();
+}
+
+test('a fresh Vite + React app syncing: useSyncStatus, useMutate, usePendingMutations, useRejections', async () => {
+  await checkSyncApp('react-sync', ['react', 'react-dom']);
+});
+
+test('a fresh Vite + Vue app syncing: the same composables', async () => {
+  await checkSyncApp('vue-sync', ['vue']);
 });
 
 test('a fresh Vite + Vue app: live data renders, a write updates it, unmount releases the query', async () => {

@@ -1,8 +1,24 @@
 // Type-level tests of the public API: `tsc -p tests/types` must pass, and each
 // `@ts-expect-error` line must really be an error (tsc fails if it is not).
-import { FerryError, open, type LiveQuery, type QueryState, type SqlParam, type WriteResult } from 'ferrydb';
-import { useQuery, useSuspenseQuery } from 'ferrydb/react';
-import { useQuery as useVueQuery } from 'ferrydb/vue';
+import {
+  FerryError,
+  open,
+  type LiveQuery,
+  type Mutation,
+  type PendingMutation,
+  type QueryState,
+  type RejectedMutation,
+  type SqlParam,
+  type SyncStatus,
+  type WriteResult,
+} from 'ferrydb';
+import { useMutate, usePendingMutations, useQuery, useRejections, useSuspenseQuery, useSyncStatus } from 'ferrydb/react';
+import {
+  useMutate as useVueMutate,
+  usePendingMutations as useVuePending,
+  useQuery as useVueQuery,
+  useSyncStatus as useVueSyncStatus,
+} from 'ferrydb/vue';
 
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function expectType<T>(_: T): void {}
@@ -67,6 +83,93 @@ function hooks(): void {
   expectType<QueryState<Todo>>(vue.value);
 }
 
+// An app definition given as a literal types the mutators.
+const app = {
+  version: 1,
+  tables: [
+    {
+      name: 'todos',
+      columns: [
+        { name: 'id', type: 'text' },
+        { name: 'done', type: 'boolean' },
+      ],
+      primaryKey: ['id'],
+      access: { read: 'true', write: 'true' },
+    },
+  ],
+  mutators: [
+    {
+      name: 'addTodo',
+      params: [
+        { name: 'id', type: 'text' },
+        { name: 'done', type: 'boolean' },
+        { name: 'meta', type: 'json', nullable: true },
+      ],
+      sql: 'INSERT INTO todos (id, done) VALUES (:id, :done)',
+    },
+    { name: 'bump', params: [{ name: 'by', type: 'integer' }], sql: 'UPDATE todos SET done = :by' },
+  ],
+} as const;
+
+async function mutations(): Promise<void> {
+  const synced = open({ name: 'app', app, server: '/sync', auth: async () => 'token' });
+  const m = synced.mutate.addTodo({ id: 't1', done: false });
+  expectType<Mutation>(m);
+  expectType<number>(await m.local);
+  expectType<Promise<void>>(m.durable);
+  expectType<Promise<void>>(m.server);
+  synced.mutate('bump', { by: 2 });
+  synced.mutate.addTodo({ id: 't1', done: true, meta: { tags: ['x'] } });
+  // @ts-expect-error: `done` is a boolean
+  synced.mutate.addTodo({ id: 't1', done: 'no' });
+  // @ts-expect-error: `id` is required
+  synced.mutate.addTodo({ done: true });
+  // @ts-expect-error: no such mutator
+  synced.mutate('remove', { id: 't1' });
+  // @ts-expect-error: no such mutator
+  synced.mutate.remove({ id: 't1' });
+  // @ts-expect-error: `by` is an integer
+  synced.mutate.bump({ by: '2' });
+  // Without a literal app definition, any mutator name is accepted (the
+  // shorthand is then an index signature: possibly undefined).
+  db.mutate('anything', { x: 1 });
+  db.mutate.anything?.({ x: 1 });
+
+  const status: SyncStatus = synced.syncStatus;
+  expectType<boolean>(status.connected);
+  if (status.error) {
+    if (status.error.code === 'auth_required') return;
+    // @ts-expect-error: not a sync error code
+    if (status.error.code === 'offline') return;
+  }
+  synced.on('updateNeeded', (e) => expectType<number>(e.serverSchemaVersion));
+  synced.on('rejected', (e) => expectType<string>(e.rejections[0]!.code));
+  // @ts-expect-error: not a sync event
+  synced.on('updated', () => {});
+  expectType<LiveQuery<PendingMutation>>(synced.pendingMutations());
+  expectType<LiveQuery<RejectedMutation>>(synced.rejections());
+  try {
+    await m.server;
+  } catch (e) {
+    if (e instanceof FerryError && e.code === 'forbidden') expectType<string | undefined>(e.rejection?.code);
+  }
+}
+
+function syncHooks(): void {
+  const mutate = useMutate<typeof app>();
+  mutate.bump({ by: 1 });
+  // @ts-expect-error: `by` is an integer
+  mutate.bump({ by: 'x' });
+  expectType<SyncStatus>(useSyncStatus());
+  assertTrue<Equals<ReturnType<typeof usePendingMutations>, QueryState<PendingMutation>>>();
+  assertTrue<Equals<ReturnType<typeof useRejections>, QueryState<RejectedMutation>>>();
+  expectType<SyncStatus>(useVueSyncStatus().value);
+  expectType<QueryState<PendingMutation>>(useVuePending().value);
+  useVueMutate<typeof app>().addTodo({ id: 'x', done: false });
+}
+
+void mutations;
+void syncHooks;
 void writes;
 void reads;
 void codes;

@@ -14,7 +14,9 @@
 
 use super::backoff::{Backoff, SplitMix64};
 use super::error::{Error, Result};
-use super::events::{Effect, Event, SyncConfig, SyncEvent, SyncStatus};
+use super::events::{
+    Effect, Event, StatusError, StatusErrorCode as Code, SyncConfig, SyncEvent, SyncStatus,
+};
 use super::replica::Replica;
 use crate::engine::database::Database;
 use ferrydb_protocol::{MismatchAction, PullResponse, PushResponse, SchemaMismatch, ServerEvent};
@@ -121,6 +123,20 @@ impl SyncClient {
             }
             Event::Mutated => {}
             Event::Token(token) => self.token = Token::Ready(token),
+            Event::TokenFailed(why) => {
+                // Asked again once the backoff has passed.
+                self.token = Token::Unknown;
+                self.fail(now, StatusError::new(Code::AuthRequired, why));
+            }
+            Event::InvalidResponse { id, message } => {
+                let was_pull = self.take_pull(id);
+                if was_pull || self.take_push(id).is_some() {
+                    if was_pull {
+                        self.want_pull(now);
+                    }
+                    self.fail(now, StatusError::new(Code::BadResponse, message));
+                }
+            }
             Event::PushResponse { id, response } => {
                 if let Some(sent) = self.take_push(id) {
                     self.on_push(now, sent, response, replica, db, &mut out)?;
@@ -204,7 +220,10 @@ impl SyncClient {
         if results.is_empty() && sent > 0 {
             self.fail(
                 now,
-                "the server processed none of the pushed mutations".into(),
+                StatusError::new(
+                    Code::BadResponse,
+                    "the server processed none of the pushed mutations",
+                ),
             );
         } else {
             self.succeed();
@@ -241,7 +260,7 @@ impl SyncClient {
             }
             Err(e @ Error::BadResponse(_)) => {
                 self.want_pull(now);
-                self.fail(now, e.to_string());
+                self.fail(now, StatusError::new(Code::BadResponse, e.to_string()));
             }
             Err(e) => return Err(e),
         }
@@ -260,8 +279,11 @@ impl SyncClient {
         match mismatch.action {
             MismatchAction::UpdateApp => {
                 self.blocked = true;
-                self.status.error = Some(format!(
-                    "the server runs schema version {server_schema_version}; update the app"
+                self.status.error = Some(StatusError::new(
+                    Code::UpdateNeeded,
+                    format!(
+                        "the server runs schema version {server_schema_version}; update the app"
+                    ),
                 ));
                 out.push(Effect::Emit(SyncEvent::UpdateNeeded {
                     server_schema_version,
@@ -281,7 +303,10 @@ impl SyncClient {
                 self.want_pull(now);
                 self.fail(
                     now,
-                    format!("the server (schema version {server_schema_version}) cannot serve this app yet"),
+                    StatusError::new(
+                        Code::ServerBehind,
+                        format!("the server (schema version {server_schema_version}) cannot serve this app yet"),
+                    ),
                 );
             }
         }
@@ -296,13 +321,16 @@ impl SyncClient {
                 return;
             }
             out.push(Effect::Emit(SyncEvent::Unauthorized));
-            self.fail(now, "unauthorized".into());
+            self.fail(
+                now,
+                StatusError::new(Code::Unauthorized, "the server refused the token"),
+            );
             return;
         }
         self.status.connected = false;
         let why = match status {
-            0 => "no response from the server".to_owned(),
-            s => format!("the server answered HTTP {s}"),
+            0 => StatusError::new(Code::Network, "no response from the server"),
+            s => StatusError::new(Code::ServerError, format!("the server answered HTTP {s}")),
         };
         self.fail(now, why);
     }
@@ -315,7 +343,7 @@ impl SyncClient {
         self.status.error = None;
     }
 
-    fn fail(&mut self, now: u64, why: String) {
+    fn fail(&mut self, now: u64, why: StatusError) {
         let delay = self.backoff.next_delay(&mut self.rng);
         self.retry_at = Some(now + delay);
         self.status.error = Some(why);
@@ -334,7 +362,10 @@ impl SyncClient {
         }
         if pull_late || push_late {
             self.status.connected = false;
-            self.fail(now, "the server did not answer in time".into());
+            self.fail(
+                now,
+                StatusError::new(Code::Timeout, "the server did not answer in time"),
+            );
         }
     }
 

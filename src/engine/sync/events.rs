@@ -47,6 +47,9 @@ pub enum Event {
     Mutated,
     /// The app's token provider answered (`None`: no auth, send no header).
     Token(Option<String>),
+    /// No token could be had: the provider threw, or no tab could ask it.
+    /// Syncing backs off and asks again later; local writes go on.
+    TokenFailed(String),
     /// The reply to `SendPush { id, .. }`.
     PushResponse {
         id: u64,
@@ -61,6 +64,11 @@ pub enum Event {
     HttpError {
         id: u64,
         status: u16,
+    },
+    /// Request `id` got a 200 whose body is not a valid response.
+    InvalidResponse {
+        id: u64,
+        message: String,
     },
     /// A message from the realtime channel.
     Server(ServerEvent),
@@ -127,5 +135,59 @@ pub struct SyncStatus {
     /// When the replica last caught up with the server (ms).
     pub last_synced_at: Option<u64>,
     /// Why syncing is failing, while it is.
-    pub error: Option<String>,
+    pub error: Option<StatusError>,
+}
+
+/// Why syncing is failing: a stable code to switch on and words for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusError {
+    pub code: StatusErrorCode,
+    pub message: String,
+}
+
+impl StatusError {
+    pub fn new(code: StatusErrorCode, message: impl Into<String>) -> Self {
+        StatusError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Stable codes of [`StatusError`] (public API, like the engine's error codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusErrorCode {
+    /// No response: offline, DNS, connection refused, the server is down.
+    Network,
+    /// The server answered with an HTTP error (5xx, unexpected 4xx).
+    ServerError,
+    /// No answer within the request deadline.
+    Timeout,
+    /// The server's answer could not be used (unparseable, unappliable, or it
+    /// processed none of the pushed mutations).
+    BadResponse,
+    /// The app's token provider failed, or no tab could ask it.
+    AuthRequired,
+    /// The server refused the token even after a refresh.
+    Unauthorized,
+    /// The server runs a newer schema: this build must be updated.
+    UpdateNeeded,
+    /// The server runs an older schema or cannot serve this replica yet.
+    ServerBehind,
+}
+
+impl StatusErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusErrorCode::Network => "network",
+            StatusErrorCode::ServerError => "server_error",
+            StatusErrorCode::Timeout => "timeout",
+            StatusErrorCode::BadResponse => "bad_response",
+            StatusErrorCode::AuthRequired => "auth_required",
+            StatusErrorCode::Unauthorized => "unauthorized",
+            StatusErrorCode::UpdateNeeded => "update_needed",
+            StatusErrorCode::ServerBehind => "server_behind",
+        }
+    }
 }

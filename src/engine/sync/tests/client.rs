@@ -172,7 +172,9 @@ fn failures_back_off_exponentially_with_jitter_and_success_resets() {
         assert!(pull_sent(&effects).is_none(), "no retry before the backoff");
         let at = timer(&effects).unwrap();
         delays.push(at - h.now);
-        assert!(h.client.status().error.as_deref().unwrap().contains("503"));
+        let error = h.client.status().error.clone().unwrap();
+        assert_eq!(error.code, StatusErrorCode::ServerError);
+        assert!(error.message.contains("503"));
         id = pull_sent(&h.at(at, Event::Timer))
             .expect("retried after the backoff")
             .0;
@@ -245,8 +247,8 @@ fn late_replies_to_timed_out_requests_are_ignored() {
     let deadline = h.now + 30_000;
     let effects = h.at(deadline, Event::Timer);
     assert_eq!(
-        h.client.status().error.as_deref(),
-        Some("the server did not answer in time")
+        h.client.status().error.as_ref().map(|e| e.code),
+        Some(StatusErrorCode::Timeout)
     );
     let retry = timer(&effects).unwrap();
     let (new_id, _) = push_sent(&h.at(retry, Event::Timer)).unwrap();
@@ -381,4 +383,45 @@ fn the_same_seed_gives_the_same_schedule() {
         times
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn a_failed_token_ask_is_reported_and_asked_again_after_the_backoff() {
+    let mut h = Harness::new();
+    assert!(h.step(Event::Online).contains(&Effect::NeedToken));
+    let effects = h.step(Event::TokenFailed("provider threw".into()));
+    assert_eq!(
+        h.client.status().error.as_ref().map(|e| e.code),
+        Some(StatusErrorCode::AuthRequired)
+    );
+    assert!(
+        !effects.contains(&Effect::NeedToken),
+        "not before the backoff"
+    );
+    let effects = h.at(timer(&effects).unwrap(), Event::Timer);
+    assert!(effects.contains(&Effect::NeedToken));
+}
+
+#[test]
+fn an_invalid_reply_backs_off_and_is_retried() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let effects = h.step(Event::InvalidResponse {
+        id,
+        message: "not JSON".into(),
+    });
+    assert_eq!(
+        h.client.status().error.as_ref().map(|e| e.code),
+        Some(StatusErrorCode::BadResponse)
+    );
+    assert!(push_sent(&effects).is_none());
+    let retry = h.at(timer(&effects).unwrap(), Event::Timer);
+    assert!(push_sent(&retry).is_some(), "the same mutations again");
+    // A stray invalid reply for a request not in flight changes nothing.
+    let before = h.client.status().clone();
+    h.step(Event::InvalidResponse {
+        id: 999,
+        message: "x".into(),
+    });
+    assert_eq!(h.client.status(), &before);
 }

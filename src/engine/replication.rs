@@ -1,0 +1,197 @@
+//! The engine's synced side: the [`Replica`] of the app's tables over the
+//! engine's database, the sans-IO [`SyncClient`] when the app syncs with a
+//! server, and the mutations whose server outcome tabs are still waiting for.
+//!
+//! The engine stays the host contract of `docs/protocol.md` §9: sync events
+//! in, effects out. `Changed` is consumed here (it refreshes live queries);
+//! every other effect goes to the host, which does the I/O.
+
+use super::database::{Database, TableSet};
+use super::error::{Error, ErrorCode, Result};
+use super::sync::{Effect, Replica, SyncClient, SyncConfig, SyncEvent, SyncStatus};
+use super::value::Value;
+use ferrydb_protocol::AppDefinition;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// The server's final word on one mutation, for the tabs awaiting `server`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settled {
+    pub mutation_id: u64,
+    /// `None`: the server committed it. Otherwise the server's rejection.
+    pub rejection: Option<RejectionReason>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RejectionReason {
+    /// The server's rejection code (`forbidden`, `mutator_failed`, or an
+    /// app-defined one): passed through unchanged.
+    pub code: String,
+    pub message: String,
+}
+
+pub struct Replication {
+    pub replica: Replica,
+    /// `None` when the app was opened without a server: mutations only queue.
+    pub client: Option<SyncClient>,
+    /// Mutations made since the worker started whose outcome no one has heard.
+    unsettled: BTreeSet<u64>,
+    /// Told to tabs that connect later, too: an `updateNeeded` is a state,
+    /// not a moment.
+    update_needed: Option<SyncEvent>,
+}
+
+/// What a sync event (or a mutation) asks of the host, besides live-query
+/// updates: the effects to carry out and the outcomes to tell the tabs.
+#[derive(Debug, Default)]
+pub struct SyncWork {
+    /// Every effect but `Changed`, in order.
+    pub effects: Vec<Effect>,
+    pub settled: Vec<Settled>,
+    /// Tables whose contents changed (the engine refreshes live queries).
+    pub changed: TableSet,
+}
+
+impl Replication {
+    /// Opens the replica for `app_json`; `sync_seed` starts a sync client
+    /// (its jitter seed) for an app that syncs with a server.
+    pub fn open(
+        db: &mut Database,
+        app_json: &str,
+        new_client_id: &str,
+        sync_seed: Option<u64>,
+    ) -> Result<Replication> {
+        let app = AppDefinition::from_json(app_json).map_err(|e| Error::Sync {
+            code: ErrorCode::InvalidApp,
+            message: e.to_string(),
+        })?;
+        let (replica, _) = Replica::open(db, app, new_client_id)?;
+        Ok(Replication {
+            replica,
+            client: sync_seed.map(|seed| SyncClient::new(SyncConfig::default(), seed)),
+            unsettled: BTreeSet::new(),
+            update_needed: None,
+        })
+    }
+
+    pub fn app(&self) -> &AppDefinition {
+        self.replica.app()
+    }
+
+    /// Checks that a tab's app is the one this worker runs: an older build
+    /// must not write under a newer schema, and a newer build must wait for
+    /// the worker (shared by every tab) to restart on it.
+    pub fn check_same_app(&self, app_json: &str) -> Result<()> {
+        let app = AppDefinition::from_json(app_json).map_err(|e| Error::Sync {
+            code: ErrorCode::InvalidApp,
+            message: e.to_string(),
+        })?;
+        let running = self.app().version;
+        match app.version.cmp(&running) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(Error::Sync {
+                code: ErrorCode::AppOutdated,
+                message: format!(
+                    "this tab runs schema version {} but another tab already opened version {running}: reload",
+                    app.version
+                ),
+            }),
+            std::cmp::Ordering::Greater => Err(Error::Sync {
+                code: ErrorCode::WorkerOutdated,
+                message: format!(
+                    "this tab runs schema version {} but the shared worker runs version {running}: \
+                     close or reload the tabs of the older version",
+                    app.version
+                ),
+            }),
+        }
+    }
+
+    pub fn status(&self) -> Option<&SyncStatus> {
+        self.client.as_ref().map(SyncClient::status)
+    }
+
+    /// Events a tab that connects now must hear (they describe a state).
+    pub fn sticky_events(&self) -> impl Iterator<Item = &SyncEvent> {
+        self.update_needed.iter()
+    }
+
+    /// A mutation was queued: its outcome is awaited.
+    pub fn await_outcome(&mut self, mutation_id: u64) {
+        self.unsettled.insert(mutation_id);
+    }
+
+    /// Feeds one event to the sync client (if there is one) at time `now`.
+    pub fn handle(
+        &mut self,
+        now: u64,
+        event: super::sync::Event,
+        db: &mut Database,
+    ) -> Result<SyncWork> {
+        let Some(client) = self.client.as_mut() else {
+            return Ok(SyncWork::default());
+        };
+        let effects = client.handle(now, event, &mut self.replica, db)?;
+        let mut work = SyncWork::default();
+        for effect in effects {
+            match effect {
+                Effect::Changed(tables) => work.changed.extend(tables),
+                Effect::Emit(event @ SyncEvent::UpdateNeeded { .. }) => {
+                    self.update_needed = Some(event.clone());
+                    work.effects.push(Effect::Emit(event));
+                }
+                other => work.effects.push(other),
+            }
+        }
+        work.settled = self.settle(db)?;
+        Ok(work)
+    }
+
+    /// Which awaited mutations the server has decided on, read from the
+    /// replica's state rather than from replies, so a reply the client
+    /// ignored (late, duplicated) cannot settle anything by mistake.
+    fn settle(&mut self, db: &mut Database) -> Result<Vec<Settled>> {
+        let mut settled = Vec::new();
+        for &id in &self.unsettled {
+            let key = [Value::Integer(id as i64)];
+            let outbox = db.rows("SELECT confirmed FROM _ferry_outbox WHERE id = ?1", &key)?;
+            if let Some(row) = outbox.rows.first() {
+                if row[0] == Value::Integer(1) {
+                    settled.push(Settled {
+                        mutation_id: id,
+                        rejection: None,
+                    });
+                }
+                continue;
+            }
+            let rejected = db.rows(
+                "SELECT code, message FROM _ferry_rejections WHERE mutation_id = ?1",
+                &key,
+            )?;
+            let rejection = rejected.rows.first().map(|r| RejectionReason {
+                code: text(&r[0]),
+                message: text(&r[1]),
+            });
+            // Neither queued nor rejected: confirmed and acknowledged, gone.
+            settled.push(Settled {
+                mutation_id: id,
+                rejection,
+            });
+        }
+        for s in &settled {
+            self.unsettled.remove(&s.mutation_id);
+        }
+        Ok(settled)
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Text(t) => t.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

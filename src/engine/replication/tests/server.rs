@@ -1,0 +1,191 @@
+//! Sync through the host contract against the model server.
+
+use super::*;
+
+#[test]
+fn a_mutation_reaches_another_device_and_settles_ok() {
+    let mut server = server();
+    let mut alice = Device::new("a", "alice", true);
+    let mut phone = Device::new("p", "alice", true);
+    alice.start(&mut server);
+    phone.start(&mut server);
+    let tab = alice.tab();
+    let id = alice.add_todo(tab, "t1", "alice").unwrap();
+    assert_eq!(alice.status.as_ref().unwrap().pending, 1);
+    alice.sync(&mut server);
+    assert_eq!(rejected_ids(&alice), [(id, None)]);
+    assert_eq!(alice.status.as_ref().unwrap().pending, 0);
+    assert!(alice.status.as_ref().unwrap().connected);
+
+    let phone_tab = phone.tab();
+    phone.event(Event::Server(ferrydb_protocol::ServerEvent::Poke {
+        cookie: None,
+    }));
+    phone.sync(&mut server);
+    assert_eq!(
+        phone.column(phone_tab, "SELECT id FROM todos"),
+        [text("t1")]
+    );
+    assert_eq!(
+        server.executions().unwrap().values().sum::<u32>(),
+        1,
+        "once on the server"
+    );
+}
+
+#[test]
+fn a_rejected_mutation_settles_with_the_servers_code_and_its_row_goes() {
+    let mut server = server();
+    let mut alice = Device::new("a", "alice", true);
+    alice.start(&mut server);
+    let tab = alice.tab();
+    let bad = alice.add_todo(tab, "theirs", "bob").unwrap();
+    let good = alice.add_todo(tab, "mine", "alice").unwrap();
+    assert_eq!(
+        alice.column(tab, "SELECT count(*) FROM todos"),
+        [Value::Integer(2)]
+    );
+    alice.sync(&mut server);
+    assert_eq!(
+        rejected_ids(&alice),
+        [(bad, Some("forbidden".into())), (good, None)]
+    );
+    assert!(
+        matches!(&alice.emitted[..], [SyncEvent::Rejected { rejections }] if rejections[0].code == "forbidden")
+    );
+    assert_eq!(alice.column(tab, "SELECT id FROM todos"), [text("mine")]);
+    assert_eq!(
+        alice.column(tab, "SELECT code FROM _ferry_rejections"),
+        [text("forbidden")]
+    );
+    let later = alice.add_todo(tab, "later", "alice").unwrap();
+    alice.sync(&mut server);
+    assert_eq!(rejected_ids(&alice).last(), Some(&(later, None)));
+}
+
+#[test]
+fn server_failures_back_off_and_recover_without_losing_or_repeating_writes() {
+    let mut server = server();
+    let mut alice = Device::new("a", "alice", true);
+    alice.start(&mut server);
+    let tab = alice.tab();
+    let ids: Vec<u64> = (0..3)
+        .map(|i| alice.add_todo(tab, &format!("t{i}"), "alice").unwrap())
+        .collect();
+    alice.settle_for(&mut server, Some(500), 20_000);
+    let status = alice.status.clone().unwrap();
+    assert_eq!(
+        status.error.map(|e| e.code),
+        Some(StatusErrorCode::ServerError)
+    );
+    assert_eq!(status.pending, 3);
+    assert!(alice.settled.is_empty());
+    // The server is back: the next retry (after the backoff) goes through.
+    alice.settle_for(&mut server, None, 120_000);
+    let settled: Vec<u64> = alice.settled.iter().map(|s| s.mutation_id).collect();
+    assert_eq!(settled, ids);
+    assert_eq!(alice.status.as_ref().unwrap().error, None);
+    assert!(server.executions().unwrap().values().all(|&n| n == 1));
+}
+
+#[test]
+fn a_token_provider_that_fails_is_reported_and_local_writes_go_on() {
+    let mut server = server();
+    let mut alice = Device::new("a", "alice", true);
+    alice.token = Err("the provider threw".into());
+    alice.start(&mut server);
+    let status = alice.status.clone().unwrap();
+    assert_eq!(
+        status.error.map(|e| e.code),
+        Some(StatusErrorCode::AuthRequired)
+    );
+    let tab = alice.tab();
+    alice.add_todo(tab, "t1", "alice").unwrap();
+    assert_eq!(alice.status.as_ref().unwrap().pending, 1);
+    // The provider works again: asked after the backoff, and the write goes out.
+    alice.token = Ok("alice".into());
+    alice.settle_for(&mut server, None, 120_000);
+    assert_eq!(alice.settled.len(), 1);
+    assert_eq!(alice.status.as_ref().unwrap().error, None);
+}
+
+#[test]
+fn a_newer_server_schema_stops_sync_keeps_local_writes_and_stays_known() {
+    let mut server = ModelServer::new(AppDefinition::from_json(&app_version(2)).unwrap()).unwrap();
+    let mut alice = Device::new("a", "alice", true);
+    alice.start(&mut server);
+    assert!(matches!(
+        alice.emitted[..],
+        [SyncEvent::UpdateNeeded {
+            server_schema_version: 2
+        }]
+    ));
+    let sticky: Vec<_> = alice
+        .engine
+        .replication()
+        .unwrap()
+        .sticky_events()
+        .collect();
+    assert_eq!(sticky.len(), 1, "told to tabs that connect later");
+    let tab = alice.tab();
+    alice.add_todo(tab, "t1", "alice").unwrap();
+    alice.sync(&mut server);
+    assert!(alice.io.is_empty());
+    assert_eq!(alice.column(tab, "SELECT id FROM todos"), [text("t1")]);
+    assert_eq!(
+        alice
+            .status
+            .as_ref()
+            .unwrap()
+            .error
+            .as_ref()
+            .map(|e| e.code),
+        Some(StatusErrorCode::UpdateNeeded)
+    );
+}
+
+#[test]
+fn an_unparseable_reply_is_a_bad_response_and_is_retried() {
+    let mut server = server();
+    let mut alice = Device::new("a", "alice", true);
+    alice.event(Event::Online);
+    assert_eq!(alice.io, [Effect::NeedToken]);
+    alice.io.clear();
+    alice.event(Event::Token(Some("alice".into())));
+    let Some(Effect::SendPull { id, .. }) = alice.io.pop() else {
+        panic!("no pull: {:?}", alice.io);
+    };
+    alice.event(Event::InvalidResponse {
+        id,
+        message: "expected value at line 1".into(),
+    });
+    assert_eq!(
+        alice
+            .status
+            .as_ref()
+            .unwrap()
+            .error
+            .as_ref()
+            .map(|e| e.code),
+        Some(StatusErrorCode::BadResponse)
+    );
+    alice.settle_for(&mut server, None, 120_000);
+    let status = alice.status.clone().unwrap();
+    assert!(status.connected && status.error.is_none() && status.last_synced_at.is_some());
+}
+
+#[test]
+fn a_replica_opened_without_a_server_can_start_syncing_later() {
+    let mut server = server();
+    let mut alice = Device::new("a", "alice", false);
+    let tab = alice.tab();
+    let id = alice.add_todo(tab, "early", "alice").unwrap();
+    assert!(!alice.engine.syncing());
+    assert!(alice.engine.enable_sync(3));
+    assert!(!alice.engine.enable_sync(4), "once");
+    alice.start(&mut server);
+    // Made before syncing started: its `server` outcome still comes.
+    assert_eq!(rejected_ids(&alice), [(id, None)]);
+    assert_eq!(alice.status.as_ref().unwrap().pending, 0);
+    assert_eq!(server.last_mutation_id("a").unwrap(), id);
+}

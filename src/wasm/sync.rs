@@ -1,0 +1,399 @@
+//! The sync client's host in the worker (`docs/protocol.md` §9): it carries
+//! out the engine's sync effects — `fetch` for push and pull, one
+//! `setTimeout`, token asks to a live tab — and feeds every outcome back as
+//! an event — and turns the worker's `online` / `offline` events into
+//! events. The realtime channel is in `realtime.rs`. It decides nothing.
+
+use super::convert;
+use super::realtime;
+use super::tabs;
+use super::worker::{self, Shared};
+use crate::engine::live::TabId;
+use crate::engine::replication::{Settled, SyncWork};
+use crate::engine::sync::{Effect, Event};
+use ferrydb_protocol::{PullResponse, PushResponse};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Headers, RequestInit, Response, WorkerGlobalScope};
+
+/// A token ask that gets no answer in this long counts as failed.
+const TOKEN_TIMEOUT_MS: i32 = 10_000;
+
+pub struct SyncHost {
+    /// The sync base URL: `{base}/push`, `{base}/pull`, `{base}/events`.
+    pub base: String,
+    timer: Option<i32>,
+    /// The one callback every `setTimeout` runs (a closure per timer would
+    /// leak each one that is cleared before it fires).
+    on_timer: Closure<dyn FnMut()>,
+    /// Bumped when the replica is replaced (`deleteDatabase`): replies to
+    /// requests of the old client are dropped, since the new client reuses
+    /// request ids.
+    generation: u32,
+    /// The bearer token of the latest request, for the realtime channel.
+    pub token: Option<String>,
+    /// The token ask in flight: which tab was asked, and the ask's number.
+    asked: Option<(TabId, u32)>,
+    next_ask: u32,
+    /// The realtime channel's state.
+    pub realtime: super::realtime::Realtime,
+}
+
+/// Starts syncing with the server at `base` (the first tab that opened the
+/// app with a server chose it).
+pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
+    let weak = Rc::downgrade(shared);
+    let on_timer = Closure::<dyn FnMut()>::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            if let Some(host) = shared.borrow_mut().sync.as_mut() {
+                host.timer = None;
+            }
+            event(&shared, Event::Timer);
+        }
+    });
+    shared.borrow_mut().sync = Some(SyncHost {
+        base: base.trim_end_matches('/').to_owned(),
+        timer: None,
+        on_timer,
+        generation: 0,
+        token: None,
+        asked: None,
+        next_ask: 1,
+        realtime: Default::default(),
+    });
+    listen_network(shared);
+    if navigator_online() {
+        event(shared, Event::Online);
+    }
+}
+
+/// The replica was replaced: forget the old client's requests, and start the
+/// new client (its first pull is a full one).
+pub fn restart(shared: &Rc<RefCell<Shared>>) {
+    {
+        let mut state = shared.borrow_mut();
+        let Some(host) = state.sync.as_mut() else {
+            return;
+        };
+        host.generation += 1;
+        host.asked = None;
+        if let Some(old) = host.timer.take() {
+            global().clear_timeout_with_handle(old);
+        }
+    }
+    if navigator_online() {
+        event(shared, Event::Online);
+    }
+}
+
+/// Feeds one event to the engine and carries out what it asks for.
+pub fn event(shared: &Rc<RefCell<Shared>>, event: Event) {
+    let handled = {
+        let mut state = shared.borrow_mut();
+        match state.engine.sync_event(event) {
+            Ok(handled) => {
+                for updates in &handled.updates {
+                    tabs::post_updates(&state, updates);
+                }
+                handled
+            }
+            Err(e) => {
+                web_sys::console::error_2(&"ferrydb: sync failed".into(), &convert::error(&e));
+                return;
+            }
+        }
+    };
+    if handled.commit_seq.is_some() {
+        worker::flush_soon(shared);
+    }
+    carry_out(shared, handled.work);
+}
+
+/// Does what the engine asked. Call with `shared` not borrowed.
+pub fn carry_out(shared: &Rc<RefCell<Shared>>, work: SyncWork) {
+    for settled in &work.settled {
+        tabs::broadcast(&shared.borrow(), &settled_message(settled));
+    }
+    for effect in work.effects {
+        match effect {
+            Effect::SendPush { id, token, request } => {
+                let body = serde_json::to_string(&request).expect("a push request serializes");
+                send(shared, id, "push", token, body);
+            }
+            Effect::SendPull { id, token, request } => {
+                let body = serde_json::to_string(&request).expect("a pull request serializes");
+                send(shared, id, "pull", token, body);
+            }
+            Effect::SetTimer { at } => set_timer(shared, at),
+            Effect::NeedToken => ask_token(shared),
+            Effect::Emit(sync_event) => {
+                let message = convert::object(&[
+                    ("type", "syncEvent".into()),
+                    ("event", convert::to_js(&sync_event)),
+                ]);
+                tabs::broadcast(&shared.borrow(), &message);
+            }
+            Effect::Status(status) => {
+                tabs::broadcast(&shared.borrow(), &status_message(&status));
+                if status.connected {
+                    realtime::ensure(shared);
+                }
+            }
+            // The engine refreshed live queries already.
+            Effect::Changed(_) => {}
+        }
+    }
+}
+
+pub fn status_message(status: &crate::engine::sync::SyncStatus) -> JsValue {
+    convert::object(&[
+        ("type", "syncStatus".into()),
+        ("status", convert::to_js(status)),
+    ])
+}
+
+fn settled_message(settled: &Settled) -> JsValue {
+    convert::object(&[
+        ("type", "settled".into()),
+        ("settled", convert::to_js(settled)),
+    ])
+}
+
+pub fn global() -> WorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn navigator_online() -> bool {
+    global().navigator().on_line()
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn listen_network(shared: &Rc<RefCell<Shared>>) {
+    for (name, online) in [("online", true), ("offline", false)] {
+        let weak = Rc::downgrade(shared);
+        let listener = Closure::<dyn FnMut()>::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                if online {
+                    realtime::wake(&shared);
+                    event(&shared, Event::Online);
+                } else {
+                    event(&shared, Event::Offline);
+                }
+            }
+        });
+        let _ = global().add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
+        // Listens for the worker's whole life.
+        listener.forget();
+    }
+}
+
+/// `POST {base}/{path}`, then the matching event: the parsed reply, an
+/// `HttpError` (status 0: no response), or `InvalidResponse` for a 200 whose
+/// body is not the expected JSON.
+fn send(
+    shared: &Rc<RefCell<Shared>>,
+    id: u64,
+    path: &'static str,
+    token: Option<String>,
+    body: String,
+) {
+    let (url, generation) = {
+        let mut state = shared.borrow_mut();
+        let Some(host) = state.sync.as_mut() else {
+            return;
+        };
+        host.token.clone_from(&token);
+        (format!("{}/{path}", host.base), host.generation)
+    };
+    let weak = Rc::downgrade(shared);
+    wasm_bindgen_futures::spawn_local(async move {
+        let outcome = fetch_text("POST", &url, token.as_deref(), Some(&body)).await;
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let current = shared.borrow().sync.as_ref().map(|h| h.generation);
+        if current != Some(generation) {
+            return; // for the client of a replica since replaced
+        }
+        let reply = match outcome {
+            Err(_) => Event::HttpError { id, status: 0 },
+            Ok((200, text)) => parse_reply(id, path, &text),
+            Ok((status, _)) => Event::HttpError { id, status },
+        };
+        event(&shared, reply);
+    });
+}
+
+fn parse_reply(id: u64, path: &str, text: &str) -> Event {
+    let parsed = if path == "push" {
+        serde_json::from_str::<PushResponse>(text)
+            .map(|response| Event::PushResponse { id, response })
+    } else {
+        serde_json::from_str::<PullResponse>(text)
+            .map(|response| Event::PullResponse { id, response })
+    };
+    parsed.unwrap_or_else(|e| Event::InvalidResponse {
+        id,
+        message: format!("the {path} reply is not valid: {e}"),
+    })
+}
+
+pub fn request_init(
+    method: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<RequestInit, JsValue> {
+    let headers = Headers::new()?;
+    if body.is_some() {
+        headers.set("Content-Type", "application/json")?;
+    }
+    if let Some(token) = token {
+        headers.set("Authorization", &format!("Bearer {token}"))?;
+    }
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers);
+    init.set_cache(web_sys::RequestCache::NoStore);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    Ok(init)
+}
+
+/// The status and body text of a request; `Err` when no response came.
+async fn fetch_text(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String), JsValue> {
+    let init = request_init(method, token, body)?;
+    let response: Response = JsFuture::from(global().fetch_with_str_and_init(url, &init))
+        .await?
+        .dyn_into()?;
+    let status = response.status();
+    let text = JsFuture::from(response.text()?).await?;
+    Ok((status, text.as_string().unwrap_or_default()))
+}
+
+fn set_timer(shared: &Rc<RefCell<Shared>>, at: u64) {
+    let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as i32;
+    let mut state = shared.borrow_mut();
+    let Some(host) = state.sync.as_mut() else {
+        return;
+    };
+    if let Some(old) = host.timer.take() {
+        global().clear_timeout_with_handle(old);
+    }
+    host.timer = global()
+        .set_timeout_with_callback_and_timeout_and_arguments_0(
+            host.on_timer.as_ref().unchecked_ref(),
+            delay,
+        )
+        .ok();
+}
+
+/// Asks one live tab with an auth provider for a token. With none, a tab
+/// that syncs without auth means "no token"; with no tab at all, the ask
+/// fails (`auth_required`) and the client asks again after its backoff.
+fn ask_token(shared: &Rc<RefCell<Shared>>) {
+    let answer = {
+        let mut state = shared.borrow_mut();
+        let with_auth = state
+            .tabs
+            .iter()
+            .find(|(_, t)| t.auth == Some(true))
+            .map(|(id, _)| *id);
+        let without_auth = state.tabs.values().any(|t| t.auth == Some(false));
+        let Shared { tabs, sync, .. } = &mut *state;
+        let Some(host) = sync.as_mut() else {
+            return;
+        };
+        match with_auth {
+            Some(tab) => {
+                let ask = host.next_ask;
+                host.next_ask += 1;
+                host.asked = Some((tab, ask));
+                let message = convert::object(&[
+                    ("type", "needToken".into()),
+                    ("ask", JsValue::from_f64(ask as f64)),
+                ]);
+                if let Some(t) = tabs.get(&tab) {
+                    tabs::post(t.port(), &message);
+                }
+                token_deadline(Rc::downgrade(shared), tab, ask);
+                None
+            }
+            None if without_auth => Some(Event::Token(None)),
+            None => Some(Event::TokenFailed("no open tab can provide a token".into())),
+        }
+    };
+    if let Some(answer) = answer {
+        event(shared, answer);
+    }
+}
+
+fn token_deadline(weak: Weak<RefCell<Shared>>, tab: TabId, ask: u32) {
+    let expire = Closure::once_into_js(move || {
+        if let Some(shared) = weak.upgrade() {
+            answer_token(
+                &shared,
+                tab,
+                ask,
+                Err("the token provider did not answer".into()),
+            );
+        }
+    });
+    let _ = global().set_timeout_with_callback_and_timeout_and_arguments_0(
+        expire.unchecked_ref(),
+        TOKEN_TIMEOUT_MS,
+    );
+}
+
+/// A tab answered token ask `ask`: `Ok(None)` means "no auth".
+pub fn answer_token(
+    shared: &Rc<RefCell<Shared>>,
+    tab: TabId,
+    ask: u32,
+    answer: Result<Option<String>, String>,
+) {
+    {
+        let mut state = shared.borrow_mut();
+        let Some(host) = state.sync.as_mut() else {
+            return;
+        };
+        if host.asked != Some((tab, ask)) {
+            return; // answered already, or timed out
+        }
+        host.asked = None;
+    }
+    event(
+        shared,
+        match answer {
+            Ok(token) => Event::Token(token),
+            Err(why) => Event::TokenFailed(why),
+        },
+    );
+}
+
+/// A tab went away: if it was asked for a token, ask another.
+pub fn tab_gone(shared: &Rc<RefCell<Shared>>, tab: TabId) {
+    let reask = {
+        let mut state = shared.borrow_mut();
+        match state.sync.as_mut() {
+            Some(host) if host.asked.is_some_and(|(t, _)| t == tab) => {
+                host.asked = None;
+                true
+            }
+            _ => false,
+        }
+    };
+    if reask {
+        ask_token(shared);
+    }
+}
