@@ -330,6 +330,29 @@ async fn every_rejection_code_and_idempotent_retries() {
     }
 }
 
+/// The first thing a fresh store (fresh connections) does is a mutator that
+/// fails: still a `mutator_failed` rejection, and the push goes on.
+#[tokio::test]
+async fn a_failing_mutator_first_on_a_fresh_store_is_rejected_not_an_error() {
+    let mut json = app_json();
+    json["mutators"].as_array_mut().unwrap().push(json!({
+        "name": "fail", "params": [{"name": "id", "type": "text"}],
+        "sql": "INSERT INTO counters (id, value) VALUES (:id, 1), (:id, 2)"
+    }));
+    for url in store_urls().await {
+        let store = open(&url, app_def(&json)).await;
+        let request = push_request(
+            "c",
+            &[
+                (1, "fail", json!({"id": "x"})),
+                (2, "increment", json!({"id": "x", "by": 1})),
+            ],
+        );
+        let r = results(&store, "u", &request).await;
+        assert_eq!(codes(&r), ["mutator_failed", "ok"], "{url}: {r:?}");
+    }
+}
+
 #[tokio::test]
 async fn write_rules_check_the_row_before_and_after() {
     let mut json = app_json();

@@ -347,7 +347,13 @@ impl PostgresStore {
         mutation: &Mutation,
     ) -> Result<(MutationResult, i64)> {
         let id = mutation.id;
+        // Everything this mutation runs is prepared first: once a statement
+        // of the mutator fails, the transaction accepts nothing (not even a
+        // Parse) until the savepoint is rolled back.
         let bump = tx.prepare_cached(BUMP).await?;
+        let finish = tx
+            .prepare_typed_cached(&self.finish, schema::FINISH_TYPES)
+            .await?;
         let (version, outcome, end) = match self.bind(mutation) {
             // Nothing to run, nothing to roll back.
             Err(rejected) => {
@@ -413,9 +419,6 @@ impl PostgresStore {
             }
             _ => ("ok".to_owned(), None),
         };
-        let finish = tx
-            .prepare_typed_cached(&self.finish, schema::FINISH_TYPES)
-            .await?;
         let end = async {
             match end {
                 Some(sql) => tx.batch_execute(sql).await,
