@@ -1302,6 +1302,56 @@ async fn writes_outside_pushes_reach_clients_and_truncate_is_refused() {
     assert!(store.mutation_log().await.unwrap().len() == 3);
 }
 
+/// Pushes queue behind the version lock (held here by an operator's
+/// transaction); pulls still answer at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_are_served_while_pushes_wait_for_the_version_lock() {
+    let Some(admin) = postgres() else { return };
+    let url = fresh_database(&admin).await;
+    let state = instance(&url, sample()).await;
+    let (mut psql, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let holder = psql.transaction().await.unwrap();
+    holder
+        .execute("SELECT value FROM _ferry_version FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let pushes: Vec<JoinHandle<Vec<MutationResult>>> = (0..24)
+        .map(|c| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let request = push_request(
+                    &format!("c{c}"),
+                    &[(1, "increment", json!({"id": "n", "by": 1}))],
+                );
+                results(store_of(&state), "u", &request).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..5 {
+        let pulled = tokio::time::timeout(
+            Duration::from_secs(3),
+            store_of(&state).pull("u", pull_request(&format!("reader{i}"), None)),
+        )
+        .await
+        .expect("a pull while 24 pushes wait")
+        .unwrap();
+        assert!(matches!(pulled, PullResponse::Ok(_)));
+    }
+    assert!(
+        pushes.iter().all(|p| !p.is_finished()),
+        "the pushes are still waiting"
+    );
+    holder.commit().await.unwrap();
+    for push in pushes {
+        assert_eq!(codes(&push.await.unwrap()), ["ok"]);
+    }
+    assert_eq!(store_of(&state).version().await.unwrap(), 24);
+}
+
 #[tokio::test]
 async fn a_mutator_that_does_not_run_on_postgres_is_refused_at_open() {
     let Some(admin) = postgres() else { return };

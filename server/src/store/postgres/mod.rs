@@ -36,6 +36,8 @@
 //! connection (Postgres runs them in order; after a failure the rest fail
 //! unrun and the first error is the one that counts). A mutation costs two
 //! round trips, an incremental pull four. Pulls never wait for pushes: they
+//! never take the version lock, pushes may hold only [`PUSH_SLOTS`] of the
+//! pool's connections, and
 //! read a snapshot on their own pooled connection.
 //!
 //! Not here yet: TLS to the database (the pool connects with `NoTls`).
@@ -73,6 +75,10 @@ use values::{refs, Param};
 pub const CHUNK: usize = 32;
 /// Connections per store for pushes and pulls (the listener has its own).
 const POOL_SIZE: usize = 16;
+/// Pushes of one instance that may hold a connection at once. Pushes run one
+/// at a time across all instances anyway (the version lock); the rest of the
+/// pool stays free for pulls, so a burst of pushes never starves them.
+const PUSH_SLOTS: usize = 4;
 /// How long a request waits for a connection before it is `Unavailable`.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,12 +112,14 @@ const CHANGED_CLIENTS: &str = "SELECT client_id, last_mutation_id FROM _ferry_cl
 
 pub struct PostgresStore {
     pool: Pool,
-    app: AppDefinition,
+    /// The app's schema version, compared on every exchange.
+    schema_version: u32,
     tables: Vec<PgTable>,
     mutators: HashMap<String, PgMutator>,
     write_check: String,
     finish: String,
     page_size: usize,
+    push_slots: tokio::sync::Semaphore,
     _listener: listen::Listener,
 }
 
@@ -196,10 +204,11 @@ impl PostgresStore {
             write_check: schema::write_check(&tables),
             finish: schema::finish_mutation(&tables),
             pool,
-            app,
+            schema_version: app.version,
             tables,
             mutators,
             page_size: options.page_size.max(1),
+            push_slots: tokio::sync::Semaphore::new(PUSH_SLOTS),
             _listener: listener,
         })
     }
@@ -209,7 +218,7 @@ impl PostgresStore {
     }
 
     fn mismatch(&self, client_version: u32) -> Option<SchemaMismatch> {
-        let server = self.app.version;
+        let server = self.schema_version;
         let action = match client_version.cmp(&server) {
             std::cmp::Ordering::Equal => return None,
             std::cmp::Ordering::Less => MismatchAction::UpdateApp,
@@ -255,6 +264,15 @@ impl PostgresStore {
         if let Some(m) = self.mismatch(request.schema_version) {
             return Ok(PushResponse::SchemaMismatch(m));
         }
+        let _slot = match tokio::time::timeout(POOL_WAIT, self.push_slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return Err(StoreError::Internal("the push slots were closed".into())),
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "postgres: too many pushes waiting for the database".into(),
+                ))
+            }
+        };
         let mut client = self.client().await?;
         let mut results = Vec::new();
         loop {
@@ -520,7 +538,7 @@ impl PostgresStore {
         }
         let version: i64 = state.try_get(0)?;
         let reset = PullResponse::SchemaMismatch(SchemaMismatch {
-            server_schema_version: self.app.version,
+            server_schema_version: self.schema_version,
             action: MismatchAction::ResetReplica,
         });
         // The patch and the clients that moved, queried together.
