@@ -213,17 +213,6 @@ try {
     report.systems[system] = out;
   }
 
-  const fmt = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
-  console.log(`\nferrydb bench — ${report.browser} — ${report.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
-  console.log(['scenario'.padEnd(26), ...systems.map((s) => s.padEnd(20))].join(''));
-  for (const key of [...KEYS, 'main_thread_js_gzip_kb', 'cold_open_from_open_call_ms']) {
-    const cells = systems.map((s) => {
-      const v = report.systems[s][key];
-      const p = p95[s][key];
-      return `${fmt(v)}${p !== undefined && p !== null ? ` (${fmt(p)})` : ''}`.padEnd(20);
-    });
-    console.log([key.padEnd(26), ...cells].join(''));
-  }
   if (systems.includes('ferrydb')) {
     // The reference server under load, on each store (Postgres when one is given).
     const stores = { sqlite: `sqlite:${join(root, 'target', `bench-server-${Date.now()}.db`)}` };
@@ -237,6 +226,17 @@ try {
     report.systems.ferrydb.server_push_per_s = load.sqlite.push_per_s;
     report.systems.ferrydb.server_pull_rows_per_s = load.sqlite.pull_rows_per_s;
     report.systems.ferrydb.server_load = load;
+  }
+  const fmt = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
+  console.log(`\nferrydb bench — ${report.browser} — ${report.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
+  console.log(['scenario'.padEnd(26), ...systems.map((s) => s.padEnd(20))].join(''));
+  for (const key of [...KEYS, 'main_thread_js_gzip_kb', 'cold_open_from_open_call_ms']) {
+    const cells = systems.map((s) => {
+      const v = report.systems[s][key];
+      const p = p95[s][key];
+      return `${fmt(v)}${p !== undefined && p !== null ? ` (${fmt(p)})` : ''}`.padEnd(20);
+    });
+    console.log([key.padEnd(26), ...cells].join(''));
   }
   if (largeMb && systems.includes('ferrydb')) {
     report.systems.ferrydb.large_replica = await largeOpen(largeMb);
