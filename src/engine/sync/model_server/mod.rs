@@ -390,7 +390,16 @@ impl ModelServer {
             ),
             None => self.full_page(&user, version, 0, None)?,
             Some(Cookie::Text(cursor)) => match parse_cursor(cursor) {
-                Some((at, table, after)) if at <= version => {
+                // A cursor this server could have written: its table exists
+                // and its key has that table's key columns (else the next
+                // page's query would not bind, or would end the sync early).
+                Some((at, table, after))
+                    if at <= version
+                        && self
+                            .tables
+                            .get(table)
+                            .is_some_and(|t| t.sql.key.len() == after.len()) =>
+                {
                     self.full_page(&user, at, table, Some(after))?
                 }
                 _ => return Ok(reset),

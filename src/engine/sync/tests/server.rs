@@ -360,3 +360,28 @@ fn a_file_backed_server_keeps_its_state_and_refuses_changed_tables() {
     assert!(err.to_string().contains("`lists`"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_cursor_cookie_the_server_could_not_have_written_resets_the_replica() {
+    let mut server = server();
+    for cursor in [
+        r#"full:0:0:["a","b"]"#,
+        r#"full:0:9:["a"]"#,
+        "full:0:0:[1.5]",
+        "nonsense",
+    ] {
+        let pull = PullRequest {
+            protocol_version: PROTOCOL_VERSION,
+            schema_version: 1,
+            client_group_id: "c".into(),
+            client_id: "c".into(),
+            cookie: Some(Cookie::Text(cursor.into())),
+        };
+        match server.pull("u", &pull).unwrap() {
+            PullResponse::SchemaMismatch(m) => {
+                assert_eq!(m.action, MismatchAction::ResetReplica, "{cursor}")
+            }
+            other => panic!("{cursor}: {other:?}"),
+        }
+    }
+}
