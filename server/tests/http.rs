@@ -349,6 +349,15 @@ async fn one_user_can_neither_read_nor_write_another_users_rows() {
     }
 }
 
+/// A request that must be refused: path, bearer token, body, status, code.
+type BadCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 #[tokio::test]
 async fn bad_requests_get_a_code_and_apply_nothing() {
     for url in store_urls().await {
@@ -362,7 +371,7 @@ async fn bad_requests_get_a_code_and_apply_nothing() {
         };
         let server = server(&url, app_def(&app_json()), config).await;
         let increment = |id| (id, "increment", json!({"id": "n", "by": 1}));
-        let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+        let cases: Vec<BadCase> = vec![
             (
                 "/sync/push",
                 Some("u"),

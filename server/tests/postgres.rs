@@ -443,6 +443,42 @@ async fn a_gap_stops_the_batch() {
     }
 }
 
+/// A push longer than one Postgres transaction's share (32 mutations) is
+/// processed whole, rejections included, and retried whole just as well.
+#[tokio::test]
+async fn a_long_push_is_processed_whole() {
+    for url in store_urls().await {
+        let store = open(&url, sample()).await;
+        let mutations: Vec<(u64, &str, Json)> = (1..=100)
+            .map(|id| match id % 25 {
+                0 => (id, "increment", json!({"id": "n"})), // bad_arguments
+                _ => (id, "increment", json!({"id": "n", "by": 1})),
+            })
+            .collect();
+        let request = push_request("c", &mutations);
+        let first = results(&store, "u", &request).await;
+        assert_eq!(first.len(), 100, "{url}");
+        let rejected: Vec<u64> = first
+            .iter()
+            .filter(|r| code(r) == "bad_arguments")
+            .map(MutationResult::id)
+            .collect();
+        assert_eq!(rejected, [25, 50, 75, 100], "{url}");
+        let again = results(&store, "u", &request).await;
+        assert_eq!(
+            codes(&again)
+                .iter()
+                .filter(|c| **c == "alreadyProcessed")
+                .count(),
+            96
+        );
+        assert_eq!(store.version().await.unwrap(), 100, "{url}");
+        let state = readable(&store, &sample(), "u").await;
+        assert_eq!(state.table("counters")[0]["value"], 96, "{url}");
+        assert_eq!(store.mutation_log().await.unwrap().len(), 100, "{url}");
+    }
+}
+
 #[tokio::test]
 async fn pulls_send_only_readable_rows_and_tombstones_for_the_rest() {
     for url in store_urls().await {
@@ -823,6 +859,8 @@ fn typed_app() -> AppDefinition {
              "sql": "UPDATE things SET r = r * :by, n = coalesce(n, 0) + 1 WHERE id = :id"},
             {"name": "hide", "params": [{"name": "id", "type": "integer"}],
              "sql": "UPDATE things SET f = false WHERE id = :id"},
+            {"name": "move", "params": [{"name": "id", "type": "integer"}, {"name": "to", "type": "integer"}],
+             "sql": "UPDATE things SET id = :to WHERE id = :id"},
             {"name": "drop", "params": [{"name": "id", "type": "integer"}],
              "sql": "DELETE FROM things WHERE id = :id"}
         ]
@@ -891,6 +929,11 @@ async fn both_stores_answer_the_same_value_for_value() {
             json!({"id": 1.5, "owner": "alice", "r": 1, "t": "x", "b": [], "f": true}),
         ),
         ("bob", "flip", json!({"id": 1})),
+        // A key change: a tombstone for the old key, a row at the new one;
+        // and the write rule holds for both images.
+        ("alice", "move", json!({"id": 2, "to": 20})),
+        ("bob", "move", json!({"id": 1, "to": 30})),
+        ("alice", "move", json!({"id": 20, "to": 5})), // taken: mutator_failed
     ];
     let mut next_id: BTreeMap<&str, u64> = BTreeMap::new();
     let mut cookies: BTreeMap<&str, Option<Cookie>> = BTreeMap::new();
@@ -935,6 +978,12 @@ async fn both_stores_answer_the_same_value_for_value() {
     assert_eq!(one["j"]["a"][3]["b"], json!(true));
     assert_eq!(one["b"], json!([0, 1, 127, 128, 255]));
     assert_eq!(one["n"], json!(1));
+    let ids: Vec<&Json> = things.table("things").iter().map(|r| &r["id"]).collect();
+    assert_eq!(
+        ids,
+        [&json!(1), &json!(20), &json!(3), &json!(5)],
+        "in key text order; 6 was refused"
+    );
     assert_eq!(
         sqlite.mutation_log().await.unwrap(),
         pg.mutation_log().await.unwrap()
@@ -1079,19 +1128,31 @@ async fn concurrent_pushes_through_two_instances_apply_every_mutation_once() {
                     let from = confirmed + 1 - random(confirmed.min(3) + 1);
                     let to = (confirmed + 1 + random(5)).min(PER_CLIENT);
                     let batch: Vec<_> = (from..=to).map(&mutation).collect();
-                    let instance = &instances[(push % 2) as usize];
+                    let request = push_request(&client, &batch);
+                    let first = (push % 2) as usize;
                     push += 1;
-                    let r =
-                        results(store_of(instance), &user, &push_request(&client, &batch)).await;
-                    assert_eq!(r.len(), batch.len(), "no gaps in these batches");
-                    for (result, (id, _, _)) in r.iter().zip(&batch) {
-                        assert_eq!(result.id(), *id);
-                        let expected = if *id <= confirmed {
-                            "alreadyProcessed"
-                        } else {
-                            "ok"
-                        };
-                        assert_eq!(code(result), expected, "{client} mutation {id}");
+                    // Every third push goes to both instances at once (a
+                    // retry racing the original): each new mutation must be
+                    // `ok` in exactly one of the two replies.
+                    let replies = if random(3) == 0 {
+                        let (x, y) = tokio::join!(
+                            results(store_of(&instances[0]), &user, &request),
+                            results(store_of(&instances[1]), &user, &request)
+                        );
+                        vec![x, y]
+                    } else {
+                        vec![results(store_of(&instances[first]), &user, &request).await]
+                    };
+                    for r in &replies {
+                        assert_eq!(r.len(), batch.len(), "no gaps in these batches");
+                    }
+                    for (i, (id, _, _)) in batch.iter().enumerate() {
+                        let got: Vec<&str> = replies.iter().map(|r| code(&r[i])).collect();
+                        assert!(replies.iter().all(|r| r[i].id() == *id));
+                        let oks = got.iter().filter(|c| **c == "ok").count();
+                        let expected = usize::from(*id > confirmed);
+                        assert_eq!(oks, expected, "{client} mutation {id}: {got:?}");
+                        assert!(got.iter().all(|c| *c == "ok" || *c == "alreadyProcessed"));
                     }
                     confirmed = to;
                 }
@@ -1159,6 +1220,65 @@ async fn instances_opening_a_new_database_together_both_start() {
     assert_eq!(b.version().await.unwrap(), 1);
 }
 
+/// An operator's write in psql (outside any push) gets a version of its own
+/// and a poke, so clients pull it; TRUNCATE, which would leave no
+/// tombstones, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_outside_pushes_reach_clients_and_truncate_is_refused() {
+    let Some(admin) = postgres() else { return };
+    let url = fresh_database(&admin).await;
+    let state = instance(&url, sample()).await;
+    let store = store_of(&state);
+    let request = push_request(
+        "c",
+        &[
+            (1, "increment", json!({"id": "n", "by": 1})),
+            (2, "increment", json!({"id": "m", "by": 1})),
+        ],
+    );
+    results(store, "u", &request).await;
+    let caught_up = pull(store, "u", pull_request("c", None)).await;
+    let mut pokes = state.pokes.subscribe();
+    let (psql, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    psql.batch_execute(
+        "UPDATE counters SET value = 42 WHERE id = 'n'; DELETE FROM counters WHERE id = 'm'",
+    )
+    .await
+    .unwrap();
+    assert!(poked(&mut pokes, 3, Duration::from_secs(5)).await);
+    let next = pull(store, "u", pull_request("c", Some(caught_up.cookie))).await;
+    assert_eq!(next.cookie, Cookie::Integer(4), "one version per statement");
+    assert_eq!(
+        next.patch,
+        [
+            PatchOp::Put {
+                table: "counters".into(),
+                row: json!({"id": "n", "value": 42}).as_object().unwrap().clone()
+            },
+            PatchOp::Del {
+                table: "counters".into(),
+                key: json!({"id": "m"}).as_object().unwrap().clone()
+            }
+        ]
+    );
+    let err = psql.batch_execute("TRUNCATE counters").await.unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("not TRUNCATE"),
+        "{err}"
+    );
+    // Pushes after the manual writes carry on from there.
+    let request = push_request("c", &[(3, "increment", json!({"id": "n", "by": 1}))]);
+    assert_eq!(codes(&results(store, "u", &request).await), ["ok"]);
+    assert_eq!(store.version().await.unwrap(), 5);
+    assert!(store.mutation_log().await.unwrap().len() == 3);
+}
+
 #[tokio::test]
 async fn a_mutator_that_does_not_run_on_postgres_is_refused_at_open() {
     let Some(admin) = postgres() else { return };
@@ -1213,9 +1333,12 @@ impl Proxy {
     }
 
     /// Drops every connection and stops accepting: the database is "down".
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
+    async fn cut(&self) {
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
             task.abort();
+            // Returns once the task (and its sockets) are gone.
+            let _ = task.await;
         }
     }
 
@@ -1262,7 +1385,7 @@ async fn a_database_that_goes_away_is_unavailable_until_it_is_back() {
         &push_request("c", &[(1, "increment", json!({"id": "n", "by": 1}))]),
     )
     .await;
-    proxy.cut();
+    proxy.cut().await;
     let push = store
         .push(
             "u",
@@ -1311,7 +1434,7 @@ async fn a_database_that_goes_away_is_unavailable_until_it_is_back() {
         "a poke after the outage"
     );
     // A store that cannot reach its database at all does not open.
-    proxy.cut();
+    proxy.cut().await;
     let err = store::open(&url, sample(), options(100))
         .await
         .err()

@@ -8,14 +8,19 @@ use deadpool_postgres::PoolError;
 /// Whether `e` is about the connection or the server's load rather than the
 /// statement: connection exceptions (class 08), shutdowns and "starting up"
 /// (57P01–57P03), insufficient resources (class 53), serialization failures
-/// and deadlocks (40001, 40P01), a lost socket or a closed connection.
+/// and deadlocks (40001, 40P01), a statement or lock timeout (57014, 55P03:
+/// the database is too busy; a valid mutation must not be rejected for
+/// that), a lost socket or a closed connection.
 pub fn is_transient(e: &tokio_postgres::Error) -> bool {
     match e.code() {
         Some(code) => {
             let code = code.code();
             code.starts_with("08")
                 || code.starts_with("53")
-                || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "57014" | "55P03"
+                )
         }
         None => {
             e.is_closed()

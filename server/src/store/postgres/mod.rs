@@ -26,6 +26,19 @@
 //!   more subtransactions than Postgres caches per backend.
 //! - **Pokes through LISTEN/NOTIFY** (see [`listen`]): `pg_notify` in the
 //!   push's transaction, heard by every instance.
+//! - **Writes outside pushes** (an operator in psql, a backfill) get a
+//!   version of their own per statement and a poke, from a statement
+//!   trigger, so clients pull them; `TRUNCATE`, which leaves no tombstones,
+//!   is refused.
+//!
+//! Round trips are what the version lock is held for, so they are few:
+//! requests that do not depend on each other's answers are pipelined on the
+//! connection (Postgres runs them in order; after a failure the rest fail
+//! unrun and the first error is the one that counts). A mutation costs two
+//! round trips, an incremental pull four. Pulls never wait for pushes: they
+//! read a snapshot on their own pooled connection.
+//!
+//! Not here yet: TLS to the database (the pool connects with `NoTls`).
 
 mod error;
 mod listen;
@@ -44,10 +57,12 @@ use ferrydb_protocol::{
     PullOk, PullRequest, PullResponse, PushRequest, PushResponse, RejectionCode, Row,
     SchemaMismatch,
 };
+use futures_util::future::join_all;
 use schema::{pg_type, PgTable};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::types::Type;
 use tokio_postgres::{IsolationLevel, NoTls};
 use values::{refs, Param};
@@ -61,6 +76,33 @@ const POOL_SIZE: usize = 16;
 /// How long a request waits for a connection before it is `Unavailable`.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Session limits: how long one statement (a push's wait for the version
+/// lock included) may take, and how long a transaction may sit idle (a
+/// server that hung or lost its network mid-push must not hold the version
+/// lock for long). Either ends the request with `Unavailable`. Options in the
+/// URL come after these, so a deployment can override them.
+const SESSION_LIMITS: &str =
+    "-c statement_timeout=15000 -c idle_in_transaction_session_timeout=30000";
+
+/// Takes the version row (the lock that orders all mutations) and turns
+/// the touched-row triggers on for this transaction.
+const LOCK: &str = "SELECT set_config($1, 'on', true) FROM _ferry_version FOR UPDATE";
+/// The next version, for the mutation about to run.
+const BUMP: &str = "UPDATE _ferry_version SET value = value + 1 RETURNING value";
+/// A client's `lastMutationID` (NULL: never seen) and whether the client or
+/// its group belongs to another user. `$1` client, `$2` group, `$3` user.
+const CLIENT_STATE: &str = "SELECT \
+     (SELECT last_mutation_id FROM _ferry_clients WHERE client_id = $1), \
+     EXISTS (SELECT 1 FROM _ferry_clients \
+             WHERE (client_id = $1 OR client_group_id = $2) AND user_id <> $3)";
+/// The version and the same ownership test, for a pull.
+const PULL_STATE: &str = "SELECT v.value, \
+     EXISTS (SELECT 1 FROM _ferry_clients \
+             WHERE (client_id = $1 OR client_group_id = $2) AND user_id <> $3) \
+     FROM _ferry_version v";
+/// Clients of a group whose `lastMutationID` moved after version `$2`.
+const CHANGED_CLIENTS: &str = "SELECT client_id, last_mutation_id FROM _ferry_clients \
+     WHERE client_group_id = $1 AND version > $2";
 
 pub struct PostgresStore {
     pool: Pool,
@@ -113,6 +155,11 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        let session = match config.get_options() {
+            Some(theirs) => format!("{SESSION_LIMITS} {theirs}"),
+            None => SESSION_LIMITS.to_owned(),
+        };
+        config.options(session);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -232,11 +279,14 @@ impl PostgresStore {
         request: &PushRequest,
         mutations: &[Mutation],
     ) -> Result<Chunk> {
-        let client_id = &request.client_id;
-        check_owner(tx, user_id, client_id, &request.client_group_id).await?;
+        let (client_id, group_id) = (&request.client_id, &request.client_group_id);
+        let state = tx
+            .prepare_typed_cached(CLIENT_STATE, &[Type::TEXT, Type::TEXT, Type::TEXT])
+            .await?;
+        let state_params: [&(dyn ToSql + Sync); 3] = [client_id, group_id, &user_id];
         // Without the lock: `lastMutationID` only grows and a rejection
         // commits with it, so what is already processed can be answered now.
-        let mut last = last_mutation_id(tx, client_id).await?;
+        let mut last = client_state(tx.query_one(&state, &state_params).await?, request)?;
         let mut locked = false;
         let mut processed = 0;
         let mut version = None;
@@ -246,15 +296,16 @@ impl PostgresStore {
             if mutation.id > last && !locked {
                 // From here on this push owns the version row until it
                 // commits. Ownership and `lastMutationID` may have moved
-                // while we waited: read them again.
-                tx.query_one(
-                    "SELECT set_config($1, 'on', true) FROM _ferry_version FOR UPDATE",
-                    &[&schema::RECORDING],
-                )
-                .await?;
+                // while we waited: read them again (a statement of its own,
+                // so it sees everything committed before the lock was ours).
+                let lock = tx.prepare_typed_cached(LOCK, &[Type::TEXT]).await?;
+                let (lock, now) = tokio::join!(
+                    tx.query_one(&lock, &[&schema::RECORDING]),
+                    tx.query_one(&state, &state_params)
+                );
+                lock?;
+                last = client_state(now?, request)?;
                 locked = true;
-                check_owner(tx, user_id, client_id, &request.client_group_id).await?;
-                last = last_mutation_id(tx, client_id).await?;
             }
             if mutation.id <= last {
                 results.push(recorded(tx, client_id, mutation.id).await?);
@@ -276,16 +327,18 @@ impl PostgresStore {
         }
         if let Some(version) = version {
             // Delivered when (and only if) this transaction commits.
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&schema::POKE_CHANNEL, &version.to_string()],
-            )
-            .await?;
+            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+            tx.execute(&notify, &[&schema::POKE_CHANNEL, &version.to_string()])
+                .await?;
         }
         Ok(Chunk { results, more })
     }
 
-    /// Runs one mutation (the next one of its client) and records it.
+    /// Runs one mutation (the next one of its client) and records it, in two
+    /// round trips: the version bump, the savepoint, the mutator's
+    /// statements and the write-rule check go out together (Postgres runs
+    /// them in order; after a failing statement the rest fail unrun), then
+    /// the end of the savepoint and the bookkeeping.
     async fn process(
         &self,
         tx: &Transaction<'_>,
@@ -294,29 +347,65 @@ impl PostgresStore {
         mutation: &Mutation,
     ) -> Result<(MutationResult, i64)> {
         let id = mutation.id;
-        let version: i64 = tx
-            .query_one(
-                "UPDATE _ferry_version SET value = value + 1 RETURNING value",
-                &[],
-            )
-            .await?
-            .get(0);
-        // The run has a savepoint of its own: a rejection rolls back the
-        // mutator's effects but keeps the bookkeeping below.
-        tx.batch_execute("SAVEPOINT ferry_run").await?;
-        let outcome = self.run_checked(tx, user_id, mutation).await;
-        let result = match outcome {
-            Ok(Ok(())) => {
-                tx.batch_execute("RELEASE SAVEPOINT ferry_run").await?;
-                MutationResult::Ok { id }
+        let bump = tx.prepare_cached(BUMP).await?;
+        let (version, outcome, end) = match self.bind(mutation) {
+            // Nothing to run, nothing to roll back.
+            Err(rejected) => {
+                let version: i64 = tx.query_one(&bump, &[]).await?.get(0);
+                (version, Err(rejected), None)
             }
-            Ok(Err(Rejected(code, message))) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT ferry_run; RELEASE SAVEPOINT ferry_run")
+            Ok((mutator, values)) => {
+                let mut prepared = Vec::with_capacity(mutator.statements.len());
+                for statement in &mutator.statements {
+                    prepared.push(
+                        tx.prepare_typed_cached(&statement.sql, &statement.types)
+                            .await?,
+                    );
+                }
+                let check = tx
+                    .prepare_typed_cached(&self.write_check, &[Type::TEXT])
                     .await?;
-                MutationResult::Rejected { id, code, message }
+                let params: Vec<Vec<Param>> = mutator
+                    .statements
+                    .iter()
+                    .map(|statement| {
+                        statement
+                            .args
+                            .iter()
+                            .map(|&i| values::to_param(mutator.def.params[i].ty, &values[i]))
+                            .collect()
+                    })
+                    .collect();
+                let params: Vec<Vec<&(dyn ToSql + Sync)>> =
+                    params.iter().map(|p| refs(p)).collect();
+                let statements = join_all(
+                    prepared
+                        .iter()
+                        .zip(&params)
+                        .map(|(statement, params)| tx.execute(statement, params)),
+                );
+                // The run has a savepoint of its own: a rejection rolls back
+                // the mutator's effects but keeps the bookkeeping.
+                let user: [&(dyn ToSql + Sync); 1] = [&user_id];
+                let (bumped, savepoint, executed, checked) = tokio::join!(
+                    tx.query_one(&bump, &[]),
+                    tx.batch_execute("SAVEPOINT ferry_run"),
+                    statements,
+                    tx.query_one(&check, &user),
+                );
+                let version: i64 = bumped?.get(0);
+                savepoint?;
+                let outcome = self.judge(mutator, user_id, executed, checked)?;
+                let end = match outcome {
+                    Ok(()) => "RELEASE SAVEPOINT ferry_run",
+                    Err(_) => "ROLLBACK TO SAVEPOINT ferry_run; RELEASE SAVEPOINT ferry_run",
+                };
+                (version, outcome, Some(end))
             }
-            // The database failed under us: the whole push is retried.
-            Err(e) => return Err(e),
+        };
+        let result = match outcome {
+            Ok(()) => MutationResult::Ok { id },
+            Err(Rejected(code, message)) => MutationResult::Rejected { id, code, message },
         };
         let (outcome, message) = match &result {
             MutationResult::Rejected { code, message, .. } => {
@@ -327,39 +416,52 @@ impl PostgresStore {
         let finish = tx
             .prepare_typed_cached(&self.finish, schema::FINISH_TYPES)
             .await?;
-        tx.execute(
-            &finish,
-            &[
-                &request.client_id,
-                &request.client_group_id,
-                &(id as i64),
-                &version,
-                &user_id,
-                &mutation.name,
-                &outcome,
-                &message,
-            ],
-        )
-        .await?;
+        let end = async {
+            match end {
+                Some(sql) => tx.batch_execute(sql).await,
+                None => Ok(()),
+            }
+        };
+        let mutation_id = id as i64;
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &request.client_id,
+            &request.client_group_id,
+            &mutation_id,
+            &version,
+            &user_id,
+            &mutation.name,
+            &outcome,
+            &message,
+        ];
+        let (ended, finished) = tokio::join!(end, tx.execute(&finish, &params));
+        ended?;
+        finished?;
         Ok((result, version))
     }
 
-    /// Runs the server's mutator of that name with the arguments, then checks
-    /// the write rule on every row it touched, before and after.
-    async fn run_checked(
-        &self,
-        tx: &Transaction<'_>,
-        user_id: &str,
-        mutation: &Mutation,
-    ) -> Result<Result<(), Rejected>> {
+    /// The server's mutator of that name with the arguments checked and
+    /// converted, or why not.
+    fn bind(&self, mutation: &Mutation) -> Result<(&PgMutator, Vec<Value>), Rejected> {
         let Some(mutator) = self.mutators.get(&mutation.name) else {
             let e = SyncError::UnknownMutator(mutation.name.clone());
-            return Ok(Err(Rejected(RejectionCode::UnknownMutator, e.to_string())));
+            return Err(Rejected(RejectionCode::UnknownMutator, e.to_string()));
         };
-        let values = match bind_args(&mutator.def, &mutation.args) {
-            Ok(values) => values,
-            Err(e) => return Ok(Err(Rejected(RejectionCode::BadArguments, e.to_string()))),
-        };
+        match bind_args(&mutator.def, &mutation.args) {
+            Ok(values) => Ok((mutator, values)),
+            Err(e) => Err(Rejected(RejectionCode::BadArguments, e.to_string())),
+        }
+    }
+
+    /// What the mutator's run came to: the first failing statement rejects it
+    /// (`mutator_failed`; a connection failure is the store's error instead),
+    /// else a row that breaks a write rule before or after (`forbidden`).
+    fn judge(
+        &self,
+        mutator: &PgMutator,
+        user_id: &str,
+        executed: Vec<Result<u64, tokio_postgres::Error>>,
+        checked: Result<tokio_postgres::Row, tokio_postgres::Error>,
+    ) -> Result<Result<(), Rejected>> {
         let failed = |e: &tokio_postgres::Error| {
             let e = SyncError::MutatorFailed {
                 mutator: mutator.def.name.clone(),
@@ -367,38 +469,16 @@ impl PostgresStore {
             };
             Rejected(RejectionCode::MutatorFailed, e.to_string())
         };
-        for statement in &mutator.statements {
-            let params: Vec<Param> = statement
-                .args
-                .iter()
-                .map(|&i| values::to_param(mutator.def.params[i].ty, &values[i]))
-                .collect();
-            let outcome = match tx
-                .prepare_typed_cached(&statement.sql, &statement.types)
-                .await
-            {
-                Ok(prepared) => tx.execute(&prepared, &refs(&params)).await.map(drop),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(()) => {}
-                Err(e) if error::is_transient(&e) || e.as_db_error().is_none() => {
-                    return Err(e.into())
-                }
-                Err(e) => return Ok(Err(failed(&e))),
-            }
-        }
-        let check = tx
-            .prepare_typed_cached(&self.write_check, &[Type::TEXT])
-            .await?;
-        let violations: Vec<bool> = match tx.query_one(&check, &[&user_id]).await {
-            Ok(row) => row.get(0),
-            // A rule that fails at run time (a type error on this row) is
-            // the mutation's failure, as in SQLite.
-            Err(e) if !error::is_transient(&e) && e.as_db_error().is_some() => {
-                return Ok(Err(failed(&e)))
-            }
-            Err(e) => return Err(e.into()),
+        // A rule that fails at run time (a type error on this row) is the
+        // mutation's failure too, as in SQLite.
+        let first = match executed.into_iter().find_map(Result::err) {
+            Some(e) => Err(e),
+            None => checked,
+        };
+        let violations: Vec<bool> = match first {
+            Ok(row) => row.try_get(0)?,
+            Err(e) if error::is_transient(&e) || e.as_db_error().is_none() => return Err(e.into()),
+            Err(e) => return Ok(Err(failed(&e))),
         };
         if let Some(i) = violations.iter().position(|&broken| broken) {
             return Ok(Err(Rejected(
@@ -425,65 +505,80 @@ impl PostgresStore {
             .read_only(true)
             .start()
             .await?;
-        check_owner(&tx, user_id, &request.client_id, &request.client_group_id).await?;
-        let version: i64 = tx
-            .query_one("SELECT value FROM _ferry_version", &[])
-            .await?
-            .get(0);
+        let state = tx
+            .prepare_typed_cached(PULL_STATE, &[Type::TEXT, Type::TEXT, Type::TEXT])
+            .await?;
+        let (client_id, group_id) = (&request.client_id, &request.client_group_id);
+        let state = tx
+            .query_one(&state, &[client_id, group_id, &user_id])
+            .await?;
+        if state.try_get::<_, bool>(1)? {
+            return Err(foreign(client_id, group_id));
+        }
+        let version: i64 = state.try_get(0)?;
         let reset = PullResponse::SchemaMismatch(SchemaMismatch {
             server_schema_version: self.app.version,
             action: MismatchAction::ResetReplica,
         });
-        let (since, patch, cookie, more) = match &request.cookie {
+        // The patch and the clients that moved, queried together.
+        let ((patch, cookie, more), changed) = match &request.cookie {
             Some(Cookie::Integer(since)) if *since > version => return Ok(reset),
-            Some(Cookie::Integer(since)) => (
-                *since,
-                self.changes_since(&tx, user_id, *since).await?,
-                Cookie::Integer(version),
-                false,
-            ),
-            None => self.full_page(&tx, user_id, version, 0, None).await?,
+            Some(Cookie::Integer(since)) => {
+                let (patch, changed) = tokio::join!(
+                    self.changes_since(&tx, user_id, *since),
+                    changed_clients(&tx, group_id, *since)
+                );
+                ((patch?, Cookie::Integer(version), false), changed?)
+            }
+            None => {
+                let (page, changed) = tokio::join!(
+                    self.full_page(&tx, user_id, version, 0, None),
+                    changed_clients(&tx, group_id, -1)
+                );
+                (page?, changed?)
+            }
             Some(Cookie::Text(cursor)) => match self.parse_cursor(cursor) {
                 Some((at, table, after)) if at <= version => {
-                    self.full_page(&tx, user_id, at, table, Some(after)).await?
+                    let (page, changed) = tokio::join!(
+                        self.full_page(&tx, user_id, at, table, Some(after)),
+                        changed_clients(&tx, group_id, -1)
+                    );
+                    (page?, changed?)
                 }
                 _ => return Ok(reset),
             },
         };
-        let rows = tx
-            .query(
-                "SELECT client_id, last_mutation_id FROM _ferry_clients \
-                 WHERE client_group_id = $1 AND version > $2",
-                &[&request.client_group_id, &since],
-            )
-            .await?;
-        let last_mutation_id_changes: BTreeMap<String, u64> = rows
-            .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
-            .collect();
         tx.commit().await?;
         Ok(PullResponse::Ok(PullOk {
             cookie,
-            last_mutation_id_changes,
+            last_mutation_id_changes: changed,
             patch,
             more,
         }))
     }
 
+    /// Every row or tombstone with a version after `since`, table by table
+    /// (all tables queried at once): a put if the user may read the row, a
+    /// del if it is gone or no longer readable.
     async fn changes_since(
         &self,
         tx: &Transaction<'_>,
         user_id: &str,
         since: i64,
     ) -> Result<Vec<PatchOp>> {
-        let mut patch = Vec::new();
+        let mut queries = Vec::with_capacity(self.tables.len());
         for table in &self.tables {
-            let query = tx
-                .prepare_typed_cached(&table.changes, &[Type::TEXT, Type::INT8])
-                .await?;
-            let rows = tx.query(&query, &[&user_id, &since]).await?;
+            queries.push(
+                tx.prepare_typed_cached(&table.changes, &[Type::TEXT, Type::INT8])
+                    .await?,
+            );
+        }
+        let params: [&(dyn ToSql + Sync); 2] = [&user_id, &since];
+        let answers = join_all(queries.iter().map(|q| tx.query(q, &params))).await;
+        let mut patch = Vec::new();
+        for (table, rows) in self.tables.iter().zip(answers) {
             let key_len = table.key.len();
-            for r in &rows {
+            for r in &rows? {
                 let readable: Option<bool> = r.try_get(key_len)?;
                 if readable == Some(true) {
                     patch.push(PatchOp::Put {
@@ -512,7 +607,7 @@ impl PostgresStore {
         at: i64,
         mut table: usize,
         mut after: Option<Vec<Value>>,
-    ) -> Result<(i64, Vec<PatchOp>, Cookie, bool)> {
+    ) -> Result<(Vec<PatchOp>, Cookie, bool)> {
         let mut patch = if after.is_none() && table == 0 {
             vec![PatchOp::Clear]
         } else {
@@ -557,12 +652,12 @@ impl PostgresStore {
             }
         }
         if table >= self.tables.len() {
-            return Ok((-1, patch, Cookie::Integer(at), false));
+            return Ok((patch, Cookie::Integer(at), false));
         }
         let key: Vec<serde_json::Value> =
             after.unwrap_or_default().iter().map(key_to_json).collect();
         let cursor = format!("full:{at}:{table}:{}", serde_json::Value::Array(key));
-        Ok((-1, patch, Cookie::Text(cursor), true))
+        Ok((patch, Cookie::Text(cursor), true))
     }
 
     /// `full:<version>:<table index>:<JSON array of the last key>`, with a
@@ -687,37 +782,37 @@ async fn compile(pool: &Pool, app: &AppDefinition) -> Result<HashMap<String, PgM
     Ok(compiled)
 }
 
-/// Refuses a request that names a client, or a client group, that another
-/// user's requests created.
-async fn check_owner(
+/// For clients of `group_id` whose `lastMutationID` moved after `since`, the
+/// new value.
+async fn changed_clients(
     tx: &Transaction<'_>,
-    user_id: &str,
-    client_id: &str,
     group_id: &str,
-) -> Result<()> {
-    let other = tx
-        .query_opt(
-            "SELECT 1 FROM _ferry_clients \
-             WHERE (client_id = $1 OR client_group_id = $2) AND user_id <> $3 LIMIT 1",
-            &[&client_id, &group_id, &user_id],
-        )
+    since: i64,
+) -> Result<BTreeMap<String, u64>> {
+    let query = tx
+        .prepare_typed_cached(CHANGED_CLIENTS, &[Type::TEXT, Type::INT8])
         .await?;
-    match other {
-        Some(_) => Err(StoreError::Forbidden(format!(
-            "client `{client_id}` (group `{group_id}`) belongs to another user"
-        ))),
-        None => Ok(()),
-    }
+    let rows = tx.query(&query, &[&group_id, &since]).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64)))
+        .collect()
 }
 
-async fn last_mutation_id(tx: &Transaction<'_>, client_id: &str) -> Result<u64> {
-    let row = tx
-        .query_opt(
-            "SELECT last_mutation_id FROM _ferry_clients WHERE client_id = $1",
-            &[&client_id],
-        )
-        .await?;
-    Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+/// The `lastMutationID` from a [`CLIENT_STATE`] row, or `Forbidden` if the
+/// client or its group belongs to another user.
+fn client_state(row: tokio_postgres::Row, request: &PushRequest) -> Result<u64> {
+    if row.try_get::<_, bool>(1)? {
+        return Err(foreign(&request.client_id, &request.client_group_id));
+    }
+    Ok(row.try_get::<_, Option<i64>>(0)?.unwrap_or(0) as u64)
+}
+
+/// A request that names a client, or a client group, that another user's
+/// requests created.
+fn foreign(client_id: &str, group_id: &str) -> StoreError {
+    StoreError::Forbidden(format!(
+        "client `{client_id}` (group `{group_id}`) belongs to another user"
+    ))
 }
 
 /// The answer for a mutation processed before: the remembered rejection, or

@@ -16,9 +16,10 @@ use tokio_postgres::types::Type;
 /// generated names collide.
 pub const MAX_IDENTIFIER: usize = 63;
 
-/// The transaction-local setting that turns the touched-row triggers on: set
-/// by a push, so an operator's manual `UPDATE` in psql is versioned (clients
-/// see it) but never mistaken for a mutator's change.
+/// The transaction-local setting that says "a push is running mutators": it
+/// turns the touched-row triggers on. Any other write to a synced table (an
+/// operator's `UPDATE` in psql, a backfill) bumps the version itself, once
+/// per statement, and pokes, so clients get it like any other change.
 pub const RECORDING: &str = "ferrydb.recording";
 
 /// The channel every push that processed something notifies, with the new
@@ -43,6 +44,23 @@ pub const BOOKKEEPING: &[&str] = &[
     "CREATE TABLE _ferry_mutation_log (seq bigserial PRIMARY KEY, client_id text NOT NULL, \
      mutation_id bigint NOT NULL, name text NOT NULL, outcome text NOT NULL)",
     "INSERT INTO _ferry_meta VALUES ('layout', 'ferrydb-postgres-1')",
+    // A write outside a push: a version of its own, and a poke.
+    "CREATE FUNCTION _ferry_bump() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
+     DECLARE _ferry_v bigint; \
+     BEGIN \
+       IF current_setting('ferrydb.recording', true) IS DISTINCT FROM 'on' THEN \
+         UPDATE _ferry_version SET value = value + 1 RETURNING value INTO _ferry_v; \
+         PERFORM pg_notify('ferrydb_poke', _ferry_v::text); \
+       END IF; \
+       RETURN NULL; \
+     END $ferry$",
+    // TRUNCATE fires no row triggers, so it would leave no tombstones and
+    // clients would keep the rows forever.
+    "CREATE FUNCTION _ferry_refuse_truncate() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
+     BEGIN \
+       RAISE EXCEPTION 'ferrydb: % is a synced table: delete its rows with DELETE, not TRUNCATE', \
+         TG_TABLE_NAME USING ERRCODE = 'feature_not_supported'; \
+     END $ferry$",
 ];
 
 pub fn pg_type(ty: ColumnType) -> Type {
@@ -137,6 +155,13 @@ impl PgTable {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // Whether an UPDATE moved the row to another key (else the old and
+        // new images have one key, stamped and saved once).
+        let moved = format!(
+            "ROW({}) IS DISTINCT FROM ROW({})",
+            list("OLD.", pk),
+            list("NEW.", pk)
+        );
         let key_defs = pk
             .iter()
             .map(|k| format!("{k} {}", ty(k).postgres_type()))
@@ -181,23 +206,37 @@ impl PgTable {
                 "CREATE FUNCTION _ferry_stamp_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
                  DECLARE _ferry_v bigint := (SELECT value FROM _ferry_version); \
                  BEGIN \
-                   IF TG_OP <> 'INSERT' THEN {} END IF; \
-                   IF TG_OP <> 'DELETE' THEN {} END IF; \
+                   IF TG_OP = 'DELETE' THEN {old} \
+                   ELSIF TG_OP = 'UPDATE' THEN \
+                     IF {moved} THEN {old} END IF; \
+                     {new} \
+                   ELSE {new} END IF; \
                    RETURN NULL; \
                  END $ferry$",
-                stamp("OLD"),
-                stamp("NEW")
+                old = stamp("OLD"),
+                new = stamp("NEW")
             ),
             format!(
                 "CREATE TRIGGER _ferry_stamp AFTER INSERT OR UPDATE OR DELETE ON {t} \
                  FOR EACH ROW EXECUTE FUNCTION _ferry_stamp_{t}()"
             ),
             format!(
+                "CREATE TRIGGER _ferry_bump BEFORE INSERT OR UPDATE OR DELETE ON {t} \
+                 FOR EACH STATEMENT WHEN (current_setting('{RECORDING}', true) IS DISTINCT FROM 'on') \
+                 EXECUTE FUNCTION _ferry_bump()"
+            ),
+            format!(
+                "CREATE TRIGGER _ferry_no_truncate BEFORE TRUNCATE ON {t} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION _ferry_refuse_truncate()"
+            ),
+            format!(
                 "CREATE FUNCTION _ferry_record_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
                  BEGIN \
-                   IF TG_OP <> 'INSERT' THEN {save_old} END IF; \
-                   IF TG_OP <> 'DELETE' THEN {save_at_new} END IF; \
-                   IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; \
+                   IF TG_OP = 'DELETE' THEN {save_old} RETURN OLD; \
+                   ELSIF TG_OP = 'UPDATE' THEN \
+                     {save_old} \
+                     IF {moved} THEN {save_at_new} END IF; \
+                   ELSE {save_at_new} END IF; \
                    RETURN NEW; \
                  END $ferry$"
             ),
