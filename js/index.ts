@@ -219,6 +219,11 @@ export class Database<A extends AppDefinition = AppDefinition> {
     return this.live<RejectedMutation>(REJECTIONS_SQL);
   }
 
+  /** Empties the rejection log (after showing the rejections to the user); plain SQL may not. */
+  async clearRejections(): Promise<void> {
+    await this.#request({ type: 'clearRejections' });
+  }
+
   /** Calls the app's token provider for the worker. */
   async #answerToken(ask: number): Promise<void> {
     try {

@@ -35,6 +35,7 @@ export type Request =
   | { type: 'subscribe'; subscription: number; sql: string; params: SqlParam[] }
   | { type: 'unsubscribe'; subscription: number }
   | { type: 'mutate'; name: string; args: unknown }
+  | { type: 'clearRejections' }
   | { type: 'stats' };
 
 /** What each request resolves to. */
@@ -45,6 +46,7 @@ export interface ResponseOf {
   subscribe: RawRows;
   unsubscribe: undefined;
   mutate: { mutationId: number };
+  clearRejections: undefined;
   stats: WorkerStats;
 }
 

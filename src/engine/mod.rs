@@ -355,6 +355,15 @@ impl Engine {
                     mutation_id: mutated.id,
                 })
             }
+            Request::ClearRejections => {
+                let replication = self.replication.as_ref().ok_or_else(|| {
+                    Error::BadRequest(
+                        "clearRejections needs an app: open the database with `app`".into(),
+                    )
+                })?;
+                *changed = Some(replication.replica.clear_rejections(&mut self.db)?);
+                Ok(Response::Done)
+            }
             Request::Stats => Ok(Response::Stats(Stats {
                 tabs: self.tabs.len(),
                 live_queries: self.live.query_count(),

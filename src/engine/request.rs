@@ -40,6 +40,8 @@ pub enum Request {
         #[serde(default)]
         args: serde_json::Value,
     },
+    /// Empties the rejection log (the app showed the rejections to the user).
+    ClearRejections,
     Stats,
 }
 

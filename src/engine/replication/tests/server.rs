@@ -58,6 +58,12 @@ fn a_rejected_mutation_settles_with_the_servers_code_and_its_row_goes() {
         alice.column(tab, "SELECT code FROM _ferry_rejections"),
         [text("forbidden")]
     );
+    // The app dismisses them: the log empties (plain SQL may not do it).
+    let clear = alice.engine.handle(tab, Request::ClearRejections);
+    assert_eq!(clear.reply.unwrap(), Response::Done);
+    assert!(alice
+        .column(tab, "SELECT code FROM _ferry_rejections")
+        .is_empty());
     let later = alice.add_todo(tab, "later", "alice").unwrap();
     alice.sync(&mut server);
     assert_eq!(rejected_ids(&alice).last(), Some(&(later, None)));
