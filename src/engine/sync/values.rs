@@ -139,3 +139,22 @@ mod tests {
         assert!(from_json(ColumnType::Blob, &json!([256])).is_err());
     }
 }
+
+/// A primary-key value in a paging cursor. Keys are integers or text
+/// (validated), so JSON carries them exactly.
+pub fn key_to_json(v: &Value) -> Json {
+    match v {
+        Value::Integer(i) => (*i).into(),
+        Value::Text(t) => t.clone().into(),
+        _ => Json::Null,
+    }
+}
+
+/// The inverse of [`key_to_json`]; `None` for anything a key cannot be.
+pub fn key_from_json(j: &Json) -> Option<Value> {
+    match j {
+        Json::String(s) => Some(Value::Text(s.clone())),
+        Json::Number(n) => n.as_i64().map(Value::Integer),
+        _ => None,
+    }
+}

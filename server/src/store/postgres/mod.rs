@@ -50,7 +50,7 @@ mod values;
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
-use ferrydb::engine::sync::values::bind_args;
+use ferrydb::engine::sync::values::{bind_args, key_from_json, key_to_json};
 use ferrydb::engine::sync::Error as SyncError;
 use ferrydb::engine::value::Value;
 use ferrydb_protocol::sql::Placeholders;
@@ -868,19 +868,3 @@ fn to_row(
         .collect()
 }
 
-/// Keys are integers or text (validated), so JSON carries them exactly.
-fn key_to_json(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Integer(i) => (*i).into(),
-        Value::Text(t) => t.clone().into(),
-        _ => serde_json::Value::Null,
-    }
-}
-
-fn key_from_json(j: &serde_json::Value) -> Option<Value> {
-    match j {
-        serde_json::Value::String(s) => Some(Value::Text(s.clone())),
-        serde_json::Value::Number(n) => n.as_i64().map(Value::Integer),
-        _ => None,
-    }
-}

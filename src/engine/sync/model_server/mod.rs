@@ -17,7 +17,7 @@ mod tables;
 use super::error::{Error, Result};
 use super::mutator::{compile_all, in_savepoint, CompiledMutator};
 use super::schema::{self, INTERNAL_TABLES};
-use super::values::to_json;
+use super::values::{key_from_json, key_to_json, to_json};
 use crate::engine::database::Database;
 use crate::engine::value::Value;
 use ferrydb_protocol::{
@@ -605,23 +605,6 @@ fn parse_cursor(cursor: &str) -> Option<(i64, usize, Vec<Value>)> {
     let key: Vec<serde_json::Value> = serde_json::from_str(parts.next()?).ok()?;
     let key = key.iter().map(key_from_json).collect::<Option<Vec<_>>>()?;
     Some((at, table, key))
-}
-
-/// Keys are integers or text (validated), so JSON carries them exactly.
-fn key_to_json(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Integer(i) => (*i).into(),
-        Value::Text(t) => t.clone().into(),
-        _ => serde_json::Value::Null,
-    }
-}
-
-fn key_from_json(j: &serde_json::Value) -> Option<Value> {
-    match j {
-        serde_json::Value::String(s) => Some(Value::Text(s.clone())),
-        serde_json::Value::Number(n) => n.as_i64().map(Value::Integer),
-        _ => None,
-    }
 }
 
 fn to_row(columns: &[(String, ferrydb_protocol::ColumnType)], values: &[Value]) -> Row {
