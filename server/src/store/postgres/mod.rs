@@ -867,4 +867,3 @@ fn to_row(
         .map(|(i, (name, ty))| Ok((name.clone(), values::to_json(row, start + i, *ty)?)))
         .collect()
 }
-
