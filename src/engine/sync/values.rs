@@ -105,6 +105,25 @@ pub fn bind_args(mutator: &Mutator, args: &Json) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// A primary-key value in a paging cursor. Keys are integers or text
+/// (validated), so JSON carries them exactly.
+pub fn key_to_json(v: &Value) -> Json {
+    match v {
+        Value::Integer(i) => (*i).into(),
+        Value::Text(t) => t.clone().into(),
+        _ => Json::Null,
+    }
+}
+
+/// The inverse of [`key_to_json`]; `None` for anything a key cannot be.
+pub fn key_from_json(j: &Json) -> Option<Value> {
+    match j {
+        Json::String(s) => Some(Value::Text(s.clone())),
+        Json::Number(n) => n.as_i64().map(Value::Integer),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,24 +156,5 @@ mod tests {
         assert_eq!(err, "expected true or false, got 1");
         assert!(from_json(ColumnType::Integer, &json!(1.5)).is_err());
         assert!(from_json(ColumnType::Blob, &json!([256])).is_err());
-    }
-}
-
-/// A primary-key value in a paging cursor. Keys are integers or text
-/// (validated), so JSON carries them exactly.
-pub fn key_to_json(v: &Value) -> Json {
-    match v {
-        Value::Integer(i) => (*i).into(),
-        Value::Text(t) => t.clone().into(),
-        _ => Json::Null,
-    }
-}
-
-/// The inverse of [`key_to_json`]; `None` for anything a key cannot be.
-pub fn key_from_json(j: &Json) -> Option<Value> {
-    match j {
-        Json::String(s) => Some(Value::Text(s.clone())),
-        Json::Number(n) => n.as_i64().map(Value::Integer),
-        _ => None,
     }
 }
