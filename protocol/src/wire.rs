@@ -177,6 +177,23 @@ pub struct SchemaMismatch {
     pub action: MismatchAction,
 }
 
+impl SchemaMismatch {
+    /// What a server on `server` answers a client on `client`: nothing when
+    /// they match, `updateApp` for an older client, `retryLater` for a newer
+    /// one (a deploy in progress). One rule for every server.
+    pub fn between(client: u32, server: u32) -> Option<SchemaMismatch> {
+        let action = match client.cmp(&server) {
+            std::cmp::Ordering::Equal => return None,
+            std::cmp::Ordering::Less => MismatchAction::UpdateApp,
+            std::cmp::Ordering::Greater => MismatchAction::RetryLater,
+        };
+        Some(SchemaMismatch {
+            server_schema_version: server,
+            action,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MismatchAction {

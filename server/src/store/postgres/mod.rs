@@ -218,16 +218,7 @@ impl PostgresStore {
     }
 
     fn mismatch(&self, client_version: u32) -> Option<SchemaMismatch> {
-        let server = self.schema_version;
-        let action = match client_version.cmp(&server) {
-            std::cmp::Ordering::Equal => return None,
-            std::cmp::Ordering::Less => MismatchAction::UpdateApp,
-            std::cmp::Ordering::Greater => MismatchAction::RetryLater,
-        };
-        Some(SchemaMismatch {
-            server_schema_version: server,
-            action,
-        })
+        SchemaMismatch::between(client_version, self.schema_version)
     }
 
     /// The current version (what a caught-up client's cookie is).

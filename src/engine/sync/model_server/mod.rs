@@ -205,16 +205,7 @@ impl ModelServer {
     }
 
     fn mismatch(&self, client_version: u32) -> Option<SchemaMismatch> {
-        let server = self.app.version;
-        let action = match client_version.cmp(&server) {
-            std::cmp::Ordering::Equal => return None,
-            std::cmp::Ordering::Less => MismatchAction::UpdateApp,
-            std::cmp::Ordering::Greater => MismatchAction::RetryLater,
-        };
-        Some(SchemaMismatch {
-            server_schema_version: server,
-            action,
-        })
+        SchemaMismatch::between(client_version, self.app.version)
     }
 
     /// Handles `POST push` for the authenticated `user_id`.
