@@ -1,14 +1,17 @@
-// The walking skeleton, end to end: the demo page served by ferrydb-server, the
+// The walking skeleton, end to end: the skeleton page (its first demo) served by ferrydb-server, the
 // wasm engine in a real SharedWorker, several real tabs of one Chromium profile.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchProfile, eventually } from './harness.mjs';
+import { buildTestSite, startServer, launchProfile, eventually } from './harness.mjs';
 
 let server;
+/** The walking skeleton's page (tests/e2e/site/skeleton). */
+let skeleton;
 let profile;
 
 before(async () => {
-  server = await startServer();
+  server = await startServer(['--static', await buildTestSite()]);
+  skeleton = `${server.url}skeleton/`;
   profile = await launchProfile();
 });
 
@@ -17,8 +20,8 @@ after(async () => {
   await server?.stop();
 });
 
-async function demoTab() {
-  const page = await profile.newTab(server.url);
+async function skeletonTab() {
+  const page = await profile.newTab(skeleton);
   await page.waitForSelector('#state:text("live")');
   return page;
 }
@@ -26,7 +29,7 @@ async function demoTab() {
 const titles = (page) => page.$$eval('#items li', (lis) => lis.map((li) => li.textContent));
 
 test('an item added in one tab appears in the other without reload', async () => {
-  const [a, b] = [await demoTab(), await demoTab()];
+  const [a, b] = [await skeletonTab(), await skeletonTab()];
   const title = `milk ${Date.now()}`;
   await a.fill('#title', title);
   await a.click('button[type=submit]');
@@ -40,7 +43,7 @@ test('an item added in one tab appears in the other without reload', async () =>
 });
 
 test('bad SQL is a FerryError with code sql_error and the worker keeps serving', async () => {
-  const tab = await demoTab();
+  const tab = await skeletonTab();
   const failure = await tab.evaluate(async () => {
     try {
       await window.ferry.exec('INSRT INTO items VALUES (1)');
@@ -69,16 +72,16 @@ test('bad SQL is a FerryError with code sql_error and the worker keeps serving',
 });
 
 test('a closed tab releases its subscriptions in the worker', async () => {
-  const stay = await demoTab();
-  const leave = await demoTab();
+  const stay = await skeletonTab();
+  const leave = await skeletonTab();
   await leave.evaluate(async () => {
     const q = window.ferry.watch('SELECT count(*) FROM items WHERE title LIKE ?', ['%x%']);
     await new Promise((resolve) => q.subscribe(resolve));
   });
   const before = await stay.evaluate(() => window.ferry.stats());
   assert.equal(before.tabs, 2);
-  assert.equal(before.subscriptions, 3, 'one list query per demo tab plus one extra');
-  assert.equal(before.liveQueries, 2, 'the two demo tabs share one evaluation');
+  assert.equal(before.subscriptions, 3, 'one list query per tab plus one extra');
+  assert.equal(before.liveQueries, 2, 'the two tabs share one evaluation');
 
   // No goodbye message: the page just goes away, as a crashed or killed tab would.
   await leave.close({ runBeforeUnload: false });

@@ -2,18 +2,21 @@
 // unchanged rows, errors that stay with their query.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchProfile, eventually } from './harness.mjs';
+import { buildTestSite, startServer, launchProfile, eventually } from './harness.mjs';
 
 let server;
+/** The walking skeleton's page (tests/e2e/site/skeleton). */
+let skeleton;
 let profile;
 let a;
 let b;
 
 before(async () => {
-  server = await startServer();
+  server = await startServer(['--static', await buildTestSite()]);
+  skeleton = `${server.url}skeleton/`;
   profile = await launchProfile();
-  a = await profile.newTab(server.url);
-  b = await profile.newTab(server.url);
+  a = await profile.newTab(skeleton);
+  b = await profile.newTab(skeleton);
   for (const tab of [a, b]) await tab.waitForFunction(() => window.ferry);
   await a.evaluate(() =>
     window.ferry.exec('CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT, done INTEGER, list TEXT)'),

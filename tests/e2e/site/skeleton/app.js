@@ -1,5 +1,5 @@
-// The skeleton demo: one shared list, written and watched through ferrydb.
-import { open } from './ferrydb/dist/index.js';
+// The walking skeleton's page (the first demo): one shared list, written and watched through ferrydb.
+import { open } from '../ferrydb/dist/index.js';
 
 const db = open({ name: 'demo' });
 // Exposed for the end-to-end tests and for poking around in the console.

@@ -1,0 +1,28 @@
+// Who this tab is: the signed-in demo user (from the URL, so one browser can
+// hold tabs of both users) and a short tab id that each write carries, so the
+// other tabs can tell a remote write from their own and time it.
+
+export const USERS = ['ada', 'grace'];
+
+export const user = new URLSearchParams(location.search).get('user');
+
+export const otherUser = USERS.find((u) => u !== user);
+
+export const tab = crypto.randomUUID().slice(0, 4);
+
+/**
+ * Wall-clock milliseconds with sub-millisecond precision. Tabs (and browsers
+ * on one machine) share the clock, so a stamp written in one tab can be
+ * subtracted from this in another.
+ */
+export const now = () => performance.timeOrigin + performance.now();
+
+export const newId = () => crypto.randomUUID();
+
+/** A link to this page signed in as `who` (or signed out). */
+export function pageFor(who) {
+  const url = new URL(location.href);
+  if (who) url.searchParams.set('user', who);
+  else url.searchParams.delete('user');
+  return url.toString();
+}
