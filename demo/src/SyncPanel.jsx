@@ -19,8 +19,8 @@ function useClock() {
   }, []);
 }
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
+const median = (samples) => {
+  const sorted = samples.map((s) => s.ms).sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 };
 
@@ -46,7 +46,7 @@ function useRemoteWriteLatency() {
     // A write replayed long after it was made (its device was offline) says
     // nothing about latency.
     if (ms > 30_000) return;
-    setSamples((list) => [...list.slice(-19), ms]);
+    setSamples((list) => [...list.slice(-19), { ms, from: row.by }]);
   }, [row]);
   return samples;
 }
@@ -135,9 +135,10 @@ export function SyncPanel() {
               <span className="muted">edit in another tab</span>
             ) : (
               <>
-                <strong>{last.toFixed(1)} ms</strong>{' '}
+                <strong>{last.ms} ms</strong> <span className="muted">from tab {last.from}</span>
+                <br />
                 <span className="muted">
-                  median {median(samples).toFixed(1)} ms of {samples.length}
+                  median {median(samples)} ms of {samples.length}
                 </span>
               </>
             )}

@@ -11,11 +11,13 @@ export const otherUser = USERS.find((u) => u !== user);
 export const tab = crypto.randomUUID().slice(0, 4);
 
 /**
- * Wall-clock milliseconds with sub-millisecond precision. Tabs (and browsers
- * on one machine) share the clock, so a stamp written in one tab can be
- * subtracted from this in another.
+ * Wall-clock milliseconds: the one clock every tab and browser on a machine
+ * shares, so a stamp written in one tab can be subtracted from it in another.
+ * (`performance.timeOrigin + performance.now()` is finer, but each renderer
+ * process maps it to the wall clock on its own and they drift apart by
+ * milliseconds.)
  */
-export const now = () => performance.timeOrigin + performance.now();
+export const now = () => Date.now();
 
 export const newId = () => crypto.randomUUID();
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `npm run screenshots`: regenerates docs/screenshots/ (linked from the README)
+# by running the demo's end-to-end test, which drives the demo in headless
+# Chromium and photographs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+bash scripts/site.sh
+cargo build -q --release -p ferrydb-server
+mkdir -p docs/screenshots
+FERRYDB_SCREENSHOTS="$PWD/docs/screenshots" node --test --test-timeout=120000 tests/e2e/demo.test.mjs
+ls -l docs/screenshots
