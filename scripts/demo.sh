@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
-bash scripts/site.sh
-cargo build -q --release -p ferrydb-server
+bash scripts/build_all.sh
 echo "Open the demo in several tabs, and in a second browser, to watch sync across tabs and devices."
 # Demo mode: the bearer token is the user id, the /demo/* switches are on,
 # and the data lives in an embedded SQLite file under target/.

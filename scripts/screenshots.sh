@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
-bash scripts/site.sh
-cargo build -q --release -p ferrydb-server
+bash scripts/build_all.sh
 mkdir -p docs/screenshots
 FERRYDB_SCREENSHOTS="$PWD/docs/screenshots" node --test --test-timeout=120000 tests/e2e/demo.test.mjs
 ls -l docs/screenshots
