@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { useFerry, useQuery, useSyncStatus } from 'ferrydb/react';
-import { now, tab } from './session.js';
+import { now, rememberOffline, tab } from './session.js';
 
 /** The storage status the worker pushes to every tab. */
 function useStorage() {
@@ -152,7 +152,10 @@ export function SyncPanel() {
         </div>
       )}
       <div className="switches">
-        <Switch id="offline" checked={!!status.paused} onChange={(off) => (off ? db.pauseSync() : db.resumeSync())}>
+        <Switch id="offline" checked={!!status.paused} onChange={(off) => {
+            rememberOffline(off);
+            return off ? db.pauseSync() : db.resumeSync();
+          }}>
           Offline (this browser)
         </Switch>
         <Switch

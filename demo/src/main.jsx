@@ -7,7 +7,7 @@ import { open } from 'ferrydb';
 import { FerryProvider } from 'ferrydb/react';
 import app from '../app.json';
 import { App, SignIn } from './App.jsx';
-import { USERS, user } from './session.js';
+import { USERS, rememberedOffline, user } from './session.js';
 import './style.css';
 
 const root = createRoot(document.getElementById('root'));
@@ -23,6 +23,7 @@ if (!USERS.includes(user)) {
   // worker or storage, even in one browser. In demo mode the server takes
   // the user id as the bearer token.
   const db = open({ name: 'ferry-demo', user, app, server: `${location.origin}/sync`, auth: async () => user });
+  if (rememberedOffline()) db.pauseSync();
   // For the console (and the end-to-end test): `ferry.query('SELECT ...')`.
   window.ferry = db;
   root.render(

@@ -21,6 +21,12 @@ export const now = () => Date.now();
 
 export const newId = () => crypto.randomUUID();
 
+// The offline switch, remembered by this browser: the SDK's pause lasts as
+// long as the worker, and the worker ends when the last tab closes.
+const OFFLINE_KEY = `ferry-demo:offline:${user}`;
+export const rememberedOffline = () => localStorage.getItem(OFFLINE_KEY) === '1';
+export const rememberOffline = (offline) => localStorage.setItem(OFFLINE_KEY, offline ? '1' : '0');
+
 /** A link to this page signed in as `who` (or signed out). */
 export function pageFor(who) {
   const url = new URL(location.href);

@@ -146,6 +146,10 @@ test('offline in both browsers: writes queue, then drain; the counter converges 
 
   for (let i = 0; i < 3; i++) await a2.click('#increment');
   await addItem(a3, 'written offline');
+  // A reload keeps the write and the switch.
+  await a3.reload();
+  await a3.waitForSelector('#connection[data-tone="paused"]');
+  await a3.waitForSelector('#items li:has-text("written offline")');
   for (let i = 0; i < 2; i++) await b1.click('#increment');
 
   // Both devices see only their own taps while apart.
