@@ -10,6 +10,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod rate_limit;
 mod realtime;
 pub mod store;
 mod sync_routes;
@@ -19,15 +20,17 @@ pub use error::AppError;
 pub use store::{Pokes, Store, StoreError, StoreOptions};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use ferrydb_protocol::AppDefinition;
 use metrics::Metrics;
+use rate_limit::RateLimiter;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -42,6 +45,11 @@ pub struct Limits {
     pub realtime_connections: usize,
     /// Rows per page of an initial sync.
     pub page_size: usize,
+    /// Sync requests (push, pull, realtime connects) per second per user,
+    /// sustained; 0 = no limit (429 `rate_limited` beyond).
+    pub requests_per_second: u32,
+    /// How many requests a user may make at once before the rate applies.
+    pub request_burst: u32,
 }
 
 impl Default for Limits {
@@ -51,6 +59,10 @@ impl Default for Limits {
             push_batch: 1000,
             realtime_connections: 10_000,
             page_size: 5000,
+            // An honest client makes a few requests a second, more only while
+            // paging an initial sync; this leaves room for many tabs' worth.
+            requests_per_second: 50,
+            request_burst: 200,
         }
     }
 }
@@ -82,6 +94,7 @@ pub struct ServerState {
     pub pokes: Pokes,
     pub metrics: Metrics,
     pub switches: demo::Switches,
+    pub rate: RateLimiter,
 }
 
 impl ServerState {
@@ -102,12 +115,26 @@ impl ServerState {
             None => None,
         };
         Ok(Arc::new(ServerState {
-            config,
             store,
             pokes,
             metrics: Metrics::default(),
             switches: demo::Switches::default(),
+            rate: RateLimiter::new(
+                config.limits.requests_per_second,
+                config.limits.request_burst,
+            ),
+            config,
         }))
+    }
+
+    /// The user a sync request comes from, once it is authenticated and
+    /// within that user's request budget.
+    fn authorize(&self, headers: &HeaderMap) -> Result<String, AppError> {
+        let user = self.config.auth.user(headers)?;
+        self.rate
+            .take(&user, Instant::now())
+            .map_err(AppError::rate_limited)?;
+        Ok(user)
     }
 
     fn sync_store(&self) -> Result<&Store, AppError> {

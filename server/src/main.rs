@@ -19,6 +19,8 @@ const USAGE: &str = "usage: ferrydb-server --app FILE [options]
   --max-body BYTES      largest request body (default 4194304)
   --max-push N          most mutations per push (default 1000)
   --max-realtime N      most realtime connections (default 10000)
+  --rate N              sync requests per second per user (default 50; 0 = no limit)
+  --burst N             requests a user may make at once before --rate applies (default 200)
 Without --app only static files are served.";
 
 struct Args {
@@ -111,6 +113,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             raw.parse::<usize>()
                 .map_err(|_| format!("{name}: not a number: {raw}"))
         };
+        let small =
+            |name: &str, n: usize| u32::try_from(n).map_err(|_| format!("{name}: too large: {n}"));
         let limits = &mut parsed.config.limits;
         match arg.as_str() {
             "--listen" => {
@@ -134,6 +138,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--max-body" => limits.body_bytes = number(&arg, value(&arg)?)?,
             "--max-push" => limits.push_batch = number(&arg, value(&arg)?)?,
             "--max-realtime" => limits.realtime_connections = number(&arg, value(&arg)?)?,
+            "--rate" => limits.requests_per_second = small(&arg, number(&arg, value(&arg)?)?)?,
+            "--burst" => limits.request_burst = small(&arg, number(&arg, value(&arg)?)?)?,
             "-h" | "--help" => return Err("ferrydb-server".into()),
             other => return Err(format!("unknown argument: {other}")),
         }

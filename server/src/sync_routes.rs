@@ -23,7 +23,7 @@ pub async fn push(
 ) -> Result<Json<PushResponse>, AppError> {
     let metrics = &state.metrics;
     Metrics::add(&metrics.push_requests, 1);
-    let user = state.config.auth.user(&headers)?;
+    let user = state.authorize(&headers)?;
     let request: PushRequest = parse(body)?;
     let limit = state.config.limits.push_batch;
     if request.mutations.len() > limit {
@@ -52,7 +52,7 @@ pub async fn pull(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PullResponse>, AppError> {
     Metrics::add(&state.metrics.pull_requests, 1);
-    let user = state.config.auth.user(&headers)?;
+    let user = state.authorize(&headers)?;
     let request: PullRequest = parse(body)?;
     let response = state.sync_store()?.pull(&user, request).await?;
     if let PullResponse::Ok(ok) = &response {

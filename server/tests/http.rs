@@ -639,6 +639,50 @@ async fn realtime_connections_are_limited_and_counted() {
 }
 
 #[tokio::test]
+async fn a_user_over_the_request_budget_gets_429_and_others_do_not() {
+    for url in store_urls().await {
+        let config = Config {
+            limits: Limits {
+                requests_per_second: 1,
+                request_burst: 2,
+                ..Limits::default()
+            },
+            ..Config::default()
+        };
+        let server = server(&url, app_def(&app_json()), config).await;
+        let pull = |user: &'static str| {
+            let server = &server;
+            async move {
+                server
+                    .post(
+                        "/sync/pull",
+                        user,
+                        &pull_body(&format!("c-{user}"), Json::Null),
+                    )
+                    .await
+            }
+        };
+        assert_eq!(pull("u").await.status, StatusCode::OK);
+        assert_eq!(pull("u").await.status, StatusCode::OK);
+        let refused = pull("u").await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.body["code"], json!("rate_limited"));
+        assert_eq!(refused.body["retryable"], json!(true));
+        assert_eq!(refused.headers[header::RETRY_AFTER], "1");
+        // Pushes draw on the same budget; other users have their own.
+        let push = server
+            .post(
+                "/sync/push",
+                "u",
+                &push_body("c-u", &[(1, "increment", json!({"id": "x", "by": 1}))]),
+            )
+            .await;
+        assert_eq!(push.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(pull("v").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn health_and_metrics_report_what_happened() {
     for url in store_urls().await {
         let server = sample_server(&url).await;

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use ferrydb_protocol::AppDefinition;
 use ferrydb_server::{Config, ServerState};
@@ -120,6 +120,7 @@ pub async fn sample_server(url: &str) -> TestServer {
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Json,
 }
 
@@ -137,10 +138,15 @@ impl TestServer {
             .await
             .unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Reply { status, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Json) -> Reply {
