@@ -12,10 +12,11 @@ bash scripts/site.sh
 cargo build -q --release -p ferrydb-server
 echo "== lint"
 bash scripts/lint.sh
-echo "== native tests (server stores: SQLite, and Postgres on a throwaway cluster)"
+echo "== native tests (server stores: SQLite, and Postgres on throwaway clusters: plain, and TLS-only)"
 read -r pgdir pgurl < <(bash scripts/postgres.sh start)
-trap 'bash scripts/postgres.sh stop "$pgdir"' EXIT
-FERRYDB_TEST_POSTGRES_URL=$pgurl cargo test -q --workspace
+read -r tlsdir tlsurl < <(bash scripts/postgres.sh start --tls)
+trap 'bash scripts/postgres.sh stop "$pgdir"; bash scripts/postgres.sh stop "$tlsdir"' EXIT
+FERRYDB_TEST_POSTGRES_URL=$pgurl FERRYDB_TEST_POSTGRES_TLS_URL=$tlsurl cargo test -q --workspace
 echo "== benchmark smoke run (one quick pass of each ferrydb scenario; figures not checked)"
 node bench/run.mjs --quick --only ferrydb
 echo "== browser tests"

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 const USAGE: &str = "usage: ferrydb-server --app FILE [options]
   --app FILE            the app definition (JSON) to serve; env FERRYDB_APP
   --store URL           sqlite:PATH (default sqlite:ferrydb-server.db), memory, or
-                        postgres://USER@HOST:PORT/DB; env FERRYDB_STORE
+                        postgres://USER@HOST:PORT/DB[?sslmode=require&sslrootcert=CA.pem]
+                        (TLS certificates are always verified); env FERRYDB_STORE
   --jwt-secret SECRET   verify HS256 bearer JWTs; env FERRYDB_JWT_SECRET
   --jwt-public-key FILE verify RS256 bearer JWTs with this PEM public key
   --dev-auth            the bearer token is the user id (demo and tests only)

@@ -1514,3 +1514,56 @@ async fn a_database_that_goes_away_is_unavailable_until_it_is_back() {
         .unwrap();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// The URL of the TLS-only cluster (`scripts/postgres.sh start --tls`), or
+/// `None` (skipped; under CI that is a failure).
+fn postgres_tls() -> Option<String> {
+    match std::env::var("FERRYDB_TEST_POSTGRES_TLS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI: FERRYDB_TEST_POSTGRES_TLS_URL is not set, so TLS to Postgres would go untested")
+        }
+        Err(_) => {
+            eprintln!("skipped: FERRYDB_TEST_POSTGRES_TLS_URL is not set");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn tls_to_postgres_verifies_the_certificate_and_plaintext_is_not_used() {
+    let Some(url) = postgres_tls() else { return };
+    // The cluster takes only TLS, so a store that opens and syncs used it,
+    // verified against the CA the URL names (`sslrootcert`).
+    let store = open(&url, sample()).await;
+    let request = push_request("c", &[(1, "increment", json!({"id": "n", "by": 1}))]);
+    assert_eq!(codes(&results(&store, "u", &request).await), ["ok"]);
+    assert_eq!(
+        readable(&store, &sample(), "u").await.table("counters")[0]["value"],
+        1
+    );
+    drop(store);
+
+    // Without that CA, Mozilla's roots do not vouch for the server: refused,
+    // and the error says it is the certificate.
+    let (without_ca, _) = url.split_once("&sslrootcert=").unwrap();
+    let err = store::open(without_ca, sample(), options(100))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("certificate")),
+        "{err:?}"
+    );
+
+    // Asking for no TLS gets no connection from a server that requires it.
+    let plain = without_ca.replace("sslmode=require", "sslmode=disable");
+    let err = store::open(&plain, sample(), options(100))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("pg_hba")),
+        "{err:?}"
+    );
+}

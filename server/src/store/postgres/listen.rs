@@ -16,7 +16,8 @@ use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How often the listener checks that its connection still answers.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -38,10 +39,14 @@ impl Drop for Listener {
 impl Listener {
     /// Connects and starts listening; returns once `LISTEN` took effect, so
     /// every notification after `start` returns reaches `pokes`.
-    pub async fn start(mut config: Config, pokes: Pokes) -> Result<Listener> {
+    pub async fn start(
+        mut config: Config,
+        tls: MakeRustlsConnect,
+        pokes: Pokes,
+    ) -> Result<Listener> {
         config.application_name(APPLICATION_NAME);
         let (ready, started) = oneshot::channel();
-        let task = tokio::spawn(run(config, pokes, ready));
+        let task = tokio::spawn(run(config, tls, pokes, ready));
         match started.await {
             Ok(Ok(())) => Ok(Listener(task)),
             Ok(Err(e)) => Err(e),
@@ -52,11 +57,16 @@ impl Listener {
     }
 }
 
-async fn run(config: Config, pokes: Pokes, ready: oneshot::Sender<Result<()>>) {
+async fn run(
+    config: Config,
+    tls: MakeRustlsConnect,
+    pokes: Pokes,
+    ready: oneshot::Sender<Result<()>>,
+) {
     let mut ready = Some(ready);
     let mut retry = FIRST_RETRY;
     loop {
-        match listen_once(&config, &pokes, &mut ready).await {
+        match listen_once(&config, &tls, &pokes, &mut ready).await {
             // Served for a while before it dropped: reconnect at once.
             Ok(()) => retry = FIRST_RETRY,
             Err(message) => {
@@ -75,10 +85,14 @@ async fn run(config: Config, pokes: Pokes, ready: oneshot::Sender<Result<()>>) {
 /// One connection's life. `Ok` when it ends after having listened.
 async fn listen_once(
     config: &Config,
+    tls: &MakeRustlsConnect,
     pokes: &Pokes,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> Result<()> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| connect_error(&e))?;
+    let (client, mut connection) = config
+        .connect(tls.clone())
+        .await
+        .map_err(|e| connect_error(&e))?;
     let (notifications, mut inbox) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -40,11 +40,13 @@
 //! pool's connections, and
 //! read a snapshot on their own pooled connection.
 //!
-//! Not here yet: TLS to the database (the pool connects with `NoTls`).
+//! TLS to the database follows the URL's `sslmode` and `sslrootcert`
+//! ([`tls`]); whenever TLS is used, the server's certificate is verified.
 
 mod error;
 mod listen;
 mod schema;
+mod tls;
 mod values;
 
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
@@ -62,11 +64,10 @@ use ferrydb_protocol::{
 use futures_util::future::join_all;
 use schema::{pg_type, PgTable};
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::types::Type;
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::IsolationLevel;
 use values::{refs, Param};
 
 /// Most mutations processed in one transaction (each has a savepoint;
@@ -154,9 +155,7 @@ impl PostgresStore {
     pub async fn open(url: &str, app: AppDefinition, options: StoreOptions) -> Result<Self> {
         app.validate()
             .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::InvalidApp(format!("invalid Postgres URL: {}", error::describe(&e)))
-        })?;
+        let (mut config, tls) = tls::parse(url)?;
         if config.get_application_name().is_none() {
             config.application_name("ferrydb-server");
         }
@@ -170,7 +169,7 @@ impl PostgresStore {
         config.options(session);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -199,7 +198,7 @@ impl PostgresStore {
             tx.commit().await?;
         }
         let mutators = compile(&pool, &app).await?;
-        let listener = listen::Listener::start(config, options.pokes.clone()).await?;
+        let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
         Ok(PostgresStore {
             write_check: schema::write_check(&tables),
             finish: schema::finish_mutation(&tables),
