@@ -105,7 +105,14 @@ async fn realtime(weak: Weak<RefCell<Shared>>) {
         }) else {
             return;
         };
-        if matches!(listen(&weak, &url, token.as_deref()).await, Ok(true)) {
+        let delivered = matches!(listen(&weak, &url, token.as_deref()).await, Ok(true));
+        // That connection is over: a later pause must not cancel its reader.
+        if let Some(shared) = weak.upgrade() {
+            if let Some(host) = shared.borrow_mut().sync.as_mut() {
+                host.realtime.reader = None;
+            }
+        }
+        if delivered {
             delay = RETRY_MS.0;
         }
         let jitter = (js_sys::Math::random() * f64::from(delay) / 2.0) as u32;
