@@ -219,6 +219,21 @@ export class Database<A extends AppDefinition = AppDefinition> {
     return this.live<RejectedMutation>(REJECTIONS_SQL);
   }
 
+  /**
+   * Stops syncing this replica: no push, no pull, the realtime channel
+   * closed. Every tab of this database and user sees `syncStatus.paused`.
+   * Mutations keep applying and queue in the outbox. Not persisted: when the
+   * worker starts again (every tab closed, browser restarted) it syncs.
+   */
+  async pauseSync(): Promise<void> {
+    await this.#request({ type: 'pauseSync' });
+  }
+
+  /** Syncs again: reconnects and drains the outbox at once. Also ends a `forbidden` stop. */
+  async resumeSync(): Promise<void> {
+    await this.#request({ type: 'resumeSync' });
+  }
+
   /** Empties the rejection log (after showing the rejections to the user); plain SQL may not. */
   async clearRejections(): Promise<void> {
     await this.#request({ type: 'clearRejections' });

@@ -36,6 +36,8 @@ export type Request =
   | { type: 'unsubscribe'; subscription: number }
   | { type: 'mutate'; name: string; args: unknown }
   | { type: 'clearRejections' }
+  | { type: 'pauseSync' }
+  | { type: 'resumeSync' }
   | { type: 'stats' };
 
 /** What each request resolves to. */
@@ -47,6 +49,8 @@ export interface ResponseOf {
   unsubscribe: undefined;
   mutate: { mutationId: number };
   clearRejections: undefined;
+  pauseSync: undefined;
+  resumeSync: undefined;
   stats: WorkerStats;
 }
 

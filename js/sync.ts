@@ -15,7 +15,9 @@ export type SyncErrorCode =
   | 'auth_required'
   | 'unauthorized'
   | 'update_needed'
-  | 'server_behind';
+  | 'server_behind'
+  /** The server refused a whole request (403): sync stopped until `resumeSync()` or a reload. */
+  | 'forbidden';
 
 export interface SyncStatus {
   /** Online, and the last exchange with the server succeeded. */
@@ -27,6 +29,14 @@ export interface SyncStatus {
   /** When the replica last caught up with the server (ms since the epoch). */
   lastSyncedAt: number | null;
   error: { code: SyncErrorCode; message: string } | null;
+  /** `db.pauseSync()` is in effect (in every tab of this replica), until `resumeSync()`. */
+  paused: boolean;
+  /**
+   * Set while the replica downloads from empty (its first sync, or after a
+   * reset); `null` once caught up. `received` counts rows applied so far;
+   * `total` is `null` while the server does not say (protocol v1 never does).
+   */
+  initialSync: { received: number; total: number | null } | null;
 }
 
 /** One entry of the rejection log (also the `_ferry_rejections` table). */
@@ -67,6 +77,8 @@ export const INITIAL_STATUS: SyncStatus = Object.freeze({
   pending: 0,
   lastSyncedAt: null,
   error: null,
+  paused: false,
+  initialSync: null,
 });
 
 /** Rejection codes that are also `FerryErrorCode`s; others become `rejected`. */

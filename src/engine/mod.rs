@@ -266,19 +266,31 @@ impl Engine {
 
     pub fn handle(&mut self, tab: TabId, request: Request) -> Handled {
         let mut changed: Option<TableSet> = None;
-        let mutated = matches!(request, Request::Mutate { .. });
-        let reply = self.dispatch(tab, request, &mut changed);
+        let sync_event = match request {
+            Request::Mutate { .. } => Some(sync::Event::Mutated),
+            Request::PauseSync => Some(sync::Event::Pause),
+            Request::ResumeSync => Some(sync::Event::Resume),
+            _ => None,
+        };
+        let mut reply = self.dispatch(tab, request, &mut changed);
         let mut commit_seq = self.durability.as_mut().and_then(Durability::capture);
         let mut sync = SyncWork::default();
-        if mutated && reply.is_ok() {
-            // The new outbox entry wakes the client (a push). A failure here is
-            // the replica's own SQLite failing; the mutation is safely queued
-            // and goes out with the next event, so the reply stays a success.
-            if let Ok(handled) = self.sync_event(sync::Event::Mutated) {
-                // `Mutated` changes no rows: nothing for live queries.
-                debug_assert!(handled.updates.is_empty());
-                commit_seq = handled.commit_seq.or(commit_seq);
-                sync = handled.work;
+        if let Some(event) = sync_event.filter(|_| reply.is_ok()) {
+            let was_mutation = event == sync::Event::Mutated;
+            match self.sync_event(event) {
+                Ok(handled) => {
+                    // These events change no rows: nothing for live queries.
+                    debug_assert!(handled.updates.is_empty());
+                    commit_seq = handled.commit_seq.or(commit_seq);
+                    sync = handled.work;
+                }
+                // The new outbox entry wakes the client (a push). A failure
+                // here is the replica's own SQLite failing; the mutation is
+                // safely queued and goes out with the next event, so its
+                // reply stays a success. A pause or resume that failed did not
+                // happen: say so.
+                Err(e) if !was_mutation => reply = Err(e),
+                Err(_) => {}
             }
         }
         let updates = match changed {
@@ -364,6 +376,9 @@ impl Engine {
                 *changed = Some(replication.replica.clear_rejections(&mut self.db)?);
                 Ok(Response::Done)
             }
+            // Fed to the sync client by `handle`; without a server there is
+            // nothing to pause, which is no error.
+            Request::PauseSync | Request::ResumeSync => Ok(Response::Done),
             Request::Stats => Ok(Response::Stats(Stats {
                 tabs: self.tabs.len(),
                 live_queries: self.live.query_count(),

@@ -42,6 +42,11 @@ pub enum Request {
     },
     /// Empties the rejection log (the app showed the rejections to the user).
     ClearRejections,
+    /// Stops syncing (every tab of this worker sees `paused`); mutations keep
+    /// queueing. Not persisted: a new worker syncs again.
+    PauseSync,
+    /// Syncs again at once, draining the outbox.
+    ResumeSync,
     Stats,
 }
 

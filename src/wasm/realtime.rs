@@ -1,7 +1,9 @@
 //! The realtime channel: `GET {base}/events` kept open for the worker's
 //! life, read as Server-Sent Events with fetch streaming (`EventSource`
 //! cannot send the bearer header), each poke fed to the engine. Reconnects
-//! back off with jitter; the `online` event cuts a wait short.
+//! back off with jitter; the `online` event cuts a wait short. While sync is
+//! paused the channel is closed (its reader cancelled) and the loop ends;
+//! resuming starts it again.
 
 use super::sync::{event, global, request_init};
 use super::worker::Shared;
@@ -12,7 +14,7 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::Response;
+use web_sys::{ReadableStreamDefaultReader, Response};
 
 /// Reconnects back off from the first delay to the last.
 const RETRY_MS: (u32, u32) = (500, 10_000);
@@ -22,6 +24,44 @@ pub struct Realtime {
     running: bool,
     /// Wakes a reconnect that is waiting out its backoff.
     wake: Option<js_sys::Function>,
+    /// The open connection's body reader: cancelling it ends the connection.
+    reader: Option<ReadableStreamDefaultReader>,
+}
+
+/// Sync was paused: closes the open connection and ends the loop (it sees
+/// `paused` when it wakes).
+pub fn close(shared: &Rc<RefCell<Shared>>) {
+    let (reader, wake) = {
+        let mut state = shared.borrow_mut();
+        let Some(host) = state.sync.as_mut() else {
+            return;
+        };
+        (host.realtime.reader.take(), host.realtime.wake.take())
+    };
+    if let Some(reader) = reader {
+        // Its promise only says when the stream is gone; nothing to wait for.
+        let _ = reader.cancel();
+    }
+    if let Some(wake) = wake {
+        let _ = wake.call0(&JsValue::UNDEFINED);
+    }
+}
+
+/// Whether the channel should be closed now (paused, or sync gone); ends the
+/// loop's turn in `running` so a resume starts a new one.
+fn stopped(weak: &Weak<RefCell<Shared>>) -> bool {
+    let Some(shared) = weak.upgrade() else {
+        return true;
+    };
+    let mut state = shared.borrow_mut();
+    match state.sync.as_mut() {
+        Some(host) if host.paused => {
+            host.realtime.running = false;
+            true
+        }
+        Some(_) => false,
+        None => true,
+    }
 }
 
 pub fn ensure(shared: &Rc<RefCell<Shared>>) {
@@ -55,6 +95,9 @@ pub fn wake(shared: &Rc<RefCell<Shared>>) {
 async fn realtime(weak: Weak<RefCell<Shared>>) {
     let mut delay = RETRY_MS.0;
     loop {
+        if stopped(&weak) {
+            return;
+        }
         let Some((url, token)) = weak.upgrade().and_then(|shared| {
             let state = shared.borrow();
             let host = state.sync.as_ref()?;
@@ -62,7 +105,14 @@ async fn realtime(weak: Weak<RefCell<Shared>>) {
         }) else {
             return;
         };
-        if matches!(listen(&weak, &url, token.as_deref()).await, Ok(true)) {
+        let delivered = matches!(listen(&weak, &url, token.as_deref()).await, Ok(true));
+        // That connection is over: a later pause must not cancel its reader.
+        if let Some(shared) = weak.upgrade() {
+            if let Some(host) = shared.borrow_mut().sync.as_mut() {
+                host.realtime.reader = None;
+            }
+        }
+        if delivered {
             delay = RETRY_MS.0;
         }
         let jitter = (js_sys::Math::random() * f64::from(delay) / 2.0) as u32;
@@ -100,7 +150,16 @@ async fn listen(
     let Some(body) = response.body() else {
         return Ok(false);
     };
-    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    if stopped_after_connect(weak) {
+        let _ = body.cancel();
+        return Ok(false);
+    }
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    if let Some(shared) = weak.upgrade() {
+        if let Some(host) = shared.borrow_mut().sync.as_mut() {
+            host.realtime.reader = Some(reader.clone());
+        }
+    }
     let mut buffer = Vec::new();
     let mut delivered = false;
     loop {
@@ -121,6 +180,12 @@ async fn listen(
             }
         }
     }
+}
+
+/// Paused while the connection was being made: it must not stay open.
+fn stopped_after_connect(weak: &Weak<RefCell<Shared>>) -> bool {
+    weak.upgrade()
+        .is_none_or(|shared| shared.borrow().sync.as_ref().is_none_or(|h| h.paused))
 }
 
 /// The `data:` lines of one SSE message that parse as server events

@@ -39,6 +39,10 @@ pub struct SyncHost {
     next_ask: u32,
     /// The realtime channel's state.
     pub realtime: super::realtime::Realtime,
+    /// The app paused sync (mirrors the engine's status): the realtime
+    /// channel stays closed, and a replaced replica's new client starts
+    /// paused too. Kept in memory only, so a new worker syncs again.
+    pub paused: bool,
 }
 
 /// Starts syncing with the server at `base` (the first tab that opened the
@@ -62,6 +66,7 @@ pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
         asked: None,
         next_ask: 1,
         realtime: Default::default(),
+        paused: false,
     });
     listen_network(shared);
     if navigator_online() {
@@ -72,7 +77,7 @@ pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
 /// The replica was replaced: forget the old client's requests, and start the
 /// new client (its first pull is a full one).
 pub fn restart(shared: &Rc<RefCell<Shared>>) {
-    {
+    let paused = {
         let mut state = shared.borrow_mut();
         let Some(host) = state.sync.as_mut() else {
             return;
@@ -82,6 +87,10 @@ pub fn restart(shared: &Rc<RefCell<Shared>>) {
         if let Some(old) = host.timer.take() {
             global().clear_timeout_with_handle(old);
         }
+        host.paused
+    };
+    if paused {
+        event(shared, Event::Pause);
     }
     if navigator_online() {
         event(shared, Event::Online);
@@ -137,6 +146,7 @@ pub fn carry_out(shared: &Rc<RefCell<Shared>>, work: SyncWork) {
             }
             Effect::Status(status) => {
                 tabs::broadcast(&shared.borrow(), &status_message(&status));
+                set_paused(shared, status.paused);
                 if status.connected {
                     realtime::ensure(shared);
                 }
@@ -144,6 +154,28 @@ pub fn carry_out(shared: &Rc<RefCell<Shared>>, work: SyncWork) {
             // The engine refreshed live queries already.
             Effect::Changed(_) => {}
         }
+    }
+}
+
+/// Follows the engine's `paused`: pausing closes the realtime channel and
+/// drops the timer (the engine sets a new one on resume).
+fn set_paused(shared: &Rc<RefCell<Shared>>, paused: bool) {
+    let changed = {
+        let mut state = shared.borrow_mut();
+        let Some(host) = state.sync.as_mut() else {
+            return;
+        };
+        let changed = host.paused != paused;
+        host.paused = paused;
+        if paused {
+            if let Some(old) = host.timer.take() {
+                global().clear_timeout_with_handle(old);
+            }
+        }
+        changed
+    };
+    if changed && paused {
+        realtime::close(shared);
     }
 }
 

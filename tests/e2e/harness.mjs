@@ -112,3 +112,129 @@ export async function eventually(fn, ms = 5000, what = 'condition') {
   }
   throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
 }
+
+// ---- Sync suites: the server's store chosen by the environment, and a
+// server a test can crash and start again.
+
+let storeCount = 0;
+
+/**
+ * A fresh, empty store URL for one server. By default a SQLite file `name.db`
+ * in `dir`; with `FERRYDB_E2E_STORE=postgres://…/db` a new database on that
+ * cluster (created with psql), so no server sees another's data. Creating
+ * it fails loudly when the cluster is not there: a Postgres run never
+ * quietly tests SQLite instead.
+ */
+export async function freshStore(dir, name) {
+  const base = process.env.FERRYDB_E2E_STORE;
+  if (!base || base.startsWith('sqlite')) return `sqlite:${join(dir, `${name}.db`)}`;
+  if (!/^postgres(ql)?:\/\//.test(base)) throw new Error(`FERRYDB_E2E_STORE: not sqlite or postgres: ${base}`);
+  const database = `ferry_e2e_${process.pid}_${++storeCount}_${name.replace(/\W/g, '_')}`.toLowerCase();
+  await new Promise((resolve, reject) => {
+    const psql = spawn('psql', [base, '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE "${database}"`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    psql.stderr.on('data', (chunk) => (stderr += chunk));
+    psql.on('error', reject);
+    psql.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`CREATE DATABASE failed: ${stderr}`))));
+  });
+  const url = new URL(base);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** The store kind the sync suites run on, for test names and logs. */
+export const storeKind = () => (process.env.FERRYDB_E2E_STORE?.startsWith('postgres') ? 'postgres' : 'sqlite');
+
+/**
+ * Like `startServer`, on `listen` (default: a free port), and also gives
+ * `port` and `kill()`: SIGKILL, a crash with requests in flight (the
+ * graceful `stop` would let them finish). Start another with the same
+ * `listen` and store to restart it.
+ */
+export async function startKillableServer(args, { listen = '127.0.0.1:0' } = {}) {
+  const binary = join(root, 'target', 'release', 'ferrydb-server');
+  const child = spawn(binary, [...args, '--listen', listen], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 15000);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = out.match(/listening on (http:\/\/\S+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
+  });
+  const exited = (signal) =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', resolve);
+      child.kill(signal);
+    });
+  return {
+    url,
+    port: Number(new URL(url).port),
+    kill: () => exited('SIGKILL'),
+    stop: () => exited('SIGINT'),
+  };
+}
+
+/** Sync helpers for tests of a synced app against `server` (from `startKillableServer` or `startServer`). */
+export function syncTools(getServer) {
+  const status = (page) => page.evaluate(() => window.db.syncStatus);
+  return {
+    status,
+    todoIds: (page) =>
+      page.evaluate(async () => (await window.db.query('SELECT id FROM todos ORDER BY id')).map((r) => r.id)),
+    /** A tab of `profile` with the sample app open as `user`. */
+    async syncedTab(profile, user, { auth = 'user', name } = {}) {
+      const page = await profile.newTab(getServer().url);
+      await page.waitForFunction(() => window.ready);
+      const failure = await page.evaluate((options) => window.openSynced(options), { user, auth, name });
+      if (failure) throw new Error(`opening failed: ${JSON.stringify(failure)}`);
+      return page;
+    },
+    async allConnected(tabs, ms = 30000) {
+      for (const tab of tabs) await eventually(async () => (await status(tab)).connected, ms, 'connected');
+    },
+    /** Runs `addTodo` in `page`, waits for `local` and `durable`; the mutation is `window.lastMutation`. */
+    addTodo: (page, todo) =>
+      page.evaluate(async (t) => {
+        const m = window.db.mutate.addTodo({ listId: 'l1', title: t.id, ...t });
+        window.lastMutation = m;
+        const id = await m.local;
+        await m.durable;
+        return id;
+      }, todo),
+    async faults(body) {
+      const response = await fetch(`${getServer().url}demo/faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (response.status !== 200) throw new Error(`faults: ${response.status} ${await response.text()}`);
+    },
+    async serverMutations() {
+      const response = await fetch(`${getServer().url}demo/mutations`);
+      return (await response.json()).mutations;
+    },
+    /** Throws if any (client, mutation id) pair was processed twice. */
+    assertNoDuplicates(log) {
+      const seen = new Set();
+      for (const m of log) {
+        const key = `${m.clientID}/${m.id}`;
+        if (seen.has(key)) throw new Error(`mutation ${key} was processed twice`);
+        seen.add(key);
+      }
+    },
+  };
+}

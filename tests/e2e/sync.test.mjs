@@ -1,5 +1,7 @@
-// Sync end to end: the reference server (SQLite store, dev auth, demo
-// switches) and two Chromium profiles — two devices — with two tabs each.
+// Sync end to end: the reference server (dev auth, demo switches; a SQLite
+// store, or Postgres with FERRYDB_E2E_STORE=postgres://…, see
+// harness.freshStore) and two Chromium profiles — two devices — with two
+// tabs each.
 // Every assertion is about behaviour; the one timing asserted is the issue's
 // "visible on the other device within 1 s".
 import { test, before, after } from 'node:test';
@@ -7,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, launchProfile, root, startServer } from './harness.mjs';
+import { buildTestSite, eventually, freshStore, launchProfile, root, startServer } from './harness.mjs';
 
 let site;
 let storeDir;
@@ -17,7 +19,7 @@ const profiles = [];
 async function startSyncServer(appPath, name) {
   return startServer([
     '--app', appPath,
-    '--store', `sqlite:${join(storeDir, `${name}.db`)}`,
+    '--store', await freshStore(storeDir, name),
     '--dev-auth',
     '--demo',
     '--static', site,

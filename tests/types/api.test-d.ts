@@ -142,6 +142,14 @@ async function mutations(): Promise<void> {
     // @ts-expect-error: not a sync error code
     if (status.error.code === 'offline') return;
   }
+  expectType<boolean>(status.paused);
+  if (status.initialSync) {
+    expectType<number>(status.initialSync.received);
+    expectType<number | null>(status.initialSync.total);
+  }
+  if (status.error?.code === 'forbidden') await synced.resumeSync();
+  expectType<Promise<void>>(synced.pauseSync());
+  expectType<Promise<void>>(synced.resumeSync());
   synced.on('updateNeeded', (e) => expectType<number>(e.serverSchemaVersion));
   synced.on('rejected', (e) => expectType<string>(e.rejections[0]!.code));
   // @ts-expect-error: not a sync event

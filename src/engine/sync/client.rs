@@ -11,15 +11,22 @@
 //!   with jitter; any success resets the backoff.
 //! - 401: drop the token, ask for a new one, retry once; a second 401 in a
 //!   row is reported (`Unauthorized`) and retried after backoff.
+//! - 403 on a whole request: retrying cannot help, so sync stops with
+//!   `Forbidden` until the app resumes it.
+//! - Paused (by the app): nothing is sent and no timer is set; resuming
+//!   sends at once.
 
 use super::backoff::{Backoff, SplitMix64};
 use super::error::{Error, Result};
 use super::events::{
-    Effect, Event, StatusError, StatusErrorCode as Code, SyncConfig, SyncEvent, SyncStatus,
+    Effect, Event, InitialSync, StatusError, StatusErrorCode as Code, SyncConfig, SyncEvent,
+    SyncStatus,
 };
 use super::replica::Replica;
 use crate::engine::database::Database;
-use ferrydb_protocol::{MismatchAction, PullResponse, PushResponse, SchemaMismatch, ServerEvent};
+use ferrydb_protocol::{
+    MismatchAction, PatchOp, PullResponse, PushResponse, SchemaMismatch, ServerEvent,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Token {
@@ -44,6 +51,12 @@ pub struct SyncClient {
     online: bool,
     /// The server runs a newer schema: no more requests from this build.
     blocked: bool,
+    /// The app paused sync: no requests, no timers.
+    paused: bool,
+    /// The server refused a whole request with 403: no more requests until
+    /// the app resumes (which it does after fixing what was refused, e.g.
+    /// signing in as the right user).
+    forbidden: bool,
     token: Token,
     /// A 401 already led to a token refresh since the last success.
     refreshed: bool,
@@ -72,6 +85,8 @@ impl SyncClient {
             rng: SplitMix64::new(seed),
             online: false,
             blocked: false,
+            paused: false,
+            forbidden: false,
             token: Token::Unknown,
             refreshed: false,
             push: None,
@@ -165,6 +180,30 @@ impl SyncClient {
                 self.timer_at = None;
                 self.expire(now);
             }
+            Event::Pause => {
+                self.paused = true;
+                self.status.paused = true;
+                // Their replies, if any still come, are ignored; a push that
+                // reached the server is pushed again later with the same
+                // mutation IDs, which the server skips.
+                self.push = None;
+                self.pull = None;
+                self.status.connected = false;
+                // The host drops its timer when it sees `paused`; a new one
+                // must be set on resume even for the same time.
+                self.timer_at = None;
+            }
+            Event::Resume => {
+                self.paused = false;
+                self.status.paused = false;
+                if self.forbidden {
+                    self.forbidden = false;
+                    self.status.error = None;
+                }
+                self.backoff.reset();
+                self.retry_at = None;
+                self.want_pull(now);
+            }
         }
         self.drive(now, replica, db, &mut out)?;
         self.update_status(replica, db, &mut out)?;
@@ -251,9 +290,18 @@ impl SyncClient {
                     out.push(Effect::Changed(changed));
                 }
                 self.succeed();
+                if let Some(progress) = self.status.initial_sync.as_mut() {
+                    let puts = pull
+                        .patch
+                        .iter()
+                        .filter(|op| matches!(op, PatchOp::Put { .. }))
+                        .count();
+                    progress.received += puts as u64;
+                }
                 if pull.more {
                     self.want_pull(now);
                 } else {
+                    self.status.initial_sync = None;
                     self.status.last_synced_at = Some(now);
                     self.interval_at = self.config.pull_interval_ms.map(|i| now + i);
                 }
@@ -293,6 +341,8 @@ impl SyncClient {
             // still wants a reset is confused, so back off instead of looping.
             MismatchAction::ResetReplica if replica.cookie().is_some() => {
                 out.push(Effect::Changed(replica.reset(db)?));
+                // The download from empty starts over, and so does its count.
+                self.status.initial_sync = None;
                 out.push(Effect::Emit(SyncEvent::SchemaReset {
                     server_schema_version,
                 }));
@@ -314,6 +364,18 @@ impl SyncClient {
     }
 
     fn on_http_error(&mut self, now: u64, status: u16, out: &mut Vec<Effect>) {
+        if status == 403 {
+            // The same request would be refused again: stop instead of
+            // backing off forever.
+            self.forbidden = true;
+            self.retry_at = None;
+            self.status.connected = false;
+            self.status.error = Some(StatusError::new(
+                Code::Forbidden,
+                "the server refused this client's requests (HTTP 403); sync stopped until resumed",
+            ));
+            return;
+        }
         if status == 401 {
             self.token = Token::Unknown;
             if !self.refreshed {
@@ -377,7 +439,7 @@ impl SyncClient {
         db: &mut Database,
         out: &mut Vec<Effect>,
     ) -> Result<()> {
-        if self.online && !self.blocked {
+        if self.may_send() {
             if self.interval_at.is_some_and(|t| t <= now) {
                 self.interval_at = None;
                 self.want_pull(now);
@@ -439,6 +501,11 @@ impl SyncClient {
                 sent: 0,
             });
             self.pull_at = None;
+            // A pull from no cookie downloads everything: report progress
+            // until the last page (a retry of a page keeps the count).
+            if replica.cookie().is_none() && self.status.initial_sync.is_none() {
+                self.status.initial_sync = Some(InitialSync::default());
+            }
             out.push(Effect::SendPull {
                 id,
                 token,
@@ -446,6 +513,11 @@ impl SyncClient {
             });
         }
         Ok(())
+    }
+
+    /// Whether anything may be sent (or waited for) now.
+    fn may_send(&self) -> bool {
+        self.online && !self.blocked && !self.paused && !self.forbidden
     }
 
     fn request_id(&mut self) -> u64 {
@@ -456,7 +528,7 @@ impl SyncClient {
 
     fn set_timer(&mut self, now: u64, out: &mut Vec<Effect>) {
         let mut times = vec![self.push.map(|p| p.deadline), self.pull.map(|p| p.deadline)];
-        if self.online && !self.blocked {
+        if self.may_send() {
             match self.retry_at {
                 Some(t) => times.push(Some(t)),
                 None => times.push(self.pull_at.filter(|&t| t > now)),

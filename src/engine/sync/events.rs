@@ -74,6 +74,13 @@ pub enum Event {
     Server(ServerEvent),
     /// The timer set by the last `SetTimer` fired.
     Timer,
+    /// The app paused sync (`db.pauseSync()`, the demo's offline switch): no
+    /// requests and no timers until `Resume`; requests in flight are
+    /// abandoned (their replies ignored). Mutations keep queueing.
+    Pause,
+    /// The app resumed sync: sends at once (the backoff is forgotten), and
+    /// lifts a `forbidden` stop.
+    Resume,
 }
 
 /// Something the host must do.
@@ -136,6 +143,23 @@ pub struct SyncStatus {
     pub last_synced_at: Option<u64>,
     /// Why syncing is failing, while it is.
     pub error: Option<StatusError>,
+    /// The app paused sync (`Event::Pause`); the host closes its realtime
+    /// channel while this is set.
+    pub paused: bool,
+    /// Set while the replica downloads from empty (its first sync, or after a
+    /// reset), until the server says there is no more.
+    pub initial_sync: Option<InitialSync>,
+}
+
+/// Progress of a download into an empty replica, for a progress bar.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InitialSync {
+    /// Rows applied so far (`put`s of every page).
+    pub received: u64,
+    /// The rows to expect in all. Protocol v1 does not carry it, so it is
+    /// always `None` for now; the field is there so a progress bar written
+    /// today shows a percentage once a server sends it.
+    pub total: Option<u64>,
 }
 
 /// Why syncing is failing: a stable code to switch on and words for people.
@@ -175,6 +199,10 @@ pub enum StatusErrorCode {
     UpdateNeeded,
     /// The server runs an older schema or cannot serve this replica yet.
     ServerBehind,
+    /// The server refused a whole request with 403 (e.g. this client ID
+    /// belongs to another user). Retrying cannot help: sync stops until
+    /// `Resume` (or a new worker).
+    Forbidden,
 }
 
 impl StatusErrorCode {
@@ -188,6 +216,7 @@ impl StatusErrorCode {
             StatusErrorCode::Unauthorized => "unauthorized",
             StatusErrorCode::UpdateNeeded => "update_needed",
             StatusErrorCode::ServerBehind => "server_behind",
+            StatusErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -25,7 +25,9 @@ pub mod values;
 pub use backoff::SplitMix64;
 pub use client::SyncClient;
 pub use error::{Error, Result};
-pub use events::{Effect, Event, StatusError, StatusErrorCode, SyncConfig, SyncEvent, SyncStatus};
+pub use events::{
+    Effect, Event, InitialSync, StatusError, StatusErrorCode, SyncConfig, SyncEvent, SyncStatus,
+};
 pub use model_server::{LoggedMutation, ModelServer};
 pub use replica::{Mutated, Opened, PendingMutation, PushApplied, Rejection, Replica};
 

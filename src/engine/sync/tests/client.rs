@@ -425,3 +425,120 @@ fn an_invalid_reply_backs_off_and_is_retried() {
     });
     assert_eq!(h.client.status(), &before);
 }
+
+#[test]
+fn paused_sends_nothing_sets_no_timer_and_resume_drains_at_once() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let effects = h.step(Event::Pause);
+    assert!(h.client.status().paused && !h.client.status().connected);
+    assert!(
+        !h.client.status().uploading,
+        "the push in flight is abandoned"
+    );
+    assert!(timer(&effects).is_none());
+    // Its late reply changes nothing: the mutation stays queued.
+    h.step(Event::PushResponse {
+        id,
+        response: PushResponse::Ok {
+            results: vec![MutationResult::Ok { id: 1 }],
+        },
+    });
+    // Writes, pokes, the network coming back and timers all stay quiet.
+    for event in [
+        Event::Mutated,
+        Event::Server(ServerEvent::Poke { cookie: None }),
+        Event::Online,
+        Event::Timer,
+    ] {
+        let effects = h.at(h.now + 70_000, event);
+        assert!(push_sent(&effects).is_none() && pull_sent(&effects).is_none());
+        assert!(timer(&effects).is_none(), "{effects:?}");
+    }
+    h.mutate();
+    assert_eq!(h.client.status().pending, 2);
+    let effects = h.step(Event::Resume);
+    assert!(!h.client.status().paused);
+    let (_, request) = push_sent(&effects).expect("the outbox drains at once");
+    assert_eq!(
+        request.mutations.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [1, 2],
+        "the abandoned push goes again with the same ids"
+    );
+    assert!(pull_sent(&effects).is_some(), "and catches up");
+    assert!(timer(&effects).is_some(), "the request deadline");
+}
+
+#[test]
+fn a_403_stops_sync_with_forbidden_until_resumed() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let effects = h.step(Event::HttpError { id, status: 403 });
+    let error = h.client.status().error.clone().unwrap();
+    assert_eq!(error.code, StatusErrorCode::Forbidden);
+    assert_eq!(error.code.as_str(), "forbidden");
+    assert!(!h.client.status().connected);
+    assert!(timer(&effects).is_none(), "no retry is scheduled");
+    // Nothing is retried, however long it waits or whatever happens.
+    for event in [
+        Event::Timer,
+        Event::Mutated,
+        Event::Server(ServerEvent::Poke { cookie: None }),
+    ] {
+        let effects = h.at(h.now + 3_600_000, event);
+        assert!(push_sent(&effects).is_none() && pull_sent(&effects).is_none());
+    }
+    assert_eq!(
+        h.client.status().error.as_ref().map(|e| e.code),
+        Some(StatusErrorCode::Forbidden)
+    );
+    let effects = h.step(Event::Resume);
+    assert!(push_sent(&effects).is_some(), "resuming tries again");
+    assert_eq!(h.client.status().error, None);
+}
+
+#[test]
+fn initial_sync_reports_rows_received_until_the_last_page() {
+    let mut server = server().with_page_size(2);
+    let (mut writer, mut wdb) = super::client("writer");
+    for i in 0..5 {
+        add_todo(&writer, &mut wdb, &format!("t{i}"), "u", "x");
+    }
+    sync(&mut writer, &mut wdb, &mut server, "u");
+
+    let mut h = Harness::new();
+    assert_eq!(
+        h.client.status().initial_sync,
+        None,
+        "before the first pull"
+    );
+    h.step(Event::Online);
+    let mut effects = h.step(Event::Token(Some("u".into())));
+    let mut seen = Vec::new();
+    while let Some((id, request)) = pull_sent(&effects) {
+        seen.push(h.client.status().initial_sync);
+        let PullResponse::Ok(ok) = server.pull("u", &request).unwrap() else {
+            panic!("schema mismatch")
+        };
+        let response = PullResponse::Ok(ok);
+        effects = h.step(Event::PullResponse { id, response });
+    }
+    let progress = |received| {
+        Some(InitialSync {
+            received,
+            total: None,
+        })
+    };
+    assert_eq!(seen, [progress(0), progress(2), progress(4)]);
+    assert_eq!(
+        h.client.status().initial_sync,
+        None,
+        "done after the last page"
+    );
+    assert_eq!(column(&mut h.db, "SELECT id FROM todos").len(), 5);
+
+    // Catching up later is not an initial sync.
+    h.step(Event::Server(ServerEvent::Poke { cookie: None }));
+    pull_sent(&h.at(h.now + 50, Event::Timer)).unwrap();
+    assert_eq!(h.client.status().initial_sync, None);
+}
