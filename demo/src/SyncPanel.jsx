@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { useFerry, useQuery, useSyncStatus } from 'ferrydb/react';
 import { now, rememberOffline, tab } from './session.js';
 
@@ -27,15 +27,18 @@ const median = (samples) => {
 /**
  * Time from a write in another tab (or browser) to its render here: each
  * item write carries its tab and a timestamp; when the newest stamp changes
- * to another tab's, the difference to now, taken after React committed the
- * update, is one sample.
+ * to another tab's, the difference to now, taken as React commits the
+ * update to the DOM, is one sample.
  */
 function useRemoteWriteLatency() {
   const latest = useQuery('SELECT updated_at AS at, updated_by AS by FROM items ORDER BY updated_at DESC LIMIT 1');
   const newest = useRef(null);
   const [samples, setSamples] = useState([]);
   const row = latest.status === 'ok' ? latest.rows[0] : undefined;
-  useEffect(() => {
+  // A layout effect runs once React has written the DOM, before the browser
+  // paints: the moment the write is on the page. (A passive effect would
+  // add the scheduler's delay, a few ms, to every sample.)
+  useLayoutEffect(() => {
     if (!row) return;
     const first = newest.current === null;
     if (!first && row.at <= newest.current) return;
