@@ -396,6 +396,7 @@ export class Database<A extends AppDefinition = AppDefinition> {
       else this.#durableWaiters.push(waiter);
     }
     for (const listener of [...this.#storageListeners]) listener(status);
+    this.#sync._setStorage(status);
   }
 
   #send(message: TabMessage): void {
@@ -437,7 +438,7 @@ export class Database<A extends AppDefinition = AppDefinition> {
         this.#failPending(message.error);
         return;
       case 'syncStatus':
-        this.#sync._setStatus(message.status);
+        this.#sync._setStatus({ ...message.status, storage: this.#storage ?? null });
         return;
       case 'syncEvent':
         this.#sync._emit(message.event);

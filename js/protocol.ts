@@ -3,7 +3,7 @@
  * `src/wasm/tabs.rs`; change them together.
  */
 import type { ErrorData } from './errors.js';
-import type { Settled, SyncEventMessage, SyncStatus } from './sync.js';
+import type { Settled, SyncEventMessage, WorkerSyncStatus } from './sync.js';
 
 /** A SQLite value as JavaScript sees it (integers past 2^53 arrive as bigint). */
 export type SqlValue = null | number | bigint | string | Uint8Array;
@@ -96,7 +96,7 @@ export type WorkerMessage =
   | { type: 'live'; updates: LiveUpdate[] }
   /** The worker could not start (e.g. the wasm failed to load). */
   | { type: 'fatal'; error: ErrorData }
-  | { type: 'syncStatus'; status: SyncStatus }
+  | { type: 'syncStatus'; status: WorkerSyncStatus }
   | { type: 'syncEvent'; event: SyncEventMessage }
   /** The server decided on a mutation (sent to every tab; the one that made it resolves `server`). */
   | { type: 'settled'; settled: Settled }

@@ -5,6 +5,7 @@
  * the server decided. Framework-free: `subscribe`-style listeners only.
  */
 import { FerryError, type FerryErrorCode } from './errors.js';
+import type { StorageStatus } from './protocol.js';
 
 /** Why syncing is failing; `code` is stable. */
 export type SyncErrorCode =
@@ -25,7 +26,7 @@ export interface SyncStatus {
   uploading: boolean;
   downloading: boolean;
   /** Mutations in the outbox, not yet settled with the server. */
-  pending: number;
+  pendingMutations: number;
   /** When the replica last caught up with the server (ms since the epoch). */
   lastSyncedAt: number | null;
   error: { code: SyncErrorCode; message: string } | null;
@@ -37,7 +38,12 @@ export interface SyncStatus {
    * `total` is `null` while the server does not say (protocol v1 never does).
    */
   initialSync: { received: number; total: number | null } | null;
+  /** Where the replica is stored and what is on disk (as `db.storage`); `null` until the worker says. */
+  storage: StorageStatus | null;
 }
+
+/** The status as the worker sends it; the tab adds the storage status it already has. */
+export type WorkerSyncStatus = Omit<SyncStatus, 'storage'>;
 
 /** One entry of the rejection log (also the `_ferry_rejections` table). */
 export interface Rejection {
@@ -74,11 +80,12 @@ export const INITIAL_STATUS: SyncStatus = Object.freeze({
   connected: false,
   uploading: false,
   downloading: false,
-  pending: 0,
+  pendingMutations: 0,
   lastSyncedAt: null,
   error: null,
   paused: false,
   initialSync: null,
+  storage: null,
 });
 
 /** Rejection codes that are also `FerryErrorCode`s; others become `rejected`. */
@@ -117,6 +124,10 @@ export class SyncState {
   _setStatus(status: SyncStatus): void {
     this.#status = status;
     for (const listener of [...this.#statusListeners]) listener(status);
+  }
+
+  _setStorage(storage: StorageStatus): void {
+    this._setStatus({ ...this.#status, storage });
   }
 
   _emit(message: SyncEventMessage): void {

@@ -2,14 +2,6 @@ import { useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { useFerry, useQuery, useSyncStatus } from 'ferrydb/react';
 import { now, rememberOffline, tab } from './session.js';
 
-/** The storage status the worker pushes to every tab. */
-function useStorage() {
-  const db = useFerry();
-  const [storage, setStorage] = useState(() => db.storage);
-  useEffect(() => db.onStorageChange(setStorage), [db]);
-  return storage;
-}
-
 /** Re-renders every second, for "3 s ago". */
 function useClock() {
   const [, setTick] = useState(0);
@@ -101,7 +93,7 @@ const SLOW_MS = 1500;
 export function SyncPanel() {
   const db = useFerry();
   const status = useSyncStatus();
-  const storage = useStorage();
+  const { storage } = status;
   const samples = useRemoteWriteLatency();
   const [faults, setFaults] = useServerFaults();
   useClock();
@@ -125,7 +117,7 @@ export function SyncPanel() {
         </div>
         <div>
           <dt>Pending</dt>
-          <dd id="pending">{status.pending}</dd>
+          <dd id="pending">{status.pendingMutations}</dd>
         </div>
         <div>
           <dt>Last sync</dt>

@@ -145,7 +145,7 @@ test('a mutation shows in both tabs of its device at once and on the other devic
   const seen = await Promise.all([b1, b2].map((tab) => seesTodoBy(tab, 'realtime-1', start + 1000)));
   assert.deepEqual(seen, [true, true], 'both tabs of the other device within 1 s');
   await a1.evaluate(() => window.lastMutation.server);
-  await eventually(async () => (await status(a1)).pending === 0, 30000, 'the outbox drains');
+  await eventually(async () => (await status(a1)).pendingMutations === 0, 30000, 'the outbox drains');
 });
 
 test('writes made offline survive a browser restart and reach the server exactly once', async () => {
@@ -163,7 +163,7 @@ test('writes made offline survive a browser restart and reach the server exactly
     await addTodo(a2, { id: 'offline-3', owner: user });
     await eventually(async () => (await status(a1)).error?.code === 'server_error', 30000, 'the failure shows');
     assert.deepEqual(await todoIds(a2), ['offline-1', 'offline-2', 'offline-3']);
-    assert.equal((await status(a2)).pending, 3);
+    assert.equal((await status(a2)).pendingMutations, 3);
 
     // The browser goes away and comes back: the worker starts again from storage.
     const dir = laptop.dir;
@@ -177,7 +177,7 @@ test('writes made offline survive a browser restart and reach the server exactly
   } finally {
     await faults({ failStatus: null });
   }
-  await eventually(async () => (await status(a1)).pending === 0, 60000, 'the outbox drains');
+  await eventually(async () => (await status(a1)).pendingMutations === 0, 60000, 'the outbox drains');
   await eventually(async () => (await todoIds(b1)).length === 3, 60000, 'the other device has every write');
   const log = await serverMutations();
   assertNoDuplicates(log);
@@ -200,12 +200,12 @@ test('a server answering 500 for a while: backoff, recovery, nothing lost', asyn
     await eventually(async () => (await status(a1)).error?.code === 'server_error', 30000, 'the failure shows');
     // Retries keep failing for a while; the writes stay queued.
     await new Promise((r) => setTimeout(r, 3000));
-    assert.equal((await status(a1)).pending, 2);
+    assert.equal((await status(a1)).pendingMutations, 2);
     assert.equal((await serverMutations()).length, before);
   } finally {
     await faults({ failStatus: null });
   }
-  await eventually(async () => (await status(a1)).pending === 0, 60000, 'the outbox drains');
+  await eventually(async () => (await status(a1)).pendingMutations === 0, 60000, 'the outbox drains');
   const after = await status(a1);
   assert.equal(after.error, null);
   assert.equal(after.connected, true);
@@ -260,7 +260,7 @@ test('an auth provider that throws: status auth_required, writes still accepted 
   await addTodo(tab, { id: 'local-only', owner: 'alan' });
   assert.deepEqual(await todoIds(tab), ['local-only']);
   const s = await status(tab);
-  assert.equal(s.pending, 1);
+  assert.equal(s.pendingMutations, 1);
   assert.equal(s.connected, false);
 });
 
@@ -285,7 +285,7 @@ test('a server on a newer app version: updateNeeded in every tab, local writes k
     assert.equal((await status(tabs[0])).error?.code, 'update_needed');
     await addTodo(tabs[0], { id: 'kept', owner: 'linus' });
     assert.deepEqual(await todoIds(tabs[1]), ['kept']);
-    assert.equal((await status(tabs[1])).pending, 1);
+    assert.equal((await status(tabs[1])).pendingMutations, 1);
   } finally {
     await newer.stop();
   }

@@ -85,13 +85,13 @@ test('pauseSync in one tab pauses every tab of the replica; writes queue; resume
   await sleep(2000);
   assert.equal((await serverMutations()).length, before, 'nothing reached the server while paused');
   const paused = await status(a1);
-  assert.equal(paused.pending, 2);
+  assert.equal(paused.pendingMutations, 2);
   assert.equal(paused.paused, true);
   assert.deepEqual(await todoIds(b1), []);
 
   // Resumed from the other tab: the switch is the worker's, not the tab's.
   await a2.evaluate(() => window.db.resumeSync());
-  await eventually(async () => (await status(a1)).pending === 0, 30000, 'the outbox drains');
+  await eventually(async () => (await status(a1)).pendingMutations === 0, 30000, 'the outbox drains');
   const resumed = await status(a1);
   assert.equal(resumed.paused, false);
   assert.equal(resumed.connected, true);
@@ -110,7 +110,7 @@ test('initial sync reports rows received page by page, then null', async () => {
   await allConnected([w]);
   const ids = Array.from({ length: 10 }, (_, i) => `seed-${String(i).padStart(2, '0')}`);
   for (const id of ids) await addTodo(w, { id, owner: user });
-  await eventually(async () => (await status(w)).pending === 0, 30000, 'the writer is synced');
+  await eventually(async () => (await status(w)).pendingMutations === 0, 30000, 'the writer is synced');
 
   const tab = await syncedTab(fresh, user);
   await eventually(async () => (await todoIds(tab)).length === ids.length, 30000, 'the initial sync');
@@ -171,7 +171,7 @@ test('an expired JWT: the next 401 asks the tab once, and sync goes on with the 
     await page.evaluate(() => window.lastMutation.server);
     assert.equal(calls.length, 2, 'exactly one refresh');
     assert.ok(calls.every((c) => c.who === user));
-    await eventually(async () => (await status(page)).pending === 0, 30000, 'the outbox drains');
+    await eventually(async () => (await status(page)).pendingMutations === 0, 30000, 'the outbox drains');
     assert.equal((await status(page)).error, null);
     assert.equal(calls.length, 2, 'and no more asks afterwards');
     assert.deepEqual((await page.evaluate(() => window.syncEvents)).filter((e) => e.type === 'unauthorized'), []);

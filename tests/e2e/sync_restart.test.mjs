@@ -60,7 +60,7 @@ test('the server killed mid-sync and restarted on the same port and store: nothi
   await allConnected([a1]);
   const seeded = Array.from({ length: 20 }, (_, i) => `seed-${String(i).padStart(2, '0')}`);
   for (const id of seeded) await addTodo(a1, { id, owner: user });
-  await eventually(async () => (await status(a1)).pending === 0, 30000, 'the seed rows are on the server');
+  await eventually(async () => (await status(a1)).pendingMutations === 0, 30000, 'the seed rows are on the server');
 
   // Slow every request down so that the kill lands with requests in flight.
   await faults({ latencyMs: 400 });
@@ -71,7 +71,7 @@ test('the server killed mid-sync and restarted on the same port and store: nothi
   }, burst);
   await eventually(async () => (await status(b1)).initialSync?.received > 0, 30000, 'the pull is under way');
   const [sa, sb] = [await status(a1), await status(b1)];
-  assert.ok(sa.pending > 0, `pushes still in flight at the kill (pending ${sa.pending})`);
+  assert.ok(sa.pendingMutations > 0, `pushes still in flight at the kill (pending ${sa.pendingMutations})`);
   assert.ok(sb.initialSync !== null, 'the multi-page pull is still running at the kill');
   await server.kill();
   await eventually(async () => (await status(a1)).error?.code === 'network', 30000, 'the client sees the server gone');
@@ -79,7 +79,7 @@ test('the server killed mid-sync and restarted on the same port and store: nothi
   await sleep(1000);
   server = await startKillableServer(serverArgs(store), { listen: `127.0.0.1:${server.port}` });
   const all = [...seeded, ...burst].sort();
-  await eventually(async () => (await status(a1)).pending === 0, 60000, 'the outbox drains after the restart');
+  await eventually(async () => (await status(a1)).pendingMutations === 0, 60000, 'the outbox drains after the restart');
   await eventually(async () => (await todoIds(b1)).join() === all.join(), 60000, 'the other device converges');
   assert.deepEqual(await todoIds(a1), all);
   assert.equal((await status(b1)).initialSync, null);
@@ -113,11 +113,11 @@ test('a server slower than the request timeout for a while: timeout, backoff, re
       'the timeout shows',
     );
     timedOutAt = Date.now();
-    assert.equal((await status(a1)).pending, 1);
+    assert.equal((await status(a1)).pendingMutations, 1);
   } finally {
     await faults({ latencyMs: 0 });
   }
-  await eventually(async () => (await status(a1)).pending === 0, 60000, 'the outbox drains');
+  await eventually(async () => (await status(a1)).pendingMutations === 0, 60000, 'the outbox drains');
   // Past the moment the abandoned request's sleep ends on the server.
   await sleep(Math.max(0, timedOutAt + 4000 - Date.now()));
   const after = await status(a1);

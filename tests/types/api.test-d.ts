@@ -143,6 +143,10 @@ async function mutations(): Promise<void> {
     if (status.error.code === 'offline') return;
   }
   expectType<boolean>(status.paused);
+  expectType<number>(status.pendingMutations);
+  // @ts-expect-error: the outbox size is `pendingMutations`
+  status.pending;
+  if (status.storage) expectType<'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory'>(status.storage.backend);
   if (status.initialSync) {
     expectType<number>(status.initialSync.received);
     expectType<number | null>(status.initialSync.total);

@@ -552,7 +552,7 @@ impl SyncClient {
     ) -> Result<()> {
         self.status.uploading = self.push.is_some();
         self.status.downloading = self.pull.is_some();
-        self.status.pending = replica.pending_count(db)?;
+        self.status.pending_mutations = replica.pending_count(db)?;
         if self.status != self.reported {
             self.reported = self.status.clone();
             out.push(Effect::Status(self.status.clone()));

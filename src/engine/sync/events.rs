@@ -138,7 +138,7 @@ pub struct SyncStatus {
     pub uploading: bool,
     pub downloading: bool,
     /// Mutations in the outbox.
-    pub pending: u64,
+    pub pending_mutations: u64,
     /// When the replica last caught up with the server (ms).
     pub last_synced_at: Option<u64>,
     /// Why syncing is failing, while it is.

@@ -11,10 +11,10 @@ fn a_mutation_reaches_another_device_and_settles_ok() {
     phone.start(&mut server);
     let tab = alice.tab();
     let id = alice.add_todo(tab, "t1", "alice").unwrap();
-    assert_eq!(alice.status.as_ref().unwrap().pending, 1);
+    assert_eq!(alice.status.as_ref().unwrap().pending_mutations, 1);
     alice.sync(&mut server);
     assert_eq!(rejected_ids(&alice), [(id, None)]);
-    assert_eq!(alice.status.as_ref().unwrap().pending, 0);
+    assert_eq!(alice.status.as_ref().unwrap().pending_mutations, 0);
     assert!(alice.status.as_ref().unwrap().connected);
 
     let phone_tab = phone.tab();
@@ -84,7 +84,7 @@ fn server_failures_back_off_and_recover_without_losing_or_repeating_writes() {
         status.error.map(|e| e.code),
         Some(StatusErrorCode::ServerError)
     );
-    assert_eq!(status.pending, 3);
+    assert_eq!(status.pending_mutations, 3);
     assert!(alice.settled.is_empty());
     // The server is back: the next retry (after the backoff) goes through.
     alice.settle_for(&mut server, None, 120_000);
@@ -107,7 +107,7 @@ fn a_token_provider_that_fails_is_reported_and_local_writes_go_on() {
     );
     let tab = alice.tab();
     alice.add_todo(tab, "t1", "alice").unwrap();
-    assert_eq!(alice.status.as_ref().unwrap().pending, 1);
+    assert_eq!(alice.status.as_ref().unwrap().pending_mutations, 1);
     // The provider works again: asked after the backoff, and the write goes out.
     alice.token = Ok("alice".into());
     alice.settle_for(&mut server, None, 120_000);
@@ -192,6 +192,6 @@ fn a_replica_opened_without_a_server_can_start_syncing_later() {
     alice.start(&mut server);
     // Made before syncing started: its `server` outcome still comes.
     assert_eq!(rejected_ids(&alice), [(id, None)]);
-    assert_eq!(alice.status.as_ref().unwrap().pending, 0);
+    assert_eq!(alice.status.as_ref().unwrap().pending_mutations, 0);
     assert_eq!(server.last_mutation_id("a").unwrap(), id);
 }

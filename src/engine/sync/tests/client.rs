@@ -456,7 +456,7 @@ fn paused_sends_nothing_sets_no_timer_and_resume_drains_at_once() {
         assert!(timer(&effects).is_none(), "{effects:?}");
     }
     h.mutate();
-    assert_eq!(h.client.status().pending, 2);
+    assert_eq!(h.client.status().pending_mutations, 2);
     let effects = h.step(Event::Resume);
     assert!(!h.client.status().paused);
     let (_, request) = push_sent(&effects).expect("the outbox drains at once");
