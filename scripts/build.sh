@@ -8,6 +8,8 @@ cargo build -q --release --target wasm32-unknown-unknown -p ferrydb
 rm -rf pkg
 wasm-bindgen --target web --out-dir pkg --out-name ferrydb \
   target/wasm32-unknown-unknown/release/ferrydb.wasm
+# Kept with its function names for size profiling (`twiggy top` on it).
+cp pkg/ferrydb_bg.wasm target/ferrydb_bg.names.wasm
 # Debian's wasm-opt (108) produces modules that fail at runtime: use the npm one.
 node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
@@ -15,3 +17,4 @@ node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-t
 rm -rf dist
 node_modules/.bin/tsc -p tsconfig.json
 echo "build: pkg/ferrydb_bg.wasm $(wc -c < pkg/ferrydb_bg.wasm) bytes ($(gzip -9c pkg/ferrydb_bg.wasm | wc -c) gzip)"
+node scripts/size.mjs

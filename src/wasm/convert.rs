@@ -57,6 +57,12 @@ pub fn param(v: &JsValue) -> Result<Value, String> {
     Err(format!("cannot bind {v:?} as a SQLite value"))
 }
 
+/// One parameter list (`exec`, `query`, `subscribe`).
+pub fn params(v: &JsValue) -> Result<Vec<Value>, String> {
+    let list = v.dyn_ref::<Array>().ok_or("params must be an array")?;
+    list.iter().map(|v| param(&v)).collect()
+}
+
 /// Many parameter sets (`execMany`), read directly: serde's generic path costs
 /// more than the inserts themselves for a 10,000-row load.
 pub fn param_sets(v: &JsValue) -> Result<Vec<Vec<Value>>, String> {
@@ -65,16 +71,25 @@ pub fn param_sets(v: &JsValue) -> Result<Vec<Vec<Value>>, String> {
         .ok_or("rows must be an array of arrays")?;
     let mut out = Vec::with_capacity(sets.length() as usize);
     for set in sets.iter() {
-        let set = set
-            .dyn_ref::<Array>()
-            .ok_or("rows must be an array of arrays")?;
-        let mut values = Vec::with_capacity(set.length() as usize);
-        for v in set.iter() {
-            values.push(param(&v)?);
+        if !set.is_array() {
+            return Err("rows must be an array of arrays".to_owned());
         }
-        out.push(values);
+        out.push(params(&set)?);
     }
     Ok(out)
+}
+
+/// A JSON value (mutator arguments) through `JSON.stringify`: `undefined` is
+/// `null`, as a missing field was.
+pub fn json(v: &JsValue) -> Result<serde_json::Value, String> {
+    if v.is_undefined() {
+        return Ok(serde_json::Value::Null);
+    }
+    let text = js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| JsValue::from(s).as_string())
+        .ok_or("mutator arguments must be JSON")?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// `{columns, rows}` with rows as arrays: compact to post, and the TypeScript
@@ -157,10 +172,13 @@ pub fn response(response: &Response) -> JsValue {
 }
 
 /// Any serializable engine type as a plain JS value (maps as objects, `None`
-/// as `null`): for the small, rare sync messages, where serde's cost is moot.
+/// as `null`): for the small, rare sync messages, where the cost of a JSON
+/// round trip is moot. Through serde_json, which the wasm has anyway, so
+/// every `Serialize` impl exists once.
 pub fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|text| js_sys::JSON::parse(&text).ok())
         .unwrap_or(JsValue::NULL)
 }
 

@@ -211,16 +211,59 @@ fn handle_request(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
     sync::carry_out(shared, sync_work);
 }
 
-/// A tab's request. `execMany` is read by hand (its rows are the bulk-load hot
-/// path); everything else goes through serde.
+/// A tab's request, read by hand rather than through a serde deserializer
+/// for JS values: that one would be a second copy of every `Deserialize`
+/// impl in the wasm (the other is serde_json's), and `execMany`'s rows are
+/// the bulk-load hot path anyway. Mirrors `Request`'s serde shape (and
+/// `js/protocol.ts`): a camelCase `type` tag, `params` optional.
 fn parse_request(data: &JsValue) -> Result<Request, String> {
     let field = |name: &str| Reflect::get(data, &name.into()).unwrap_or(JsValue::UNDEFINED);
-    if field("type").as_string().as_deref() == Some("execMany") {
-        let sql = field("sql").as_string().ok_or("execMany needs sql")?;
-        let rows = convert::param_sets(&field("rows"))?;
-        return Ok(Request::ExecMany { sql, rows });
-    }
-    serde_wasm_bindgen::from_value::<Request>(data.clone()).map_err(|e| e.to_string())
+    let text = |name: &str| {
+        field(name)
+            .as_string()
+            .ok_or_else(|| format!("`{name}` must be a string"))
+    };
+    let params = || match field("params") {
+        v if v.is_undefined() => Ok(Vec::new()),
+        v => convert::params(&v),
+    };
+    let subscription = || {
+        field("subscription")
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+            .map(|n| n as u32)
+            .ok_or("`subscription` must be an integer id")
+    };
+    let kind = field("type").as_string().unwrap_or_default();
+    Ok(match kind.as_str() {
+        "exec" => Request::Exec {
+            sql: text("sql")?,
+            params: params()?,
+        },
+        "execMany" => Request::ExecMany {
+            sql: text("sql")?,
+            rows: convert::param_sets(&field("rows"))?,
+        },
+        "query" => Request::Query {
+            sql: text("sql")?,
+            params: params()?,
+        },
+        "subscribe" => Request::Subscribe {
+            subscription: subscription()?,
+            sql: text("sql")?,
+            params: params()?,
+        },
+        "unsubscribe" => Request::Unsubscribe {
+            subscription: subscription()?,
+        },
+        "mutate" => Request::Mutate {
+            name: text("name")?,
+            args: convert::json(&field("args"))?,
+        },
+        "clearRejections" => Request::ClearRejections,
+        "stats" => Request::Stats,
+        other => return Err(format!("unknown request type `{other}`")),
+    })
 }
 
 fn reply(id: JsValue, result: Result<JsValue, crate::Error>) -> JsValue {

@@ -1,0 +1,48 @@
+// Prints what a page loads, raw and gzip (level 9, as bench/run.mjs counts it):
+// the main-thread JS (dist/index.js and the modules it imports), the worker JS
+// (dist/worker.js and its imports, the wasm-bindgen glue among them) and the
+// wasm. Run by scripts/build.sh after a build; `node scripts/size.mjs` alone.
+// Issue #8's goals: main-thread JS <= 10 KB gzip, everything <= 450 KB gzip.
+import { readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The entry and every relative module it imports statically, in load order. */
+function closure(entry) {
+  const seen = new Set();
+  const visit = (file) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const source = readFileSync(file, 'utf8');
+    for (const [, spec] of source.matchAll(/(?:^|[\s;])(?:import|export)\b[^'"`]*?\bfrom\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      visit(resolve(dirname(file), spec));
+    }
+  };
+  visit(resolve(root, entry));
+  return [...seen];
+}
+
+const groups = [
+  ['main-thread JS', closure('dist/index.js')],
+  ['worker JS', closure('dist/worker.js')],
+  ['wasm', [join(root, 'pkg/ferrydb_bg.wasm')]],
+];
+
+const kb = (n) => (n / 1024).toFixed(1).padStart(7);
+let total = { raw: 0, gzip: 0 };
+console.log('size:            raw KB  gzip KB  files');
+for (const [name, files] of groups) {
+  let raw = 0;
+  let gzip = 0;
+  for (const file of files) {
+    const bytes = readFileSync(file);
+    raw += bytes.length;
+    gzip += gzipSync(bytes, { level: 9 }).length;
+  }
+  total = { raw: total.raw + raw, gzip: total.gzip + gzip };
+  console.log(`  ${name.padEnd(14)} ${kb(raw)}  ${kb(gzip)}  ${files.map((f) => relative(root, f)).join(' ')}`);
+}
+console.log(`  ${'page total'.padEnd(14)} ${kb(total.raw)}  ${kb(total.gzip)}  (goal: <= 450 KB gzip; 1 KB = 1024 bytes)`);
