@@ -1,6 +1,8 @@
 // `npm run bench`: ferrydb and its peers side by side in one headless Chromium,
 // scenarios interleaved across systems, medians and p95 of in-page timings.
-//   node bench/run.mjs [--quick] [--json FILE] [--only ferrydb]
+//   node bench/run.mjs [--quick] [--json FILE] [--only ferrydb] [--large MB] [--postgres URL]
+// Any failed check (a scenario that finds the wrong row count, a page error)
+// fails the run: `npm test` runs `--quick --only ferrydb` as a smoke pass.
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
@@ -15,6 +17,9 @@ const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
 const largeMb = args.includes('--large') ? Number(args[args.indexOf('--large') + 1]) : null;
 
 const ROWS = 10_000;
+// Initial sync: rows the reference server holds for a fresh replica to pull.
+const SYNC_ROWS = quick ? 10_000 : 100_000;
+const BENCH_APP = join(root, 'bench', 'app.json');
 const rounds = quick ? 1 : 5;
 const reps = (n) => (quick ? Math.max(3, Math.ceil(n / 10)) : n);
 
@@ -25,7 +30,8 @@ const SYSTEMS = {
       main: ['ferrydb/dist/index.js', 'ferrydb/dist/errors.js', 'ferrydb/dist/live.js', 'ferrydb/dist/protocol.js'],
       worker: ['ferrydb/dist/worker.js', 'ferrydb/pkg/ferrydb.js', 'ferrydb/pkg/ferrydb_bg.wasm'],
     },
-    config: 'SharedWorker, in-memory replica (durable storage not built yet)',
+    config:
+      'SharedWorker, default durable storage (frame log in IndexedDB, segments in OPFS); mutations via db.mutate.putItem() of bench/app.json; initial sync from ferrydb-server (SQLite store, loopback)',
   },
   'sqlite-wasm': {
     page: 'sqlite-wasm.html',
@@ -107,6 +113,52 @@ async function coldOpen(system, round) {
   return result.ms;
 }
 
+/**
+ * Seeds the bench server with `rows` items through the protocol itself: pushes
+ * of the app's `putItem` mutator, 1,000 per push (the server's default limit).
+ */
+async function seedServer(url, rows) {
+  const batch = 1000;
+  const client = `seeder-${Date.now()}`;
+  for (let start = 0; start < rows; start += batch) {
+    const mutations = [];
+    for (let i = start; i < Math.min(rows, start + batch); i++) {
+      const id = `i${String(i).padStart(7, '0')}`;
+      mutations.push({ id: i + 1, name: 'putItem', args: { id, title: `item ${i}`, done: i % 2, n: i, updatedAt: 1_700_000_000_000 + i }, timestamp: 0 });
+    }
+    const response = await fetch(`${url}sync/push`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer seeder' },
+      body: JSON.stringify({ protocolVersion: 1, schemaVersion: 1, clientGroupID: client, clientID: client, mutations }),
+    });
+    const reply = await response.json();
+    if (!response.ok || reply.results?.some((r) => r.type !== 'ok')) {
+      throw new Error(`seeding the bench server failed: HTTP ${response.status} ${JSON.stringify(reply).slice(0, 300)}`);
+    }
+  }
+}
+
+/**
+ * ferrydb only: a fresh tab opens a new replica of the bench app and pulls
+ * every row from the server (`POST /sync/pull` pages); rows/s from the
+ * `open()` call until all rows are in the replica and on disk.
+ */
+async function initialSync(round) {
+  const db = `${round}-${Date.now()}`;
+  const tab = await profile.newTab(`${server.url}bench/ferrydb-sync.html?db=${db}&rows=${SYNC_ROWS}`);
+  try {
+    const result = await within(180000, 'initial sync', tab.waitForFunction(() => window.initialSync, null, { timeout: 0 }))
+      .then((h) => h.jsonValue());
+    if (result.error) throw new Error(`initial sync: ${result.error}`);
+    if (result.rows !== SYNC_ROWS) throw new Error(`initial sync: the replica holds ${result.rows} of ${SYNC_ROWS} rows`);
+    record('ferrydb', 'initial_sync_caught_up_ms', [result.caughtUpMs]);
+    record('ferrydb', 'initial_sync_durable_ms', [result.durableMs]);
+    return SYNC_ROWS / (result.durableMs / 1000);
+  } finally {
+    await tab.close();
+  }
+}
+
 /** ferrydb only: cold open of a large replica, and the worker's memory after. */
 async function largeOpen(mb) {
   const db = `large-${Date.now()}`;
@@ -132,12 +184,20 @@ async function largeOpen(mb) {
 }
 
 const site = await buildSite();
-const server = await startServer(['--static', site]);
+// One server for the pages and for sync (same origin): the bench app over a
+// fresh SQLite store, seeded before any browser scenario runs.
+const syncStore = join(root, 'target', `bench-sync-${Date.now()}.db`);
+const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth']);
 const profile = await launchProfile();
 const samples = Object.fromEntries(systems.map((s) => [s, {}]));
 const record = (system, key, xs) => (samples[system][key] ??= []).push(...xs);
 
 try {
+  if (systems.includes('ferrydb')) {
+    const t0 = performance.now();
+    await seedServer(server.url, SYNC_ROWS);
+    console.log(`bench server seeded with ${SYNC_ROWS} items in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
   const tabs = {};
   for (const system of systems) {
     const tab = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${Date.now()}`);
@@ -173,6 +233,7 @@ try {
       );
       record(system, 'live_10k_ms', await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id', n), reps(20)));
       record(system, 'cold_open_10k_ms', [await coldOpen(system, round)]);
+      if (system === 'ferrydb') record(system, 'initial_sync_rows_per_s', [await initialSync(round)]);
       const watcher = watchers[system];
       if (watcher && !notes[system]?.cross_tab_ms) {
         const cross = [];
@@ -196,21 +257,27 @@ try {
     'bundle_gzip_kb', 'cold_open_10k_ms', 'bulk_10k_ms', 'mutation_local_ms', 'mutation_durable_ms', 'point_read_ms',
     'live_same_tab_ms', 'live_10k_ms', 'cross_tab_ms', 'initial_sync_rows_per_s', 'server_push_per_s', 'server_pull_rows_per_s',
   ];
-  const report = { browser: profile.context.browser()?.version() ?? 'chromium', date: new Date().toISOString(), quick, systems: {} };
+  // `systems.<name>` holds exactly KEYS (numbers, or null where not
+  // applicable); everything else (p95s, extra timings, configurations, notes,
+  // the server load per store) is under `details.<name>`.
+  const report = { browser: profile.context.browser()?.version() ?? 'chromium', systems: {}, details: {} };
+  const details = { date: new Date().toISOString(), quick, rounds };
   const p95 = {};
   for (const system of systems) {
     const files = SYSTEMS[system].files;
     const out = Object.fromEntries(KEYS.map((k) => [k, null]));
+    const extra = { config: SYSTEMS[system].config, p95: {} };
     out.bundle_gzip_kb = await gzipKb(site, [...files.main, ...files.worker]);
-    p95[system] = {};
+    p95[system] = extra.p95;
     for (const [key, xs] of Object.entries(samples[system])) {
-      out[key] = median(xs);
-      p95[system][key] = quantile(xs, 0.95);
+      if (KEYS.includes(key)) out[key] = median(xs);
+      else extra[key] = median(xs);
+      extra.p95[key] = quantile(xs, 0.95);
     }
-    if (system === 'ferrydb') out.main_thread_js_gzip_kb = await gzipKb(site, files.main);
-    out.config = SYSTEMS[system].config;
-    if (notes[system]) out.notes = notes[system];
+    if (system === 'ferrydb') extra.main_thread_js_gzip_kb = await gzipKb(site, files.main);
+    if (notes[system]) extra.notes = notes[system];
     report.systems[system] = out;
+    report.details[system] = extra;
   }
 
   if (systems.includes('ferrydb')) {
@@ -225,26 +292,38 @@ try {
     }
     report.systems.ferrydb.server_push_per_s = load.sqlite.push_per_s;
     report.systems.ferrydb.server_pull_rows_per_s = load.sqlite.pull_rows_per_s;
-    report.systems.ferrydb.server_load = load;
+    report.details.ferrydb.server_load = load;
+    report.details.ferrydb.initial_sync_rows = SYNC_ROWS;
+  }
+  report.details.run = details;
+  for (const [system, out] of Object.entries(report.systems)) {
+    const keys = Object.keys(out);
+    const wrong = keys.length !== KEYS.length || keys.some((k) => !KEYS.includes(k) || (out[k] !== null && typeof out[k] !== 'number'));
+    if (wrong) throw new Error(`${system}: the report's keys are not the agreed ones: ${JSON.stringify(out)}`);
   }
   const fmt = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
-  console.log(`\nferrydb bench — ${report.browser} — ${report.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
-  console.log(['scenario'.padEnd(26), ...systems.map((s) => s.padEnd(20))].join(''));
-  for (const key of [...KEYS, 'main_thread_js_gzip_kb', 'cold_open_from_open_call_ms']) {
+  console.log(`\nferrydb bench — ${report.browser} — ${details.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
+  console.log(['scenario'.padEnd(30), ...systems.map((s) => s.padEnd(20))].join(''));
+  const extraKeys = ['main_thread_js_gzip_kb', 'cold_open_from_open_call_ms', 'initial_sync_caught_up_ms', 'initial_sync_durable_ms'];
+  for (const key of [...KEYS, ...extraKeys]) {
     const cells = systems.map((s) => {
-      const v = report.systems[s][key];
+      const v = KEYS.includes(key) ? report.systems[s][key] : report.details[s][key];
       const p = p95[s][key];
       return `${fmt(v)}${p !== undefined && p !== null ? ` (${fmt(p)})` : ''}`.padEnd(20);
     });
-    console.log([key.padEnd(26), ...cells].join(''));
+    console.log([key.padEnd(30), ...cells].join(''));
   }
+  if (systems.includes('ferrydb')) console.log(`initial sync: ${SYNC_ROWS} rows per round`);
   if (largeMb && systems.includes('ferrydb')) {
-    report.systems.ferrydb.large_replica = await largeOpen(largeMb);
-    console.log(`large replica: ${JSON.stringify(report.systems.ferrydb.large_replica)}`);
+    report.details.ferrydb.large_replica = await largeOpen(largeMb);
+    console.log(`large replica: ${JSON.stringify(report.details.ferrydb.large_replica)}`);
   }
   if (jsonFile) await writeFile(jsonFile, JSON.stringify(report, null, 2));
   if (profile.errors.length) throw new Error(`page errors during the benchmark: ${profile.errors.join('; ')}`);
 } finally {
   await profile.close();
   await server.stop();
+  await rm(syncStore, { force: true });
+  await rm(`${syncStore}-wal`, { force: true });
+  await rm(`${syncStore}-shm`, { force: true });
 }
