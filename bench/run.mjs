@@ -8,19 +8,29 @@ import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startServer, launchProfile, root } from '../tests/e2e/harness.mjs';
 import { loadOneStore } from './server_load.mjs';
+import { seedServer } from './sync_seed.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const jsonFile = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
+// `--sync-only`: only the initial sync (ferrydb), `--sync-rows N` rows of it, `--rounds N`.
+const syncOnly = args.includes('--sync-only');
 // `--large MB`: also open a replica of MB megabytes cold, and report time and memory.
 const largeMb = args.includes('--large') ? Number(args[args.indexOf('--large') + 1]) : null;
 
 const ROWS = 10_000;
 // Initial sync: rows the reference server holds for a fresh replica to pull.
-const SYNC_ROWS = quick ? 10_000 : 100_000;
+const SYNC_ROWS = args.includes('--sync-rows') ? Number(args[args.indexOf('--sync-rows') + 1]) : quick ? 10_000 : 100_000;
 const BENCH_APP = join(root, 'bench', 'app.json');
-const rounds = quick ? 1 : 5;
+// Experiments: `--sync-storage memory` (default: the default durable storage),
+// `--page-size N` for the server (default: the server's).
+const syncStorage = args.includes('--sync-storage') ? args[args.indexOf('--sync-storage') + 1] : null;
+// `--base DIR`: DIR holds pkg/ and dist/ of another build; `--sync-only` then
+// runs its initial sync alongside, alternating, as `base_initial_sync_*`.
+const baseBuild = args.includes('--base') ? args[args.indexOf('--base') + 1] : null;
+const pageSize = args.includes('--page-size') ? ['--page-size', args[args.indexOf('--page-size') + 1]] : [];
+const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : quick ? 1 : 5;
 const reps = (n) => (quick ? Math.max(3, Math.ceil(n / 10)) : n);
 
 const SYSTEMS = {
@@ -49,7 +59,7 @@ const SYSTEMS = {
   },
 };
 SYSTEMS.ferrydb.crossTab = true;
-const systems = Object.keys(SYSTEMS).filter((s) => !only || s === only);
+const systems = Object.keys(SYSTEMS).filter((s) => (!only || s === only) && (!syncOnly || s === 'ferrydb'));
 
 async function buildSite() {
   const site = join(root, 'target', 'bench-site');
@@ -58,6 +68,10 @@ async function buildSite() {
   await cp(join(root, 'dist'), join(site, 'ferrydb', 'dist'), { recursive: true });
   await cp(join(root, 'pkg'), join(site, 'ferrydb', 'pkg'), { recursive: true });
   await cp(join(root, 'bench'), join(site, 'bench'), { recursive: true });
+  if (baseBuild) {
+    await cp(join(baseBuild, 'dist'), join(site, 'ferrydb-base', 'dist'), { recursive: true });
+    await cp(join(baseBuild, 'pkg'), join(site, 'ferrydb-base', 'pkg'), { recursive: true });
+  }
   await cp(join(root, 'node_modules', '@sqlite.org', 'sqlite-wasm', 'dist'), join(site, 'peers', 'sqlite-wasm'), {
     recursive: true,
   });
@@ -114,45 +128,24 @@ async function coldOpen(system, round) {
 }
 
 /**
- * Seeds the bench server with `rows` items through the protocol itself: pushes
- * of the app's `putItem` mutator, 1,000 per push (the server's default limit).
- */
-async function seedServer(url, rows) {
-  const batch = 1000;
-  const client = `seeder-${Date.now()}`;
-  for (let start = 0; start < rows; start += batch) {
-    const mutations = [];
-    for (let i = start; i < Math.min(rows, start + batch); i++) {
-      const id = `i${String(i).padStart(7, '0')}`;
-      mutations.push({ id: i + 1, name: 'putItem', args: { id, title: `item ${i}`, done: i % 2, n: i, updatedAt: 1_700_000_000_000 + i }, timestamp: 0 });
-    }
-    const response = await fetch(`${url}sync/push`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: 'Bearer seeder' },
-      body: JSON.stringify({ protocolVersion: 1, schemaVersion: 1, clientGroupID: client, clientID: client, mutations }),
-    });
-    const reply = await response.json();
-    if (!response.ok || reply.results?.some((r) => r.type !== 'ok')) {
-      throw new Error(`seeding the bench server failed: HTTP ${response.status} ${JSON.stringify(reply).slice(0, 300)}`);
-    }
-  }
-}
-
-/**
  * ferrydb only: a fresh tab opens a new replica of the bench app and pulls
  * every row from the server (`POST /sync/pull` pages); rows/s from the
  * `open()` call until all rows are in the replica and on disk.
  */
-async function initialSync(round) {
-  const db = `${round}-${Date.now()}`;
-  const tab = await profile.newTab(`${server.url}bench/ferrydb-sync.html?db=${db}&rows=${SYNC_ROWS}`);
+async function initialSync(round, pkg = 'ferrydb') {
+  const db = `${pkg}-${round}-${Date.now()}`;
+  const tab = await profile.newTab(
+    `${server.url}bench/ferrydb-sync.html?db=${db}&rows=${SYNC_ROWS}&pkg=${pkg}${syncStorage ? `&storage=${syncStorage}` : ''}`,
+  );
   try {
     const result = await within(180000, 'initial sync', tab.waitForFunction(() => window.initialSync, null, { timeout: 0 }))
       .then((h) => h.jsonValue());
     if (result.error) throw new Error(`initial sync: ${result.error}`);
     if (result.rows !== SYNC_ROWS) throw new Error(`initial sync: the replica holds ${result.rows} of ${SYNC_ROWS} rows`);
-    record('ferrydb', 'initial_sync_caught_up_ms', [result.caughtUpMs]);
-    record('ferrydb', 'initial_sync_durable_ms', [result.durableMs]);
+    const prefix = pkg === 'ferrydb' ? '' : 'base_';
+    record('ferrydb', `${prefix}initial_sync_caught_up_ms`, [result.caughtUpMs]);
+    record('ferrydb', `${prefix}initial_sync_durable_ms`, [result.durableMs]);
+    if (process.env.FERRYDB_BENCH_TRACE) console.log(JSON.stringify(result));
     return SYNC_ROWS / (result.durableMs / 1000);
   } finally {
     await tab.close();
@@ -187,7 +180,7 @@ const site = await buildSite();
 // One server for the pages and for sync (same origin): the bench app over a
 // fresh SQLite store, seeded before any browser scenario runs.
 const syncStore = join(root, 'target', `bench-sync-${Date.now()}.db`);
-const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth']);
+const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth', ...pageSize]);
 const profile = await launchProfile();
 const samples = Object.fromEntries(systems.map((s) => [s, {}]));
 const record = (system, key, xs) => (samples[system][key] ??= []).push(...xs);
@@ -199,7 +192,7 @@ try {
     console.log(`bench server seeded with ${SYNC_ROWS} items in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   const tabs = {};
-  for (const system of systems) {
+  for (const system of syncOnly ? [] : systems) {
     const tab = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${Date.now()}`);
     await tab.waitForFunction(() => window.bench);
     await tab.evaluate(() => window.bench.ready());
@@ -208,7 +201,7 @@ try {
   }
   // A second tab on the same database, for cross-tab delivery.
   const watchers = {};
-  for (const system of systems.filter((s) => SYSTEMS[s].crossTab)) {
+  for (const system of systems.filter((s) => SYSTEMS[s].crossTab && !syncOnly)) {
     const db = new URL(tabs[system].url()).searchParams.get('db');
     const watcher = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${db}`);
     await watcher.waitForFunction(() => window.bench);
@@ -221,6 +214,14 @@ try {
     // Alternate which system goes first, so neither always runs on a warmer machine.
     const order = round % 2 ? [...systems].reverse() : systems;
     for (const system of order) {
+      if (syncOnly) {
+        const variants = baseBuild ? (round % 2 ? ['ferrydb-base', 'ferrydb'] : ['ferrydb', 'ferrydb-base']) : ['ferrydb'];
+        for (const pkg of variants) {
+          const key = pkg === 'ferrydb' ? 'initial_sync_rows_per_s' : 'base_initial_sync_rows_per_s';
+          record(system, key, [await initialSync(round, pkg)]);
+        }
+        continue;
+      }
       const tab = tabs[system];
       record(system, 'bulk_10k_ms', await tab.evaluate((n) => window.bench.bulk(n), ROWS));
       record(system, 'mutation_local_ms', await tab.evaluate((n) => window.bench.insertOne(n), reps(50)));
@@ -270,6 +271,8 @@ try {
     out.bundle_gzip_kb = await gzipKb(site, [...files.main, ...files.worker]);
     p95[system] = extra.p95;
     for (const [key, xs] of Object.entries(samples[system])) {
+      extra.samples ??= {};
+      extra.samples[key] = xs;
       if (KEYS.includes(key)) out[key] = median(xs);
       else extra[key] = median(xs);
       extra.p95[key] = quantile(xs, 0.95);
@@ -280,7 +283,7 @@ try {
     report.details[system] = extra;
   }
 
-  if (systems.includes('ferrydb')) {
+  if (systems.includes('ferrydb') && !syncOnly) {
     // The reference server under load, on each store (Postgres when one is given).
     const stores = { sqlite: `sqlite:${join(root, 'target', `bench-server-${Date.now()}.db`)}` };
     const postgres = args.includes('--postgres') ? args[args.indexOf('--postgres') + 1] : process.env.FERRYDB_BENCH_POSTGRES_URL;
@@ -293,8 +296,8 @@ try {
     report.systems.ferrydb.server_push_per_s = load.sqlite.push_per_s;
     report.systems.ferrydb.server_pull_rows_per_s = load.sqlite.pull_rows_per_s;
     report.details.ferrydb.server_load = load;
-    report.details.ferrydb.initial_sync_rows = SYNC_ROWS;
   }
+  if (systems.includes('ferrydb')) report.details.ferrydb.initial_sync_rows = SYNC_ROWS;
   report.details.run = details;
   for (const [system, out] of Object.entries(report.systems)) {
     const keys = Object.keys(out);
@@ -305,6 +308,7 @@ try {
   console.log(`\nferrydb bench — ${report.browser} — ${details.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
   console.log(['scenario'.padEnd(30), ...systems.map((s) => s.padEnd(20))].join(''));
   const extraKeys = ['main_thread_js_gzip_kb', 'cold_open_from_open_call_ms', 'initial_sync_caught_up_ms', 'initial_sync_durable_ms'];
+  if (baseBuild) extraKeys.push('base_initial_sync_rows_per_s', 'base_initial_sync_caught_up_ms', 'base_initial_sync_durable_ms');
   for (const key of [...KEYS, ...extraKeys]) {
     const cells = systems.map((s) => {
       const v = KEYS.includes(key) ? report.systems[s][key] : report.details[s][key];
