@@ -1,21 +1,36 @@
 // `npm run bench`: ferrydb and its peers side by side in one headless Chromium,
 // scenarios interleaved across systems, medians and p95 of in-page timings.
-//   node bench/run.mjs [--quick] [--json FILE] [--only ferrydb]
+//   node bench/run.mjs [--quick] [--json FILE] [--only ferrydb] [--large MB] [--postgres URL]
+// Any failed check (a scenario that finds the wrong row count, a page error)
+// fails the run: `npm test` runs `--quick --only ferrydb` as a smoke pass.
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startServer, launchProfile, root } from '../tests/e2e/harness.mjs';
 import { loadOneStore } from './server_load.mjs';
+import { seedServer } from './sync_seed.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const jsonFile = args.includes('--json') ? args[args.indexOf('--json') + 1] : null;
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
+// `--sync-only`: only the initial sync (ferrydb), `--sync-rows N` rows of it, `--rounds N`.
+const syncOnly = args.includes('--sync-only');
 // `--large MB`: also open a replica of MB megabytes cold, and report time and memory.
 const largeMb = args.includes('--large') ? Number(args[args.indexOf('--large') + 1]) : null;
 
 const ROWS = 10_000;
-const rounds = quick ? 1 : 5;
+// Initial sync: rows the reference server holds for a fresh replica to pull.
+const SYNC_ROWS = args.includes('--sync-rows') ? Number(args[args.indexOf('--sync-rows') + 1]) : quick ? 10_000 : 100_000;
+const BENCH_APP = join(root, 'bench', 'app.json');
+// Experiments: `--sync-storage memory` (default: the default durable storage),
+// `--page-size N` for the server (default: the server's).
+const syncStorage = args.includes('--sync-storage') ? args[args.indexOf('--sync-storage') + 1] : null;
+// `--base DIR`: DIR holds pkg/ and dist/ of another build; `--sync-only` then
+// runs its initial sync alongside, alternating, as `base_initial_sync_*`.
+const baseBuild = args.includes('--base') ? args[args.indexOf('--base') + 1] : null;
+const pageSize = args.includes('--page-size') ? ['--page-size', args[args.indexOf('--page-size') + 1]] : [];
+const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : quick ? 1 : 5;
 const reps = (n) => (quick ? Math.max(3, Math.ceil(n / 10)) : n);
 
 const SYSTEMS = {
@@ -25,7 +40,8 @@ const SYSTEMS = {
       main: ['ferrydb/dist/index.js', 'ferrydb/dist/errors.js', 'ferrydb/dist/live.js', 'ferrydb/dist/protocol.js'],
       worker: ['ferrydb/dist/worker.js', 'ferrydb/pkg/ferrydb.js', 'ferrydb/pkg/ferrydb_bg.wasm'],
     },
-    config: 'SharedWorker, in-memory replica (durable storage not built yet)',
+    config:
+      'SharedWorker, default durable storage (frame log in IndexedDB, segments in OPFS); mutations via db.mutate.putItem() of bench/app.json; initial sync from ferrydb-server (SQLite store, loopback)',
   },
   'sqlite-wasm': {
     page: 'sqlite-wasm.html',
@@ -43,7 +59,7 @@ const SYSTEMS = {
   },
 };
 SYSTEMS.ferrydb.crossTab = true;
-const systems = Object.keys(SYSTEMS).filter((s) => !only || s === only);
+const systems = Object.keys(SYSTEMS).filter((s) => (!only || s === only) && (!syncOnly || s === 'ferrydb'));
 
 async function buildSite() {
   const site = join(root, 'target', 'bench-site');
@@ -52,6 +68,10 @@ async function buildSite() {
   await cp(join(root, 'dist'), join(site, 'ferrydb', 'dist'), { recursive: true });
   await cp(join(root, 'pkg'), join(site, 'ferrydb', 'pkg'), { recursive: true });
   await cp(join(root, 'bench'), join(site, 'bench'), { recursive: true });
+  if (baseBuild) {
+    await cp(join(baseBuild, 'dist'), join(site, 'ferrydb-base', 'dist'), { recursive: true });
+    await cp(join(baseBuild, 'pkg'), join(site, 'ferrydb-base', 'pkg'), { recursive: true });
+  }
   await cp(join(root, 'node_modules', '@sqlite.org', 'sqlite-wasm', 'dist'), join(site, 'peers', 'sqlite-wasm'), {
     recursive: true,
   });
@@ -107,6 +127,31 @@ async function coldOpen(system, round) {
   return result.ms;
 }
 
+/**
+ * ferrydb only: a fresh tab opens a new replica of the bench app and pulls
+ * every row from the server (`POST /sync/pull` pages); rows/s from the
+ * `open()` call until all rows are in the replica and on disk.
+ */
+async function initialSync(round, pkg = 'ferrydb') {
+  const db = `${pkg}-${round}-${Date.now()}`;
+  const tab = await profile.newTab(
+    `${server.url}bench/ferrydb-sync.html?db=${db}&rows=${SYNC_ROWS}&pkg=${pkg}${syncStorage ? `&storage=${syncStorage}` : ''}`,
+  );
+  try {
+    const result = await within(180000, 'initial sync', tab.waitForFunction(() => window.initialSync, null, { timeout: 0 }))
+      .then((h) => h.jsonValue());
+    if (result.error) throw new Error(`initial sync: ${result.error}`);
+    if (result.rows !== SYNC_ROWS) throw new Error(`initial sync: the replica holds ${result.rows} of ${SYNC_ROWS} rows`);
+    const prefix = pkg === 'ferrydb' ? '' : 'base_';
+    record('ferrydb', `${prefix}initial_sync_caught_up_ms`, [result.caughtUpMs]);
+    record('ferrydb', `${prefix}initial_sync_durable_ms`, [result.durableMs]);
+    if (process.env.FERRYDB_BENCH_TRACE) console.log(JSON.stringify(result));
+    return SYNC_ROWS / (result.durableMs / 1000);
+  } finally {
+    await tab.close();
+  }
+}
+
 /** ferrydb only: cold open of a large replica, and the worker's memory after. */
 async function largeOpen(mb) {
   const db = `large-${Date.now()}`;
@@ -132,14 +177,22 @@ async function largeOpen(mb) {
 }
 
 const site = await buildSite();
-const server = await startServer(['--static', site]);
+// One server for the pages and for sync (same origin): the bench app over a
+// fresh SQLite store, seeded before any browser scenario runs.
+const syncStore = join(root, 'target', `bench-sync-${Date.now()}.db`);
+const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth', ...pageSize]);
 const profile = await launchProfile();
 const samples = Object.fromEntries(systems.map((s) => [s, {}]));
 const record = (system, key, xs) => (samples[system][key] ??= []).push(...xs);
 
 try {
+  if (systems.includes('ferrydb')) {
+    const t0 = performance.now();
+    await seedServer(server.url, SYNC_ROWS);
+    console.log(`bench server seeded with ${SYNC_ROWS} items in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
   const tabs = {};
-  for (const system of systems) {
+  for (const system of syncOnly ? [] : systems) {
     const tab = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${Date.now()}`);
     await tab.waitForFunction(() => window.bench);
     await tab.evaluate(() => window.bench.ready());
@@ -148,7 +201,7 @@ try {
   }
   // A second tab on the same database, for cross-tab delivery.
   const watchers = {};
-  for (const system of systems.filter((s) => SYSTEMS[s].crossTab)) {
+  for (const system of systems.filter((s) => SYSTEMS[s].crossTab && !syncOnly)) {
     const db = new URL(tabs[system].url()).searchParams.get('db');
     const watcher = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${db}`);
     await watcher.waitForFunction(() => window.bench);
@@ -161,6 +214,14 @@ try {
     // Alternate which system goes first, so neither always runs on a warmer machine.
     const order = round % 2 ? [...systems].reverse() : systems;
     for (const system of order) {
+      if (syncOnly) {
+        const variants = baseBuild ? (round % 2 ? ['ferrydb-base', 'ferrydb'] : ['ferrydb', 'ferrydb-base']) : ['ferrydb'];
+        for (const pkg of variants) {
+          const key = pkg === 'ferrydb' ? 'initial_sync_rows_per_s' : 'base_initial_sync_rows_per_s';
+          record(system, key, [await initialSync(round, pkg)]);
+        }
+        continue;
+      }
       const tab = tabs[system];
       record(system, 'bulk_10k_ms', await tab.evaluate((n) => window.bench.bulk(n), ROWS));
       record(system, 'mutation_local_ms', await tab.evaluate((n) => window.bench.insertOne(n), reps(50)));
@@ -173,6 +234,7 @@ try {
       );
       record(system, 'live_10k_ms', await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id', n), reps(20)));
       record(system, 'cold_open_10k_ms', [await coldOpen(system, round)]);
+      if (system === 'ferrydb') record(system, 'initial_sync_rows_per_s', [await initialSync(round)]);
       const watcher = watchers[system];
       if (watcher && !notes[system]?.cross_tab_ms) {
         const cross = [];
@@ -196,24 +258,32 @@ try {
     'bundle_gzip_kb', 'cold_open_10k_ms', 'bulk_10k_ms', 'mutation_local_ms', 'mutation_durable_ms', 'point_read_ms',
     'live_same_tab_ms', 'live_10k_ms', 'cross_tab_ms', 'initial_sync_rows_per_s', 'server_push_per_s', 'server_pull_rows_per_s',
   ];
-  const report = { browser: profile.context.browser()?.version() ?? 'chromium', date: new Date().toISOString(), quick, systems: {} };
+  // `systems.<name>` holds exactly KEYS (numbers, or null where not
+  // applicable); everything else (p95s, extra timings, configurations, notes,
+  // the server load per store) is under `details.<name>`.
+  const report = { browser: profile.context.browser()?.version() ?? 'chromium', systems: {}, details: {} };
+  const details = { date: new Date().toISOString(), quick, rounds };
   const p95 = {};
   for (const system of systems) {
     const files = SYSTEMS[system].files;
     const out = Object.fromEntries(KEYS.map((k) => [k, null]));
+    const extra = { config: SYSTEMS[system].config, p95: {} };
     out.bundle_gzip_kb = await gzipKb(site, [...files.main, ...files.worker]);
-    p95[system] = {};
+    p95[system] = extra.p95;
     for (const [key, xs] of Object.entries(samples[system])) {
-      out[key] = median(xs);
-      p95[system][key] = quantile(xs, 0.95);
+      extra.samples ??= {};
+      extra.samples[key] = xs;
+      if (KEYS.includes(key)) out[key] = median(xs);
+      else extra[key] = median(xs);
+      extra.p95[key] = quantile(xs, 0.95);
     }
-    if (system === 'ferrydb') out.main_thread_js_gzip_kb = await gzipKb(site, files.main);
-    out.config = SYSTEMS[system].config;
-    if (notes[system]) out.notes = notes[system];
+    if (system === 'ferrydb') extra.main_thread_js_gzip_kb = await gzipKb(site, files.main);
+    if (notes[system]) extra.notes = notes[system];
     report.systems[system] = out;
+    report.details[system] = extra;
   }
 
-  if (systems.includes('ferrydb')) {
+  if (systems.includes('ferrydb') && !syncOnly) {
     // The reference server under load, on each store (Postgres when one is given).
     const stores = { sqlite: `sqlite:${join(root, 'target', `bench-server-${Date.now()}.db`)}` };
     const postgres = args.includes('--postgres') ? args[args.indexOf('--postgres') + 1] : process.env.FERRYDB_BENCH_POSTGRES_URL;
@@ -225,26 +295,39 @@ try {
     }
     report.systems.ferrydb.server_push_per_s = load.sqlite.push_per_s;
     report.systems.ferrydb.server_pull_rows_per_s = load.sqlite.pull_rows_per_s;
-    report.systems.ferrydb.server_load = load;
+    report.details.ferrydb.server_load = load;
+  }
+  if (systems.includes('ferrydb')) report.details.ferrydb.initial_sync_rows = SYNC_ROWS;
+  report.details.run = details;
+  for (const [system, out] of Object.entries(report.systems)) {
+    const keys = Object.keys(out);
+    const wrong = keys.length !== KEYS.length || keys.some((k) => !KEYS.includes(k) || (out[k] !== null && typeof out[k] !== 'number'));
+    if (wrong) throw new Error(`${system}: the report's keys are not the agreed ones: ${JSON.stringify(out)}`);
   }
   const fmt = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
-  console.log(`\nferrydb bench — ${report.browser} — ${report.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
-  console.log(['scenario'.padEnd(26), ...systems.map((s) => s.padEnd(20))].join(''));
-  for (const key of [...KEYS, 'main_thread_js_gzip_kb', 'cold_open_from_open_call_ms']) {
+  console.log(`\nferrydb bench — ${report.browser} — ${details.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
+  console.log(['scenario'.padEnd(30), ...systems.map((s) => s.padEnd(20))].join(''));
+  const extraKeys = ['main_thread_js_gzip_kb', 'cold_open_from_open_call_ms', 'initial_sync_caught_up_ms', 'initial_sync_durable_ms'];
+  if (baseBuild) extraKeys.push('base_initial_sync_rows_per_s', 'base_initial_sync_caught_up_ms', 'base_initial_sync_durable_ms');
+  for (const key of [...KEYS, ...extraKeys]) {
     const cells = systems.map((s) => {
-      const v = report.systems[s][key];
+      const v = KEYS.includes(key) ? report.systems[s][key] : report.details[s][key];
       const p = p95[s][key];
       return `${fmt(v)}${p !== undefined && p !== null ? ` (${fmt(p)})` : ''}`.padEnd(20);
     });
-    console.log([key.padEnd(26), ...cells].join(''));
+    console.log([key.padEnd(30), ...cells].join(''));
   }
+  if (systems.includes('ferrydb')) console.log(`initial sync: ${SYNC_ROWS} rows per round`);
   if (largeMb && systems.includes('ferrydb')) {
-    report.systems.ferrydb.large_replica = await largeOpen(largeMb);
-    console.log(`large replica: ${JSON.stringify(report.systems.ferrydb.large_replica)}`);
+    report.details.ferrydb.large_replica = await largeOpen(largeMb);
+    console.log(`large replica: ${JSON.stringify(report.details.ferrydb.large_replica)}`);
   }
   if (jsonFile) await writeFile(jsonFile, JSON.stringify(report, null, 2));
   if (profile.errors.length) throw new Error(`page errors during the benchmark: ${profile.errors.join('; ')}`);
 } finally {
   await profile.close();
   await server.stop();
+  await rm(syncStore, { force: true });
+  await rm(`${syncStore}-wal`, { force: true });
+  await rm(`${syncStore}-shm`, { force: true });
 }

@@ -11,6 +11,7 @@ mod problem;
 pub mod sql;
 pub mod validate;
 pub mod wire;
+mod wire_de;
 
 pub use app::{
     Access, AppDefinition, Column, ColumnType, LocalTable, Mutator, Param, Statements, Table,

@@ -133,7 +133,8 @@ pub struct PullRequest {
     pub cookie: Option<Cookie>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Deserialized by hand (`wire_de.rs`): the derived way parses a page twice.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum PullResponse {
     Ok(PullOk),
@@ -157,7 +158,8 @@ pub struct PullOk {
     pub more: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Deserialized by hand (`wire_de.rs`), like [`PullResponse`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum PatchOp {
     /// Insert the row, or replace the row with the same primary key.

@@ -11,7 +11,7 @@ use super::worker::{self, Shared};
 use crate::engine::live::TabId;
 use crate::engine::replication::{Settled, SyncWork};
 use crate::engine::sync::{Effect, Event};
-use ferrydb_protocol::{PullResponse, PushResponse};
+use ferrydb_protocol::{PullRequest, PullResponse, PushResponse};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
@@ -43,6 +43,18 @@ pub struct SyncHost {
     /// channel stays closed, and a replaced replica's new client starts
     /// paused too. Kept in memory only, so a new worker syncs again.
     pub paused: bool,
+    /// The next page of an initial sync, requested while the current one is
+    /// applied (see [`prefetch`]).
+    prefetched: Option<Prefetched>,
+}
+
+/// A pull sent ahead of the engine: used if the engine's next pull has
+/// exactly this body and token, else dropped.
+struct Prefetched {
+    generation: u32,
+    token: Option<String>,
+    body: String,
+    response: js_sys::Promise,
 }
 
 /// Starts syncing with the server at `base` (the first tab that opened the
@@ -67,6 +79,7 @@ pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
         next_ask: 1,
         realtime: Default::default(),
         paused: false,
+        prefetched: None,
     });
     listen_network(shared);
     if navigator_online() {
@@ -84,6 +97,7 @@ pub fn restart(shared: &Rc<RefCell<Shared>>) {
         };
         host.generation += 1;
         host.asked = None;
+        host.prefetched = None;
         if let Some(old) = host.timer.take() {
             global().clear_timeout_with_handle(old);
         }
@@ -234,17 +248,23 @@ fn send(
     token: Option<String>,
     body: String,
 ) {
-    let (url, generation) = {
+    let (url, generation, ahead) = {
         let mut state = shared.borrow_mut();
         let Some(host) = state.sync.as_mut() else {
             return;
         };
         host.token.clone_from(&token);
-        (format!("{}/{path}", host.base), host.generation)
+        let ahead = host.prefetched.take().filter(|p| {
+            path == "pull" && p.generation == host.generation && p.token == token && p.body == body
+        });
+        (format!("{}/{path}", host.base), host.generation, ahead)
     };
     let weak = Rc::downgrade(shared);
     wasm_bindgen_futures::spawn_local(async move {
-        let outcome = fetch_text("POST", &url, token.as_deref(), Some(&body)).await;
+        let outcome = match ahead {
+            Some(ahead) => response_text(ahead.response).await,
+            None => fetch_text("POST", &url, token.as_deref(), Some(&body)).await,
+        };
         let Some(shared) = weak.upgrade() else {
             return;
         };
@@ -257,8 +277,55 @@ fn send(
             Ok((200, text)) => parse_reply(id, path, &text),
             Ok((status, _)) => Event::HttpError { id, status },
         };
+        if let Event::PullResponse {
+            response: PullResponse::Ok(pull),
+            ..
+        } = &reply
+        {
+            if pull.more {
+                prefetch(&shared, &url, token, &body, &pull.cookie);
+            }
+        }
         event(&shared, reply);
     });
+}
+
+/// A page with `more` is followed at once by a pull with its cookie and
+/// otherwise the same request (`Replica::pull_request`): send that now, so
+/// the server prepares the next page while this one is applied.
+fn prefetch(
+    shared: &Rc<RefCell<Shared>>,
+    url: &str,
+    token: Option<String>,
+    body: &str,
+    cookie: &ferrydb_protocol::Cookie,
+) {
+    let Ok(mut next) = serde_json::from_str::<PullRequest>(body) else {
+        return;
+    };
+    next.cookie = Some(cookie.clone());
+    let body = serde_json::to_string(&next).expect("a pull request serializes");
+    let Ok(init) = request_init("POST", token.as_deref(), Some(&body)) else {
+        return;
+    };
+    let response = global().fetch_with_str_and_init(url, &init);
+    // A prefetch the engine does not want is never awaited: its failure is
+    // not an unhandled rejection.
+    thread_local! {
+        static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {});
+    }
+    IGNORE.with(|ignore| {
+        let _ = response.catch(ignore);
+    });
+    let mut state = shared.borrow_mut();
+    if let Some(host) = state.sync.as_mut() {
+        host.prefetched = Some(Prefetched {
+            generation: host.generation,
+            token,
+            body,
+            response,
+        });
+    }
 }
 
 fn parse_reply(id: u64, path: &str, text: &str) -> Event {
@@ -305,9 +372,12 @@ async fn fetch_text(
     body: Option<&str>,
 ) -> Result<(u16, String), JsValue> {
     let init = request_init(method, token, body)?;
-    let response: Response = JsFuture::from(global().fetch_with_str_and_init(url, &init))
-        .await?
-        .dyn_into()?;
+    response_text(global().fetch_with_str_and_init(url, &init)).await
+}
+
+/// The status and body text of the response `fetch` promised.
+async fn response_text(response: js_sys::Promise) -> Result<(u16, String), JsValue> {
+    let response: Response = JsFuture::from(response).await?.dyn_into()?;
     let status = response.status();
     let text = JsFuture::from(response.text()?).await?;
     Ok((status, text.as_string().unwrap_or_default()))

@@ -33,9 +33,7 @@ impl Replica {
         let changed = in_savepoint(db, "ferry_rebase", |db| {
             db.execute(RECORDING_OFF, &[])?;
             let mut changed = self.undo_all(db)?;
-            for op in &pull.patch {
-                self.apply_op(db, op, &mut changed)?;
-            }
+            self.apply_patch(db, &pull.patch, &mut changed)?;
             meta::set_cookie(db, Some(&pull.cookie))?;
             if let Some(last) = last_acked {
                 let last = Value::Integer(last as i64);
@@ -91,6 +89,72 @@ impl Replica {
             changed.insert(table.name.clone());
         }
         Ok(changed)
+    }
+
+    /// Applies `patch` in order. Runs of puts to one table go a batch of
+    /// rows per statement ([`TableSql::put_batch`]); the outcome, errors
+    /// included, is that of applying every op on its own.
+    fn apply_patch(
+        &self,
+        db: &mut Database,
+        patch: &[PatchOp],
+        changed: &mut TableSet,
+    ) -> Result<()> {
+        let mut rest = patch;
+        while let Some(op) = rest.first() {
+            let PatchOp::Put { table: name, .. } = op else {
+                self.apply_op(db, op, changed)?;
+                rest = &rest[1..];
+                continue;
+            };
+            let table = self.table_sql(name)?;
+            let run = rest
+                .iter()
+                .take(table.put_batch_rows)
+                .take_while(|op| matches!(op, PatchOp::Put { table: t, .. } if t == name))
+                .count();
+            if run < table.put_batch_rows {
+                // A short run (an incremental pull): one statement per row.
+                for op in &rest[..run] {
+                    self.apply_op(db, op, changed)?;
+                }
+            } else {
+                self.put_batch(db, table, &rest[..run])?;
+                changed.insert(table.name.clone());
+            }
+            rest = &rest[run..];
+        }
+        Ok(())
+    }
+
+    /// Puts `table.put_batch_rows` rows (`puts`, all `Put`s to `table`) in one
+    /// statement. A row that does not convert or does not apply fails the
+    /// batch; the rows are then applied one by one, so the error (and what
+    /// ran before it) is exactly that of the unbatched path.
+    fn put_batch(&self, db: &mut Database, table: &TableSql, puts: &[PatchOp]) -> Result<()> {
+        let mut values = Vec::with_capacity(puts.len() * table.columns.len());
+        for op in puts {
+            let PatchOp::Put { row, .. } = op else {
+                unreachable!("a run of puts");
+            };
+            match values_of(table, &table.columns, row, false) {
+                Ok(row_values) => values.extend(row_values),
+                Err(_) => return self.put_each(db, puts),
+            }
+        }
+        if db.execute(&table.put_batch, &values).is_err() {
+            // The failed statement left nothing behind (statement rollback).
+            return self.put_each(db, puts);
+        }
+        Ok(())
+    }
+
+    fn put_each(&self, db: &mut Database, puts: &[PatchOp]) -> Result<()> {
+        let mut changed = TableSet::new();
+        for op in puts {
+            self.apply_op(db, op, &mut changed)?;
+        }
+        Ok(())
     }
 
     fn apply_op(&self, db: &mut Database, op: &PatchOp, changed: &mut TableSet) -> Result<()> {

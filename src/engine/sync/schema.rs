@@ -193,6 +193,9 @@ fn names(table: &Table) -> String {
         .join(", ")
 }
 
+/// Most rows of one batched put (see [`TableSql::put_batch`]).
+const PUT_BATCH_ROWS: usize = 100;
+
 /// The statements rebase and patching run against one synced table,
 /// generated once so the connection's statement cache keeps them prepared.
 #[derive(Clone, Debug)]
@@ -202,6 +205,12 @@ pub struct TableSql {
     pub key: Vec<(String, ColumnType)>,
     /// `INSERT OR REPLACE` of a whole row, columns in `columns` order.
     pub put: String,
+    /// `put` for `put_batch_rows` rows at once (one multi-row `VALUES`):
+    /// pages of an initial sync are applied a batch per statement, since a
+    /// statement's fixed cost (statement journal, cursors, trigger program
+    /// set-up) is several times that of inserting one row.
+    pub put_batch: String,
+    pub put_batch_rows: usize,
     /// Delete by key, key columns in `key` order.
     pub delete: String,
     pub clear: String,
@@ -237,6 +246,9 @@ impl TableSql {
             format!("({key})")
         };
         let column_type = |name: &String| table.column(name).expect("validated key").ty;
+        // Well under SQLite's default limit of 32,766 bound parameters.
+        let put_batch_rows = (16_000 / table.columns.len().max(1)).clamp(1, PUT_BATCH_ROWS);
+        let row_placeholders = format!("({})", vec!["?"; table.columns.len()].join(", "));
         TableSql {
             name: t.clone(),
             columns: table
@@ -250,6 +262,11 @@ impl TableSql {
                 .map(|k| (k.clone(), column_type(k)))
                 .collect(),
             put: format!("INSERT OR REPLACE INTO {t} ({cols}) VALUES ({placeholders})"),
+            put_batch: format!(
+                "INSERT OR REPLACE INTO {t} ({cols}) VALUES {}",
+                vec![row_placeholders; put_batch_rows].join(", ")
+            ),
+            put_batch_rows,
             delete: format!("DELETE FROM {t} WHERE {by_key}"),
             clear: format!("DELETE FROM {t}"),
             all: format!("SELECT {cols} FROM {t} ORDER BY {key}"),

@@ -325,3 +325,84 @@ fn a_paged_full_sync_ends_equal_to_the_server() {
         server.readable_rows("u").unwrap()
     );
 }
+
+fn counters_summary(db: &mut Database) -> (Value, Value) {
+    let mut rows = db
+        .rows("SELECT count(*), sum(value) FROM counters", &[])
+        .unwrap()
+        .rows;
+    let mut row = rows.remove(0);
+    (row.remove(0), row.remove(0))
+}
+
+#[test]
+fn a_page_of_puts_applies_in_batches_as_it_would_one_by_one() {
+    // Two full batches and a short run, a delete in between, and keys put
+    // twice across a batch boundary (the later put wins).
+    let mut patch = vec![PatchOp::Clear];
+    patch.extend((0..150).map(|i| put_counter(&format!("k{i:03}"), i)));
+    patch.push(PatchOp::Del {
+        table: "counters".into(),
+        key: json!({"id": "k000"}).as_object().unwrap().clone(),
+    });
+    patch.extend((0..120).map(|i| put_counter(&format!("k{:03}", i + 100), 1000 + i)));
+    let mut results = vec![];
+    for chunked in [false, true] {
+        let (mut replica, mut db) = client("c1");
+        if chunked {
+            replica
+                .apply_pull(&mut db, &pull_ok(1, None, patch.clone()))
+                .unwrap();
+        } else {
+            // One op per pull: never a run long enough to batch.
+            for (i, op) in patch.iter().enumerate() {
+                let pull = pull_ok(i as i64 + 1, None, vec![op.clone()]);
+                replica.apply_pull(&mut db, &pull).unwrap();
+            }
+        }
+        results.push(replica.snapshot(&mut db).unwrap());
+        // k001..k099 hold 1..99; k100..k219 hold 1000..1119.
+        assert_eq!(
+            counters_summary(&mut db),
+            (
+                Value::Integer(219),
+                Value::Integer(4950 + 120 * 1000 + 7140)
+            )
+        );
+    }
+    assert_eq!(results[0], results[1]);
+}
+
+#[test]
+fn a_bad_row_inside_a_batch_fails_as_it_does_alone() {
+    let bad_rows = [
+        json!({"id": "bad", "value": "x"}), // does not convert
+        json!({"id": "bad"}),               // NOT NULL fails in SQLite
+    ];
+    for bad in bad_rows {
+        let (mut replica, mut db) = client("c1");
+        replica
+            .apply_pull(&mut db, &pull_ok(1, None, vec![put_counter("c", 5)]))
+            .unwrap();
+        let bad = PatchOp::Put {
+            table: "counters".into(),
+            row: bad.as_object().unwrap().clone(),
+        };
+        let mut patch: Vec<PatchOp> = (0..150)
+            .map(|i| put_counter(&format!("k{i:03}"), i))
+            .collect();
+        patch[42] = bad.clone();
+        let batched = replica
+            .apply_pull(&mut db, &pull_ok(2, None, patch))
+            .unwrap_err();
+        let alone = replica
+            .apply_pull(&mut db, &pull_ok(2, None, vec![bad]))
+            .unwrap_err();
+        assert_eq!(batched.to_string(), alone.to_string());
+        assert_eq!(
+            counters_summary(&mut db),
+            (Value::Integer(1), Value::Integer(5))
+        );
+        assert_eq!(replica.cookie(), Some(&Cookie::Integer(1)));
+    }
+}

@@ -1,0 +1,85 @@
+// A CPU profile of the SharedWorker during one initial sync, for finding
+// where the time goes (not a benchmark):
+//   node bench/profile_sync.mjs [ROWS] [OUT.cpuprofile]   (after `node bench/run.mjs` built target/bench-site)
+// Prints the top functions by self time; the .cpuprofile opens in Chrome DevTools.
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startServer, root } from '../tests/e2e/harness.mjs';
+import { seedServer } from './sync_seed.mjs';
+
+const rows = Number(process.argv[2] ?? 100_000);
+const out = process.argv[3] ?? join(root, 'target', 'initial-sync.cpuprofile');
+const store = join(root, 'target', `profile-sync-${Date.now()}.db`);
+const site = join(root, 'target', 'bench-site');
+const server = await startServer(['--static', site, '--app', join(root, 'bench', 'app.json'), '--store', `sqlite:${store}`, '--dev-auth']);
+const dir = await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
+const port = 9300 + Math.floor(Math.random() * 500);
+const context = await chromium.launchPersistentContext(dir, {
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', `--remote-debugging-port=${port}`],
+});
+try {
+  await seedServer(server.url, rows);
+  const browser = await chromium.connectOverCDP(`http://127.0.0.1:${port}`);
+  const cdp = await browser.newBrowserCDPSession();
+  const page = await context.newPage();
+  await page.goto(`${server.url}bench/ferrydb-sync.html?db=p${Date.now()}&rows=${rows}&wait=1`);
+  await page.waitForFunction(() => window.go);
+  await page.evaluate(() => window.go());
+  let target;
+  for (let i = 0; i < 200 && !target; i++) {
+    const { targetInfos } = await cdp.send('Target.getTargets');
+    target = targetInfos.find((t) => t.type === 'shared_worker');
+    if (!target) await new Promise((r) => setTimeout(r, 20));
+  }
+  if (!target) throw new Error('no shared worker appeared');
+  const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
+  let nextId = 1;
+  const waiting = new Map();
+  cdp.on('Target.receivedMessageFromTarget', (event) => {
+    const message = JSON.parse(event.message);
+    if (message.id && waiting.has(message.id)) {
+      waiting.get(message.id)(message);
+      waiting.delete(message.id);
+    }
+  });
+  const send = (method, params = {}) =>
+    new Promise((resolve) => {
+      const id = nextId++;
+      waiting.set(id, resolve);
+      cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) });
+    });
+  await send('Profiler.enable');
+  await send('Profiler.setSamplingInterval', { interval: 200 });
+  await send('Profiler.start');
+  const result = await page.waitForFunction(() => window.initialSync, null, { timeout: 180000 }).then((h) => h.jsonValue());
+  const { result: { profile } } = await send('Profiler.stop');
+  await writeFile(out, JSON.stringify(profile));
+  console.log(JSON.stringify({ rows: result.rows, caughtUpMs: result.caughtUpMs, durableMs: result.durableMs }));
+  const metrics = await (await fetch(`${server.url}metrics`)).text();
+  console.log(metrics.split('\n').filter((l) => /pull/.test(l) && !l.startsWith('#')).join('\n'));
+  // Self time per function.
+  const self = new Map();
+  const dt = profile.timeDeltas;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const node = byId.get(id);
+    const name = `${node.callFrame.functionName || '(anonymous)'} ${node.callFrame.url.split('/').pop()}`;
+    self.set(name, (self.get(name) ?? 0) + (dt[i] ?? 0));
+    total += dt[i] ?? 0;
+  });
+  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}`);
+  }
+  await browser.close().catch(() => {});
+} finally {
+  await context.close();
+  await server.stop();
+  await rm(dir, { recursive: true, force: true });
+  for (const f of [store, `${store}-wal`, `${store}-shm`]) await rm(f, { force: true });
+}
