@@ -180,7 +180,8 @@ const site = await buildSite();
 // One server for the pages and for sync (same origin): the bench app over a
 // fresh SQLite store, seeded before any browser scenario runs.
 const syncStore = join(root, 'target', `bench-sync-${Date.now()}.db`);
-const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth', ...pageSize]);
+// `--rate 0`: the benchmark measures capacity, not the per-user request budget.
+const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth', '--rate', '0', ...pageSize]);
 const profile = await launchProfile();
 const samples = Object.fromEntries(systems.map((s) => [s, {}]));
 const record = (system, key, xs) => (samples[system][key] ??= []).push(...xs);

@@ -137,7 +137,8 @@ async function pokeFanoutMs(url, n) {
 
 /** Runs the three checks on a fresh server over `store`; returns the figures. */
 export async function loadOneStore(store, { quick }) {
-  const server = await startServer(['--app', APP, '--store', store, '--dev-auth', '--max-realtime', '5000']);
+  // `--rate 0`: this measures capacity, not the per-user request budget.
+  const server = await startServer(['--app', APP, '--store', store, '--dev-auth', '--max-realtime', '5000', '--rate', '0']);
   try {
     const push_per_s = await pushesPerSecond(server.url, quick ? 4 : 16, quick ? 25 : 200);
     const pull_rows_per_s = await pullRowsPerSecond(server.url, quick ? 5000 : 100_000);
