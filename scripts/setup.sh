@@ -12,6 +12,10 @@ command -v clang >/dev/null || need_apt+=(clang)
 if [ "${FERRYDB_NEED_POSTGRES:-0}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
+# The TLS-only test cluster gets its certificates from openssl.
+if [ "${FERRYDB_NEED_POSTGRES:-0}" = 1 ] && ! command -v openssl >/dev/null; then
+  need_apt+=(openssl)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"
   sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
