@@ -6,6 +6,8 @@ use super::live::SubscriptionId;
 use super::value::{QueryResult, Value};
 use serde::{Deserialize, Serialize};
 
+/// The worker reads these by hand (`src/wasm/tabs.rs`, `parse_request`): a
+/// new variant needs its arm there too.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Request {
