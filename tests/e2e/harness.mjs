@@ -10,10 +10,15 @@ import { chromium } from 'playwright-core';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Starts `ferrydb-server` on a free loopback port; resolves to `{url, stop}`. */
-export async function startServer(args = ['--static', join(root, 'demo', 'build')]) {
+/**
+ * Starts `ferrydb-server` on `listen` (default: a free loopback port);
+ * resolves to `{url, port, stop, kill}`. `stop` is a graceful SIGINT; `kill`
+ * is SIGKILL, a crash with requests in flight. Start another with the same
+ * `listen` and store to restart it.
+ */
+export async function startServer(args = ['--static', join(root, 'demo', 'build')], { listen = '127.0.0.1:0' } = {}) {
   const binary = join(root, 'target', 'release', 'ferrydb-server');
-  const child = spawn(binary, ['--listen', '127.0.0.1:0', ...args], {
+  const child = spawn(binary, ['--listen', listen, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
@@ -32,14 +37,17 @@ export async function startServer(args = ['--static', join(root, 'demo', 'build'
     });
     child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
   });
+  const exited = (signal) =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', resolve);
+      child.kill(signal);
+    });
   return {
     url,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', resolve);
-        child.kill('SIGINT');
-      }),
+    port: Number(new URL(url).port),
+    stop: () => exited('SIGINT'),
+    kill: () => exited('SIGKILL'),
   };
 }
 
@@ -147,48 +155,7 @@ export async function freshStore(dir, name) {
 /** The store kind the sync suites run on, for test names and logs. */
 export const storeKind = () => (process.env.FERRYDB_E2E_STORE?.startsWith('postgres') ? 'postgres' : 'sqlite');
 
-/**
- * Like `startServer`, on `listen` (default: a free port), and also gives
- * `port` and `kill()`: SIGKILL, a crash with requests in flight (the
- * graceful `stop` would let them finish). Start another with the same
- * `listen` and store to restart it.
- */
-export async function startKillableServer(args, { listen = '127.0.0.1:0' } = {}) {
-  const binary = join(root, 'target', 'release', 'ferrydb-server');
-  const child = spawn(binary, [...args, '--listen', listen], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  const url = await new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 15000);
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const match = out.match(/listening on (http:\/\/\S+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-  });
-  const exited = (signal) =>
-    new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', resolve);
-      child.kill(signal);
-    });
-  return {
-    url,
-    port: Number(new URL(url).port),
-    kill: () => exited('SIGKILL'),
-    stop: () => exited('SIGINT'),
-  };
-}
-
-/** Sync helpers for tests of a synced app against `server` (from `startKillableServer` or `startServer`). */
+/** Sync helpers for tests of a synced app against `server` (from `startServer`). */
 export function syncTools(getServer) {
   const status = (page) => page.evaluate(() => window.db.syncStatus);
   return {

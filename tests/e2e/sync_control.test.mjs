@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, freshStore, launchProfile, root, startKillableServer, syncTools } from './harness.mjs';
+import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools } from './harness.mjs';
 
 /** Rows per page of a full pull: small, so a few todos take several pages. */
 const PAGE_SIZE = 3;
@@ -28,7 +28,7 @@ const tools = syncTools(() => server);
 const { status, todoIds, syncedTab, allConnected, addTodo, serverMutations, assertNoDuplicates } = tools;
 
 async function startSyncServer(name, auth) {
-  return startKillableServer([
+  return startServer([
     '--app', join(root, 'tests', 'fixtures', 'app.json'),
     '--store', await freshStore(storeDir, name),
     ...auth,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, freshStore, launchProfile, root, startKillableServer, syncTools } from './harness.mjs';
+import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools } from './harness.mjs';
 
 /** The client's request deadline (`SyncConfig::default().request_timeout_ms`). */
 const CLIENT_TIMEOUT_MS = 30_000;
@@ -53,7 +53,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test('the server killed mid-sync and restarted on the same port and store: nothing lost, nothing twice', async () => {
   const store = await freshStore(storeDir, 'restart');
-  server = await startKillableServer(serverArgs(store));
+  server = await startServer(serverArgs(store));
   const [laptop, phone] = [await device(), await device()];
   const user = 'rita';
   const a1 = await syncedTab(laptop, user);
@@ -77,7 +77,7 @@ test('the server killed mid-sync and restarted on the same port and store: nothi
   await eventually(async () => (await status(a1)).error?.code === 'network', 30000, 'the client sees the server gone');
 
   await sleep(1000);
-  server = await startKillableServer(serverArgs(store), { listen: `127.0.0.1:${server.port}` });
+  server = await startServer(serverArgs(store), { listen: `127.0.0.1:${server.port}` });
   const all = [...seeded, ...burst].sort();
   await eventually(async () => (await status(a1)).pendingMutations === 0, 60000, 'the outbox drains after the restart');
   await eventually(async () => (await todoIds(b1)).join() === all.join(), 60000, 'the other device converges');
@@ -93,7 +93,7 @@ test('a server slower than the request timeout for a while: timeout, backoff, re
   // A server of its own (the one above may be dead if that test failed);
   // killed, since a graceful stop would wait for the open realtime streams.
   await server?.kill();
-  server = await startKillableServer(serverArgs(await freshStore(storeDir, 'slow')));
+  server = await startServer(serverArgs(await freshStore(storeDir, 'slow')));
   const laptop = await device();
   const user = 'sam';
   const a1 = await syncedTab(laptop, user);
