@@ -5,7 +5,6 @@
 use crate::app::{AppDefinition, Column, USER_ID_PARAM};
 pub use crate::problem::{AppError, Problem};
 use crate::sql::{tokenize, Statement, Token, TokenKind};
-use std::collections::BTreeSet;
 
 /// Words both engines reserve; a table or column named after one would need
 /// quoting in every statement, so such names are refused up front.
@@ -33,7 +32,7 @@ pub(crate) fn app(app: &AppDefinition) -> Result<(), AppError> {
     if app.version == 0 {
         problems.push(Problem::BadVersion);
     }
-    let mut table_names = BTreeSet::new();
+    let mut table_names = Vec::new();
     let all_tables = app
         .tables
         .iter()
@@ -45,7 +44,7 @@ pub(crate) fn app(app: &AppDefinition) -> Result<(), AppError> {
         );
     for (name, columns, key, synced) in all_tables {
         check_table_name(name, &mut problems);
-        if !table_names.insert(name.as_str()) {
+        if !first_time(&mut table_names, name.as_str()) {
             problems.push(Problem::Duplicate {
                 kind: "table",
                 name: name.clone(),
@@ -59,10 +58,10 @@ pub(crate) fn app(app: &AppDefinition) -> Result<(), AppError> {
             check_rule(&table.name, &table.columns, rule, text, &mut problems);
         }
     }
-    let mut mutator_names = BTreeSet::new();
+    let mut mutator_names = Vec::new();
     for mutator in &app.mutators {
         check_name("mutator", &mutator.name, true, &mut problems);
-        if !mutator_names.insert(mutator.name.as_str()) {
+        if !first_time(&mut mutator_names, mutator.name.as_str()) {
             problems.push(Problem::Duplicate {
                 kind: "mutator",
                 name: mutator.name.clone(),
@@ -117,10 +116,10 @@ fn check_columns(table: &str, columns: &[Column], problems: &mut Vec<Problem>) {
             table: table.to_owned(),
         });
     }
-    let mut seen = BTreeSet::new();
+    let mut seen = Vec::new();
     for column in columns {
         check_name("column", &column.name, false, problems);
-        if !seen.insert(column.name.as_str()) {
+        if !first_time(&mut seen, column.name.as_str()) {
             problems.push(Problem::Duplicate {
                 kind: "column",
                 name: format!("{table}.{}", column.name),
@@ -141,9 +140,9 @@ fn check_key(
             table: table.to_owned(),
         });
     }
-    let mut seen = BTreeSet::new();
+    let mut seen = Vec::new();
     for name in key {
-        if !seen.insert(name.as_str()) {
+        if !first_time(&mut seen, name.as_str()) {
             problems.push(Problem::BadKeyColumn {
                 table: table.to_owned(),
                 column: name.clone(),
@@ -241,10 +240,10 @@ fn next_is(tokens: &[Token], i: usize, c: char) -> bool {
 
 fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut Vec<Problem>) {
     let name = &mutator.name;
-    let mut declared = BTreeSet::new();
+    let mut declared = Vec::new();
     for param in &mutator.params {
         check_name("parameter", &param.name, true, problems);
-        if !declared.insert(param.name.as_str()) {
+        if !first_time(&mut declared, param.name.as_str()) {
             problems.push(Problem::Duplicate {
                 kind: "parameter",
                 name: format!("{name}.{}", param.name),
@@ -257,7 +256,7 @@ fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut V
             mutator: name.clone(),
         });
     }
-    let mut used = BTreeSet::new();
+    let mut used = Vec::new();
     for (index, source) in statements.iter().enumerate() {
         let bad = |message: String| Problem::BadStatement {
             mutator: name.clone(),
@@ -283,7 +282,7 @@ fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut V
         }
         for param in statement.params {
             // Reported once per mutator, however many statements use it.
-            if used.insert(param.clone()) && !declared.contains(param.as_str()) {
+            if first_time(&mut used, param.clone()) && !declared.contains(&param.as_str()) {
                 problems.push(Problem::UndeclaredParam {
                     mutator: name.clone(),
                     param,
@@ -323,12 +322,12 @@ fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut V
 /// a `FROM` list are not seen here, and are checked when the engine prepares
 /// the statement.
 fn referenced_tables(tokens: &[Token]) -> Vec<String> {
-    let mut ctes = BTreeSet::new();
+    let mut ctes = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         // `name AS (` introduces a common table expression.
         if t.kind.is_word("as") && next_is(tokens, i, '(') && i > 0 {
             if let Some(name) = tokens[i - 1].kind.identifier() {
-                ctes.insert(name);
+                ctes.push(name);
             }
         }
     }
@@ -356,4 +355,15 @@ fn referenced_tables(tokens: &[Token]) -> Vec<String> {
         }
     }
     tables
+}
+
+/// Adds `item` to `seen` unless it is there; returns whether it was new. A
+/// `Vec`: an app has tens of names, and this code also runs in the wasm, where
+/// each B-tree instantiation costs kilobytes.
+fn first_time<T: PartialEq>(seen: &mut Vec<T>, item: T) -> bool {
+    let new = !seen.contains(&item);
+    if new {
+        seen.push(item);
+    }
+    new
 }

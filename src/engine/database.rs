@@ -8,12 +8,11 @@ use super::value::{QueryResult, Value};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-/// A set of table names (lowercase, as SQLite reports them for the schema).
-pub type TableSet = BTreeSet<String>;
+pub use super::table_set::TableSet;
 
 /// What a statement touches, recorded by the SQLite authorizer when it is prepared.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use super::database::{Database, TableSet};
 use super::error::{Error, ErrorData, Result};
 use super::patch::{Patch, Segment};
 use super::value::{QueryResult, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// A tab, as the worker numbers its connections.
 pub type TabId = u32;
@@ -18,10 +18,40 @@ pub type Subscriber = (TabId, SubscriptionId);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct QueryKey {
     sql: String,
-    /// Parameters as text: `Value` holds floats, so it is not `Hash`/`Eq`. The
-    /// `Debug` form is exact (floats print round-trippably) and costs no JSON
-    /// encoder in the wasm bundle.
-    params: String,
+    /// Parameters as bytes (see [`param_key`]): `Value` holds floats, so it is
+    /// not `Hash`/`Eq`.
+    params: Vec<u8>,
+}
+
+/// An exact, unambiguous encoding of `params`: a tag per value, then its bytes
+/// (floats by bit pattern, text and blobs after their length). Not their
+/// `Debug` text, which would bring float formatting into the wasm (15 KB).
+fn param_key(params: &[Value]) -> Vec<u8> {
+    let mut key = Vec::new();
+    for param in params {
+        match param {
+            Value::Null => key.push(0),
+            Value::Integer(i) => {
+                key.push(1);
+                key.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Real(f) => {
+                key.push(2);
+                key.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Value::Text(t) => {
+                key.push(3);
+                key.extend_from_slice(&(t.len() as u64).to_le_bytes());
+                key.extend_from_slice(t.as_bytes());
+            }
+            Value::Blob(b) => {
+                key.push(4);
+                key.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                key.extend_from_slice(b);
+            }
+        }
+    }
+    key
 }
 
 struct LiveQuery {
@@ -33,7 +63,9 @@ struct LiveQuery {
     rows: QueryResult,
     /// Set while re-evaluation fails (a dropped table, say).
     failing: Option<ErrorData>,
-    subscribers: BTreeSet<Subscriber>,
+    /// A `Vec`, not a set: few tabs share a query, and `by_subscriber` already
+    /// keeps each subscriber to one query once.
+    subscribers: Vec<Subscriber>,
 }
 
 /// A change (or error) for one subscription.
@@ -106,13 +138,13 @@ impl LiveQueries {
         }
         let key = QueryKey {
             sql: sql.to_owned(),
-            params: format!("{params:?}"),
+            params: param_key(&params),
         };
         if let Some(query) = self.queries.get_mut(&key) {
             if let Some(error) = &query.failing {
                 return Err(Error::Recorded(error.clone()));
             }
-            query.subscribers.insert(subscriber);
+            query.subscribers.push(subscriber);
             self.by_subscriber.insert(subscriber, key.clone());
             return Ok(query.rows.clone());
         }
@@ -130,7 +162,7 @@ impl LiveQueries {
                 reads,
                 rows: rows.clone(),
                 failing: None,
-                subscribers: BTreeSet::from([subscriber]),
+                subscribers: vec![subscriber],
             },
         );
         self.by_subscriber.insert(subscriber, key);
@@ -164,7 +196,7 @@ impl LiveQueries {
 
     fn release(&mut self, key: &QueryKey, subscriber: Subscriber) {
         if let Some(query) = self.queries.get_mut(key) {
-            query.subscribers.remove(&subscriber);
+            query.subscribers.retain(|s| *s != subscriber);
             if query.subscribers.is_empty() {
                 self.queries.remove(key);
             }
@@ -174,7 +206,7 @@ impl LiveQueries {
     /// Re-evaluates every query that reads a changed table, once, and returns the
     /// updates grouped by tab. Queries whose rows did not change send nothing.
     pub fn refresh(&mut self, db: &mut Database, changed: &TableSet) -> Vec<TabUpdates> {
-        let mut by_tab: HashMap<TabId, Vec<LiveUpdate>> = HashMap::new();
+        let mut out: Vec<TabUpdates> = Vec::new();
         for query in self.queries.values_mut() {
             if query.reads.is_disjoint(changed) {
                 continue;
@@ -182,18 +214,22 @@ impl LiveQueries {
             let Some(change) = query.reevaluate(db) else {
                 continue;
             };
-            for (tab, subscription) in &query.subscribers {
-                by_tab.entry(*tab).or_default().push(LiveUpdate {
-                    subscription: *subscription,
+            for &(tab, subscription) in &query.subscribers {
+                let update = LiveUpdate {
+                    subscription,
                     change: change.clone(),
-                });
+                };
+                // A linear search: a worker serves a handful of tabs.
+                match out.iter_mut().find(|u| u.tab == tab) {
+                    Some(for_tab) => for_tab.updates.push(update),
+                    None => out.push(TabUpdates {
+                        tab,
+                        updates: vec![update],
+                    }),
+                }
             }
         }
-        let mut out: Vec<TabUpdates> = by_tab
-            .into_iter()
-            .map(|(tab, updates)| TabUpdates { tab, updates })
-            .collect();
-        out.sort_by_key(|u| u.tab);
+        out.sort_unstable_by_key(|u| u.tab);
         out
     }
 
@@ -203,5 +239,32 @@ impl LiveQueries {
 
     pub fn subscription_count(&self) -> usize {
         self.by_subscriber.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_keys_tell_apart_what_differs_and_only_that() {
+        let key = |params: &[Value]| param_key(params);
+        let text = |s: &str| Value::Text(s.into());
+        assert_eq!(
+            key(&[text("a"), Value::Real(0.5)]),
+            key(&[text("a"), Value::Real(0.5)])
+        );
+        // Each pair differs: same number as integer vs real, text split
+        // differently, text vs blob of the same bytes, null vs nothing.
+        let pairs = [
+            (vec![Value::Integer(1)], vec![Value::Real(1.0)]),
+            (vec![text("ab"), text("c")], vec![text("a"), text("bc")]),
+            (vec![text("a")], vec![Value::Blob(b"a".to_vec())]),
+            (vec![Value::Null], vec![]),
+            (vec![Value::Real(0.1 + 0.2)], vec![Value::Real(0.3)]),
+        ];
+        for (a, b) in pairs {
+            assert_ne!(key(&a), key(&b), "{a:?} vs {b:?}");
+        }
     }
 }

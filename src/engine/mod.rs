@@ -10,6 +10,7 @@ pub mod patch;
 pub mod replication;
 pub mod request;
 pub mod sync;
+pub mod table_set;
 pub mod value;
 
 use crate::storage::{self, IoRequest, Recovered};
@@ -20,7 +21,6 @@ use error::Result;
 use live::{LiveQueries, TabId, TabUpdates};
 use replication::{Replication, SyncWork};
 use request::{Request, Response, Stats};
-use std::collections::BTreeSet;
 
 /// Milliseconds since the Unix epoch; the host supplies it (`Date.now` in
 /// the browser, a hand-moved clock in tests).
@@ -31,7 +31,9 @@ pub struct Engine {
     /// `None` for a plain in-memory database (tests): nothing to persist.
     durability: Option<Durability>,
     live: LiveQueries,
-    tabs: BTreeSet<TabId>,
+    /// Connected tabs, in connection order (a handful: a `Vec` costs the wasm
+    /// less code than a set).
+    tabs: Vec<TabId>,
     next_tab: TabId,
     /// The app's synced side, once a tab opened the database with an app.
     replication: Option<Replication>,
@@ -78,7 +80,7 @@ impl Engine {
             db,
             durability: None,
             live: LiveQueries::default(),
-            tabs: BTreeSet::new(),
+            tabs: Vec::new(),
             next_tab: 1,
             replication: None,
             app_json: None,
@@ -254,13 +256,13 @@ impl Engine {
     pub fn connect_tab(&mut self) -> TabId {
         let tab = self.next_tab;
         self.next_tab += 1;
-        self.tabs.insert(tab);
+        self.tabs.push(tab);
         tab
     }
 
     /// A tab closed or died: everything it held is released.
     pub fn disconnect_tab(&mut self, tab: TabId) {
-        self.tabs.remove(&tab);
+        self.tabs.retain(|t| *t != tab);
         self.live.remove_tab(tab);
     }
 

@@ -12,7 +12,6 @@ use super::sync::{Effect, Replica, SyncClient, SyncConfig, SyncEvent, SyncStatus
 use super::value::Value;
 use ferrydb_protocol::AppDefinition;
 use serde::Serialize;
-use std::collections::BTreeSet;
 
 /// The server's final word on one mutation, for the tabs awaiting `server`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -35,8 +34,9 @@ pub struct Replication {
     pub replica: Replica,
     /// `None` when the app was opened without a server: mutations only queue.
     pub client: Option<SyncClient>,
-    /// Mutations made since the worker started whose outcome no one has heard.
-    unsettled: BTreeSet<u64>,
+    /// Mutations made since the worker started whose outcome no one has heard,
+    /// ascending. A sorted `Vec`, not a `BTreeSet`: B-tree code is kilobytes of wasm.
+    unsettled: Vec<u64>,
     /// Told to tabs that connect later, too: an `updateNeeded` is a state,
     /// not a moment.
     update_needed: Option<SyncEvent>,
@@ -70,7 +70,7 @@ impl Replication {
         Ok(Replication {
             replica,
             client: sync_seed.map(|seed| SyncClient::new(SyncConfig::default(), seed)),
-            unsettled: BTreeSet::new(),
+            unsettled: Vec::new(),
             update_needed: None,
         })
     }
@@ -119,7 +119,9 @@ impl Replication {
 
     /// A mutation was queued: its outcome is awaited.
     pub fn await_outcome(&mut self, mutation_id: u64) {
-        self.unsettled.insert(mutation_id);
+        if let Err(at) = self.unsettled.binary_search(&mutation_id) {
+            self.unsettled.insert(at, mutation_id);
+        }
     }
 
     /// Feeds one event to the sync client (if there is one) at time `now`.
@@ -179,9 +181,9 @@ impl Replication {
                 rejection,
             });
         }
-        for s in &settled {
-            self.unsettled.remove(&s.mutation_id);
-        }
+        // `settled` is ascending too, as `unsettled` was walked in order.
+        self.unsettled
+            .retain(|id| settled.binary_search_by_key(id, |s| s.mutation_id).is_err());
         Ok(settled)
     }
 }

@@ -149,7 +149,7 @@ impl Replica {
     pub fn guard(&self, access: &StatementAccess) -> Result<()> {
         // Name the app's own table when there is one (a write to a synced table
         // also shows its undo log, written by a trigger).
-        let synced = access.writes.iter().find(|t| self.synced.contains(*t));
+        let synced = access.writes.iter().find(|t| self.synced.contains(t));
         match synced.or_else(|| access.writes.iter().find(|t| t.starts_with("_ferry"))) {
             Some(table) => Err(Error::WriteOutsideMutator {
                 table: table.clone(),
@@ -354,7 +354,7 @@ impl Replica {
     /// Empties the rejection log (the app showed the rejections to the user).
     pub fn clear_rejections(&self, db: &mut Database) -> Result<TableSet> {
         db.execute("DELETE FROM _ferry_rejections", &[])?;
-        Ok([REJECTIONS.to_owned()].into())
+        Ok(TableSet::from_iter([REJECTIONS.to_owned()]))
     }
 }
 
