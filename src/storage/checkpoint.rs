@@ -18,6 +18,7 @@ use super::frame::valid_page_size;
 use super::image::PageSource;
 use super::log::{FrameLog, InFlight, IoOp, IoRequest};
 use super::manifest::{FileName, Manifest, SegmentRef};
+use super::page_set::PageSet;
 use std::collections::BTreeSet;
 
 /// The checkpoint in progress.
@@ -25,7 +26,7 @@ use std::collections::BTreeSet;
 pub(super) struct CheckpointRun {
     manifest: Manifest,
     /// Dirty state handed over to this run, given back if it fails.
-    taken_dirty: BTreeSet<u32>,
+    taken_dirty: PageSet,
     taken_low_water: u32,
     segments_waiting: usize,
     segments_written: Vec<String>,
@@ -85,8 +86,7 @@ impl FrameLog {
             let first = index * pages_per_segment + 1;
             let last = (first + pages_per_segment - 1).min(db_pages);
             let len = (last - first + 1) * page_size;
-            let unchanged = last <= self.low_water_pages
-                && self.dirty_pages.range(first..=last).next().is_none();
+            let unchanged = last <= self.low_water_pages && !self.dirty_pages.any_in(first, last);
             let reusable = old
                 .and_then(|m| m.segments.get(index as usize))
                 .filter(|segment| unchanged && segment.len == len);
@@ -201,7 +201,7 @@ impl FrameLog {
         let Some(run) = self.checkpoint.take() else {
             return Vec::new();
         };
-        self.dirty_pages.extend(run.taken_dirty);
+        self.dirty_pages.extend(run.taken_dirty.into_sorted());
         self.low_water_pages = self.low_water_pages.min(run.taken_low_water);
         let in_flight = &mut self.in_flight;
         self.ready.retain(|request| {

@@ -21,7 +21,8 @@
 use super::error::Error;
 use super::frame::{encode_frame, Commit};
 use super::manifest::{FileName, Manifest};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use super::page_set::PageSet;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Tuning of file sizes and checkpoint frequency.
@@ -111,7 +112,7 @@ pub struct FrameLog {
     pub(super) manifest: Option<Manifest>,
     pub(super) next_gen: u64,
     /// Pages changed by frames the current manifest does not cover.
-    pub(super) dirty_pages: BTreeSet<u32>,
+    pub(super) dirty_pages: PageSet,
     /// The smallest database size since the manifest: pages above it may have
     /// been dropped and re-grown (zeroed) without being written.
     pub(super) low_water_pages: u32,
@@ -124,7 +125,7 @@ pub(super) struct ResumePoint {
     pub manifest: Option<Manifest>,
     pub next_gen: u64,
     pub log_files: BTreeMap<u64, (u64, u64)>,
-    pub dirty_pages: BTreeSet<u32>,
+    pub dirty_pages: PageSet,
     pub low_water_pages: u32,
     /// Unneeded files; `true` = must be deleted before the next log write.
     pub garbage: Vec<(String, bool)>,
@@ -140,7 +141,7 @@ impl FrameLog {
                 manifest: None,
                 next_gen: 1,
                 log_files: BTreeMap::new(),
-                dirty_pages: BTreeSet::new(),
+                dirty_pages: PageSet::default(),
                 low_water_pages: 0,
                 garbage: Vec::new(),
             },

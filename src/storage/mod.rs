@@ -76,6 +76,7 @@ pub mod frame;
 mod image;
 mod log;
 mod manifest;
+mod page_set;
 mod page_store;
 mod recovery;
 mod vfs;

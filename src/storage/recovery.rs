@@ -16,7 +16,8 @@ use super::frame::read_frames;
 use super::image::PageImage;
 use super::log::{FrameLog, LogConfig, ResumePoint};
 use super::manifest::{FileName, Manifest};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use super::page_set::PageSet;
+use std::collections::{BTreeMap, HashMap};
 
 /// The outcome of opening a database's files.
 #[derive(Debug)]
@@ -125,7 +126,7 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
 
     // 2. Replay the chain of frames after the checkpoint.
     let checkpoint_seq = manifest.as_ref().map_or(0, |m| m.seq);
-    let mut dirty_pages = BTreeSet::new();
+    let mut dirty_pages = PageSet::default();
     let mut low_water_pages = manifest.as_ref().map_or(0, |m| m.db_pages);
     let mut log_files = BTreeMap::new();
     let mut used = vec![false; logs.len()];
