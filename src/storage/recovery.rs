@@ -14,7 +14,7 @@
 use super::error::{Error, Result};
 use super::frame::read_frames;
 use super::image::PageImage;
-use super::log::{FrameLog, LogConfig, ResumePoint};
+use super::log::{insert_log_file, FrameLog, LogConfig, LogFile, ResumePoint};
 use super::manifest::{FileName, Manifest};
 use super::page_set::PageSet;
 use std::collections::{BTreeMap, HashMap};
@@ -128,7 +128,7 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
     let checkpoint_seq = manifest.as_ref().map_or(0, |m| m.seq);
     let mut dirty_pages = PageSet::default();
     let mut low_water_pages = manifest.as_ref().map_or(0, |m| m.db_pages);
-    let mut log_files = BTreeMap::new();
+    let mut log_files = Vec::new();
     let mut used = vec![false; logs.len()];
     let mut expected = checkpoint_seq + 1;
     let mut frames_replayed = 0;
@@ -153,7 +153,12 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
             frames_replayed += 1;
             expected = frame.seq + 1;
         }
-        log_files.insert(run.first, (expected - 1, run.bytes.len() as u64));
+        let file = LogFile {
+            first: run.first,
+            last: expected - 1,
+            bytes: run.bytes.len() as u64,
+        };
+        insert_log_file(&mut log_files, file);
     }
     let last_seq = expected - 1;
     for (run, used) in logs.into_iter().zip(used) {
