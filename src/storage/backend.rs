@@ -7,7 +7,6 @@ use super::error::Result;
 use super::log::{FrameLog, IoOp, IoRequest, LogConfig};
 use super::manifest::FileName;
 use super::recovery::{recover, Recovered};
-use std::collections::BTreeMap;
 
 /// Whole-file storage. `write` creates or replaces a file with exactly the
 /// given bytes; `delete` of a missing file succeeds. A synchronous trait is
@@ -21,10 +20,51 @@ pub trait StorageBackend {
     fn delete(&mut self, name: &str) -> Result<()>;
 }
 
-/// Files in a map: the backend for tests and for private mode.
+/// Files in memory: the backend for tests and for private mode.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryBackend {
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: MemoryFiles,
+}
+
+/// Files by name, in name order. A sorted Vec, not a `BTreeMap`: each B-tree
+/// instantiation costs the wasm ~5 KB.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryFiles {
+    sorted: Vec<(String, Vec<u8>)>,
+}
+
+impl MemoryFiles {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.sorted
+            .binary_search_by(|(file, _)| file.as_str().cmp(name))
+    }
+
+    /// The names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.sorted.iter().map(|(name, _)| name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Vec<u8>> {
+        let i = self.find(name).ok()?;
+        Some(&self.sorted[i].1)
+    }
+
+    /// Creates or replaces the file `name`.
+    pub fn insert(&mut self, name: String, bytes: Vec<u8>) {
+        match self.find(&name) {
+            Ok(i) => self.sorted[i].1 = bytes,
+            Err(i) => self.sorted.insert(i, (name, bytes)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Vec<u8>> {
+        let i = self.find(name).ok()?;
+        Some(self.sorted.remove(i).1)
+    }
+
+    pub fn clear(&mut self) {
+        self.sorted.clear();
+    }
 }
 
 impl StorageBackend for MemoryBackend {

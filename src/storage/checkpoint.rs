@@ -18,14 +18,14 @@ use super::frame::valid_page_size;
 use super::image::PageSource;
 use super::log::{FrameLog, InFlight, IoOp, IoRequest};
 use super::manifest::{FileName, Manifest, SegmentRef};
-use std::collections::BTreeSet;
+use super::page_set::PageSet;
 
 /// The checkpoint in progress.
 #[derive(Debug)]
 pub(super) struct CheckpointRun {
     manifest: Manifest,
     /// Dirty state handed over to this run, given back if it fails.
-    taken_dirty: BTreeSet<u32>,
+    taken_dirty: PageSet,
     taken_low_water: u32,
     segments_waiting: usize,
     segments_written: Vec<String>,
@@ -85,8 +85,7 @@ impl FrameLog {
             let first = index * pages_per_segment + 1;
             let last = (first + pages_per_segment - 1).min(db_pages);
             let len = (last - first + 1) * page_size;
-            let unchanged = last <= self.low_water_pages
-                && self.dirty_pages.range(first..=last).next().is_none();
+            let unchanged = last <= self.low_water_pages && !self.dirty_pages.any_in(first, last);
             let reusable = old
                 .and_then(|m| m.segments.get(index as usize))
                 .filter(|segment| unchanged && segment.len == len);
@@ -168,28 +167,28 @@ impl FrameLog {
         self.durable_seq = self.durable_seq.max(new.seq);
         if let Some(old) = self.manifest.take() {
             self.queue_delete(old.name(), false);
-            let kept: BTreeSet<(u64, usize)> = new
-                .segments
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.gen, i))
-                .collect();
             for (index, segment) in old.segments.iter().enumerate() {
-                if !kept.contains(&(segment.gen, index)) {
+                let kept = new
+                    .segments
+                    .get(index)
+                    .is_some_and(|kept| kept.gen == segment.gen);
+                if !kept {
                     self.queue_delete(old.segment_name(index as u32), false);
                 }
             }
         }
-        let folded: Vec<u64> = self
-            .log_files
-            .iter()
-            .filter(|(_, &(last, _))| last <= new.seq)
-            .map(|(&first, _)| first)
-            .collect();
-        for first in folded {
-            let (_, len) = self.log_files.remove(&first).expect("listed");
-            self.log_bytes -= len;
-            self.queue_delete(FileName::Log { first }.to_string(), false);
+        let mut folded = Vec::new();
+        self.log_files.retain(|file| {
+            let fold = file.last <= new.seq;
+            if fold {
+                folded.push(*file);
+            }
+            !fold
+        });
+        for file in folded {
+            self.log_bytes -= file.bytes;
+            let name = FileName::Log { first: file.first }.to_string();
+            self.queue_delete(name, false);
         }
         self.manifest = Some(new);
     }
@@ -201,20 +200,20 @@ impl FrameLog {
         let Some(run) = self.checkpoint.take() else {
             return Vec::new();
         };
-        self.dirty_pages.extend(run.taken_dirty);
+        self.dirty_pages.extend(run.taken_dirty.into_sorted());
         self.low_water_pages = self.low_water_pages.min(run.taken_low_water);
         let in_flight = &mut self.in_flight;
         self.ready.retain(|request| {
-            let unissued = matches!(
-                in_flight.get(&request.id),
-                Some(InFlight::SegmentWrite { .. })
-            );
+            let Ok(i) = in_flight.binary_search_by_key(&request.id, |&(id, _)| id) else {
+                return true;
+            };
+            let unissued = matches!(in_flight[i].1, InFlight::SegmentWrite { .. });
             if unissued {
-                in_flight.remove(&request.id);
+                in_flight.remove(i);
             }
             !unissued
         });
-        for what in self.in_flight.values_mut() {
+        for (_, what) in &mut self.in_flight {
             if let InFlight::SegmentWrite { name } = what {
                 *what = InFlight::OrphanSegment {
                     name: std::mem::take(name),

@@ -21,7 +21,8 @@
 use super::error::Error;
 use super::frame::{encode_frame, Commit};
 use super::manifest::{FileName, Manifest};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use super::page_set::PageSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Tuning of file sizes and checkpoint frequency.
@@ -87,6 +88,24 @@ pub(super) enum InFlight {
     },
 }
 
+/// A durable log file, holding frames `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LogFile {
+    pub first: u64,
+    pub last: u64,
+    pub bytes: u64,
+}
+
+/// Adds `file` to `files` (ascending by `first`), replacing one with the same
+/// `first`. A Vec, not a `BTreeMap`: each B-tree instantiation costs the wasm
+/// ~5 KB, and new files almost always go at the end.
+pub(super) fn insert_log_file(files: &mut Vec<LogFile>, file: LogFile) {
+    match files.binary_search_by_key(&file.first, |f| f.first) {
+        Ok(i) => files[i] = file,
+        Err(i) => files.insert(i, file),
+    }
+}
+
 pub struct FrameLog {
     pub(super) config: LogConfig,
     /// The number the next appended commit gets.
@@ -98,20 +117,23 @@ pub struct FrameLog {
     log_write_in_flight: bool,
     stalled: Option<Error>,
     pub(super) last_error: Option<Error>,
-    /// Durable log files: first seq → (last seq, bytes).
-    pub(super) log_files: BTreeMap<u64, (u64, u64)>,
+    /// Durable log files, ascending by first frame.
+    pub(super) log_files: Vec<LogFile>,
     pub(super) log_bytes: u64,
     blocking_deletes: usize,
     /// Blocking deletes that failed, issued again on [`FrameLog::resume`].
     failed_deletes: Vec<String>,
     pub(super) ready: VecDeque<IoRequest>,
-    pub(super) in_flight: HashMap<u64, InFlight>,
+    /// Issued requests by id, ascending (ids only grow). A Vec, not a
+    /// `HashMap`: it holds a few hundred entries at most, and each map
+    /// instantiation costs the wasm several KB.
+    pub(super) in_flight: Vec<(u64, InFlight)>,
     next_id: u64,
     /// The durable checkpoint, if any.
     pub(super) manifest: Option<Manifest>,
     pub(super) next_gen: u64,
     /// Pages changed by frames the current manifest does not cover.
-    pub(super) dirty_pages: BTreeSet<u32>,
+    pub(super) dirty_pages: PageSet,
     /// The smallest database size since the manifest: pages above it may have
     /// been dropped and re-grown (zeroed) without being written.
     pub(super) low_water_pages: u32,
@@ -123,8 +145,9 @@ pub(super) struct ResumePoint {
     pub last_seq: u64,
     pub manifest: Option<Manifest>,
     pub next_gen: u64,
-    pub log_files: BTreeMap<u64, (u64, u64)>,
-    pub dirty_pages: BTreeSet<u32>,
+    /// Ascending by first frame.
+    pub log_files: Vec<LogFile>,
+    pub dirty_pages: PageSet,
     pub low_water_pages: u32,
     /// Unneeded files; `true` = must be deleted before the next log write.
     pub garbage: Vec<(String, bool)>,
@@ -139,8 +162,8 @@ impl FrameLog {
                 last_seq: 0,
                 manifest: None,
                 next_gen: 1,
-                log_files: BTreeMap::new(),
-                dirty_pages: BTreeSet::new(),
+                log_files: Vec::new(),
+                dirty_pages: PageSet::default(),
                 low_water_pages: 0,
                 garbage: Vec::new(),
             },
@@ -157,12 +180,12 @@ impl FrameLog {
             log_write_in_flight: false,
             stalled: None,
             last_error: None,
-            log_bytes: point.log_files.values().map(|&(_, len)| len).sum(),
+            log_bytes: point.log_files.iter().map(|file| file.bytes).sum(),
             log_files: point.log_files,
             blocking_deletes: 0,
             failed_deletes: Vec::new(),
             ready: VecDeque::new(),
-            in_flight: HashMap::new(),
+            in_flight: Vec::new(),
             next_id: 1,
             manifest: point.manifest,
             next_gen: point.next_gen,
@@ -255,7 +278,7 @@ impl FrameLog {
     /// The host finished request `id`. An error means the operation may have
     /// happened partly or not at all.
     pub fn io_done(&mut self, id: u64, result: Result<(), Error>) {
-        let Some(what) = self.in_flight.remove(&id) else {
+        let Some(what) = self.take_in_flight(id) else {
             return;
         };
         if let Err(error) = &result {
@@ -298,7 +321,12 @@ impl FrameLog {
             // A checkpoint finished while this write was in flight.
             self.queue_delete(FileName::Log { first }.to_string(), false);
         } else {
-            self.log_files.insert(first, (last, len));
+            let file = LogFile {
+                first,
+                last,
+                bytes: len,
+            };
+            insert_log_file(&mut self.log_files, file);
             self.log_bytes += len;
         }
     }
@@ -306,8 +334,17 @@ impl FrameLog {
     pub(super) fn issue(&mut self, what: InFlight) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.in_flight.insert(id, what);
+        self.in_flight.push((id, what));
         id
+    }
+
+    /// Removes and returns what request `id` was for, if it is in flight.
+    pub(super) fn take_in_flight(&mut self, id: u64) -> Option<InFlight> {
+        let i = self
+            .in_flight
+            .binary_search_by_key(&id, |&(issued, _)| issued)
+            .ok()?;
+        Some(self.in_flight.remove(i).1)
     }
 
     pub(super) fn queue_delete(&mut self, name: String, blocking: bool) {

@@ -76,11 +76,12 @@ pub mod frame;
 mod image;
 mod log;
 mod manifest;
+mod page_set;
 mod page_store;
 mod recovery;
 mod vfs;
 
-pub use backend::{open_backend, perform, MemoryBackend, StorageBackend};
+pub use backend::{open_backend, perform, MemoryBackend, MemoryFiles, StorageBackend};
 pub use error::{Error, Result};
 pub use frame::Commit;
 pub use image::{PageImage, PageSource};

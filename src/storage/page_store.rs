@@ -25,9 +25,10 @@
 use super::error::Result;
 use super::frame::{valid_page_size, Commit};
 use super::image::{PageImage, PageSource};
+use super::page_set::PageSet;
 use super::vfs;
 use rsqlite_vfs::LockLevel;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -50,7 +51,7 @@ pub(super) struct StoreFile {
     image: PageImage,
     locks: LockTable,
     /// Pages written during the current write transaction.
-    dirty: BTreeSet<u32>,
+    dirty: PageSet,
     /// Set at the transaction's first change: the header's change counter
     /// then (`None` when the file had no complete header yet).
     counter_before: Option<Option<[u8; 4]>>,
@@ -182,7 +183,7 @@ impl StoreFile {
             // byte-identical to this file.
             return;
         }
-        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty).into_sorted();
         if let Some(size) = self.header_page_size() {
             if size != self.image.page_size() {
                 // A VACUUM with a new page size rewrote the file at that size.

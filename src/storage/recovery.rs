@@ -14,9 +14,9 @@
 use super::error::{Error, Result};
 use super::frame::read_frames;
 use super::image::PageImage;
-use super::log::{FrameLog, LogConfig, ResumePoint};
+use super::log::{insert_log_file, FrameLog, LogConfig, LogFile, ResumePoint};
 use super::manifest::{FileName, Manifest};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use super::page_set::PageSet;
 
 /// The outcome of opening a database's files.
 #[derive(Debug)]
@@ -49,23 +49,44 @@ struct LogRun {
     last: Option<u64>,
 }
 
+/// A manifest or segment file, by its key (generation, or generation and
+/// index): what recovery keeps of it until it knows whether it is needed.
+struct KeyedFile<K> {
+    key: K,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// Adds `file`, replacing one with the same key (two names can parse to the
+/// same key, e.g. in upper and lower case hex: the one listed last counts).
+/// A linear scan, not a map: there are few such files, and each map
+/// instantiation costs the wasm several KB.
+fn insert_keyed<K: PartialEq>(files: &mut Vec<KeyedFile<K>>, file: KeyedFile<K>) {
+    match files.iter_mut().find(|f| f.key == file.key) {
+        Some(same) => *same = file,
+        None => files.push(file),
+    }
+}
+
 /// Rebuilds the image and log from every file the backend listed (files that
 /// are not ours are ignored). Consumes the bytes as it goes, so peak memory
 /// stays near the size of the files.
 pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recovered> {
-    let mut manifests = BTreeMap::new();
-    let mut segments = HashMap::new();
+    let mut manifests = Vec::new();
+    let mut segments = Vec::new();
     let mut logs = Vec::new();
     let mut max_gen = 0;
     for (name, bytes) in files {
         match FileName::parse(&name) {
             Some(FileName::Manifest { gen }) => {
                 max_gen = max_gen.max(gen);
-                manifests.insert(gen, (name, bytes));
+                let key = gen;
+                insert_keyed(&mut manifests, KeyedFile { key, name, bytes });
             }
             Some(FileName::Segment { gen, index }) => {
                 max_gen = max_gen.max(gen);
-                segments.insert((gen, index), (name, bytes));
+                let key = (gen, index);
+                insert_keyed(&mut segments, KeyedFile { key, name, bytes });
             }
             Some(FileName::Log { first }) => {
                 let last = {
@@ -91,10 +112,11 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
 
     // 1. The newest valid manifest and its segments.
     let mut manifest = None;
-    for (_, (name, bytes)) in manifests.into_iter().rev() {
-        match (&manifest, Manifest::decode(&bytes)) {
+    manifests.sort_unstable_by_key(|file| std::cmp::Reverse(file.key));
+    for file in manifests {
+        match (&manifest, Manifest::decode(&file.bytes)) {
             (None, Some(decoded)) => manifest = Some(decoded),
-            _ => garbage.push((name, false)),
+            _ => garbage.push((file.name, false)),
         }
     }
     let mut image = PageImage::empty();
@@ -104,9 +126,11 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
         for (index, segment) in manifest.segments.iter().enumerate() {
             let key = (segment.gen, index as u32);
             let name = manifest.segment_name(index as u32);
-            let (_, bytes) = segments
-                .remove(&key)
+            let found = segments
+                .iter()
+                .position(|file| file.key == key)
                 .ok_or_else(|| Error::Corrupt(format!("checkpoint segment {name} is missing")))?;
+            let bytes = segments.swap_remove(found).bytes;
             if bytes.len() != segment.len as usize
                 || crate::storage::crc32::hash(&bytes) != segment.crc
             {
@@ -121,13 +145,13 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
             }
         }
     }
-    garbage.extend(segments.into_values().map(|(name, _)| (name, false)));
+    garbage.extend(segments.into_iter().map(|file| (file.name, false)));
 
     // 2. Replay the chain of frames after the checkpoint.
     let checkpoint_seq = manifest.as_ref().map_or(0, |m| m.seq);
-    let mut dirty_pages = BTreeSet::new();
+    let mut dirty_pages = PageSet::default();
     let mut low_water_pages = manifest.as_ref().map_or(0, |m| m.db_pages);
-    let mut log_files = BTreeMap::new();
+    let mut log_files = Vec::new();
     let mut used = vec![false; logs.len()];
     let mut expected = checkpoint_seq + 1;
     let mut frames_replayed = 0;
@@ -152,7 +176,12 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
             frames_replayed += 1;
             expected = frame.seq + 1;
         }
-        log_files.insert(run.first, (expected - 1, run.bytes.len() as u64));
+        let file = LogFile {
+            first: run.first,
+            last: expected - 1,
+            bytes: run.bytes.len() as u64,
+        };
+        insert_log_file(&mut log_files, file);
     }
     let last_seq = expected - 1;
     for (run, used) in logs.into_iter().zip(used) {

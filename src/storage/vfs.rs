@@ -21,7 +21,6 @@ use rsqlite_vfs::{
     OsCallback, SQLiteIoMethods, SQLiteVfs, SectorSize, SyncOptions, VfsError, VfsErrorCode,
     VfsFile, VfsResult, VfsStore,
 };
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -29,12 +28,23 @@ use std::time::Duration;
 /// The name connections pass to `sqlite3_open_v2`.
 pub(super) const VFS_NAME: &str = "ferrydb-pages";
 
+/// Files by name. A Vec, not a `HashMap`: it holds a handful of entries, and
+/// each map instantiation costs the wasm several KB.
+type Named<T> = Vec<(String, Arc<Mutex<T>>)>;
+
+fn find<'a, T>(files: &'a Named<T>, name: &str) -> Option<&'a Arc<Mutex<T>>> {
+    files
+        .iter()
+        .find(|(file, _)| file == name)
+        .map(|(_, file)| file)
+}
+
 /// Everything the VFS callbacks share. Lives for the whole process.
 struct Registry {
-    stores: Mutex<HashMap<String, Arc<Mutex<StoreFile>>>>,
+    stores: Mutex<Named<StoreFile>>,
     /// Named non-database files (a rollback journal if a connection ever runs
     /// outside `journal_mode=MEMORY`): memory only.
-    aux: Mutex<HashMap<String, Arc<Mutex<Vec<u8>>>>>,
+    aux: Mutex<Named<Vec<u8>>>,
     last_error: Mutex<Option<VfsError>>,
     os: DefaultVfsOs,
 }
@@ -75,16 +85,18 @@ fn registry() -> Result<&'static Registry> {
 }
 
 pub(super) fn register_file(name: &str, file: Arc<Mutex<StoreFile>>) -> Result<()> {
-    guard(&registry()?.stores).insert(name.to_owned(), file);
+    let mut stores = guard(&registry()?.stores);
+    stores.retain(|(registered, _)| registered != name);
+    stores.push((name.to_owned(), file));
     Ok(())
 }
 
 pub(super) fn unregister_file(name: &str) {
     if let Ok(registry) = registry() {
-        guard(&registry.stores).remove(name);
+        guard(&registry.stores).retain(|(store, _)| store != name);
         // SQLite names a database's companions `<name>-journal`, `<name>-wal`.
         let companions = format!("{name}-");
-        guard(&registry.aux).retain(|aux, _| !aux.starts_with(&companions));
+        guard(&registry.aux).retain(|(aux, _)| !aux.starts_with(&companions));
     }
 }
 
@@ -283,7 +295,7 @@ impl VfsStore for PageFiles {
             });
         };
         if options.kind() == Some(FileKind::MainDb) {
-            let file = guard(&data.stores).get(name).cloned().ok_or_else(|| {
+            let file = find(&guard(&data.stores), name).cloned().ok_or_else(|| {
                 io_error(
                     VfsErrorCode::CantOpen,
                     "no page store with this name is open",
@@ -297,12 +309,16 @@ impl VfsStore for PageFiles {
             });
         }
         let mut aux = guard(&data.aux);
-        let bytes = match aux.get(name) {
+        let bytes = match find(&aux, name) {
             Some(_) if options.exclusive() => {
                 return Err(io_error(VfsErrorCode::CantOpen, "file already exists"));
             }
             Some(bytes) => bytes.clone(),
-            None if options.create() => aux.entry(name.to_owned()).or_default().clone(),
+            None if options.create() => {
+                let bytes = Arc::default();
+                aux.push((name.to_owned(), Arc::clone(&bytes)));
+                bytes
+            }
             None => return Err(io_error(VfsErrorCode::CantOpen, "file not found")),
         };
         Ok(OpenedFile {
@@ -321,13 +337,8 @@ impl VfsStore for PageFiles {
             PageFile::Main { file, lock, .. } => guard(file).unlock(lock, LockLevel::None),
             PageFile::Aux { bytes } => {
                 if let (Some(name), true) = (name, options.delete_on_close()) {
-                    let mut aux = guard(&data.aux);
-                    if aux
-                        .get(name)
-                        .is_some_and(|current| Arc::ptr_eq(current, bytes))
-                    {
-                        aux.remove(name);
-                    }
+                    guard(&data.aux)
+                        .retain(|(aux, current)| aux != name || !Arc::ptr_eq(current, bytes));
                 }
             }
         }
@@ -335,7 +346,7 @@ impl VfsStore for PageFiles {
     }
 
     fn access(data: &Self::AppData, name: &str, _mode: AccessMode) -> VfsResult<bool> {
-        Ok(guard(&data.stores).contains_key(name) || guard(&data.aux).contains_key(name))
+        Ok(find(&guard(&data.stores), name).is_some() || find(&guard(&data.aux), name).is_some())
     }
 
     fn full_pathname(_data: &Self::AppData, name: &str) -> VfsResult<String> {
@@ -343,7 +354,7 @@ impl VfsStore for PageFiles {
     }
 
     fn delete_file(data: &Self::AppData, name: &str, _sync_dir: bool) -> VfsResult<()> {
-        guard(&data.aux).remove(name);
+        guard(&data.aux).retain(|(aux, _)| aux != name);
         Ok(())
     }
 }

@@ -92,7 +92,7 @@ fn a_failed_segment_write_abandons_the_checkpoint_and_removes_its_files() {
     assert!(
         backend.files.keys().all(|n| n.starts_with("log.")),
         "{:?}",
-        backend.files.keys()
+        backend.files.keys().collect::<Vec<_>>()
     );
     assert_eq!(log.checkpoint_seq(), 0);
 
