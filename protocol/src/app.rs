@@ -16,14 +16,16 @@
 //!
 //! `docs/protocol.md` describes every field; [`crate::validate`] the checks.
 
+use crate::decode::{self, Fields};
 use crate::sql::{Placeholders, Statement};
 use crate::validate::{self, AppError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value as Json;
 
 /// A whole app definition. Build one with [`AppDefinition::from_json`], which
 /// validates it; a definition that exists in memory is assumed valid.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppDefinition {
     /// The schema version. Bump it when tables or mutators change; clients and
     /// server compare it on open and on every sync exchange.
@@ -32,14 +34,13 @@ pub struct AppDefinition {
     /// read rule).
     pub tables: Vec<Table>,
     /// Client-only tables (UI state, drafts): plain SQL writes, never synced.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub local_tables: Vec<LocalTable>,
-    #[serde(default)]
     pub mutators: Vec<Mutator>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Table {
     pub name: String,
     pub columns: Vec<Column>,
@@ -50,30 +51,30 @@ pub struct Table {
     pub access: Access,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LocalTable {
     pub name: String,
     pub columns: Vec<Column>,
     /// Optional for local tables (a plain rowid table without one).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub primary_key: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Column {
     pub name: String,
     #[serde(rename = "type")]
     pub ty: ColumnType,
     /// Whether the column may hold NULL. Columns are NOT NULL unless they say so.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub nullable: bool,
 }
 
 /// The portable column and parameter types. Each maps to one SQLite and one
 /// Postgres type, and to one JSON shape on the wire (see `docs/protocol.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ColumnType {
     Integer,
@@ -121,8 +122,7 @@ impl ColumnType {
 
 /// Per-table access rules: SQL boolean expressions over the row's columns and
 /// the `:user_id` of the authenticated user, evaluated by the server only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Access {
     /// Which rows a user pulls.
     pub read: String,
@@ -133,29 +133,28 @@ pub struct Access {
 /// The only parameter an access rule may use.
 pub const USER_ID_PARAM: &str = "user_id";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Mutator {
     pub name: String,
-    #[serde(default)]
     pub params: Vec<Param>,
     /// One statement, or several run in order inside one transaction.
     pub sql: Statements,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Param {
     pub name: String,
     #[serde(rename = "type")]
     pub ty: ColumnType,
     /// A nullable parameter may be `null` or left out of the arguments.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub nullable: bool,
 }
 
 /// `"sql": "…"` or `"sql": ["…", "…"]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Statements {
     One(String),
@@ -175,8 +174,27 @@ impl AppDefinition {
     /// Parses and validates an app definition. Every problem found is reported,
     /// not only the first.
     pub fn from_json(text: &str) -> Result<AppDefinition, AppError> {
-        let app: AppDefinition = serde_json::from_str(text).map_err(AppError::Json)?;
+        let json: Json = serde_json::from_str(text).map_err(AppError::Json)?;
+        let app = AppDefinition::decode(json, "").map_err(AppError::Shape)?;
         app.validate()?;
+        Ok(app)
+    }
+
+    /// Reads the definition's shape (no checks beyond it); unknown fields are
+    /// refused everywhere: a typo is not an extension.
+    pub fn decode(json: Json, path: &str) -> Result<AppDefinition, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let app = AppDefinition {
+            version: f.get("version", decode::u32)?,
+            tables: f.get("tables", |v, p| decode::list(v, p, Table::decode))?,
+            local_tables: f.get_or("localTables", Vec::new(), |v, p| {
+                decode::list(v, p, LocalTable::decode)
+            })?,
+            mutators: f.get_or("mutators", Vec::new(), |v, p| {
+                decode::list(v, p, Mutator::decode)
+            })?,
+        };
+        f.no_others()?;
         Ok(app)
     }
 
@@ -231,5 +249,117 @@ impl Mutator {
 
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
+    }
+}
+
+/// Decoders of the definition's parts (see [`AppDefinition::decode`]).
+fn names(json: Json, path: &str) -> Result<Vec<String>, decode::DecodeError> {
+    decode::list(json, path, decode::string)
+}
+
+fn columns(json: Json, path: &str) -> Result<Vec<Column>, decode::DecodeError> {
+    decode::list(json, path, Column::decode)
+}
+
+impl Table {
+    pub fn decode(json: Json, path: &str) -> Result<Table, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let table = Table {
+            name: f.get("name", decode::string)?,
+            columns: f.get("columns", columns)?,
+            primary_key: f.get("primaryKey", names)?,
+            access: f.get("access", Access::decode)?,
+        };
+        f.no_others()?;
+        Ok(table)
+    }
+}
+
+impl LocalTable {
+    pub fn decode(json: Json, path: &str) -> Result<LocalTable, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let table = LocalTable {
+            name: f.get("name", decode::string)?,
+            columns: f.get("columns", columns)?,
+            primary_key: f.get_or("primaryKey", Vec::new(), names)?,
+        };
+        f.no_others()?;
+        Ok(table)
+    }
+}
+
+impl Column {
+    fn decode(json: Json, path: &str) -> Result<Column, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let column = Column {
+            name: f.get("name", decode::string)?,
+            ty: f.get("type", ColumnType::decode)?,
+            nullable: f.get_or("nullable", false, decode::boolean)?,
+        };
+        f.no_others()?;
+        Ok(column)
+    }
+}
+
+impl ColumnType {
+    const ALL: [ColumnType; 6] = [
+        ColumnType::Integer,
+        ColumnType::Real,
+        ColumnType::Text,
+        ColumnType::Blob,
+        ColumnType::Boolean,
+        ColumnType::Json,
+    ];
+
+    fn decode(json: Json, path: &str) -> Result<ColumnType, decode::DecodeError> {
+        let names = ColumnType::ALL.map(ColumnType::as_str);
+        Ok(ColumnType::ALL[decode::one_of(json, path, &names)?])
+    }
+}
+
+impl Access {
+    fn decode(json: Json, path: &str) -> Result<Access, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let access = Access {
+            read: f.get("read", decode::string)?,
+            write: f.get("write", decode::string)?,
+        };
+        f.no_others()?;
+        Ok(access)
+    }
+}
+
+impl Mutator {
+    fn decode(json: Json, path: &str) -> Result<Mutator, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let mutator = Mutator {
+            name: f.get("name", decode::string)?,
+            params: f.get_or("params", Vec::new(), |v, p| {
+                decode::list(v, p, Param::decode)
+            })?,
+            sql: f.get("sql", |v, p| match v {
+                Json::String(one) => Ok(Statements::One(one)),
+                Json::Array(_) => names(v, p).map(Statements::Many),
+                _ => Err(decode::DecodeError {
+                    path: p.to_owned(),
+                    problem: "expected a string or an array of strings".into(),
+                }),
+            })?,
+        };
+        f.no_others()?;
+        Ok(mutator)
+    }
+}
+
+impl Param {
+    fn decode(json: Json, path: &str) -> Result<Param, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let param = Param {
+            name: f.get("name", decode::string)?,
+            ty: f.get("type", ColumnType::decode)?,
+            nullable: f.get_or("nullable", false, decode::boolean)?,
+        };
+        f.no_others()?;
+        Ok(param)
     }
 }

@@ -7,6 +7,7 @@
 //! - [`sql`]: the small SQL lexer both use to find `:named` parameters.
 
 pub mod app;
+pub mod decode;
 mod problem;
 pub mod sql;
 pub mod validate;

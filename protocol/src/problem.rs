@@ -7,8 +7,10 @@ use std::fmt;
 /// Why an app definition was refused.
 #[derive(Debug)]
 pub enum AppError {
-    /// Not JSON, or not the shape of an app definition (serde says where).
+    /// Not JSON (serde says where).
     Json(serde_json::Error),
+    /// JSON, but not the shape of an app definition: which field, and why.
+    Shape(crate::decode::DecodeError),
     /// Well-formed, but inconsistent.
     Invalid(Vec<Problem>),
 }
@@ -16,7 +18,8 @@ pub enum AppError {
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AppError::Json(e) => write!(f, "app definition is not valid JSON for its format: {e}"),
+            AppError::Json(e) => write!(f, "app definition is not valid JSON: {e}"),
+            AppError::Shape(e) => write!(f, "app definition does not have the expected shape: {e}"),
             AppError::Invalid(problems) => {
                 write!(f, "app definition is invalid:")?;
                 for p in problems {

@@ -14,7 +14,8 @@ pub type Row = Map<String, Json>;
 /// The server's position in its change stream, opaque to the client: it only
 /// stores it and sends it back. Integers and strings are both allowed so a
 /// server can use a plain version number or encode a paging cursor.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Deserialized by hand (`wire_de.rs`), like every message a client receives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum Cookie {
     Integer(i64),
@@ -47,7 +48,8 @@ pub struct Mutation {
     pub timestamp: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Deserialized by hand (`wire_de.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum PushResponse {
     /// The mutations the server got to, in order. A mutation missing from the
@@ -59,7 +61,7 @@ pub enum PushResponse {
 }
 
 /// What the server did with one mutation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum MutationResult {
     /// Ran and committed now.
@@ -87,7 +89,7 @@ impl MutationResult {
 
 /// Why the server rejected a mutation. Stable snake_case strings; a server
 /// with custom mutator logic may send codes of its own (`App`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionCode {
     /// The server's app definition has no mutator of that name.
@@ -112,11 +114,6 @@ impl RejectionCode {
             RejectionCode::App(code) => code,
         }
     }
-
-    pub fn parse(code: &str) -> RejectionCode {
-        serde_json::from_value(Json::String(code.to_owned()))
-            .unwrap_or_else(|_| RejectionCode::App(code.to_owned()))
-    }
 }
 
 /// `POST pull`.
@@ -133,7 +130,7 @@ pub struct PullRequest {
     pub cookie: Option<Cookie>,
 }
 
-/// Deserialized by hand (`wire_de.rs`): the derived way parses a page twice.
+/// Deserialized by hand (`wire_de.rs`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum PullResponse {
@@ -142,7 +139,7 @@ pub enum PullResponse {
 }
 
 /// The changes since the request's cookie, for the rows this user may read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PullOk {
     pub cookie: Cookie,
@@ -154,11 +151,9 @@ pub struct PullOk {
     /// Applied in order. A response to a `null` cookie starts with `clear`.
     pub patch: Vec<PatchOp>,
     /// More changes are waiting: pull again at once with the new cookie.
-    #[serde(default)]
     pub more: bool,
 }
 
-/// Deserialized by hand (`wire_de.rs`), like [`PullResponse`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum PatchOp {
@@ -172,7 +167,7 @@ pub enum PatchOp {
 
 /// The client's schema version and the server's do not match; `action` says
 /// what the client must do. Sent instead of a normal response, with HTTP 200.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaMismatch {
     pub server_schema_version: u32,
@@ -196,7 +191,7 @@ impl SchemaMismatch {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MismatchAction {
     /// The server runs a newer app: this client's build is too old to sync.
@@ -210,16 +205,14 @@ pub enum MismatchAction {
     RetryLater,
 }
 
-/// A message on the realtime channel (SSE or WebSocket).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A message on the realtime channel (SSE or WebSocket). Deserialized by
+/// hand (`wire_de.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerEvent {
     /// The server moved on: pull. `cookie` is the server's position now, so a
     /// client already there can skip the pull.
-    Poke {
-        #[serde(default)]
-        cookie: Option<Cookie>,
-    },
+    Poke { cookie: Option<Cookie> },
 }
 
 /// The JSON body of any HTTP error response (4xx, 5xx).

@@ -1,211 +1,165 @@
-//! Hand-written `Deserialize` for the pull reply and its patch ops, the one
-//! message that carries bulk data. Derived deserializers of internally tagged
-//! enums (`"type"` inside the object) first buffer the whole object into an
-//! intermediate tree, since the tag may come last; for an initial-sync page
-//! that is every row parsed twice. These visitors read the fields as they
-//! come, whatever their order, and accept what the derived ones accept
-//! (unknown fields ignored), with one difference: a field of the other
-//! variant that comes *before* the tag must be well-formed (a server writes
-//! the tag first; serde does).
+//! Decoding the messages a client receives: push and pull replies and
+//! realtime events, by hand ([`crate::decode`] says why). Unknown fields are
+//! ignored, so a newer server may add some. The `Deserialize` impls of these
+//! types parse JSON and call the same decoders, so serde users (the server's
+//! tests) and the SDK read messages one way.
 
-use crate::wire::{Cookie, MismatchAction, PatchOp, PullOk, PullResponse, Row, SchemaMismatch};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::Deserialize;
+use crate::decode::{self, Fields, Result};
+use crate::wire::{
+    Cookie, MismatchAction, MutationResult, PatchOp, PullOk, PullResponse, PushResponse,
+    RejectionCode, SchemaMismatch, ServerEvent,
+};
+use serde::de::{self as serde_de, Deserialize, Deserializer};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::fmt;
 
-/// Field names, read without allocating.
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum OpField {
-    Type,
-    Table,
-    Row,
-    Key,
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier)]
-enum ResponseField {
-    #[serde(rename = "type")]
-    Type,
-    #[serde(rename = "cookie")]
-    Cookie,
-    #[serde(rename = "lastMutationIDChanges")]
-    Changes,
-    #[serde(rename = "patch")]
-    Patch,
-    #[serde(rename = "more")]
-    More,
-    #[serde(rename = "serverSchemaVersion")]
-    ServerSchemaVersion,
-    #[serde(rename = "action")]
-    Action,
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-enum OpKind {
-    Put,
-    Del,
-    Clear,
-}
-
-/// A row or key read before the tag: kept as JSON until the tag says
-/// whether the variant uses it.
-fn into_row<E: de::Error>(value: Option<Json>, field: &'static str) -> Result<Row, E> {
-    match value {
-        Some(Json::Object(row)) => Ok(row),
-        Some(other) => Err(E::invalid_type(unexpected(&other), &"a map")),
-        None => Err(E::missing_field(field)),
+impl Cookie {
+    pub fn decode(json: Json, path: &str) -> Result<Cookie> {
+        match json {
+            Json::String(text) => Ok(Cookie::Text(text)),
+            Json::Number(n) if n.is_i64() => Ok(Cookie::Integer(n.as_i64().unwrap_or_default())),
+            _ => Err(decode::DecodeError {
+                path: path.to_owned(),
+                problem: "expected an integer or a string".into(),
+            }),
+        }
     }
 }
 
-fn unexpected(value: &Json) -> de::Unexpected<'_> {
-    match value {
-        Json::Null => de::Unexpected::Unit,
-        Json::Bool(b) => de::Unexpected::Bool(*b),
-        Json::Number(_) => de::Unexpected::Other("number"),
-        Json::String(s) => de::Unexpected::Str(s),
-        Json::Array(_) => de::Unexpected::Seq,
-        Json::Object(_) => de::Unexpected::Map,
+impl PushResponse {
+    pub fn decode(json: Json, path: &str) -> Result<PushResponse> {
+        let mut f = Fields::of(json, path)?;
+        match f.tag(&["ok", "schemaMismatch"])? {
+            0 => Ok(PushResponse::Ok {
+                results: f.get("results", |v, p| decode::list(v, p, MutationResult::decode))?,
+            }),
+            _ => SchemaMismatch::decode(f).map(PushResponse::SchemaMismatch),
+        }
     }
 }
 
-fn set<T, E: de::Error>(slot: &mut Option<T>, value: T, field: &'static str) -> Result<(), E> {
-    if slot.is_some() {
-        return Err(E::duplicate_field(field));
+impl MutationResult {
+    fn decode(json: Json, path: &str) -> Result<MutationResult> {
+        let mut f = Fields::of(json, path)?;
+        let tag = f.tag(&["ok", "alreadyProcessed", "rejected"])?;
+        let id = f.get("id", decode::u64)?;
+        Ok(match tag {
+            0 => MutationResult::Ok { id },
+            1 => MutationResult::AlreadyProcessed { id },
+            _ => MutationResult::Rejected {
+                id,
+                code: RejectionCode::parse(&f.get("code", decode::string)?),
+                message: f.get("message", decode::string)?,
+            },
+        })
     }
-    *slot = Some(value);
-    Ok(())
 }
 
-impl<'de> Deserialize<'de> for PatchOp {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OpVisitor;
-        impl<'de> Visitor<'de> for OpVisitor {
-            type Value = PatchOp;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a patch op (put, del or clear)")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PatchOp, A::Error> {
-                let (mut kind, mut table, mut row, mut key) = (None, None, None, None);
-                while let Some(field) = map.next_key::<OpField>()? {
-                    match field {
-                        OpField::Type => set(&mut kind, map.next_value::<OpKind>()?, "type")?,
-                        OpField::Table => set(&mut table, map.next_value::<String>()?, "table")?,
-                        OpField::Row => set(&mut row, map.next_value::<Json>()?, "row")?,
-                        OpField::Key => set(&mut key, map.next_value::<Json>()?, "key")?,
-                        OpField::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+impl SchemaMismatch {
+    /// From the fields of the message that carries it (`"type": "schemaMismatch"`).
+    fn decode(mut f: Fields) -> Result<SchemaMismatch> {
+        const ACTIONS: [MismatchAction; 3] = [
+            MismatchAction::UpdateApp,
+            MismatchAction::ResetReplica,
+            MismatchAction::RetryLater,
+        ];
+        Ok(SchemaMismatch {
+            server_schema_version: f.get("serverSchemaVersion", decode::u32)?,
+            action: f.get("action", |v, p| {
+                let names = ["updateApp", "resetReplica", "retryLater"];
+                Ok(ACTIONS[decode::one_of(v, p, &names)?])
+            })?,
+        })
+    }
+}
+
+impl PullResponse {
+    pub fn decode(json: Json, path: &str) -> Result<PullResponse> {
+        let mut f = Fields::of(json, path)?;
+        if f.tag(&["ok", "schemaMismatch"])? == 1 {
+            return SchemaMismatch::decode(f).map(PullResponse::SchemaMismatch);
+        }
+        Ok(PullResponse::Ok(PullOk {
+            cookie: f.get("cookie", Cookie::decode)?,
+            last_mutation_id_changes: f.get("lastMutationIDChanges", |v, p| {
+                // Inserted one by one: `collect` into a BTreeMap would bring a
+                // sort into the wasm.
+                let mut changes = BTreeMap::new();
+                for (client, id) in decode::object(v, p)? {
+                    let id = decode::u64(id, &format!("{p}.{client}"))?;
+                    changes.insert(client, id);
                 }
-                let table = || table.ok_or_else(|| de::Error::missing_field("table"));
-                match kind.ok_or_else(|| de::Error::missing_field("type"))? {
-                    OpKind::Put => Ok(PatchOp::Put {
-                        table: table()?,
-                        row: into_row(row, "row")?,
-                    }),
-                    OpKind::Del => Ok(PatchOp::Del {
-                        table: table()?,
-                        key: into_row(key, "key")?,
-                    }),
-                    OpKind::Clear => Ok(PatchOp::Clear),
-                }
+                Ok(changes)
+            })?,
+            patch: f.get("patch", |v, p| decode::list(v, p, PatchOp::decode))?,
+            more: f.get_or("more", false, decode::boolean)?,
+        }))
+    }
+}
+
+impl PatchOp {
+    fn decode(json: Json, path: &str) -> Result<PatchOp> {
+        let mut f = Fields::of(json, path)?;
+        Ok(match f.tag(&["put", "del", "clear"])? {
+            0 => PatchOp::Put {
+                table: f.get("table", decode::string)?,
+                row: f.get("row", decode::object)?,
+            },
+            1 => PatchOp::Del {
+                table: f.get("table", decode::string)?,
+                key: f.get("key", decode::object)?,
+            },
+            _ => PatchOp::Clear,
+        })
+    }
+}
+
+impl ServerEvent {
+    pub fn decode(json: Json, path: &str) -> Result<ServerEvent> {
+        let mut f = Fields::of(json, path)?;
+        f.tag(&["poke"])?;
+        Ok(ServerEvent::Poke {
+            cookie: match f.optional("cookie") {
+                None | Some(Json::Null) => None,
+                Some(cookie) => Some(Cookie::decode(cookie, &f.path("cookie"))?),
+            },
+        })
+    }
+}
+
+impl RejectionCode {
+    pub fn parse(code: &str) -> RejectionCode {
+        match code {
+            "unknown_mutator" => RejectionCode::UnknownMutator,
+            "bad_arguments" => RejectionCode::BadArguments,
+            "forbidden" => RejectionCode::Forbidden,
+            "mutator_failed" => RejectionCode::MutatorFailed,
+            other => RejectionCode::App(other.to_owned()),
+        }
+    }
+}
+
+/// `Deserialize` through the decoders above.
+macro_rules! deserialize_by_decoding {
+    ($($ty:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                <$ty>::decode(Json::deserialize(deserializer)?, "").map_err(serde_de::Error::custom)
             }
         }
-        deserializer.deserialize_map(OpVisitor)
-    }
+    )*};
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-enum ResponseKind {
-    Ok,
-    SchemaMismatch,
-}
-
-impl<'de> Deserialize<'de> for PullResponse {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ResponseVisitor;
-        impl<'de> Visitor<'de> for ResponseVisitor {
-            type Value = PullResponse;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a pull response")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PullResponse, A::Error> {
-                let mut kind = None;
-                let mut cookie: Option<Cookie> = None;
-                let mut changes: Option<BTreeMap<String, u64>> = None;
-                let mut patch: Option<Vec<PatchOp>> = None;
-                let mut more: Option<bool> = None;
-                let mut server_schema_version: Option<u32> = None;
-                let mut action: Option<MismatchAction> = None;
-                use ResponseField as F;
-                while let Some(field) = map.next_key::<ResponseField>()? {
-                    let mismatch = matches!(kind, Some(ResponseKind::SchemaMismatch));
-                    let ok = matches!(kind, Some(ResponseKind::Ok));
-                    match field {
-                        F::Type => set(&mut kind, map.next_value::<ResponseKind>()?, "type")?,
-                        // Fields of the other variant are skipped once the tag is known.
-                        F::Cookie | F::Changes | F::Patch | F::More if mismatch => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                        F::ServerSchemaVersion | F::Action if ok => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                        F::Cookie => set(&mut cookie, map.next_value()?, "cookie")?,
-                        F::Changes => {
-                            set(&mut changes, map.next_value()?, "lastMutationIDChanges")?
-                        }
-                        F::Patch => set(&mut patch, map.next_value()?, "patch")?,
-                        F::More => set(&mut more, map.next_value()?, "more")?,
-                        F::ServerSchemaVersion => set(
-                            &mut server_schema_version,
-                            map.next_value()?,
-                            "serverSchemaVersion",
-                        )?,
-                        F::Action => set(&mut action, map.next_value()?, "action")?,
-                        F::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                match kind.ok_or_else(|| de::Error::missing_field("type"))? {
-                    ResponseKind::Ok => Ok(PullResponse::Ok(PullOk {
-                        cookie: cookie.ok_or_else(|| de::Error::missing_field("cookie"))?,
-                        last_mutation_id_changes: changes
-                            .ok_or_else(|| de::Error::missing_field("lastMutationIDChanges"))?,
-                        patch: patch.ok_or_else(|| de::Error::missing_field("patch"))?,
-                        more: more.unwrap_or_default(),
-                    })),
-                    ResponseKind::SchemaMismatch => {
-                        Ok(PullResponse::SchemaMismatch(SchemaMismatch {
-                            server_schema_version: server_schema_version
-                                .ok_or_else(|| de::Error::missing_field("serverSchemaVersion"))?,
-                            action: action.ok_or_else(|| de::Error::missing_field("action"))?,
-                        }))
-                    }
-                }
-            }
-        }
-        deserializer.deserialize_map(ResponseVisitor)
-    }
-}
+deserialize_by_decoding!(Cookie, PushResponse, PullResponse, ServerEvent);
 
 #[cfg(test)]
 mod tests {
-    use crate::wire::{Cookie, PatchOp, PullResponse};
+    use crate::wire::{Cookie, MutationResult, PatchOp, PullResponse, PushResponse, RejectionCode};
+    use crate::wire::{MismatchAction, SchemaMismatch, ServerEvent};
     use serde_json::json;
 
     #[test]
-    fn fields_in_any_order_and_unknown_ones_are_read_as_the_derived_format_says() {
+    fn fields_in_any_order_and_unknown_ones_are_read_as_the_format_says() {
         let text = json!({
             "patch": [
                 {"row": {"id": "a", "value": 1}, "table": "counters", "type": "put", "extra": [1]},
@@ -237,25 +191,107 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_wrong_fields_are_errors() {
-        for bad in [
-            json!({"type": "ok", "cookie": 1, "patch": []}),
-            json!({"type": "ok", "cookie": 1, "lastMutationIDChanges": {}, "patch": [{"type": "put", "table": "t"}]}),
-            json!({"type": "ok", "cookie": 1, "lastMutationIDChanges": {}, "patch": [{"type": "put", "table": "t", "row": 3}]}),
-            json!({"type": "ok", "cookie": 1, "lastMutationIDChanges": {}, "patch": [{"type": "upsert", "table": "t", "row": {}}]}),
-            json!({"type": "nope"}),
-            json!({"type": "schemaMismatch", "action": "updateApp"}),
-            json!({"cookie": 1, "lastMutationIDChanges": {}, "patch": []}),
+    fn missing_or_wrong_fields_are_errors_that_say_where() {
+        for (bad, said) in [
+            (
+                json!({"type": "ok", "cookie": 1, "patch": []}),
+                "missing field `lastMutationIDChanges`",
+            ),
+            (
+                json!({"type": "ok", "cookie": 1, "lastMutationIDChanges": {}, "patch": [{"type": "put", "table": "t"}]}),
+                "patch[0]: missing field `row`",
+            ),
+            (
+                json!({"type": "ok", "cookie": 1, "lastMutationIDChanges": {}, "patch": [{"type": "put", "table": "t", "row": 3}]}),
+                "patch[0].row: expected an object",
+            ),
+            (
+                json!({"type": "ok", "cookie": 1, "lastMutationIDChanges": {}, "patch": [{"type": "upsert", "table": "t", "row": {}}]}),
+                "patch[0].type: `upsert` is not one of put, del, clear",
+            ),
+            (
+                json!({"type": "ok", "cookie": 1.5, "lastMutationIDChanges": {}, "patch": []}),
+                "cookie: expected an integer or a string",
+            ),
+            (
+                json!({"type": "ok", "cookie": 1, "lastMutationIDChanges": {"c": -1}, "patch": []}),
+                "lastMutationIDChanges.c: expected a non-negative integer",
+            ),
+            (json!({"type": "nope"}), "type: `nope`"),
+            (
+                json!({"type": "schemaMismatch", "action": "updateApp"}),
+                "missing field `serverSchemaVersion`",
+            ),
+            (
+                json!({"cookie": 1, "lastMutationIDChanges": {}, "patch": []}),
+                "missing field `type`",
+            ),
+            (json!([1]), "expected an object, found an array"),
         ] {
-            assert!(
-                serde_json::from_str::<PullResponse>(&bad.to_string()).is_err(),
-                "{bad}"
-            );
+            let err = serde_json::from_str::<PullResponse>(&bad.to_string()).unwrap_err();
+            assert!(err.to_string().contains(said), "{bad}: {err}");
         }
         let mismatch = json!({"type": "schemaMismatch", "serverSchemaVersion": 2, "action": "updateApp", "more": true});
-        assert!(matches!(
+        assert_eq!(
             serde_json::from_str::<PullResponse>(&mismatch.to_string()).unwrap(),
-            PullResponse::SchemaMismatch(m) if m.server_schema_version == 2
-        ));
+            PullResponse::SchemaMismatch(SchemaMismatch {
+                server_schema_version: 2,
+                action: MismatchAction::UpdateApp
+            })
+        );
+    }
+
+    #[test]
+    fn push_replies_and_events_read_back_what_the_server_writes() {
+        let reply = PushResponse::Ok {
+            results: vec![
+                MutationResult::Ok { id: 1 },
+                MutationResult::AlreadyProcessed { id: 2 },
+                MutationResult::Rejected {
+                    id: 3,
+                    code: RejectionCode::Forbidden,
+                    message: "no".into(),
+                },
+                MutationResult::Rejected {
+                    id: 4,
+                    code: RejectionCode::App("over_quota".into()),
+                    message: "full".into(),
+                },
+            ],
+        };
+        let mismatch = PushResponse::SchemaMismatch(SchemaMismatch {
+            server_schema_version: 9,
+            action: MismatchAction::RetryLater,
+        });
+        for sent in [reply, mismatch] {
+            let text = serde_json::to_string(&sent).unwrap();
+            assert_eq!(
+                serde_json::from_str::<PushResponse>(&text).unwrap(),
+                sent,
+                "{text}"
+            );
+        }
+        for sent in [
+            ServerEvent::Poke { cookie: None },
+            ServerEvent::Poke {
+                cookie: Some(Cookie::Integer(-3)),
+            },
+        ] {
+            let text = serde_json::to_string(&sent).unwrap();
+            assert_eq!(
+                serde_json::from_str::<ServerEvent>(&text).unwrap(),
+                sent,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            serde_json::from_str::<ServerEvent>(r#"{"type":"poke"}"#).unwrap(),
+            ServerEvent::Poke { cookie: None }
+        );
+        assert!(serde_json::from_str::<ServerEvent>(r#"{"type":"shove"}"#).is_err());
+        assert!(
+            serde_json::from_str::<PushResponse>(r#"{"type":"ok","results":[{"type":"ok"}]}"#)
+                .is_err()
+        );
     }
 }

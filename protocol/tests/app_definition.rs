@@ -52,10 +52,19 @@ fn the_sample_app_loads() {
 
 #[test]
 fn json_errors_say_where() {
+    // Not JSON: serde_json says where in the text.
+    let err = AppDefinition::from_json("{\"version\": 1,\n \"tables\": [}").unwrap_err();
+    assert!(matches!(err, AppError::Json(_)));
+    assert!(err.to_string().contains("line 2"), "{err}");
+    // JSON of the wrong shape: the error names the field.
     let err =
         AppDefinition::from_json("{\"version\": 1, \"tables\": [{\"name\": 1}]}").unwrap_err();
-    assert!(matches!(err, AppError::Json(_)));
-    assert!(err.to_string().contains("line 1"), "{err}");
+    assert!(matches!(err, AppError::Shape(_)));
+    assert!(
+        err.to_string()
+            .contains("tables[0].name: expected a string, found a number"),
+        "{err}"
+    );
     // Unknown fields are typos, not extensions.
     let mut app = sample();
     app["mutatorz"] = json!([]);

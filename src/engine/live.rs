@@ -219,17 +219,19 @@ impl LiveQueries {
                     subscription,
                     change: change.clone(),
                 };
-                // A linear search: a worker serves a handful of tabs.
-                match out.iter_mut().find(|u| u.tab == tab) {
-                    Some(for_tab) => for_tab.updates.push(update),
-                    None => out.push(TabUpdates {
-                        tab,
-                        updates: vec![update],
-                    }),
+                // Kept in tab order as it grows (no sort to bring into the wasm).
+                match out.binary_search_by_key(&tab, |u| u.tab) {
+                    Ok(at) => out[at].updates.push(update),
+                    Err(at) => out.insert(
+                        at,
+                        TabUpdates {
+                            tab,
+                            updates: vec![update],
+                        },
+                    ),
                 }
             }
         }
-        out.sort_unstable_by_key(|u| u.tab);
         out
     }
 

@@ -172,8 +172,8 @@ impl Replication {
                 &key,
             )?;
             let rejection = rejected.rows.first().map(|r| RejectionReason {
-                code: text(&r[0]),
-                message: text(&r[1]),
+                code: r[0].text(),
+                message: r[1].text(),
             });
             // Neither queued nor rejected: confirmed and acknowledged, gone.
             settled.push(Settled {
@@ -185,13 +185,6 @@ impl Replication {
         self.unsettled
             .retain(|id| settled.binary_search_by_key(id, |s| s.mutation_id).is_err());
         Ok(settled)
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Text(t) => t.clone(),
-        other => format!("{other:?}"),
     }
 }
 

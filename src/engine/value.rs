@@ -20,6 +20,16 @@ pub enum Value {
 }
 
 impl Value {
+    /// A TEXT value's text; empty for any other type. For ferrydb's own
+    /// columns, declared TEXT (not `Debug`, which would bring float
+    /// formatting into the wasm).
+    pub fn text(&self) -> String {
+        match self {
+            Value::Text(t) => t.clone(),
+            _ => String::new(),
+        }
+    }
+
     /// JavaScript has one number type: `2` arrives as 2.0 and means an integer.
     pub fn from_js_number(n: f64) -> Value {
         if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER as f64 {

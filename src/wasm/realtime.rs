@@ -195,5 +195,6 @@ fn server_events(message: &[u8]) -> Vec<ServerEvent> {
         .lines()
         .filter_map(|line| line.strip_prefix("data:"))
         .filter_map(|data| serde_json::from_str(data.trim_start()).ok())
+        .filter_map(|json| ServerEvent::decode(json, "").ok())
         .collect()
 }

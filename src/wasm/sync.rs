@@ -12,6 +12,7 @@ use crate::engine::live::TabId;
 use crate::engine::replication::{Settled, SyncWork};
 use crate::engine::sync::{Effect, Event};
 use ferrydb_protocol::{PullRequest, PullResponse, PushResponse};
+use serde_json::Value as Json;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
@@ -143,11 +144,11 @@ pub fn carry_out(shared: &Rc<RefCell<Shared>>, work: SyncWork) {
         match effect {
             Effect::SendPush { id, token, request } => {
                 let body = serde_json::to_string(&request).expect("a push request serializes");
-                send(shared, id, "push", token, body);
+                send(shared, id, "push", token, body, None);
             }
             Effect::SendPull { id, token, request } => {
                 let body = serde_json::to_string(&request).expect("a pull request serializes");
-                send(shared, id, "pull", token, body);
+                send(shared, id, "pull", token, body, Some(request));
             }
             Effect::SetTimer { at } => set_timer(shared, at),
             Effect::NeedToken => ask_token(shared),
@@ -240,13 +241,15 @@ fn listen_network(shared: &Rc<RefCell<Shared>>) {
 
 /// `POST {base}/{path}`, then the matching event: the parsed reply, an
 /// `HttpError` (status 0: no response), or `InvalidResponse` for a 200 whose
-/// body is not the expected JSON.
+/// body is not the expected JSON. `pull_request` is what a pull's `body`
+/// encodes, to prefetch the next page from.
 fn send(
     shared: &Rc<RefCell<Shared>>,
     id: u64,
     path: &'static str,
     token: Option<String>,
     body: String,
+    pull_request: Option<PullRequest>,
 ) {
     let (url, generation, ahead) = {
         let mut state = shared.borrow_mut();
@@ -282,8 +285,8 @@ fn send(
             ..
         } = &reply
         {
-            if pull.more {
-                prefetch(&shared, &url, token, &body, &pull.cookie);
+            if let (true, Some(request)) = (pull.more, pull_request) {
+                prefetch(&shared, &url, token, request, &pull.cookie);
             }
         }
         event(&shared, reply);
@@ -297,12 +300,9 @@ fn prefetch(
     shared: &Rc<RefCell<Shared>>,
     url: &str,
     token: Option<String>,
-    body: &str,
+    mut next: PullRequest,
     cookie: &ferrydb_protocol::Cookie,
 ) {
-    let Ok(mut next) = serde_json::from_str::<PullRequest>(body) else {
-        return;
-    };
     next.cookie = Some(cookie.clone());
     let body = serde_json::to_string(&next).expect("a pull request serializes");
     let Ok(init) = request_init("POST", token.as_deref(), Some(&body)) else {
@@ -330,16 +330,23 @@ fn prefetch(
 
 fn parse_reply(id: u64, path: &str, text: &str) -> Event {
     let parsed = if path == "push" {
-        serde_json::from_str::<PushResponse>(text)
-            .map(|response| Event::PushResponse { id, response })
+        decode(text, PushResponse::decode).map(|response| Event::PushResponse { id, response })
     } else {
-        serde_json::from_str::<PullResponse>(text)
-            .map(|response| Event::PullResponse { id, response })
+        decode(text, PullResponse::decode).map(|response| Event::PullResponse { id, response })
     };
     parsed.unwrap_or_else(|e| Event::InvalidResponse {
         id,
         message: format!("the {path} reply is not valid: {e}"),
     })
+}
+
+/// Parses `text` as JSON, then decodes it (`ferrydb_protocol::decode`).
+fn decode<T>(
+    text: &str,
+    decoder: fn(Json, &str) -> ferrydb_protocol::decode::Result<T>,
+) -> Result<T, String> {
+    let json = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    decoder(json, "").map_err(|e| e.to_string())
 }
 
 pub fn request_init(

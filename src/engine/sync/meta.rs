@@ -39,7 +39,8 @@ pub fn set(db: &mut Database, key: &str, value: Value) -> Result<()> {
 
 /// The cookie is stored as its JSON text, so both of its forms round-trip.
 pub fn get_cookie(db: &mut Database) -> Result<Option<Cookie>> {
-    Ok(get_text(db, "cookie")?.and_then(|t| serde_json::from_str(&t).ok()))
+    let json = get_text(db, "cookie")?.and_then(|t| serde_json::from_str(&t).ok());
+    Ok(json.and_then(|json| Cookie::decode(json, "").ok()))
 }
 
 pub fn set_cookie(db: &mut Database, cookie: Option<&Cookie>) -> Result<()> {

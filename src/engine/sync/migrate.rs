@@ -22,14 +22,31 @@ use super::replica::Opened;
 use super::schema::{self, INTERNAL_TABLES};
 use crate::engine::database::Database;
 use crate::engine::value::Value;
+use ferrydb_protocol::decode::{self, Fields};
 use ferrydb_protocol::{AppDefinition, Column, LocalTable, Table};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The table definitions a replica was built from, kept in `_ferry_meta`.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Stored {
     tables: Vec<Table>,
     local_tables: Vec<LocalTable>,
+}
+
+impl Stored {
+    fn from_json(text: &str) -> std::result::Result<Stored, String> {
+        let json = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let read = |json| -> decode::Result<Stored> {
+            let mut f = Fields::of(json, "")?;
+            Ok(Stored {
+                tables: f.get("tables", |v, p| decode::list(v, p, Table::decode))?,
+                local_tables: f.get("local_tables", |v, p| {
+                    decode::list(v, p, LocalTable::decode)
+                })?,
+            })
+        };
+        read(json).map_err(|e| e.to_string())
+    }
 }
 
 /// Brings the schema in `db` to `app`'s. Runs inside the caller's savepoint;
@@ -65,7 +82,7 @@ pub fn prepare(db: &mut Database, app: &AppDefinition, new_client_id: &str) -> R
         }
         Some(_) => {
             let text = meta::get_text(db, "tables")?.unwrap_or_default();
-            let stored: Stored = serde_json::from_str(&text).map_err(|e| {
+            let stored = Stored::from_json(&text).map_err(|e| {
                 Error::Engine(crate::engine::error::Error::Internal(format!(
                     "stored table definitions are unreadable: {e}"
                 )))

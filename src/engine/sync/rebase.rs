@@ -17,7 +17,7 @@
 use super::error::{Error, Result};
 use super::meta;
 use super::mutator::in_savepoint;
-use super::replica::{int, text, Replica};
+use super::replica::{int, Replica};
 use super::schema::{self, TableSql, OUTBOX, RECORDING_OFF, RECORDING_ON};
 use super::values::from_json;
 use crate::engine::database::{Database, TableSet};
@@ -197,11 +197,11 @@ impl Replica {
         )?;
         let mut changed = TableSet::new();
         for row in pending.rows {
-            let Some(mutator) = self.mutators.get(&text(&row[0])) else {
+            let Some(mutator) = self.mutators.get(&row[0].text()) else {
                 // Queued by an older app that had this mutator: the server judges it.
                 continue;
             };
-            let args = serde_json::from_str(&text(&row[1])).unwrap_or_default();
+            let args = serde_json::from_str(&row[1].text()).unwrap_or_default();
             let Ok(values) = mutator.bind(&args) else {
                 continue;
             };

@@ -198,8 +198,8 @@ impl Replica {
             .into_iter()
             .map(|r| PendingMutation {
                 id: int(&r[0]),
-                name: text(&r[1]),
-                args: serde_json::from_str(&text(&r[2])).unwrap_or(Json::Null),
+                name: r[1].text(),
+                args: serde_json::from_str(&r[2].text()).unwrap_or(Json::Null),
                 created_at: int(&r[3]),
             })
             .collect())
@@ -226,8 +226,8 @@ impl Replica {
             .into_iter()
             .map(|r| Mutation {
                 id: int(&r[0]),
-                name: text(&r[1]),
-                args: serde_json::from_str(&text(&r[2])).unwrap_or(Json::Null),
+                name: r[1].text(),
+                args: serde_json::from_str(&r[2].text()).unwrap_or(Json::Null),
                 timestamp: int(&r[3]),
             })
             .collect();
@@ -361,10 +361,10 @@ impl Replica {
 fn rejection_from_row(r: &[Value]) -> Rejection {
     Rejection {
         mutation_id: int(&r[0]),
-        name: text(&r[1]),
-        args: serde_json::from_str(&text(&r[2])).unwrap_or(Json::Null),
-        code: text(&r[3]),
-        message: text(&r[4]),
+        name: r[1].text(),
+        args: serde_json::from_str(&r[2].text()).unwrap_or(Json::Null),
+        code: r[3].text(),
+        message: r[4].text(),
         created_at: int(&r[5]),
         rejected_at: int(&r[6]),
     }
@@ -374,12 +374,5 @@ pub(super) fn int(v: &Value) -> u64 {
     match v {
         Value::Integer(i) => *i as u64,
         _ => 0,
-    }
-}
-
-pub(super) fn text(v: &Value) -> String {
-    match v {
-        Value::Text(t) => t.clone(),
-        _ => String::new(),
     }
 }
