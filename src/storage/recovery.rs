@@ -112,8 +112,10 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
 
     // 1. The newest valid manifest and its segments.
     let mut manifest = None;
-    manifests.sort_unstable_by_key(|file| std::cmp::Reverse(file.key));
-    for file in manifests {
+    // Newest first, by taking the newest left each time: there are one or two
+    // manifests (more only after crashes), and no sort then reaches the wasm.
+    while let Some(newest) = (0..manifests.len()).max_by_key(|&i| manifests[i].key) {
+        let file = manifests.swap_remove(newest);
         match (&manifest, Manifest::decode(&file.bytes)) {
             (None, Some(decoded)) => manifest = Some(decoded),
             _ => garbage.push((file.name, false)),

@@ -33,6 +33,40 @@ impl Tab {
     }
 }
 
+/// The connected tabs, by id. A `Vec` scanned by id, not a `HashMap`: a
+/// worker serves a handful of tabs, and each map instantiation costs the wasm
+/// kilobytes.
+#[derive(Default)]
+pub struct Tabs(Vec<(TabId, Tab)>);
+
+impl Tabs {
+    fn insert(&mut self, id: TabId, tab: Tab) {
+        self.0.retain(|(t, _)| *t != id);
+        self.0.push((id, tab));
+    }
+
+    pub fn get(&self, id: &TabId) -> Option<&Tab> {
+        self.0.iter().find(|(t, _)| t == id).map(|(_, tab)| tab)
+    }
+
+    fn get_mut(&mut self, id: &TabId) -> Option<&mut Tab> {
+        self.0.iter_mut().find(|(t, _)| t == id).map(|(_, tab)| tab)
+    }
+
+    fn remove(&mut self, id: &TabId) -> Option<Tab> {
+        let at = self.0.iter().position(|(t, _)| t == id)?;
+        Some(self.0.remove(at).1)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Tab> {
+        self.0.iter().map(|(_, tab)| tab)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&TabId, &Tab)> {
+        self.0.iter().map(|(id, tab)| (id, tab))
+    }
+}
+
 pub fn connect(shared: &Rc<RefCell<Shared>>, port: MessagePort) {
     let tab = shared.borrow_mut().engine.connect_tab();
     let weak = Rc::downgrade(shared);

@@ -5,13 +5,11 @@
 
 use super::convert;
 use super::files::{self, Choice, Files};
-use super::tabs::{self, Tab};
-use crate::engine::live::TabId;
+use super::tabs::{self, Tabs};
 use crate::engine::Engine;
 use crate::storage::{self, recover, LogConfig};
 use js_sys::Reflect;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::MessagePort;
@@ -29,7 +27,7 @@ pub struct StorageState {
 
 pub struct Shared {
     pub engine: Engine,
-    pub tabs: HashMap<TabId, Tab>,
+    pub tabs: Tabs,
     pub storage: StorageState,
     /// Set once a tab opened the app with a sync server.
     pub sync: Option<super::sync::SyncHost>,
@@ -81,7 +79,7 @@ pub async fn open_worker(
     Ok(FerryWorker {
         shared: Rc::new(RefCell::new(Shared {
             engine,
-            tabs: HashMap::new(),
+            tabs: Tabs::default(),
             storage: StorageState {
                 files: Rc::new(files),
                 path,
@@ -217,7 +215,8 @@ pub fn random_uuid() -> String {
         })
         .ok()
         .and_then(|id| id.as_string())
-        .unwrap_or_else(|| format!("c{}-{}", js_sys::Date::now(), random_seed()))
+        // As integers: formatting an f64 would bring float printing into the wasm.
+        .unwrap_or_else(|| format!("c{}-{}", js_sys::Date::now() as u64, random_seed()))
 }
 
 /// A seed for the sync client's backoff jitter.

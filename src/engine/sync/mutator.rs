@@ -9,7 +9,6 @@ use crate::engine::value::Value;
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::{AppDefinition, Mutator};
 use serde_json::Value as Json;
-use std::collections::HashMap;
 
 #[derive(Clone, Debug)]
 pub struct CompiledMutator {
@@ -28,12 +27,9 @@ struct CompiledStatement {
 
 /// Compiles every mutator of `app` against the schema in `db`, which must
 /// already hold the synced tables.
-pub fn compile_all(
-    db: &mut Database,
-    app: &AppDefinition,
-) -> Result<HashMap<String, CompiledMutator>> {
+pub fn compile_all(db: &mut Database, app: &AppDefinition) -> Result<Vec<CompiledMutator>> {
     let synced: TableSet = app.tables.iter().map(|t| t.name.clone()).collect();
-    let mut compiled = HashMap::new();
+    let mut compiled = Vec::new();
     for def in &app.mutators {
         let mut statements = Vec::new();
         let mut writes = TableSet::new();
@@ -71,14 +67,11 @@ pub fn compile_all(
                 .collect();
             statements.push(CompiledStatement { sql, args });
         }
-        compiled.insert(
-            def.name.clone(),
-            CompiledMutator {
-                def: def.clone(),
-                statements,
-                writes,
-            },
-        );
+        compiled.push(CompiledMutator {
+            def: def.clone(),
+            statements,
+            writes,
+        });
     }
     Ok(compiled)
 }

@@ -197,7 +197,7 @@ impl Replica {
         )?;
         let mut changed = TableSet::new();
         for row in pending.rows {
-            let Some(mutator) = self.mutators.get(&row[0].text()) else {
+            let Some(mutator) = self.mutator(&row[0].text()) else {
                 // Queued by an older app that had this mutator: the server judges it.
                 continue;
             };

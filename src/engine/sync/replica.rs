@@ -18,7 +18,7 @@ use ferrydb_protocol::{
 };
 use serde::Serialize;
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The synced side of one database: open it with [`Replica::open`], then
 /// pass the same [`Database`] to every call.
@@ -26,7 +26,9 @@ pub struct Replica {
     pub(super) app: AppDefinition,
     pub(super) client_id: String,
     pub(super) tables: Vec<TableSql>,
-    pub(super) mutators: HashMap<String, CompiledMutator>,
+    /// In the app's order, found by name with a scan: an app has tens of
+    /// mutators, and a `HashMap` instantiation costs the wasm kilobytes.
+    pub(super) mutators: Vec<CompiledMutator>,
     /// Cached copy of `_ferry_meta.cookie`, updated only after a commit.
     pub(super) cookie: Option<Cookie>,
     synced: TableSet,
@@ -158,12 +160,15 @@ impl Replica {
         }
     }
 
+    pub(super) fn mutator(&self, name: &str) -> Option<&CompiledMutator> {
+        self.mutators.iter().find(|m| m.def.name == name)
+    }
+
     /// Runs mutator `name` with `args` (a JSON object) in one savepoint, and
     /// queues it in the outbox. On any failure nothing is applied or queued.
     pub fn mutate(&self, db: &mut Database, name: &str, args: &Json, now: u64) -> Result<Mutated> {
         let mutator = self
-            .mutators
-            .get(name)
+            .mutator(name)
             .ok_or_else(|| Error::UnknownMutator(name.to_owned()))?;
         let values = mutator.bind(args)?;
         let args_text = args.to_string();

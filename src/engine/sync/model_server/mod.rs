@@ -24,14 +24,14 @@ use ferrydb_protocol::{
     AppDefinition, Cookie, MismatchAction, Mutation, MutationResult, PatchOp, PullOk, PullRequest,
     PullResponse, PushRequest, PushResponse, RejectionCode, Row, SchemaMismatch,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use tables::ServerTable;
 
 pub struct ModelServer {
     db: Database,
     app: AppDefinition,
     tables: Vec<ServerTable>,
-    mutators: HashMap<String, CompiledMutator>,
+    mutators: Vec<CompiledMutator>,
     /// Rows per page of a full sync (`more` pages the rest).
     page_size: usize,
     /// Client groups whose next pull is answered with `resetReplica`.
@@ -555,12 +555,13 @@ impl From<Error> for Rejected {
 fn run_checked(
     db: &mut Database,
     tables: &[ServerTable],
-    mutators: &HashMap<String, CompiledMutator>,
+    mutators: &[CompiledMutator],
     user_id: &str,
     mutation: &Mutation,
 ) -> Result<(), Rejected> {
     let mutator = mutators
-        .get(&mutation.name)
+        .iter()
+        .find(|m| m.def.name == mutation.name)
         .ok_or_else(|| Error::UnknownMutator(mutation.name.clone()))?;
     let values = mutator.bind(&mutation.args)?;
     mutator.run(db, &values)?;
