@@ -38,6 +38,10 @@ impl std::error::Error for DecodeError {}
 
 pub type Result<T> = std::result::Result<T, DecodeError>;
 
+/// Decodes a value, given its path. A function pointer, not a generic
+/// closure: generic helpers would be compiled anew for every call site.
+pub type Decoder<T> = fn(Json, &str) -> Result<T>;
+
 fn error(path: &str, problem: impl Into<String>) -> DecodeError {
     DecodeError {
         path: path.to_owned(),
@@ -95,7 +99,7 @@ pub fn object(value: Json, path: &str) -> Result<Map<String, Json>> {
 }
 
 /// Each element of an array, decoded by `each` (given the element's path).
-pub fn list<T>(value: Json, path: &str, each: impl Fn(Json, &str) -> Result<T>) -> Result<Vec<T>> {
+pub fn list<T>(value: Json, path: &str, each: Decoder<T>) -> Result<Vec<T>> {
     match value {
         Json::Array(items) => items
             .into_iter()
@@ -157,18 +161,13 @@ impl Fields {
     }
 
     /// The field decoded by `decode`, which is given the value and its path.
-    pub fn get<T>(&mut self, key: &str, decode: impl FnOnce(Json, &str) -> Result<T>) -> Result<T> {
+    pub fn get<T>(&mut self, key: &str, decode: Decoder<T>) -> Result<T> {
         let value = self.required(key)?;
         decode(value, &self.path(key))
     }
 
     /// Like [`Fields::get`], with `default` when the field is absent.
-    pub fn get_or<T>(
-        &mut self,
-        key: &str,
-        default: T,
-        decode: impl FnOnce(Json, &str) -> Result<T>,
-    ) -> Result<T> {
+    pub fn get_or<T>(&mut self, key: &str, default: T, decode: Decoder<T>) -> Result<T> {
         match self.optional(key) {
             Some(value) => decode(value, &self.path(key)),
             None => Ok(default),
@@ -177,7 +176,8 @@ impl Fields {
 
     /// The `"type"` tag of a tagged message, as an index into `names`.
     pub fn tag(&mut self, names: &[&str]) -> Result<usize> {
-        self.get("type", |v, path| one_of(v, path, names))
+        let tag = self.required("type")?;
+        one_of(tag, &self.path("type"), names)
     }
 
     /// Refuses fields nobody took (for formats where an unknown field is a typo).

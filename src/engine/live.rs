@@ -63,8 +63,8 @@ struct LiveQuery {
     rows: QueryResult,
     /// Set while re-evaluation fails (a dropped table, say).
     failing: Option<ErrorData>,
-    /// A `Vec`, not a set: few tabs share a query, and `by_subscriber` already
-    /// keeps each subscriber to one query once.
+    /// A `Vec`, not a set: few tabs share a query, and `subscribe` refuses a
+    /// subscriber it already has.
     subscribers: Vec<Subscriber>,
 }
 
@@ -115,8 +115,10 @@ impl LiveQuery {
 
 #[derive(Default)]
 pub struct LiveQueries {
+    /// Each subscriber is in one query's list. Found by scanning (there is no
+    /// second map by subscriber): subscribing and unsubscribing are rare next
+    /// to refreshes, and a map instantiation costs the wasm kilobytes.
     queries: HashMap<QueryKey, LiveQuery>,
-    by_subscriber: HashMap<Subscriber, QueryKey>,
 }
 
 impl LiveQueries {
@@ -130,7 +132,7 @@ impl LiveQueries {
         sql: &str,
         params: Vec<Value>,
     ) -> Result<QueryResult> {
-        if self.by_subscriber.contains_key(&subscriber) {
+        if self.query_of(subscriber).is_some() {
             return Err(Error::BadRequest(format!(
                 "subscription {} is already in use",
                 subscriber.1
@@ -145,7 +147,6 @@ impl LiveQueries {
                 return Err(Error::Recorded(error.clone()));
             }
             query.subscribers.push(subscriber);
-            self.by_subscriber.insert(subscriber, key.clone());
             return Ok(query.rows.clone());
         }
         let access = db.access(sql)?;
@@ -165,42 +166,42 @@ impl LiveQueries {
                 subscribers: vec![subscriber],
             },
         );
-        self.by_subscriber.insert(subscriber, key);
         Ok(rows)
     }
 
     pub fn unsubscribe(&mut self, subscriber: Subscriber) -> Result<()> {
         let key = self
-            .by_subscriber
-            .remove(&subscriber)
+            .query_of(subscriber)
+            .cloned()
             .ok_or(Error::UnknownSubscription(subscriber.1))?;
-        self.release(&key, subscriber);
+        if let Some(query) = self.queries.get_mut(&key) {
+            query.subscribers.retain(|s| *s != subscriber);
+            if query.subscribers.is_empty() {
+                self.queries.remove(&key);
+            }
+        }
         Ok(())
     }
 
     /// Releases everything a tab held; returns how many subscriptions it had.
     pub fn remove_tab(&mut self, tab: TabId) -> usize {
-        let held: Vec<Subscriber> = self
-            .by_subscriber
-            .keys()
-            .filter(|(t, _)| *t == tab)
-            .copied()
-            .collect();
-        for subscriber in &held {
-            if let Some(key) = self.by_subscriber.remove(subscriber) {
-                self.release(&key, *subscriber);
-            }
+        let mut held = 0;
+        for query in self.queries.values_mut() {
+            let before = query.subscribers.len();
+            query.subscribers.retain(|(t, _)| *t != tab);
+            held += before - query.subscribers.len();
         }
-        held.len()
+        self.queries
+            .retain(|_, query| !query.subscribers.is_empty());
+        held
     }
 
-    fn release(&mut self, key: &QueryKey, subscriber: Subscriber) {
-        if let Some(query) = self.queries.get_mut(key) {
-            query.subscribers.retain(|s| *s != subscriber);
-            if query.subscribers.is_empty() {
-                self.queries.remove(key);
-            }
-        }
+    /// The key of the query `subscriber` is subscribed to.
+    fn query_of(&self, subscriber: Subscriber) -> Option<&QueryKey> {
+        self.queries
+            .iter()
+            .find(|(_, query)| query.subscribers.contains(&subscriber))
+            .map(|(key, _)| key)
     }
 
     /// Re-evaluates every query that reads a changed table, once, and returns the
@@ -240,7 +241,7 @@ impl LiveQueries {
     }
 
     pub fn subscription_count(&self) -> usize {
-        self.by_subscriber.len()
+        self.queries.values().map(|q| q.subscribers.len()).sum()
     }
 }
 

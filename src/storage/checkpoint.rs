@@ -111,7 +111,7 @@ impl FrameLog {
         for (name, bytes) in writes {
             let id = self.issue(InFlight::SegmentWrite { name: name.clone() });
             let bytes = bytes.into();
-            self.ready.push_back(IoRequest {
+            self.ready.push(IoRequest {
                 id,
                 op: IoOp::Write { name, bytes },
             });
@@ -128,7 +128,7 @@ impl FrameLog {
         let name = run.manifest.name();
         let bytes = run.manifest.encode().into();
         let id = self.issue(InFlight::ManifestWrite);
-        self.ready.push_back(IoRequest {
+        self.ready.push(IoRequest {
             id,
             op: IoOp::Write { name, bytes },
         });

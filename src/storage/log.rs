@@ -22,7 +22,6 @@ use super::error::Error;
 use super::frame::{encode_frame, Commit};
 use super::manifest::{FileName, Manifest};
 use super::page_set::PageSet;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Tuning of file sizes and checkpoint frequency.
@@ -123,7 +122,9 @@ pub struct FrameLog {
     blocking_deletes: usize,
     /// Blocking deletes that failed, issued again on [`FrameLog::resume`].
     failed_deletes: Vec<String>,
-    pub(super) ready: VecDeque<IoRequest>,
+    /// Requests to issue, oldest first: a `Vec` used as a queue (it holds a
+    /// few; a `VecDeque` would be one more instantiation in the wasm).
+    pub(super) ready: Vec<IoRequest>,
     /// Issued requests by id, ascending (ids only grow). A Vec, not a
     /// `HashMap`: it holds a few hundred entries at most, and each map
     /// instantiation costs the wasm several KB.
@@ -184,7 +185,7 @@ impl FrameLog {
             log_files: point.log_files,
             blocking_deletes: 0,
             failed_deletes: Vec::new(),
-            ready: VecDeque::new(),
+            ready: Vec::new(),
             in_flight: Vec::new(),
             next_id: 1,
             manifest: point.manifest,
@@ -272,7 +273,7 @@ impl FrameLog {
                 op: IoOp::Write { name, bytes },
             });
         }
-        self.ready.pop_front()
+        (!self.ready.is_empty()).then(|| self.ready.remove(0))
     }
 
     /// The host finished request `id`. An error means the operation may have
@@ -355,7 +356,7 @@ impl FrameLog {
             name: name.clone(),
             blocking,
         });
-        self.ready.push_back(IoRequest {
+        self.ready.push(IoRequest {
             id,
             op: IoOp::Delete { name },
         });

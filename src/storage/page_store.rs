@@ -28,7 +28,6 @@ use super::image::{PageImage, PageSource};
 use super::page_set::PageSet;
 use super::vfs;
 use rsqlite_vfs::LockLevel;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -55,8 +54,10 @@ pub(super) struct StoreFile {
     /// Set at the transaction's first change: the header's change counter
     /// then (`None` when the file had no complete header yet).
     counter_before: Option<Option<[u8; 4]>>,
-    /// Commits captured and not yet taken by the engine.
-    commits: VecDeque<Commit>,
+    /// Commits captured and not yet taken by the engine, oldest first. A
+    /// `Vec` used as a queue: it holds one or two, and a `VecDeque` would be
+    /// one more instantiation in the wasm.
+    commits: Vec<Commit>,
 }
 
 /// A lock-level request that conflicts with another connection.
@@ -197,7 +198,7 @@ impl StoreFile {
             .filter(|&pgno| pgno <= db_pages)
             .map(|pgno| (pgno, self.image.page(pgno).expect("in range").into()))
             .collect();
-        self.commits.push_back(Commit {
+        self.commits.push(Commit {
             page_size: self.image.page_size(),
             db_pages,
             pages,
@@ -266,7 +267,8 @@ impl PageStore {
     /// The oldest commit not yet taken. Call after every transaction (and
     /// until `None`: statements in autocommit mode commit one by one).
     pub fn take_commit(&self) -> Option<Commit> {
-        self.lock().commits.pop_front()
+        let mut file = self.lock();
+        (!file.commits.is_empty()).then(|| file.commits.remove(0))
     }
 
     /// A copy of the current file (tests, diagnostics, exports).

@@ -54,7 +54,12 @@ pub fn param(v: &JsValue) -> Result<Value, String> {
     if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
         return Ok(Value::Blob(bytes.to_vec()));
     }
-    Err(format!("cannot bind {v:?} as a SQLite value"))
+    // Named by its JavaScript type, not `Debug`: that formatter is more wasm
+    // and JS glue, for a message.
+    let kind = v.js_typeof().as_string().unwrap_or_default();
+    Err(format!(
+        "cannot bind a value of type {kind} as a SQLite value"
+    ))
 }
 
 /// One parameter list (`exec`, `query`, `subscribe`).

@@ -33,7 +33,8 @@ impl IoError {
             .dyn_ref::<js_sys::Error>()
             .map(|e| String::from(e.message()))
             .or_else(|| self.value.as_string())
-            .unwrap_or_else(|| format!("{:?}", self.value));
+            .or_else(|| js_sys::JSON::stringify(&self.value).ok()?.as_string())
+            .unwrap_or_else(|| "a value that is neither an Error nor JSON".into());
         format!("{} failed: {}", self.call, detail)
     }
 }

@@ -16,5 +16,10 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(start)]
 fn start() {
-    console_error_panic_hook::set_once();
+    // A panic's message to the worker's console. Only the message: a stack
+    // (what console_error_panic_hook adds, for 3 KB gzip) would show unnamed
+    // `wasm-function[N]` frames, as wasm-opt strips the names.
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("ferrydb panicked: {info}").into());
+    }));
 }

@@ -48,7 +48,7 @@ pub async fn open_worker(
     storage: String,
 ) -> Result<FerryWorker, JsValue> {
     let choice = Choice::parse(&storage)
-        .ok_or_else(|| JsValue::from_str(&format!("unknown storage option {storage:?}")))?;
+        .ok_or_else(|| JsValue::from_str(&format!("unknown storage option `{storage}`")))?;
     let path = vec![name, user];
     let parts: Vec<&str> = path.iter().map(String::as_str).collect();
     let (files, failures) = Files::open(choice, &parts).await;
