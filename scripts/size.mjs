@@ -2,7 +2,8 @@
 // the main-thread JS (dist/index.js and the modules it imports), the worker JS
 // (dist/worker.js and its imports, the wasm-bindgen glue among them) and the
 // wasm. Run by scripts/build.sh after a build; `node scripts/size.mjs` alone.
-// Issue #8's goals: main-thread JS <= 10 KB gzip, everything <= 450 KB gzip.
+// Issue #8's goals: main-thread JS <= 10 KB gzip, everything <= 450 KB gzip;
+// with --check (scripts/test.sh) it exits 1 when either is exceeded.
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,7 @@ const groups = [
 
 const kb = (n) => (n / 1024).toFixed(1).padStart(7);
 let total = { raw: 0, gzip: 0 };
+const gzipOf = {};
 console.log('size:            raw KB  gzip KB  files');
 for (const [name, files] of groups) {
   let raw = 0;
@@ -43,6 +45,19 @@ for (const [name, files] of groups) {
     gzip += gzipSync(bytes, { level: 9 }).length;
   }
   total = { raw: total.raw + raw, gzip: total.gzip + gzip };
+  gzipOf[name] = gzip;
   console.log(`  ${name.padEnd(14)} ${kb(raw)}  ${kb(gzip)}  ${files.map((f) => relative(root, f)).join(' ')}`);
 }
 console.log(`  ${'page total'.padEnd(14)} ${kb(total.raw)}  ${kb(total.gzip)}  (goal: <= 450 KB gzip; 1 KB = 1024 bytes)`);
+
+if (process.argv.includes('--check')) {
+  const mainThread = gzipOf['main-thread JS'];
+  const over = [];
+  if (mainThread > 10 * 1024) over.push(`main-thread JS ${kb(mainThread).trim()} KB > 10`);
+  if (total.gzip > 450 * 1024) over.push(`page total ${kb(total.gzip).trim()} KB > 450`);
+  if (over.length) {
+    console.error(`size: over the goal: ${over.join('; ')}`);
+    process.exit(1);
+  }
+  console.log('size: within the goals');
+}

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 FERRYDB_NEED_POSTGRES=1 bash scripts/setup.sh
 echo "== build"
 bash scripts/build.sh
+node scripts/size.mjs --check >/dev/null
 bash scripts/site.sh
 cargo build -q --release -p ferrydb-server
 echo "== lint"
