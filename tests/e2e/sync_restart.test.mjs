@@ -80,7 +80,14 @@ test('the server killed mid-sync and restarted on the same port and store: nothi
   server = await startServer(serverArgs(store), { listen: `127.0.0.1:${server.port}` });
   const all = [...seeded, ...burst].sort();
   await eventually(async () => (await status(a1)).pendingMutations === 0, 60000, 'the outbox drains after the restart');
-  await eventually(async () => (await todoIds(b1)).join() === all.join(), 60000, 'the other device converges');
+  await eventually(async () => (await todoIds(b1)).join() === all.join(), 60000, 'the other device converges').catch(
+    async (e) => {
+      // The evidence a flake needs: where the phone stands against the server.
+      const cookie = await b1.evaluate(async () => window.db.query("SELECT value FROM _ferry_meta WHERE key = 'cookie'"));
+      const rows = (await todoIds(b1)).length;
+      throw new Error(`${e.message}; phone: ${rows} rows, cookie ${JSON.stringify(cookie)}, status ${JSON.stringify(await status(b1))}`);
+    },
+  );
   assert.deepEqual(await todoIds(a1), all);
   assert.equal((await status(b1)).initialSync, null);
   const log = await serverMutations();

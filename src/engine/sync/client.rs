@@ -5,6 +5,9 @@
 //!
 //! - Push whenever the outbox has unconfirmed mutations and no push is in
 //!   flight; pull when asked to (start, poke, after a push, `more`, interval).
+//! - A download in pages (`more`) continues page by page; a poke that comes
+//!   meanwhile is answered by a pull after the last page, since the pages
+//!   end at the version the download started from.
 //! - One push and one pull in flight at most. Replies carry the request's id;
 //!   a reply to a request that timed out or was abandoned is ignored.
 //! - Failures (network, 5xx, timeouts, bad responses) back off exponentially
@@ -65,6 +68,11 @@ pub struct SyncClient {
     next_request: u64,
     /// A pull is wanted at (or after) this time.
     pull_at: Option<u64>,
+    /// The last pull answered `more`: the next one continues that download.
+    /// A continuation does not answer a wish for a pull (`pull_at`): its
+    /// pages end at the version the download started from, so a poke that
+    /// came meanwhile still needs a pull after the last page.
+    paging: bool,
     /// No request before this time (backing off).
     retry_at: Option<u64>,
     /// The periodic pull is due at this time.
@@ -93,6 +101,7 @@ impl SyncClient {
             pull: None,
             next_request: 1,
             pull_at: None,
+            paging: false,
             retry_at: None,
             interval_at: None,
             timer_at: None,
@@ -108,7 +117,7 @@ impl SyncClient {
     /// Whether the client has nothing in flight and nothing scheduled soon
     /// (tests use it to detect quiescence).
     pub fn is_idle(&self) -> bool {
-        self.push.is_none() && self.pull.is_none() && self.pull_at.is_none()
+        self.push.is_none() && self.pull.is_none() && self.pull_at.is_none() && !self.paging
     }
 
     /// Handles one event at time `now` (ms) and returns what the host must do.
@@ -147,7 +156,7 @@ impl SyncClient {
                 let was_pull = self.take_pull(id);
                 if was_pull || self.take_push(id).is_some() {
                     if was_pull {
-                        self.want_pull(now);
+                        self.retry_pull(now);
                     }
                     self.fail(now, StatusError::new(Code::BadResponse, message));
                 }
@@ -166,7 +175,7 @@ impl SyncClient {
                 let was_pull = self.take_pull(id);
                 if was_pull || self.take_push(id).is_some() {
                     if was_pull {
-                        self.want_pull(now);
+                        self.retry_pull(now);
                     }
                     self.on_http_error(now, status, &mut out);
                 }
@@ -234,6 +243,14 @@ impl SyncClient {
         self.pull_at = Some(self.pull_at.map_or(at, |t| t.min(at)));
     }
 
+    /// A pull failed: send it again (after the backoff). A page of a
+    /// download is retried as the continuation it was.
+    fn retry_pull(&mut self, now: u64) {
+        if !self.paging {
+            self.want_pull(now);
+        }
+    }
+
     fn on_push(
         &mut self,
         now: u64,
@@ -298,16 +315,15 @@ impl SyncClient {
                         .count();
                     progress.received += puts as u64;
                 }
-                if pull.more {
-                    self.want_pull(now);
-                } else {
+                self.paging = pull.more;
+                if !pull.more {
                     self.status.initial_sync = None;
                     self.status.last_synced_at = Some(now);
                     self.interval_at = self.config.pull_interval_ms.map(|i| now + i);
                 }
             }
             Err(e @ Error::BadResponse(_)) => {
-                self.want_pull(now);
+                self.retry_pull(now);
                 self.fail(now, StatusError::new(Code::BadResponse, e.to_string()));
             }
             Err(e) => return Err(e),
@@ -343,6 +359,7 @@ impl SyncClient {
                 out.push(Effect::Changed(replica.reset(db)?));
                 // The download from empty starts over, and so does its count.
                 self.status.initial_sync = None;
+                self.paging = false;
                 out.push(Effect::Emit(SyncEvent::SchemaReset {
                     server_schema_version,
                 }));
@@ -350,7 +367,7 @@ impl SyncClient {
                 self.want_pull(now);
             }
             MismatchAction::ResetReplica | MismatchAction::RetryLater => {
-                self.want_pull(now);
+                self.retry_pull(now);
                 self.fail(
                     now,
                     StatusError::new(
@@ -417,7 +434,7 @@ impl SyncClient {
         let push_late = self.push.is_some_and(|p| p.deadline <= now);
         if pull_late {
             self.pull = None;
-            self.want_pull(now);
+            self.retry_pull(now);
         }
         if push_late {
             self.push = None;
@@ -466,7 +483,8 @@ impl SyncClient {
             None => replica.push_request(db, self.config.push_batch)?,
             Some(_) => None,
         };
-        let pull_due = self.pull.is_none() && self.pull_at.is_some_and(|t| t <= now);
+        let pull_due =
+            self.pull.is_none() && (self.paging || self.pull_at.is_some_and(|t| t <= now));
         if push.is_none() && !pull_due {
             return Ok(());
         }
@@ -500,7 +518,9 @@ impl SyncClient {
                 deadline,
                 sent: 0,
             });
-            self.pull_at = None;
+            if !self.paging {
+                self.pull_at = None;
+            }
             // A pull from no cookie downloads everything: report progress
             // until the last page (a retry of a page keeps the count).
             if replica.cookie().is_none() && self.status.initial_sync.is_none() {

@@ -542,3 +542,56 @@ fn initial_sync_reports_rows_received_until_the_last_page() {
     pull_sent(&h.at(h.now + 50, Event::Timer)).unwrap();
     assert_eq!(h.client.status().initial_sync, None);
 }
+
+/// A poke that arrives during a paged initial sync announces a version newer
+/// than the snapshot being paged, whose final cookie is the snapshot's: the
+/// page requests do not answer it, so a pull must follow the last page.
+/// (Seen in the browser: a server restarted mid-sync poked once on reconnect,
+/// the pages absorbed it, and the new rows waited for the 60 s interval pull.)
+#[test]
+fn a_poke_during_a_paged_sync_is_answered_by_a_pull_after_the_last_page() {
+    let mut server = server().with_page_size(2);
+    let (mut writer, mut wdb) = super::client("writer");
+    for i in 0..5 {
+        add_todo(&writer, &mut wdb, &format!("t{i}"), "u", "x");
+    }
+    sync(&mut writer, &mut wdb, &mut server, "u");
+
+    let mut h = Harness::new();
+    h.step(Event::Online);
+    let (id, request) = pull_sent(&h.step(Event::Token(Some("u".into())))).unwrap();
+    let mut effects = h.step(Event::PullResponse {
+        id,
+        response: server.pull("u", &request).unwrap(),
+    });
+    // Another device writes (a key before the pager's cursor), and the
+    // server pokes while the next page is in flight.
+    add_todo(&writer, &mut wdb, "a-new", "u", "x");
+    sync(&mut writer, &mut wdb, &mut server, "u");
+    let version = server.version().unwrap();
+    let poked = h.step(Event::Server(ServerEvent::Poke {
+        cookie: Some(Cookie::Integer(version)),
+    }));
+    // The host's one timer: the latest `SetTimer` stands.
+    let mut timer_at = timer(&poked);
+    let mut pulls = 1;
+    loop {
+        timer_at = timer(&effects).or(timer_at);
+        if let Some((id, request)) = pull_sent(&effects) {
+            pulls += 1;
+            let response = server.pull("u", &request).unwrap();
+            effects = h.step(Event::PullResponse { id, response });
+        } else if let Some(at) = timer_at.take().filter(|&at| at < h.now + 1_000) {
+            effects = h.at(at.max(h.now), Event::Timer);
+        } else {
+            break;
+        }
+    }
+    assert_eq!(
+        column(&mut h.db, "SELECT id FROM todos ORDER BY id"),
+        ["a-new", "t0", "t1", "t2", "t3", "t4"].map(text),
+        "the row written during the paged sync arrives without waiting for the interval pull"
+    );
+    assert_eq!(h.replica.cookie(), Some(&Cookie::Integer(version)));
+    assert_eq!(pulls, 4, "three pages and one catch-up pull");
+}
