@@ -60,12 +60,15 @@ function runOnce() {
   });
 }
 
-/** `ok N - name` / `not ok N - name` lines of the TAP output (subtests, not files). */
+/** `ok N - name` / `not ok N - name` lines of the TAP output: tests, not
+ * files (one file's tests are top-level, several files' are nested), and
+ * not the ones skipped by --pattern. */
 function outcomes(tap) {
   const tests = [];
   for (const line of tap.split('\n')) {
-    const m = line.match(/^\s+(not ok|ok) \d+ - (.*)$/);
-    if (m && !/\.test\.mjs$/.test(m[2])) tests.push({ name: m[2].replace(/ # .*$/, ''), ok: m[1] === 'ok' });
+    const m = line.match(/^\s*(not ok|ok) \d+ - (.*)$/);
+    if (!m || /\.test\.mjs$/.test(m[2]) || / # SKIP\b/.test(m[2])) continue;
+    tests.push({ name: m[2].replace(/ # .*$/, ''), ok: m[1] === 'ok' });
   }
   return tests;
 }

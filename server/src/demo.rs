@@ -1,9 +1,11 @@
 //! Demo mode (`--demo`): switches for watching sync under trouble, and the
 //! server's mutation log. Never enabled in production: anyone can flip them.
 //!
-//! - `POST /demo/faults` `{"failStatus": 500 | null, "latencyMs": 0}`: while
-//!   `failStatus` is set, every `/sync/*` request answers that status;
-//!   `latencyMs` delays each one (the demo's "slow server").
+//! - `POST /demo/faults` `{"failStatus": 500 | null, "latencyMs": 0, "hold":
+//!   false}`: while `failStatus` is set, every `/sync/*` request answers that
+//!   status; `latencyMs` delays each one (the demo's "slow server"); while
+//!   `hold` is set, each one waits (after the delay) until it is cleared, so
+//!   a test can crash the server with requests certainly in flight.
 //! - `GET /demo/mutations`: every time a mutation was processed, in order.
 
 use crate::error::AppError;
@@ -16,6 +18,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -24,14 +27,37 @@ pub struct Faults {
     pub fail_status: Option<u16>,
     #[serde(default)]
     pub latency_ms: u64,
+    #[serde(default)]
+    pub hold: bool,
 }
 
 #[derive(Default)]
-pub struct Switches(Mutex<Faults>);
+pub struct Switches {
+    faults: Mutex<Faults>,
+    /// Wakes the requests held while `hold` was set.
+    changed: Notify,
+}
 
 impl Switches {
     fn get(&self) -> Faults {
-        *self.0.lock().expect("faults lock")
+        *self.faults.lock().expect("faults lock")
+    }
+
+    fn set(&self, faults: Faults) {
+        *self.faults.lock().expect("faults lock") = faults;
+        self.changed.notify_waiters();
+    }
+
+    /// Returns once `hold` is clear.
+    async fn released(&self) {
+        loop {
+            // Registered before the check, so a change in between still wakes it.
+            let changed = self.changed.notified();
+            if !self.get().hold {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 
@@ -48,7 +74,7 @@ pub async fn set_faults(
             ));
         }
     }
-    *state.switches.0.lock().expect("faults lock") = faults;
+    state.switches.set(faults);
     tracing::info!(?faults, "demo faults set");
     Ok(Json(faults))
 }
@@ -79,6 +105,8 @@ pub async fn inject(
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
+    state.switches.released().await;
+    let faults = state.switches.get();
     if let Some(status) = faults
         .fail_status
         .and_then(|s| StatusCode::from_u16(s).ok())

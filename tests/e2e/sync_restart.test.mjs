@@ -62,17 +62,22 @@ test('the server killed mid-sync and restarted on the same port and store: nothi
   for (const id of seeded) await addTodo(a1, { id, owner: user });
   await eventually(async () => (await status(a1)).pendingMutations === 0, 30000, 'the seed rows are on the server');
 
-  // Slow every request down so that the kill lands with requests in flight.
-  await faults({ latencyMs: 400 });
-  const b1 = await syncedTab(phone, user); // its initial sync: 20+ rows in pages of 5
+  // The phone's initial sync pages slowly (20+ rows in pages of 5, a second
+  // each); once its first page is in, every request is held at the server,
+  // so the kill lands with a push and a page certainly in flight.
+  await faults({ latencyMs: 1000 });
+  const b1 = await syncedTab(phone, user);
+  await eventually(async () => (await status(b1)).initialSync?.received > 0, 30000, 'the pull is under way');
+  await faults({ latencyMs: 1000, hold: true });
   const burst = Array.from({ length: 30 }, (_, i) => `burst-${String(i).padStart(2, '0')}`);
   await a1.evaluate(async (ids) => {
     for (const id of ids) await window.db.mutate.addTodo({ id, listId: 'l1', owner: 'rita', title: id }).local;
   }, burst);
-  await eventually(async () => (await status(b1)).initialSync?.received > 0, 30000, 'the pull is under way');
+  await eventually(async () => (await status(a1)).uploading, 30000, 'the burst is being pushed');
+  await eventually(async () => (await status(b1)).downloading, 30000, 'a page is being pulled');
   const [sa, sb] = [await status(a1), await status(b1)];
-  assert.ok(sa.pendingMutations > 0, `pushes still in flight at the kill (pending ${sa.pendingMutations})`);
-  assert.ok(sb.initialSync !== null, 'the multi-page pull is still running at the kill');
+  assert.equal(sa.pendingMutations, burst.length, 'the burst is pending at the kill');
+  assert.ok(sb.initialSync?.received > 0, 'the multi-page pull is part way at the kill');
   await server.kill();
   await eventually(async () => (await status(a1)).error?.code === 'network', 30000, 'the client sees the server gone');
 
