@@ -13,7 +13,7 @@
 // says otherwise; they are stopped when the runs end, fail or are interrupted.
 // Each run's output goes to target/under-load/<run>.log; failures are echoed.
 import { spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,7 @@ process.on('exit', stopBurners);
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130));
 
 const logDir = join(root, 'target', 'under-load');
+await rm(logDir, { recursive: true, force: true });
 await mkdir(logDir, { recursive: true });
 
 /** One `node --test` run; resolves to its per-test outcomes and output. */

@@ -118,7 +118,10 @@ test('add, edit, reorder and delete: every tab of both devices follows', async (
 });
 
 test('the latency readout shows the time from a write in one tab to its render in another', async () => {
-  // Several writes in a1; a2 and device B time each one's arrival.
+  // Several writes in a1; a2 and device B time each one's arrival. How fast
+  // is the benchmark's business; here the figure must be a real measurement:
+  // no longer than the test itself saw pass since the first write.
+  const firstWrite = Date.now();
   for (let i = 0; i < 5; i++) {
     await addItem(a1, `ping ${i}`);
     await a2.waitForSelector(`#items li:has-text("ping ${i}")`);
@@ -127,9 +130,9 @@ test('the latency readout shows the time from a write in one tab to its render i
     const readout = await eventually(async () => {
       const shown = await tab.textContent('#latency strong').catch(() => null);
       return shown && /^\d+ ms$/.test(shown) ? shown : null;
-    }, 5000, 'a latency figure');
+    }, 30000, 'a latency figure');
     const ms = Number.parseFloat(readout);
-    assert.ok(ms >= 0 && ms < 5000, `a plausible latency: ${readout}`);
+    assert.ok(ms >= 0 && ms <= Date.now() - firstWrite, `a latency that fits in the time that passed: ${readout}`);
   }
   await a1.screenshot({ path: join(shots, 'tab-a.png') });
   await a2.screenshot({ path: join(shots, 'tab-b.png') });
