@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build_all.sh
 mkdir -p docs/screenshots
-FERRYDB_SCREENSHOTS="$PWD/docs/screenshots" node --test --test-timeout=120000 tests/e2e/demo.test.mjs
+FERRYDB_SCREENSHOTS="$PWD/docs/screenshots" node --test --test-timeout=900000 tests/e2e/demo.test.mjs
 ls -l docs/screenshots

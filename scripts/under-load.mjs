@@ -50,7 +50,7 @@ await mkdir(logDir, { recursive: true });
 
 /** One `node --test` run; resolves to its per-test outcomes and output. */
 function runOnce() {
-  const testArgs = ['--test', '--test-timeout=120000', '--test-reporter=tap'];
+  const testArgs = ['--test', '--test-timeout=900000', '--test-reporter=tap'];
   if (pattern) testArgs.push(`--test-name-pattern=${pattern}`);
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...testArgs, ...files], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });

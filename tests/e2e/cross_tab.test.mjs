@@ -1,8 +1,8 @@
 // The walking skeleton, end to end: the skeleton page (its first demo) served by ferrydb-server, the
 // wasm engine in a real SharedWorker, several real tabs of one Chromium profile.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildTestSite, startServer, launchProfile, eventually } from './harness.mjs';
+import { buildTestSite, eventually, launchProfile, startServer, test } from './harness.mjs';
 
 let server;
 /** The walking skeleton's page (tests/e2e/site/skeleton). */

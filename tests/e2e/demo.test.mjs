@@ -3,12 +3,12 @@
 // SQLite store, driven in three tabs of one browser and a second browser.
 // It also takes the README's screenshots: set FERRYDB_SCREENSHOTS=DIR to keep
 // them (`npm run screenshots` writes docs/screenshots/).
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, launchProfile, root, startServer } from './harness.mjs';
+import { eventually, launchProfile, root, startServer, test } from './harness.mjs';
 
 let server;
 let dataDir;

@@ -6,9 +6,21 @@ import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { test as nodeTest } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * A browser test with its own time limit, so a hung step fails that test
+ * and not its neighbours. (Node 20's `--test-timeout` limits a whole file:
+ * with it at 120 s, a file of slow-but-fine tests failed under load. The
+ * command line gives each file a generous cap instead.)
+ */
+export const TEST_TIMEOUT_MS = 120_000;
+export function test(name, fn) {
+  return nodeTest(name, { timeout: TEST_TIMEOUT_MS }, fn);
+}
 
 /**
  * Starts `ferrydb-server` on `listen` (default: a free loopback port);

@@ -1,8 +1,8 @@
 // Live queries across real tabs: row-level patches, object identity for
 // unchanged rows, errors that stay with their query.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildTestSite, startServer, launchProfile, eventually } from './harness.mjs';
+import { buildTestSite, eventually, launchProfile, startServer, test } from './harness.mjs';
 
 let server;
 /** The walking skeleton's page (tests/e2e/site/skeleton). */

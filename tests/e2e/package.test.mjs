@@ -1,13 +1,13 @@
 // The npm package as users get it: `npm pack`, installed into fresh Vite apps
 // (React and Vue) generated here, built with Vite without any config, served
 // and driven in Chromium.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, launchProfile, eventually, root } from './harness.mjs';
+import { eventually, launchProfile, root, startServer, test } from './harness.mjs';
 
 const versions = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).devDependencies;
 let workdir;

@@ -2,9 +2,9 @@
 // reloads and browser restarts; a write whose `durable` resolved survives the
 // browser closing right after; a burst cut off by closing the browser recovers
 // to a prefix that holds every acknowledged write.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchProfile, buildTestSite, eventually } from './harness.mjs';
+import { buildTestSite, eventually, launchProfile, startServer, test } from './harness.mjs';
 
 let server;
 

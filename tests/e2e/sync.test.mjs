@@ -4,12 +4,12 @@
 // tabs each.
 // Every assertion is about behaviour; no test asserts a duration (how fast is
 // `npm run bench`'s business).
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, freshStore, launchProfile, root, startServer } from './harness.mjs';
+import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, test } from './harness.mjs';
 
 let site;
 let storeDir;

@@ -2,13 +2,13 @@
 // FERRYDB_E2E_STORE, see harness.freshStore): the app's pause switch, the
 // progress of an initial sync pulled in several pages, and an expired JWT
 // refreshed once through the tab.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools } from './harness.mjs';
+import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools, test } from './harness.mjs';
 
 /** Rows per page of a full pull: small, so a few todos take several pages. */
 const PAGE_SIZE = 3;

@@ -3,12 +3,12 @@
 // burst of pushes and a multi-page pull are in flight, then started again on
 // the same port and store; and a server slower than the client's request
 // timeout for a while. Nothing may be lost or processed twice.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools } from './harness.mjs';
+import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools, test } from './harness.mjs';
 
 /** The client's request deadline (`SyncConfig::default().request_timeout_ms`). */
 const CLIENT_TIMEOUT_MS = 30_000;
