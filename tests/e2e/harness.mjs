@@ -38,7 +38,7 @@ export async function startServer(args = ['--static', join(root, 'demo', 'build'
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const url = await new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 15000);
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 60000);
     child.stdout.on('data', (chunk) => {
       out += chunk;
       const match = out.match(/listening on (http:\/\/\S+)/);
@@ -49,16 +49,27 @@ export async function startServer(args = ['--static', join(root, 'demo', 'build'
     });
     child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
   });
+  // A server never keeps a test file's process alive, nor outlives it: a
+  // file whose teardown did not run (a test timed out) must still end.
+  for (const handle of [child, child.stdout, child.stderr]) handle.unref();
+  process.once('exit', () => child.kill('SIGKILL'));
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
   const exited = (signal) =>
     new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      if (gone()) return resolve();
       child.once('exit', resolve);
       child.kill(signal);
     });
   return {
     url,
     port: Number(new URL(url).port),
-    stop: () => exited('SIGINT'),
+    // Graceful, but bounded: the server's shutdown waits for open realtime
+    // streams, and a test's teardown must not wait on that.
+    stop: async () => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited('SIGINT');
+      clearTimeout(timer);
+    },
     kill: () => exited('SIGKILL'),
   };
 }
