@@ -21,6 +21,7 @@
 use super::{image_hash, integrity, Rng};
 use crate::storage::frame::{decode_frame, encode_frame};
 use crate::storage::{recover, Error, FrameLog, IoOp, IoRequest, LogConfig, PageImage, PageStore};
+use ferrydb_fuzz::thousands;
 use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -376,19 +377,6 @@ fn env_u64(name: &str) -> Option<u64> {
 /// the simulations have crashed this often.
 const MIN_CRASH_POINTS: usize = 10_000;
 
-/// `10240` as `10,240`, so the count reads at a glance in the test output.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 /// The seed to run after `ran` seeds that found `points` crash points, or
 /// `None` to stop. `chosen`: the seeds the environment asked for, if any.
 fn next_seed(chosen: &Option<Vec<u64>>, ran: usize, points: usize) -> Option<u64> {
@@ -427,12 +415,4 @@ fn recovery_after_any_crash_yields_a_durable_prefix() {
         crash_points >= 100 * seeds,
         "only {crash_points} crash points"
     );
-}
-
-#[test]
-fn counts_print_with_thousands_separators() {
-    assert_eq!(thousands(0), "0");
-    assert_eq!(thousands(999), "999");
-    assert_eq!(thousands(10_240), "10,240");
-    assert_eq!(thousands(1_234_567), "1,234,567");
 }
