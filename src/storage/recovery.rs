@@ -117,8 +117,9 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
     }
     let mut image = PageImage::empty();
     if let Some(manifest) = &manifest {
+        // The image grows segment by segment, as each is found whole: a
+        // damaged manifest cannot make it allocate pages no file holds.
         image.set_page_size(manifest.page_size);
-        image.resize_pages(manifest.db_pages);
         for (index, segment) in manifest.segments.iter().enumerate() {
             let key = (segment.gen, index as u32);
             let name = manifest.segment_name(index as u32);
