@@ -5,7 +5,8 @@
 //! panic, and what it returns must survive being written and read again.
 //!
 //! Each target prints its number of cases; `FERRYDB_FUZZ_CASES=n` runs n of
-//! each, `FERRYDB_FUZZ_SEED=s` replays the case a failure names.
+//! each, `FERRYDB_FUZZ_SEED=s` replays the case a failure names. Test names
+//! start with `fuzzed_`: `scripts/test.sh` runs them in a step of their own.
 
 use ferrydb_fuzz::{bytes, json, run, Bytes, Rng};
 use ferrydb_protocol::decode::DecodeError;
@@ -93,49 +94,49 @@ fn json_target(name: &str, seeds: Vec<Json>, check: impl Fn(&Bytes)) {
 }
 
 #[test]
-fn push_requests_read_by_the_server() {
+fn fuzzed_push_requests_read_by_the_server() {
     json_target("PushRequest", fixtures("push-request"), |input| {
         decodes_like_the_server::<PushRequest>(input)
     });
 }
 
 #[test]
-fn pull_requests_read_by_the_server() {
+fn fuzzed_pull_requests_read_by_the_server() {
     json_target("PullRequest", fixtures("pull-request"), |input| {
         decodes_like_the_server::<PullRequest>(input)
     });
 }
 
 #[test]
-fn error_bodies() {
+fn fuzzed_error_bodies() {
     json_target("ErrorBody", fixtures("error-body"), |input| {
         decodes_like_the_server::<ErrorBody>(input)
     });
 }
 
 #[test]
-fn push_responses_read_by_the_client() {
+fn fuzzed_push_responses_read_by_the_client() {
     json_target("PushResponse::decode", fixtures("push-response"), |input| {
         decodes_like_the_client(input, PushResponse::decode)
     });
 }
 
 #[test]
-fn pull_responses_read_by_the_client() {
+fn fuzzed_pull_responses_read_by_the_client() {
     json_target("PullResponse::decode", fixtures("pull-response"), |input| {
         decodes_like_the_client(input, PullResponse::decode)
     });
 }
 
 #[test]
-fn realtime_events_read_by_the_client() {
+fn fuzzed_realtime_events_read_by_the_client() {
     json_target("ServerEvent::decode", fixtures("poke"), |input| {
         decodes_like_the_client(input, ServerEvent::decode)
     });
 }
 
 #[test]
-fn cookies() {
+fn fuzzed_cookies() {
     // Every cookie the fixtures carry, and none.
     let mut seeds: Vec<Json> = fixtures("")
         .into_iter()
@@ -148,7 +149,7 @@ fn cookies() {
 }
 
 #[test]
-fn app_definitions() {
+fn fuzzed_app_definitions() {
     let seeds = vec![sample_app()];
     // Most damage stops at the shape check; edits that keep the shape reach
     // the validator and the SQL lexer.
@@ -189,7 +190,7 @@ fn sample_sql() -> Vec<String> {
 }
 
 #[test]
-fn sql_texts_lexed_for_parameters() {
+fn fuzzed_sql_texts_lexed_for_parameters() {
     let seeds = sample_sql();
     let seed_bytes: Vec<&[u8]> = seeds.iter().map(|s| s.as_bytes()).collect();
     let generate = |rng: &mut Rng| {

@@ -8,7 +8,8 @@
 //! One server per store serves all of a target's cases, so a case may see
 //! the pushes of the cases before it: a failure replays with
 //! `FERRYDB_FUZZ_CASES=<its seed>` (all cases up to it); `FERRYDB_FUZZ_SEED`
-//! replays it alone. Each target prints its number of cases.
+//! replays it alone. Each target prints its number of cases. Test names
+//! start with `fuzzed_`: `scripts/test.sh` runs them in a step of their own.
 
 mod common;
 
@@ -88,7 +89,7 @@ fn chosen(status: StatusCode) -> bool {
 }
 
 #[test]
-fn push_and_pull_bodies_from_clients() {
+fn fuzzed_push_and_pull_bodies_from_clients() {
     let rt = runtime();
     let seeds: Vec<Json> = [
         "push-request.json",
@@ -173,7 +174,7 @@ fn cookie(rng: &mut Rng, cursors: &[String]) -> Json {
 }
 
 #[test]
-fn cookies_and_cursors_from_clients() {
+fn fuzzed_cookies_and_cursors_from_clients() {
     let rt = runtime();
     for url in rt.block_on(store_urls()) {
         let server = rt.block_on(server_with_rows(&url));

@@ -17,7 +17,7 @@ use crate::storage::manifest::{Manifest, SegmentRef};
 use crate::storage::{
     open_backend, recover, Commit, Error, FileName, MemoryBackend, PageImage, PageStore,
 };
-use ferrydb_fuzz::{bytes, run, Bytes, Rng};
+use ferrydb_fuzz::{bytes, run, thousands, Bytes, Rng};
 use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
@@ -515,8 +515,8 @@ fn recovery_from_damaged_files() {
     });
     eprintln!(
         "fuzz storage recover: {} recovered, {} refused as corrupt, {} not tried (claim over 64 MiB)",
-        outcomes.recovered.get(),
-        outcomes.refused.get(),
-        outcomes.too_large.get()
+        thousands(outcomes.recovered.get()),
+        thousands(outcomes.refused.get()),
+        thousands(outcomes.too_large.get())
     );
 }

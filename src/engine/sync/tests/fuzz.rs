@@ -164,7 +164,7 @@ fn server_replies_are_taken_in_the_clients_stride() {
         };
         (pull, text)
     };
-    run("SyncClient replies", 1_000, generate, |(pull, text)| {
+    run("SyncClient replies", 2_000, generate, |(pull, text)| {
         let mut w = waiting_client();
         let event = if *pull {
             reply_event(w.pull_id, text, PullResponse::decode, |id, response| {
@@ -389,7 +389,7 @@ fn pushes_from_clients_are_taken_by_the_server() {
     let seeds = [fixture("push-request")];
     run(
         "ModelServer::push",
-        1_000,
+        2_000,
         |rng| push_body(rng, &seeds),
         |body| {
             // The server's way in (`server/src/sync_routes.rs`): serde over the body.
