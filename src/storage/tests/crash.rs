@@ -13,7 +13,7 @@
 //! state, so stale files from earlier lives are part of what is tested.
 //!
 //! By default seeds 1, 2, … run until at least 10,000 crash points are
-//! checked (about 40 seeds, 20 s of CPU at the test profile's opt-level 1);
+//! checked (38 seeds, 25 s of CPU at the test profile's opt-level 1);
 //! `FERRYDB_CRASH_ITERS=n` runs seeds 1..=n instead (more seeds, more
 //! points: about 250 a seed), `FERRYDB_CRASH_SEED=s` replays one seed. A
 //! failure prints its seed; the end prints the count.
