@@ -17,7 +17,14 @@ echo "== native tests (server stores: SQLite, and Postgres on throwaway clusters
 read -r pgdir pgurl < <(bash scripts/postgres.sh start)
 read -r tlsdir tlsurl < <(bash scripts/postgres.sh start --tls)
 trap 'bash scripts/postgres.sh stop "$pgdir"; bash scripts/postgres.sh stop "$tlsdir"' EXIT
-FERRYDB_TEST_POSTGRES_URL=$pgurl FERRYDB_TEST_POSTGRES_TLS_URL=$tlsurl cargo test -q --workspace
+# The crash simulation and the fuzz tests run in the next step instead,
+# where what they checked shows.
+FERRYDB_TEST_POSTGRES_URL=$pgurl FERRYDB_TEST_POSTGRES_TLS_URL=$tlsurl cargo test -q --workspace -- \
+  --skip fuzz --skip recovery_after_any_crash
+echo "== crash simulation and fuzz tests (each prints what it checked)"
+cargo test -q -p ferrydb --lib -- --nocapture recovery_after_any_crash tests::fuzz::
+cargo test -q -p ferrydb-protocol --test fuzz -- --nocapture
+FERRYDB_TEST_POSTGRES_URL=$pgurl cargo test -q -p ferrydb-server --test fuzz -- --nocapture
 echo "== benchmark smoke run (one quick pass of each ferrydb scenario; figures not checked)"
 node bench/run.mjs --quick --only ferrydb
 echo "== browser tests"

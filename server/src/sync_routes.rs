@@ -25,6 +25,15 @@ pub async fn push(
     Metrics::add(&metrics.push_requests, 1);
     let user = state.authorize(&headers)?;
     let request: PushRequest = parse(body)?;
+    let names = request.mutations.iter().flat_map(|m| {
+        let arg_names = m.args.as_object().into_iter().flat_map(|args| args.keys());
+        std::iter::once(&m.name).chain(arg_names)
+    });
+    no_nul(
+        [&request.client_id, &request.client_group_id]
+            .into_iter()
+            .chain(names),
+    )?;
     let limit = state.config.limits.push_batch;
     if request.mutations.len() > limit {
         return Err(AppError::too_large(format!(
@@ -54,6 +63,7 @@ pub async fn pull(
     Metrics::add(&state.metrics.pull_requests, 1);
     let user = state.authorize(&headers)?;
     let request: PullRequest = parse(body)?;
+    no_nul([&request.client_id, &request.client_group_id])?;
     let response = state.sync_store()?.pull(&user, request).await?;
     if let PullResponse::Ok(ok) = &response {
         Metrics::add(&state.metrics.pull_rows, ok.patch.len() as u64);
@@ -86,4 +96,19 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| AppError::bad_request(format!("malformed request: {e}")))
+}
+
+/// Refuses names that carry a NUL character: client IDs, mutator and
+/// argument names are stored (or quoted in a stored rejection) as text, and
+/// Postgres text cannot hold NUL, so the Postgres store failed on them
+/// (500) where SQLite did not. Refused here, every store answers alike. The
+/// SDK never sends one: it makes its client IDs, and checks mutator and
+/// argument names before it queues a mutation.
+fn no_nul<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<(), AppError> {
+    match names.into_iter().find(|name| name.contains('\0')) {
+        Some(name) => Err(AppError::bad_request(format!(
+            "{name:?}: names may not contain NUL characters"
+        ))),
+        None => Ok(()),
+    }
 }

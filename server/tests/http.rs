@@ -418,6 +418,42 @@ async fn bad_requests_get_a_code_and_apply_nothing() {
                 401,
                 "unauthorized",
             ),
+            // Found by the fuzz tests: Postgres text cannot hold NUL, and the
+            // Postgres store failed (500) on names carrying one.
+            (
+                "/sync/push",
+                Some("u"),
+                push_body("c\u{0}", &[increment(1)])
+                    .to_string()
+                    .into_bytes(),
+                400,
+                "bad_request",
+            ),
+            (
+                "/sync/push",
+                Some("u"),
+                push_body("c", &[(1, "incre\u{0}ment", json!({}))])
+                    .to_string()
+                    .into_bytes(),
+                400,
+                "bad_request",
+            ),
+            (
+                "/sync/push",
+                Some("u"),
+                push_body("c", &[(1, "increment", json!({"i\u{0}d": "n", "by": 1}))])
+                    .to_string()
+                    .into_bytes(),
+                400,
+                "bad_request",
+            ),
+            (
+                "/sync/pull",
+                Some("u"),
+                pull_body("c\u{0}", Json::Null).to_string().into_bytes(),
+                400,
+                "bad_request",
+            ),
             (
                 "/sync/push",
                 Some("u"),

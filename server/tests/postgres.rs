@@ -625,12 +625,13 @@ async fn unservable_cookies_get_a_reset() {
             Cookie::Text("full:99:0:[]".into()),           // a cursor from the future
             Cookie::Text("full:1:9:[\"a\"]".into()),       // no such table
             Cookie::Text("full:1:0:[\"a\",\"b\"]".into()), // a key of the wrong length
+            // Found by the fuzz tests: a text key with a NUL failed the
+            // Postgres query (500); no row can have that key.
+            Cookie::Text("full:1:0:[\"\\u0000\"]".into()),
         ];
         for (i, cookie) in cookies.into_iter().enumerate() {
-            // Known gap of SQLite's ModelServer: it takes a cursor naming a
-            // missing table as the end of the sync, and fails (an internal
-            // error) on a key of the wrong length. Only Postgres checks both.
-            if url.starts_with("sqlite:") && i >= 3 {
+            // SQLite text can hold NUL: there that cursor is a position.
+            if url.starts_with("sqlite:") && i == 5 {
                 continue;
             }
             let answer = store

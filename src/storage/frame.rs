@@ -21,6 +21,24 @@
 //! ```
 
 const MAGIC: &[u8; 4] = b"FDBF";
+
+/// The largest sequence or generation number of ours. They count up from 1
+/// and never get near 2^63 (a billion commits a second would take 292
+/// years), so a larger one in a file name or header is damage; refusing it
+/// keeps every `+ 1` on them in range.
+pub const MAX_COUNTER: u64 = (1 << 63) - 1;
+
+/// The largest database file the page store holds: 4 GiB, all a wasm32
+/// worker's memory could ever be. The file lives in memory, so a frame or
+/// manifest claiming more is damage, and believing it would make recovery
+/// allocate for pages no file holds (and abort). Writes past it fail
+/// (`SQLITE_FULL`), so no frame of ours claims more.
+pub const MAX_FILE_BYTES: u64 = 1 << 32;
+
+/// Whether `db_pages` pages of `page_size` bytes fit in [`MAX_FILE_BYTES`].
+pub fn file_fits(page_size: u32, db_pages: u32) -> bool {
+    u64::from(page_size) * u64::from(db_pages) <= MAX_FILE_BYTES
+}
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 28;
 
@@ -125,7 +143,12 @@ pub fn decode_frame(bytes: &[u8]) -> Result<FrameRef<'_>, FrameDefect> {
     let page_size = read_u32(&bytes[16..20]);
     let db_pages = read_u32(&bytes[20..24]);
     let page_count = read_u32(&bytes[24..28]);
-    if !valid_page_size(page_size) || page_count > db_pages || seq == 0 {
+    if !valid_page_size(page_size)
+        || !file_fits(page_size, db_pages)
+        || page_count > db_pages
+        || seq == 0
+        || seq > MAX_COUNTER
+    {
         return Err(FrameDefect::BadHeader);
     }
     let numbers_len = page_count as u64 * 4;
@@ -232,6 +255,28 @@ mod tests {
             damaged[i] ^= 0x20;
             assert!(decode_frame(&damaged).is_err(), "flip at {i} accepted");
         }
+    }
+
+    /// Found by the fuzz tests: a frame claiming a huge file made recovery
+    /// allocate it (and abort), and one numbered `u64::MAX` overflowed the
+    /// next number. Both are damage, refused like a bad magic.
+    #[test]
+    fn frames_past_the_largest_file_or_number_are_refused() {
+        let mut bytes = Vec::new();
+        let huge = Commit {
+            page_size: 512,
+            db_pages: u32::MAX,
+            pages: vec![],
+        };
+        encode_frame(1, &huge, &mut bytes);
+        assert_eq!(decode_frame(&bytes).unwrap_err(), FrameDefect::BadHeader);
+        bytes.clear();
+        encode_frame(MAX_COUNTER + 1, &sample(512), &mut bytes);
+        assert_eq!(decode_frame(&bytes).unwrap_err(), FrameDefect::BadHeader);
+        bytes.clear();
+        encode_frame(MAX_COUNTER, &sample(512), &mut bytes);
+        assert_eq!(decode_frame(&bytes).unwrap().seq, MAX_COUNTER);
+        assert!(file_fits(65536, 65536) && !file_fits(65536, 65537));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! durable, and files it replaces are deleted only after it is durable, so at
 //! every instant the newest valid manifest describes a complete image.
 
-use super::frame::{read_u32, valid_page_size};
+use super::frame::{file_fits, read_u32, valid_page_size, MAX_COUNTER};
 
 const MAGIC: &[u8; 4] = b"FDBM";
 const VERSION: u8 = 1;
@@ -35,6 +35,7 @@ impl FileName {
             (s.len() == 16)
                 .then(|| u64::from_str_radix(s, 16).ok())
                 .flatten()
+                .filter(|n| *n <= MAX_COUNTER)
         };
         let hex32 = |s: &str| {
             (s.len() == 8)
@@ -92,10 +93,16 @@ impl Manifest {
         db_pages.div_ceil(pages_per_segment.max(1))
     }
 
-    /// Pages `first..=last` (1-based) of segment `index`.
+    /// Pages `first..=last` (1-based) of segment `index` (which is below
+    /// [`Manifest::segment_count`]).
     pub fn segment_pages(&self, index: u32) -> std::ops::RangeInclusive<u32> {
         let first = index * self.pages_per_segment + 1;
-        first..=(first + self.pages_per_segment - 1).min(self.db_pages)
+        // Saturating: a decoded manifest may have more pages per segment
+        // than the file has pages.
+        first
+            ..=first
+                .saturating_add(self.pages_per_segment - 1)
+                .min(self.db_pages)
     }
 
     pub fn segment_name(&self, index: u32) -> String {
@@ -153,6 +160,9 @@ impl Manifest {
             segments: Vec::with_capacity(count),
         };
         if !valid_page_size(manifest.page_size)
+            || !file_fits(manifest.page_size, manifest.db_pages)
+            || manifest.gen > MAX_COUNTER
+            || manifest.seq > MAX_COUNTER
             || manifest.pages_per_segment == 0
             || Manifest::segment_count(manifest.db_pages, manifest.pages_per_segment) as usize
                 != count
@@ -168,15 +178,16 @@ impl Manifest {
                 len: read_u32(&entry[12..16]),
                 crc: read_u32(&entry[16..20]),
             };
-            if read_u32(&entry[0..4]) as usize != index {
+            if read_u32(&entry[0..4]) as usize != index || segment.gen > MAX_COUNTER {
                 return None;
             }
             manifest.segments.push(segment);
         }
         for index in 0..count as u32 {
             let pages = manifest.segment_pages(index);
-            let expected = (pages.end() - pages.start() + 1) * manifest.page_size;
-            if manifest.segments[index as usize].len != expected {
+            let expected =
+                u64::from(pages.end() - pages.start() + 1) * u64::from(manifest.page_size);
+            if u64::from(manifest.segments[index as usize].len) != expected {
                 return None;
             }
         }
@@ -200,6 +211,34 @@ mod tests {
         assert!(FileName::Log { first: 9 }.to_string() < FileName::Log { first: 10 }.to_string());
         assert_eq!(FileName::parse("log.12"), None);
         assert_eq!(FileName::parse("other"), None);
+        // Found by the fuzz tests: recovery computed the generation after the
+        // largest on disk, and `manifest.ffffffffffffffff` overflowed it.
+        assert_eq!(FileName::parse("manifest.ffffffffffffffff"), None);
+        assert_eq!(FileName::parse("seg.8000000000000000.00000000"), None);
+        assert_eq!(
+            FileName::parse("log.7fffffffffffffff"),
+            Some(FileName::Log { first: MAX_COUNTER })
+        );
+    }
+
+    /// Found by the fuzz tests: more pages per segment than the file has
+    /// overflowed the computation of a segment's last page.
+    #[test]
+    fn a_segment_may_be_larger_than_the_file() {
+        let manifest = Manifest {
+            gen: 1,
+            seq: 1,
+            page_size: 512,
+            db_pages: 5,
+            pages_per_segment: u32::MAX,
+            segments: vec![SegmentRef {
+                gen: 1,
+                len: 5 * 512,
+                crc: 0,
+            }],
+        };
+        assert_eq!(manifest.segment_pages(0), 1..=5);
+        assert_eq!(Manifest::decode(&manifest.encode()), Some(manifest));
     }
 
     #[test]

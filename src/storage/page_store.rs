@@ -23,7 +23,7 @@
 //! `synchronous=OFF` skips it.
 
 use super::error::Result;
-use super::frame::{valid_page_size, Commit};
+use super::frame::{valid_page_size, Commit, MAX_FILE_BYTES};
 use super::image::{PageImage, PageSource};
 use super::page_set::PageSet;
 use super::vfs;
@@ -63,6 +63,10 @@ pub(super) struct StoreFile {
 /// A lock-level request that conflicts with another connection.
 pub(super) struct Busy;
 
+/// A write or resize that would take the file past [`MAX_FILE_BYTES`].
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct TooLarge;
+
 impl StoreFile {
     pub(super) fn read(&self, buf: &mut [u8], offset: u64) -> usize {
         self.image.read(buf, offset)
@@ -72,16 +76,24 @@ impl StoreFile {
         self.image.len_bytes()
     }
 
-    pub(super) fn write(&mut self, buf: &[u8], offset: u64) {
+    pub(super) fn write(&mut self, buf: &[u8], offset: u64) -> Result<(), TooLarge> {
+        if offset.saturating_add(buf.len() as u64) > MAX_FILE_BYTES {
+            return Err(TooLarge);
+        }
         self.before_change();
         self.image.write(buf, offset);
         let pages = self.image.pages_touched(offset, buf.len());
         self.dirty.extend(pages);
+        Ok(())
     }
 
-    pub(super) fn truncate(&mut self, len: u64) {
+    pub(super) fn truncate(&mut self, len: u64) -> Result<(), TooLarge> {
+        if len > MAX_FILE_BYTES {
+            return Err(TooLarge);
+        }
         self.before_change();
         self.image.truncate(len);
+        Ok(())
     }
 
     fn before_change(&mut self) {

@@ -12,7 +12,7 @@
 //!    frame is written.
 
 use super::error::{Error, Result};
-use super::frame::read_frames;
+use super::frame::{read_frames, FrameRef};
 use super::image::PageImage;
 use super::log::{insert_log_file, FrameLog, LogConfig, LogFile, ResumePoint};
 use super::manifest::{FileName, Manifest};
@@ -40,13 +40,23 @@ pub struct RecoveryReport {
     pub garbage_files: usize,
 }
 
-/// A log file's contiguous run of valid frames.
+/// A log file, named for the first frame it should hold.
 struct LogRun {
     name: String,
     bytes: Vec<u8>,
     first: u64,
-    /// `None` if not even the first frame is valid.
-    last: Option<u64>,
+}
+
+/// The contiguous run of valid frames at the start of `run`'s file, empty if
+/// not even its first frame is there. Decoded once and kept: checking the
+/// checksums is most of what recovery costs.
+fn valid_frames(run: &LogRun) -> Vec<FrameRef<'_>> {
+    let mut frames = read_frames(&run.bytes).peekable();
+    if frames.peek().is_some_and(|frame| frame.seq == run.first) {
+        frames.collect()
+    } else {
+        Vec::new()
+    }
 }
 
 /// A manifest or segment file, by its key (generation, or generation and
@@ -88,23 +98,7 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
                 let key = (gen, index);
                 insert_keyed(&mut segments, KeyedFile { key, name, bytes });
             }
-            Some(FileName::Log { first }) => {
-                let last = {
-                    let mut frames = read_frames(&bytes);
-                    match frames.next() {
-                        Some(frame) if frame.seq == first => {
-                            Some(frames.last().map_or(first, |f| f.seq))
-                        }
-                        _ => None,
-                    }
-                };
-                logs.push(LogRun {
-                    name,
-                    bytes,
-                    first,
-                    last,
-                });
-            }
+            Some(FileName::Log { first }) => logs.push(LogRun { name, bytes, first }),
             None => {}
         }
     }
@@ -123,8 +117,9 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
     }
     let mut image = PageImage::empty();
     if let Some(manifest) = &manifest {
+        // The image grows segment by segment, as each is found whole: a
+        // damaged manifest cannot make it allocate pages no file holds.
         image.set_page_size(manifest.page_size);
-        image.resize_pages(manifest.db_pages);
         for (index, segment) in manifest.segments.iter().enumerate() {
             let key = (segment.gen, index as u32);
             let name = manifest.segment_name(index as u32);
@@ -154,25 +149,23 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
     let mut dirty_pages = PageSet::default();
     let mut low_water_pages = manifest.as_ref().map_or(0, |m| m.db_pages);
     let mut log_files = Vec::new();
+    let runs: Vec<Vec<FrameRef<'_>>> = logs.iter().map(valid_frames).collect();
     let mut used = vec![false; logs.len()];
     let mut expected = checkpoint_seq + 1;
     let mut frames_replayed = 0;
     loop {
         // Of the files holding frame `expected`, the one written last.
-        let holder = logs
-            .iter()
-            .enumerate()
-            .filter(|(_, run)| {
-                run.first <= expected && run.last.is_some_and(|last| last >= expected)
+        let holder = (0..logs.len())
+            .filter(|&i| {
+                logs[i].first <= expected && runs[i].last().is_some_and(|f| f.seq >= expected)
             })
-            .max_by_key(|(_, run)| run.first)
-            .map(|(i, _)| i);
+            .max_by_key(|&i| logs[i].first);
         let Some(i) = holder else { break };
         used[i] = true;
         let run = &logs[i];
         let from = expected;
-        for frame in read_frames(&run.bytes).skip_while(|f| f.seq < from) {
-            image.apply_frame(&frame)?;
+        for frame in runs[i].iter().skip_while(|f| f.seq < from) {
+            image.apply_frame(frame)?;
             dirty_pages.extend(frame.pages().map(|(pgno, _)| pgno));
             low_water_pages = low_water_pages.min(frame.db_pages);
             frames_replayed += 1;

@@ -190,7 +190,9 @@ impl VfsFile for PageFile {
 
     fn write(&mut self, buf: &[u8], offset: u64) -> VfsResult<()> {
         match self {
-            PageFile::Main { file, .. } => guard(file).write(buf, offset),
+            PageFile::Main { file, .. } => guard(file)
+                .write(buf, offset)
+                .map_err(|_| io_error(VfsErrorCode::Full, "the page store holds at most 4 GiB"))?,
             PageFile::Aux { bytes } => {
                 let mut bytes = guard(bytes);
                 let start = usize::try_from(offset)
@@ -207,7 +209,9 @@ impl VfsFile for PageFile {
 
     fn truncate(&mut self, size: u64) -> VfsResult<()> {
         match self {
-            PageFile::Main { file, .. } => guard(file).truncate(size),
+            PageFile::Main { file, .. } => guard(file)
+                .truncate(size)
+                .map_err(|_| io_error(VfsErrorCode::Full, "the page store holds at most 4 GiB"))?,
             PageFile::Aux { bytes } => {
                 let size = usize::try_from(size)
                     .map_err(|_| io_error(VfsErrorCode::IoTruncate, "size beyond memory"))?;

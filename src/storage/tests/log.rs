@@ -197,3 +197,17 @@ fn a_checkpoint_rewrites_segments_that_shrank_and_grew_back_unwritten() {
     assert_eq!(recovered.report.frames_replayed, 0);
     assert_eq!(recovered.image, image);
 }
+
+/// Found by the fuzz tests: recovery numbers the next checkpoint after the
+/// largest generation named on disk, and `manifest.ffffffffffffffff`
+/// overflowed that. No checkpoint of ours gets there, so it is not our file.
+#[test]
+fn a_name_past_the_largest_generation_is_not_ours() {
+    let files = vec![
+        ("manifest.ffffffffffffffff".to_owned(), vec![1, 2, 3]),
+        ("seg.ffffffffffffffff.00000000".to_owned(), vec![4]),
+    ];
+    let recovered = crate::storage::recover(files, small_config()).unwrap();
+    assert_eq!(recovered.report.last_seq, 0);
+    assert_eq!(recovered.report.garbage_files, 0);
+}

@@ -1,7 +1,10 @@
 //! Storage tests: the page store under SQLite (`store.rs`), the frame log's
-//! state machine (`log.rs`), and seeded crash simulations (`crash.rs`).
+//! state machine (`log.rs`), seeded crash simulations (`crash.rs`) and fuzz
+//! tests of the file format's decoders (`fuzz.rs`, inputs in `fuzz_inputs.rs`).
 
 mod crash;
+mod fuzz;
+mod fuzz_inputs;
 mod log;
 mod store;
 

@@ -290,3 +290,16 @@ fn checkpoint_then_recover_equals_the_state_before_it() {
     let (_store, conn) = open_checked(recovered.image);
     assert_eq!(count(&conn, "SELECT length(body) FROM t WHERE id = 1"), 1);
 }
+
+/// Recovery refuses frames that claim more than `MAX_FILE_BYTES`, so the
+/// page store must never write them: SQLite gets `SQLITE_FULL` instead.
+#[test]
+fn the_file_cannot_grow_past_the_largest_recovery_accepts() {
+    use crate::storage::frame::MAX_FILE_BYTES;
+    use crate::storage::page_store::{StoreFile, TooLarge};
+    let mut file = StoreFile::default();
+    assert_eq!(file.write(&[1; 512], 0), Ok(()));
+    assert_eq!(file.write(&[1; 512], MAX_FILE_BYTES - 511), Err(TooLarge));
+    assert_eq!(file.truncate(MAX_FILE_BYTES + 1), Err(TooLarge));
+    assert_eq!(file.len(), 512, "nothing changed");
+}

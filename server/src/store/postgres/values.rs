@@ -37,11 +37,13 @@ pub fn to_param(ty: ColumnType, value: &Value) -> Param {
     }
 }
 
-/// A key value from a paging cursor, if it has the key column's type.
+/// A key value from a paging cursor, if it has the key column's type (and,
+/// for text, no NUL: Postgres text cannot hold one, so no row has such a
+/// key, and binding it would fail the query).
 pub fn key_param(ty: ColumnType, value: &Value) -> Option<Param> {
     match (ty, value) {
         (ColumnType::Integer, Value::Integer(i)) => Some(Box::new(*i)),
-        (ColumnType::Text, Value::Text(t)) => Some(Box::new(t.clone())),
+        (ColumnType::Text, Value::Text(t)) if !t.contains('\0') => Some(Box::new(t.clone())),
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 //! model server.
 
 mod client;
+mod fuzz;
 mod migrate;
 mod rebase;
 mod replica;
