@@ -65,4 +65,9 @@ impl Durability {
     pub fn resume(&mut self) {
         self.log.resume();
     }
+
+    /// The files were deleted under the replica: the log stops for good.
+    pub fn files_cleared(&mut self, why: String) {
+        self.log.files_cleared(why);
+    }
 }

@@ -23,6 +23,8 @@ pub struct StorageState {
     pub durable_seq: u64,
     pub error: Option<storage::Error>,
     pub retry_ms: u32,
+    /// A storage retry timer is set.
+    pub retry_pending: bool,
 }
 
 pub struct Shared {
@@ -76,21 +78,45 @@ pub async fn open_worker(
     let mut engine = engine;
     engine.set_clock(Box::new(|| js_sys::Date::now() as u64));
     let durable_seq = engine.durable_seq();
-    Ok(FerryWorker {
-        shared: Rc::new(RefCell::new(Shared {
-            engine,
-            tabs: Tabs::default(),
-            storage: StorageState {
-                files: Rc::new(files),
-                path,
-                flushing: false,
-                durable_seq,
-                error,
-                retry_ms: 0,
-            },
-            sync: None,
-        })),
-    })
+    let shared = Rc::new(RefCell::new(Shared {
+        engine,
+        tabs: Tabs::default(),
+        storage: StorageState {
+            files: Rc::new(files),
+            path,
+            flushing: false,
+            durable_seq,
+            error,
+            retry_ms: 0,
+            retry_pending: false,
+        },
+        sync: None,
+    }));
+    watch_for_clearing(&shared);
+    Ok(FerryWorker { shared })
+}
+
+/// When the browser deletes the files under the running worker (site data
+/// cleared), the log stops for good and the tabs are told at once, before
+/// any write finds out.
+fn watch_for_clearing(shared: &Rc<RefCell<Shared>>) {
+    let weak = Rc::downgrade(shared);
+    let on_close = Closure::once_into_js(move || {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let mut state = shared.borrow_mut();
+        state
+            .engine
+            .storage_cleared("the browser closed the IndexedDB connection".into());
+        state.storage.error = state.engine.storage_stalled().cloned();
+        tabs::broadcast_storage(&state);
+    });
+    shared
+        .borrow()
+        .storage
+        .files
+        .on_forced_close(on_close.unchecked_ref());
 }
 
 async fn open_engine(files: &Files) -> Result<Engine, storage::Error> {
@@ -141,7 +167,10 @@ async fn flush(shared: Rc<RefCell<Shared>>) {
         let result = files.perform(&request).await;
         let mut state = shared.borrow_mut();
         let durable = state.engine.io_done(request.id, result);
-        if durable > state.storage.durable_seq || state.storage.error.is_some() {
+        // The error ends only when the log is writing again, not with any
+        // request that happened to succeed (a delete, say).
+        let recovered = state.storage.error.is_some() && state.engine.storage_stalled().is_none();
+        if durable > state.storage.durable_seq || recovered {
             state.storage.durable_seq = durable;
             state.storage.error = None;
             state.storage.retry_ms = 0;
@@ -151,22 +180,31 @@ async fn flush(shared: Rc<RefCell<Shared>>) {
     let mut state = shared.borrow_mut();
     state.storage.flushing = false;
     if let Some(error) = state.engine.storage_stalled().cloned() {
-        // Keep serving from memory, tell the tabs, and try again with backoff.
+        // Keep serving from memory, tell the tabs, and (if it can help) try
+        // again with backoff: one retry pending at a time.
         let changed = state.storage.error.as_ref() != Some(&error);
+        let retry = error.retryable() && !state.storage.retry_pending;
         state.storage.error = Some(error);
-        state.storage.retry_ms = (state.storage.retry_ms * 2).clamp(250, 30_000);
         if changed {
             tabs::broadcast_storage(&state);
         }
-        let delay = state.storage.retry_ms;
-        drop(state);
-        retry_after(shared, delay);
+        if retry {
+            state.storage.retry_ms = (state.storage.retry_ms * 2).clamp(250, 30_000);
+            state.storage.retry_pending = true;
+            let delay = state.storage.retry_ms;
+            drop(state);
+            retry_after(shared, delay);
+        }
     }
 }
 
 fn retry_after(shared: Rc<RefCell<Shared>>, ms: u32) {
     let retry = Closure::once_into_js(move || {
-        shared.borrow_mut().engine.resume_storage();
+        {
+            let mut state = shared.borrow_mut();
+            state.storage.retry_pending = false;
+            state.engine.resume_storage();
+        }
         flush_soon(&shared);
     });
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
@@ -200,6 +238,7 @@ pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::
         state.storage.durable_seq = 0;
         state.storage.error = None;
     }
+    watch_for_clearing(shared);
     flush_soon(shared);
     super::sync::restart(shared);
     Ok(())
