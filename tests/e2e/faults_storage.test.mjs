@@ -62,11 +62,19 @@ const shown = (page) =>
 
 const watchTodos = (page) => page.evaluate(() => (window.todos = window.db.watch('SELECT id FROM todos ORDER BY id')));
 
-/** What `promise` (an expression over `window`, run in the page) settled with: 'ok' or the FerryError code. */
-const settled = (page, expression) =>
+/**
+ * What a promise (`expression`, run in the page) settled with: 'ok' or the
+ * FerryError code; 'pending' if it has not settled within `ms` (a deadline
+ * for a failing run, far beyond what a passing one takes).
+ */
+const settled = (page, expression, ms = 30000) =>
   page.evaluate(
-    (source) => new Function(`return ${source}`)().then(() => 'ok', (e) => e.code ?? String(e)),
-    expression,
+    ([source, ms]) =>
+      Promise.race([
+        new Function(`return ${source}`)().then(() => 'ok', (e) => e.code ?? String(e)),
+        new Promise((resolve) => setTimeout(() => resolve('pending'), ms)),
+      ]),
+    [expression, ms],
   );
 
 test('a frozen tab: the others write, watch and sync; its token ask moves on; thawed, its live query catches up', async () => {
