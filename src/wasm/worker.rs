@@ -6,6 +6,7 @@
 use super::convert;
 use super::files::{self, Choice, Files};
 use super::tabs::{self, Tabs};
+use crate::engine::durability::StorageStatus;
 use crate::engine::Engine;
 use crate::storage::{self, recover, LogConfig};
 use js_sys::Reflect;
@@ -19,12 +20,9 @@ pub struct StorageState {
     pub files: Rc<Files>,
     pub path: Vec<String>,
     pub flushing: bool,
-    /// Told to tabs only when it grows.
-    pub durable_seq: u64,
-    pub error: Option<storage::Error>,
-    pub retry_ms: u32,
-    /// A storage retry timer is set.
-    pub retry_pending: bool,
+    /// What tabs are told, and when a stalled log is retried (decided by
+    /// the engine's `StorageStatus`).
+    pub status: StorageStatus,
 }
 
 pub struct Shared {
@@ -85,10 +83,7 @@ pub async fn open_worker(
             files: Rc::new(files),
             path,
             flushing: false,
-            durable_seq,
-            error,
-            retry_ms: 0,
-            retry_pending: false,
+            status: StorageStatus::new(durable_seq, error),
         },
         sync: None,
     }));
@@ -106,11 +101,13 @@ fn watch_for_clearing(shared: &Rc<RefCell<Shared>>) {
             return;
         };
         let mut state = shared.borrow_mut();
-        state
-            .engine
-            .storage_cleared("the browser closed the IndexedDB connection".into());
-        state.storage.error = state.engine.storage_stalled().cloned();
-        tabs::broadcast_storage(&state);
+        let Shared {
+            engine, storage, ..
+        } = &mut *state;
+        engine.storage_cleared("the browser closed the IndexedDB connection".into());
+        if storage.status.failed(engine.storage_stalled()) {
+            tabs::broadcast_storage(&state);
+        }
     });
     shared
         .borrow()
@@ -166,35 +163,27 @@ async fn flush(shared: Rc<RefCell<Shared>>) {
         };
         let result = files.perform(&request).await;
         let mut state = shared.borrow_mut();
-        let durable = state.engine.io_done(request.id, result);
-        // The error ends only when the log is writing again, not with any
-        // request that happened to succeed (a delete, say).
-        let recovered = state.storage.error.is_some() && state.engine.storage_stalled().is_none();
-        if durable > state.storage.durable_seq || recovered {
-            state.storage.durable_seq = durable;
-            state.storage.error = None;
-            state.storage.retry_ms = 0;
+        let Shared {
+            engine, storage, ..
+        } = &mut *state;
+        let durable = engine.io_done(request.id, result);
+        if storage.status.io_done(durable, engine.storage_stalled()) {
             tabs::broadcast_storage(&state);
         }
     }
     let mut state = shared.borrow_mut();
     state.storage.flushing = false;
-    if let Some(error) = state.engine.storage_stalled().cloned() {
-        // Keep serving from memory, tell the tabs, and (if it can help) try
-        // again with backoff: one retry pending at a time.
-        let changed = state.storage.error.as_ref() != Some(&error);
-        let retry = error.retryable() && !state.storage.retry_pending;
-        state.storage.error = Some(error);
-        if changed {
-            tabs::broadcast_storage(&state);
-        }
-        if retry {
-            state.storage.retry_ms = (state.storage.retry_ms * 2).clamp(250, 30_000);
-            state.storage.retry_pending = true;
-            let delay = state.storage.retry_ms;
-            drop(state);
-            retry_after(shared, delay);
-        }
+    let Shared {
+        engine, storage, ..
+    } = &mut *state;
+    // Stalled: keep serving from memory, tell the tabs, retry if it can help.
+    let idle = storage.status.idle(engine.storage_stalled());
+    if idle.tell {
+        tabs::broadcast_storage(&state);
+    }
+    drop(state);
+    if let Some(ms) = idle.retry_in_ms {
+        retry_after(shared, ms);
     }
 }
 
@@ -202,7 +191,7 @@ fn retry_after(shared: Rc<RefCell<Shared>>, ms: u32) {
     let retry = Closure::once_into_js(move || {
         {
             let mut state = shared.borrow_mut();
-            state.storage.retry_pending = false;
+            state.storage.status.retry_fired();
             state.engine.resume_storage();
         }
         flush_soon(&shared);
@@ -235,8 +224,7 @@ pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::
             Some(random_seed()),
         )?;
         state.storage.files = Rc::new(fresh);
-        state.storage.durable_seq = 0;
-        state.storage.error = None;
+        state.storage.status = StorageStatus::default();
     }
     watch_for_clearing(shared);
     flush_soon(shared);

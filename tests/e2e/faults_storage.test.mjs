@@ -104,7 +104,7 @@ test('a frozen tab: the others write, watch and sync; its token ask moves on; th
   await watchTodos(b);
   await addTodo(a, { id: 'before', owner: user });
   assert.equal(await settled(a, 'window.lastMutation.server'), 'ok');
-  await eventually(async () => (await shown(b)).join() === 'before', 5000, 'b sees a write of a');
+  await eventually(async () => (await shown(b)).join() === 'before', 10000, 'b sees a write of a');
   assert.deepEqual(asked, ['a'], 'one token, from a');
 
   const cdp = await profile.context.newCDPSession(a);
@@ -125,15 +125,15 @@ test('a frozen tab: the others write, watch and sync; its token ask moves on; th
 
   await cdp.send('Page.setWebLifecycleState', { state: 'active' });
   await a.bringToFront();
-  await eventually(async () => (await shown(a)).join() === 'before,frozen-1,frozen-2', 5000, "a's live query catches up");
+  await eventually(async () => (await shown(a)).join() === 'before,frozen-1,frozen-2', 10000, "a's live query catches up");
   // a answers the asks it got while frozen once it runs again (one, or two
   // if a second request met a 401 before a's deadline); none is used.
-  await eventually(() => asked.length >= 3, 5000, "a's late answer");
+  await eventually(() => asked.length >= 3, 10000, "a's late answer");
   assert.deepEqual(asked.slice(0, 2), ['a', 'b']);
   assert.ok(asked.slice(2).every((tab) => tab === 'a'), JSON.stringify(asked));
   await addTodo(a, { id: 'thawed', owner: user });
   assert.equal(await settled(a, 'window.lastMutation.server'), 'ok', 'a syncs again');
-  await eventually(async () => (await shown(b)).includes('thawed'), 5000, 'b sees the write of the thawed tab');
+  await eventually(async () => (await shown(b)).includes('thawed'), 10000, 'b sees the write of the thawed tab');
   assert.equal((await status(a)).error, null);
 
   const log = (await serverMutations()).slice(logBefore);
@@ -165,15 +165,15 @@ test('storage cleared under the running app: it says storage_cleared, keeps work
   // One mutation durable here but not yet sent when storage goes.
   await p.evaluate(() => window.db.pauseSync());
   await addTodo(p, { id: 'queued', owner: user });
-  await eventually(async () => (await status(p)).pendingMutations === 1, 5000, 'one pending');
+  await eventually(async () => (await status(p)).pendingMutations === 1, 10000, 'one pending');
   const durableBefore = (await storageOf(p)).durableSeq;
 
   const cdp = await profile.context.newCDPSession(p);
   await cdp.send('Storage.clearDataForOrigin', { origin: new URL(server.url).origin, storageTypes: 'all' });
   // The worker is told at once (its IndexedDB connection closes), before any write.
   const isCleared = async (tab) => (await storageOf(tab)).error?.code === 'storage_cleared';
-  await eventually(() => isCleared(p), 5000, 'the storage status');
-  await eventually(() => isCleared(q), 5000, 'every tab is told');
+  await eventually(() => isCleared(p), 10000, 'the storage status');
+  await eventually(() => isCleared(q), 10000, 'every tab is told');
   assert.equal((await storageOf(p)).error.retryable, false);
 
   // Writes keep working in memory, in every tab; `durable` rejects at once.
@@ -184,7 +184,7 @@ test('storage cleared under the running app: it says storage_cleared, keeps work
     return m.durable.then(() => 'durable', (e) => e.code);
   });
   assert.equal(write, 'storage_cleared');
-  await eventually(async () => (await shown(q)).join() === 'after-clear,confirmed,queued', 5000, "q's live query");
+  await eventually(async () => (await shown(q)).join() === 'after-clear,confirmed,queued', 10000, "q's live query");
   assert.equal((await settled(q, "window.db.exec('CREATE TABLE IF NOT EXISTS notes (x)').then((r) => r.durable)")), 'storage_cleared');
   // Sync goes on from memory: the outbox drains, the server confirms both.
   await q.evaluate(() => window.db.resumeSync());
@@ -254,7 +254,7 @@ test('storage quota exhausted, then space again: writes go on in memory, durable
   assert.equal(error.retryable, true);
   assert.equal(await insert(other, 3), 'storage_quota', 'a write while it is full: rejected at once');
   assert.deepEqual(await rows(tab), [1, 2, 3], 'the writes are there in memory');
-  await eventually(async () => (await watched()) === '1,2,3', 5000, "the other tab's live query");
+  await eventually(async () => (await watched()) === '1,2,3', 10000, "the other tab's live query");
   assert.equal((await storageOf(other)).error?.code, 'storage_quota', 'every tab is told');
   assert.equal((await storageOf(tab)).durableSeq, durableBefore, 'nothing reached the disk');
 
