@@ -1,8 +1,8 @@
 //! The sync client's host in the worker (`docs/protocol.md` §9): it carries
 //! out the engine's sync effects — `fetch` for push and pull, one
-//! `setTimeout`, token asks to the tab the engine's `TokenAsks` chooses — and feeds every outcome back as
-//! an event — and turns the worker's `online` / `offline` events into
-//! events. The realtime channel is in `realtime.rs`. It decides nothing.
+//! `setTimeout`, token asks to the tab the engine's `TokenAsks` chooses —
+//! and feeds every outcome back as an event — and turns the worker's
+//! `online` / `offline` events into events. The realtime channel is in `realtime.rs`. It decides nothing.
 
 use super::convert;
 use super::realtime;
