@@ -185,7 +185,8 @@ test('storage cleared under the running app: it says storage_cleared, keeps work
   });
   assert.equal(write, 'storage_cleared');
   await eventually(async () => (await shown(q)).join() === 'after-clear,confirmed,queued', 10000, "q's live query");
-  assert.equal((await settled(q, "window.db.exec('CREATE TABLE IF NOT EXISTS notes (x)').then((r) => r.durable)")), 'storage_cleared');
+  const localTable = "window.db.exec('CREATE TABLE IF NOT EXISTS notes (x)').then((r) => r.durable)";
+  assert.equal(await settled(q, localTable), 'storage_cleared', 'plain SQL in the other tab too');
   // Sync goes on from memory: the outbox drains, the server confirms both.
   await q.evaluate(() => window.db.resumeSync());
   assert.equal(await settled(p, 'window.lastMutation.server'), 'ok');
@@ -201,12 +202,14 @@ test('storage cleared under the running app: it says storage_cleared, keeps work
   // Nothing was written after the clear, and the status never claimed otherwise.
   const statuses = await p.evaluate(() => window.storageStatuses);
   const from = statuses.findIndex((s) => s.error?.code === 'storage_cleared');
-  assert.ok(statuses.slice(from).every((s) => s.error?.code === 'storage_cleared'), JSON.stringify(statuses));
-  assert.ok(statuses.every((s) => s.durableSeq <= durableBefore), JSON.stringify(statuses));
+  const all = JSON.stringify(statuses);
+  assert.ok(statuses.slice(from).every((s) => s.error?.code === 'storage_cleared'), `the error never lifts: ${all}`);
+  assert.ok(statuses.every((s) => s.durableSeq <= durableBefore), `durableSeq never grows: ${all}`);
 
   profile = await restart(profile);
   const again = await syncedTab(profile, user);
-  await eventually(async () => (await todoIds(again)).join() === 'after-clear,confirmed,queued', 30000, 're-synced from the server');
+  const resynced = async () => (await todoIds(again)).join() === 'after-clear,confirmed,queued';
+  await eventually(resynced, 30000, 're-synced from the server');
   await recordStorage(again);
   assert.equal((await storageOf(again)).error, undefined, 'storage works again');
   await addTodo(again, { id: 'reopened', owner: user });
