@@ -9,6 +9,7 @@ export type FerryErrorCode =
   | 'storage_quota'
   | 'storage_unavailable'
   | 'storage_corrupt'
+  | 'storage_cleared'
   | 'database_deleted'
   | 'write_outside_mutator'
   | 'mutator_failed'

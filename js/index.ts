@@ -37,7 +37,8 @@ export type { Listener, QueryState, Row } from './live.js';
 export type { SqlParam, SqlValue, StorageStatus, WorkerStats } from './protocol.js';
 
 /** A write's outcome. `durable` resolves once the write is on disk (it rejects
- * with `storage_quota` / `storage_unavailable` if storage fails first). */
+ * with `storage_quota` / `storage_unavailable` / `storage_cleared` if storage
+ * is failing, or fails first). */
 export interface WriteResult extends ExecResult {
   durable: Promise<void>;
 }
@@ -377,10 +378,18 @@ export class Database<A extends AppDefinition = AppDefinition> {
     });
   }
 
-  /** Resolves once the commit `seq` is on disk; at once if nothing was committed. */
+  /**
+   * Resolves once the commit `seq` is on disk; at once if nothing was
+   * committed. Rejects with the storage error if storage is failing now or
+   * fails first (the write stays in memory, and reaches the disk if storage
+   * recovers: `storage.durableSeq` tells).
+   */
   #durable(seq: number | undefined): Promise<void> {
     if (seq === undefined || (this.#storage && this.#storage.durableSeq >= seq)) return Promise.resolve();
-    const promise = new Promise<void>((resolve, reject) => this.#durableWaiters.push({ seq, resolve, reject }));
+    const failing = this.#storage?.error;
+    const promise = failing
+      ? Promise.reject(new FerryError(failing))
+      : new Promise<void>((resolve, reject) => this.#durableWaiters.push({ seq, resolve, reject }));
     // Apps that never await `durable` must not see unhandled rejections.
     promise.catch(() => {});
     return promise;

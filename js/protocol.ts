@@ -83,7 +83,7 @@ export interface StorageStatus {
   backend: 'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory';
   /** Every commit up to this sequence number is on disk. */
   durableSeq: number;
-  /** Set while writes are not reaching the disk (`storage_quota`, `storage_unavailable`). */
+  /** Set while writes are not reaching the disk (`storage_quota`, `storage_unavailable`, `storage_cleared`). */
   error?: ErrorData;
 }
 

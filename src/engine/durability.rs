@@ -65,4 +65,191 @@ impl Durability {
     pub fn resume(&mut self) {
         self.log.resume();
     }
+
+    /// The files were deleted under the replica: the log stops for good.
+    pub fn files_cleared(&mut self, why: String) {
+        self.log.files_cleared(why);
+    }
+}
+
+/// What the tabs are told about storage (how far the replica is on disk,
+/// and why it is not), and when the host tries a stalled log again. The host
+/// reports what happened to the log; this decides what to tell and when to
+/// retry, so the browser edge decides nothing.
+///
+/// - The error ends only when the log is writing again, not with any request
+///   that happened to succeed (a delete), so tabs never see it flap.
+/// - One retry pending at a time, 250 ms doubling to 30 s, and none for an
+///   error retrying cannot help (`storage_corrupt`, `storage_cleared`).
+#[derive(Debug, Default)]
+pub struct StorageStatus {
+    /// Every commit up to this one is on disk (as last told).
+    pub durable_seq: u64,
+    /// Why commits are not reaching the disk (as last told).
+    pub error: Option<storage::Error>,
+    retry_ms: u32,
+    retry_pending: bool,
+}
+
+/// The host's writer ran out of work: what to do next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Idle {
+    /// The status changed: tell the tabs.
+    pub tell: bool,
+    /// Resume the log and write again after this many ms (a timer).
+    pub retry_in_ms: Option<u32>,
+}
+
+impl StorageStatus {
+    pub fn new(durable_seq: u64, error: Option<storage::Error>) -> Self {
+        StorageStatus {
+            durable_seq,
+            error,
+            ..StorageStatus::default()
+        }
+    }
+
+    /// A request finished; `durable` and `stalled` are the log's now.
+    /// Returns whether the tabs must be told.
+    pub fn io_done(&mut self, durable: u64, stalled: Option<&storage::Error>) -> bool {
+        let grew = durable > self.durable_seq;
+        let recovered = self.error.is_some() && stalled.is_none();
+        if grew {
+            self.durable_seq = durable;
+        }
+        if recovered {
+            self.error = None;
+            self.retry_ms = 0;
+        }
+        grew || recovered
+    }
+
+    /// The writer has nothing more to do; `stalled` is the log's error, if
+    /// it is stalled.
+    pub fn idle(&mut self, stalled: Option<&storage::Error>) -> Idle {
+        let Some(error) = stalled else {
+            return Idle::default();
+        };
+        let tell = self.error.as_ref() != Some(error);
+        self.error = Some(error.clone());
+        let retry_in_ms = (error.retryable() && !self.retry_pending).then(|| {
+            self.retry_ms = (self.retry_ms * 2).clamp(250, 30_000);
+            self.retry_pending = true;
+            self.retry_ms
+        });
+        Idle { tell, retry_in_ms }
+    }
+
+    /// The retry timer fired: the host resumes the log and writes.
+    pub fn retry_fired(&mut self) {
+        self.retry_pending = false;
+    }
+
+    /// The log failed without a request failing (the browser deleted the
+    /// files); `stalled` is its error now. Returns whether to tell the tabs.
+    pub fn failed(&mut self, stalled: Option<&storage::Error>) -> bool {
+        self.idle(stalled).tell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota() -> storage::Error {
+        storage::Error::Quota("full".into())
+    }
+
+    #[test]
+    fn a_stall_is_told_once_and_retried_with_one_timer_at_a_time_doubling() {
+        let mut status = StorageStatus::new(3, None);
+        let first = status.idle(Some(&quota()));
+        assert_eq!(
+            first,
+            Idle {
+                tell: true,
+                retry_in_ms: Some(250)
+            }
+        );
+        // Commits while it is stalled run the writer again: no second timer, nothing new to tell.
+        assert_eq!(
+            status.idle(Some(&quota())),
+            Idle {
+                tell: false,
+                retry_in_ms: None
+            }
+        );
+        status.retry_fired();
+        // The retried write failed again (the log is stalled again): nothing to tell.
+        assert!(!status.io_done(3, Some(&quota())));
+        assert_eq!(
+            status.idle(Some(&quota())),
+            Idle {
+                tell: false,
+                retry_in_ms: Some(500)
+            }
+        );
+        status.retry_fired();
+        for _ in 0..10 {
+            status.retry_fired();
+            status.idle(Some(&quota()));
+        }
+        status.retry_fired();
+        assert_eq!(
+            status.idle(Some(&quota())).retry_in_ms,
+            Some(30_000),
+            "capped"
+        );
+        assert_eq!(status.error, Some(quota()));
+        assert_eq!(status.durable_seq, 3);
+    }
+
+    #[test]
+    fn the_error_ends_when_the_log_writes_again_not_with_any_success() {
+        let mut status = StorageStatus::new(3, None);
+        status.idle(Some(&quota()));
+        status.retry_fired();
+        // A delete succeeded, but the log is still stalled: the error stands.
+        assert!(!status.io_done(3, Some(&quota())));
+        assert_eq!(status.error, Some(quota()));
+        // The log wrote the stalled frames: durable grows, the error ends.
+        assert!(status.io_done(5, None));
+        assert_eq!((status.durable_seq, status.error.clone()), (5, None));
+        // The next stall starts its backoff afresh.
+        assert_eq!(status.idle(Some(&quota())).retry_in_ms, Some(250));
+    }
+
+    #[test]
+    fn errors_retrying_cannot_help_are_told_and_never_retried() {
+        let mut status = StorageStatus::new(7, None);
+        let cleared = storage::Error::Cleared("gone".into());
+        assert!(status.failed(Some(&cleared)));
+        assert_eq!(
+            status.idle(Some(&cleared)),
+            Idle {
+                tell: false,
+                retry_in_ms: None
+            }
+        );
+        // Cleared while a quota retry was pending: told, and no new retry.
+        let mut status = StorageStatus::new(7, None);
+        status.idle(Some(&quota()));
+        let told = status.idle(Some(&cleared));
+        assert_eq!(
+            told,
+            Idle {
+                tell: true,
+                retry_in_ms: None
+            }
+        );
+        assert_eq!(status.error, Some(cleared));
+    }
+
+    #[test]
+    fn a_healthy_writer_tells_only_growth() {
+        let mut status = StorageStatus::new(0, None);
+        assert!(status.io_done(1, None));
+        assert!(!status.io_done(1, None), "a delete or segment write");
+        assert_eq!(status.idle(None), Idle::default());
+    }
 }

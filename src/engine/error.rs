@@ -25,6 +25,9 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// Stored data is inconsistent beyond what a crash explains.
     StorageCorrupt,
+    /// The browser deleted the stored replica under the running worker (site
+    /// data cleared, storage evicted); writes stay in memory only.
+    StorageCleared,
     /// Plain SQL tried to change a synced table: use a mutator.
     WriteOutsideMutator,
     /// A mutator's statements failed locally; nothing was applied or queued.
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::StorageQuota => "storage_quota",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::StorageCorrupt => "storage_corrupt",
+            ErrorCode::StorageCleared => "storage_cleared",
             ErrorCode::WriteOutsideMutator => "write_outside_mutator",
             ErrorCode::MutatorFailed => "mutator_failed",
             ErrorCode::UnknownMutator => "unknown_mutator",
@@ -120,6 +124,7 @@ impl Error {
             Error::Storage(crate::storage::Error::Quota(_)) => ErrorCode::StorageQuota,
             Error::Storage(crate::storage::Error::Unavailable(_)) => ErrorCode::StorageUnavailable,
             Error::Storage(crate::storage::Error::Corrupt(_)) => ErrorCode::StorageCorrupt,
+            Error::Storage(crate::storage::Error::Cleared(_)) => ErrorCode::StorageCleared,
         }
     }
 

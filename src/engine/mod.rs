@@ -252,6 +252,14 @@ impl Engine {
         }
     }
 
+    /// The host learned that the browser deleted the replica's files: no
+    /// more storage writes; [`Engine::storage_stalled`] says `storage_cleared`.
+    pub fn storage_cleared(&mut self, why: String) {
+        if let Some(d) = self.durability.as_mut() {
+            d.files_cleared(why);
+        }
+    }
+
     /// A new tab connected; returns the id its requests are handled under.
     pub fn connect_tab(&mut self) -> TabId {
         let tab = self.next_tab;

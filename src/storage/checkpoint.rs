@@ -58,6 +58,7 @@ impl FrameLog {
         let seq = self.appended_seq();
         let page_size = source.page_size();
         if self.checkpoint.is_some()
+            || self.cleared()
             || !source.at_commit_boundary()
             || seq == self.checkpoint_seq()
             || !valid_page_size(page_size)
@@ -154,7 +155,7 @@ impl FrameLog {
     }
 
     pub(super) fn manifest_done(&mut self, result: Result<(), Error>) {
-        if result.is_err() {
+        if result.is_err() || self.cleared() {
             // The manifest may have landed whole despite the error, so its
             // segments must stay; recovery deletes whichever side lost.
             self.abandon_checkpoint();

@@ -19,6 +19,14 @@ pub enum Error {
     /// help; the replica has to be rebuilt from the server.
     #[error("storage corrupt: {0}")]
     Corrupt(String),
+    /// The files were deleted under the running replica (the browser cleared
+    /// the site's data or evicted it: an IndexedDB connection closed by the
+    /// browser, an OPFS directory gone). What was durable is gone, and
+    /// writing on would put frames on disk with nothing under them, so the
+    /// log stops for good; the replica keeps working in memory. Retrying
+    /// cannot help; a new worker starts from whatever storage then holds.
+    #[error("storage cleared by the browser: {0}")]
+    Cleared(String),
 }
 
 impl Error {
@@ -28,6 +36,7 @@ impl Error {
             Error::Quota(_) => "storage_quota",
             Error::Unavailable(_) => "storage_unavailable",
             Error::Corrupt(_) => "storage_corrupt",
+            Error::Cleared(_) => "storage_cleared",
         }
     }
 
@@ -35,7 +44,7 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::Quota(_) | Error::Unavailable(_) => true,
-            Error::Corrupt(_) => false,
+            Error::Corrupt(_) | Error::Cleared(_) => false,
         }
     }
 }

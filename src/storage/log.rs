@@ -16,6 +16,10 @@
 //! - **Failure.** A failed log write stalls the log with the error (nothing
 //!   later can become durable before it); its frames stay queued and are
 //!   rewritten whole after [`resume`](FrameLog::resume).
+//! - **Cleared storage.** Any request failing with [`Error::Cleared`] (the
+//!   files were deleted under us) stops the log for good: no more I/O, no
+//!   resume, and `durable_seq` never grows again, since frames written now
+//!   would sit on disk without the files they build on.
 //! - **Checkpoint.** See `checkpoint.rs`.
 
 use super::error::Error;
@@ -204,6 +208,9 @@ impl FrameLog {
     pub fn append(&mut self, commit: &Commit) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if self.cleared() {
+            return seq;
+        }
         if self.pending.is_empty() {
             self.pending_first = seq;
         }
@@ -234,9 +241,30 @@ impl FrameLog {
         self.last_error.as_ref()
     }
 
+    /// The files were deleted under the log ([`Error::Cleared`]): it has
+    /// stopped for good.
+    pub fn cleared(&self) -> bool {
+        matches!(self.stalled, Some(Error::Cleared(_)))
+    }
+
+    /// The host learned that the files were deleted under the log (the
+    /// browser said so, or a request failed with [`Error::Cleared`]): stop
+    /// for good.
+    pub fn files_cleared(&mut self, why: String) {
+        if !self.cleared() {
+            self.stalled = Some(Error::Cleared(why));
+            // Never to be written: do not hold them (nor later frames) in memory.
+            self.pending = Vec::new();
+        }
+    }
+
     /// Lets log writes (and failed blocking deletes) be issued again after a
     /// failure. The host calls it after backing off, or when space was freed.
+    /// Does nothing once the storage was [`cleared`](FrameLog::cleared).
     pub fn resume(&mut self) {
+        if self.cleared() {
+            return;
+        }
         self.stalled = None;
         for name in std::mem::take(&mut self.failed_deletes) {
             self.blocking_deletes -= 1;
@@ -253,6 +281,9 @@ impl FrameLog {
     /// The next request for the host, or `None` until something changes (an
     /// append, an acknowledgement, a checkpoint start, a resume).
     pub fn next_io(&mut self) -> Option<IoRequest> {
+        if self.cleared() {
+            return None;
+        }
         if !self.log_write_in_flight
             && self.stalled.is_none()
             && self.blocking_deletes == 0
@@ -284,12 +315,16 @@ impl FrameLog {
         };
         if let Err(error) = &result {
             self.last_error = Some(error.clone());
+            if let Error::Cleared(why) = error {
+                self.files_cleared(why.clone());
+            }
         }
         match what {
             InFlight::LogWrite { first, last, bytes } => {
                 self.log_write_in_flight = false;
                 match result {
                     Ok(()) => self.log_write_landed(first, last, bytes.len() as u64),
+                    Err(_) if self.cleared() => {}
                     Err(error) => {
                         let mut queued = bytes.to_vec();
                         queued.append(&mut self.pending);
@@ -305,7 +340,9 @@ impl FrameLog {
                         Ok(()) => self.blocking_deletes -= 1,
                         Err(error) => {
                             self.failed_deletes.push(name);
-                            self.stalled = Some(error);
+                            if !self.cleared() {
+                                self.stalled = Some(error);
+                            }
                         }
                     }
                 }
@@ -317,6 +354,10 @@ impl FrameLog {
     }
 
     fn log_write_landed(&mut self, first: u64, last: u64, len: u64) {
+        if self.cleared() {
+            // Landed after another request found the files gone: nothing under it.
+            return;
+        }
         self.durable_seq = self.durable_seq.max(last);
         if self.manifest.as_ref().is_some_and(|m| m.seq >= last) {
             // A checkpoint finished while this write was in flight.

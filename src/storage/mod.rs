@@ -44,7 +44,7 @@
 //! - [`StorageBackend`] with [`MemoryBackend`]; [`FrameLog::run_io`] drives a
 //!   synchronous backend.
 //! - [`Error`]: stable codes `storage_quota`, `storage_unavailable`,
-//!   `storage_corrupt`.
+//!   `storage_corrupt`, `storage_cleared`.
 //!
 //! # Decisions
 //!
@@ -62,8 +62,9 @@
 //! - **The host contract**: perform requests in any order and concurrently if
 //!   it likes (the log only issues a request once everything it depends on is
 //!   acknowledged); acknowledge each id exactly once; report `Quota` for
-//!   `QuotaExceededError` and `Unavailable` for anything else; after a failure
-//!   call `resume()` once it is worth trying again.
+//!   `QuotaExceededError`, `Cleared` when the files were deleted under it
+//!   (the log then stops for good) and `Unavailable` for anything else; after
+//!   a retryable failure call `resume()` once it is worth trying again.
 //! - **Limits**: the whole database lives in memory (plus SQLite's page cache);
 //!   opening reads every segment and log file once; frames waiting for a
 //!   stalled log stay in memory.

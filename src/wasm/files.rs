@@ -146,6 +146,15 @@ impl Files {
         }
     }
 
+    /// Calls `on_close` if the browser closes the IndexedDB connection under
+    /// us (the files are being deleted). OPFS gives no such signal: its
+    /// next write finds the directory gone (`IoError::is_cleared`).
+    pub fn on_forced_close(&self, on_close: &js_sys::Function) {
+        if let Files::Hybrid(idb, _) | Files::IndexedDb(idb) = self {
+            idb.on_forced_close(on_close);
+        }
+    }
+
     /// Removes every file of this database (`deleteDatabase`). Closes the
     /// IndexedDB connection first: these files must not be used afterwards.
     pub async fn remove_all(&self, path: &[&str]) -> Result<(), storage::Error> {
@@ -204,6 +213,8 @@ async fn read_dir(dir: &impl Directory) -> Result<Vec<(String, Vec<u8>)>, storag
 pub fn to_storage(e: IoError) -> storage::Error {
     if e.is_quota() {
         storage::Error::Quota(e.message())
+    } else if e.is_cleared() {
+        storage::Error::Cleared(e.message())
     } else {
         storage::Error::Unavailable(e.message())
     }

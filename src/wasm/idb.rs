@@ -157,6 +157,13 @@ impl IdbDirectory {
         committed(&tx).await
     }
 
+    /// Calls `on_close` if the browser closes this connection, which it does
+    /// when it deletes the database under us (site data cleared, storage
+    /// evicted); never for our own [`IdbDirectory::close`].
+    pub fn on_forced_close(&self, on_close: &js_sys::Function) {
+        self.db.set_onclose(Some(on_close));
+    }
+
     /// Closes this connection: `deleteDatabase` waits for every open one.
     pub fn close(&self) {
         self.db.close();

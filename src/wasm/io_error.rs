@@ -27,6 +27,19 @@ impl IoError {
         self.dom_name() == "QuotaExceededError"
     }
 
+    /// The files are gone under us: the browser closed our IndexedDB
+    /// connection (it does so when it deletes the database: site data
+    /// cleared, storage evicted; ferrydb closes it only in `deleteDatabase`,
+    /// after which these files are not used), or the OPFS directory a write
+    /// goes to no longer exists.
+    pub fn is_cleared(&self) -> bool {
+        match self.dom_name().as_str() {
+            "InvalidStateError" => self.call == "transaction",
+            "NotFoundError" => self.call == "getFileHandle",
+            _ => false,
+        }
+    }
+
     pub fn message(&self) -> String {
         let detail = self
             .value

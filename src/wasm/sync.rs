@@ -1,8 +1,8 @@
 //! The sync client's host in the worker (`docs/protocol.md` §9): it carries
 //! out the engine's sync effects — `fetch` for push and pull, one
-//! `setTimeout`, token asks to a live tab — and feeds every outcome back as
-//! an event — and turns the worker's `online` / `offline` events into
-//! events. The realtime channel is in `realtime.rs`. It decides nothing.
+//! `setTimeout`, token asks to the tab the engine's `TokenAsks` chooses —
+//! and feeds every outcome back as an event — and turns the worker's
+//! `online` / `offline` events into events. The realtime channel is in `realtime.rs`. It decides nothing.
 
 use super::convert;
 use super::realtime;
@@ -10,7 +10,7 @@ use super::tabs;
 use super::worker::{self, Shared};
 use crate::engine::live::TabId;
 use crate::engine::replication::{Settled, SyncWork};
-use crate::engine::sync::{Effect, Event};
+use crate::engine::sync::{Effect, Event, TokenAsk, TokenAsks, TokenTab, TOKEN_TIMEOUT_MS};
 use ferrydb_protocol::{PullRequest, PullResponse, PushResponse};
 use serde_json::Value as Json;
 use std::cell::RefCell;
@@ -18,9 +18,6 @@ use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, RequestInit, Response, WorkerGlobalScope};
-
-/// A token ask that gets no answer in this long counts as failed.
-const TOKEN_TIMEOUT_MS: i32 = 10_000;
 
 pub struct SyncHost {
     /// The sync base URL: `{base}/push`, `{base}/pull`, `{base}/events`.
@@ -35,9 +32,8 @@ pub struct SyncHost {
     generation: u32,
     /// The bearer token of the latest request, for the realtime channel.
     pub token: Option<String>,
-    /// The token ask in flight: which tab was asked, and the ask's number.
-    asked: Option<(TabId, u32)>,
-    next_ask: u32,
+    /// Which tab is asked for a token (the engine decides; this carries out).
+    asks: TokenAsks,
     /// The realtime channel's state.
     pub realtime: super::realtime::Realtime,
     /// The app paused sync (mirrors the engine's status): the realtime
@@ -76,8 +72,7 @@ pub fn start(shared: &Rc<RefCell<Shared>>, base: String) {
         on_timer,
         generation: 0,
         token: None,
-        asked: None,
-        next_ask: 1,
+        asks: TokenAsks::default(),
         realtime: Default::default(),
         paused: false,
         prefetched: None,
@@ -97,7 +92,7 @@ pub fn restart(shared: &Rc<RefCell<Shared>>) {
             return;
         };
         host.generation += 1;
-        host.asked = None;
+        host.asks.forget_ask();
         host.prefetched = None;
         if let Some(old) = host.timer.take() {
             global().clear_timeout_with_handle(old);
@@ -407,60 +402,62 @@ fn set_timer(shared: &Rc<RefCell<Shared>>, at: u64) {
         .ok();
 }
 
-/// Asks one live tab with an auth provider for a token. With none, a tab
-/// that syncs without auth means "no token"; with no tab at all, the ask
-/// fails (`auth_required`) and the client asks again after its backoff.
+/// The connected tabs as token asks see them, in connection order.
+fn token_tabs(tabs: &tabs::Tabs) -> Vec<TokenTab> {
+    tabs.iter().map(|(id, t)| (*id, t.auth)).collect()
+}
+
+/// The sync client needs a token: ask the tab the engine's [`TokenAsks`]
+/// chooses, or tell the client what it decided instead.
 fn ask_token(shared: &Rc<RefCell<Shared>>) {
-    let answer = {
+    let decision = {
         let mut state = shared.borrow_mut();
-        let with_auth = state
-            .tabs
-            .iter()
-            .find(|(_, t)| t.auth == Some(true))
-            .map(|(id, _)| *id);
-        let without_auth = state.tabs.values().any(|t| t.auth == Some(false));
-        let Shared { tabs, sync, .. } = &mut *state;
-        let Some(host) = sync.as_mut() else {
+        let tabs = token_tabs(&state.tabs);
+        let Some(host) = state.sync.as_mut() else {
             return;
         };
-        match with_auth {
-            Some(tab) => {
-                let ask = host.next_ask;
-                host.next_ask += 1;
-                host.asked = Some((tab, ask));
-                let message = convert::object(&[
-                    ("type", "needToken".into()),
-                    ("ask", JsValue::from_f64(ask as f64)),
-                ]);
-                if let Some(t) = tabs.get(&tab) {
-                    tabs::post(t.port(), &message);
-                }
-                token_deadline(Rc::downgrade(shared), tab, ask);
-                None
-            }
-            None if without_auth => Some(Event::Token(None)),
-            None => Some(Event::TokenFailed("no open tab can provide a token".into())),
-        }
+        host.asks.need(&tabs)
     };
-    if let Some(answer) = answer {
-        event(shared, answer);
+    carry_out_ask(shared, decision);
+}
+
+fn carry_out_ask(shared: &Rc<RefCell<Shared>>, decision: TokenAsk) {
+    match decision {
+        TokenAsk::Ask { tab, ask } => {
+            let message = convert::object(&[
+                ("type", "needToken".into()),
+                ("ask", JsValue::from_f64(ask as f64)),
+            ]);
+            if let Some(t) = shared.borrow().tabs.get(&tab) {
+                tabs::post(t.port(), &message);
+            }
+            token_deadline(Rc::downgrade(shared), tab, ask);
+        }
+        TokenAsk::Answer(answer) => event(shared, answer),
     }
 }
 
+/// Reports the deadline of ask `ask` to the engine when it passes.
 fn token_deadline(weak: Weak<RefCell<Shared>>, tab: TabId, ask: u32) {
     let expire = Closure::once_into_js(move || {
-        if let Some(shared) = weak.upgrade() {
-            answer_token(
-                &shared,
-                tab,
-                ask,
-                Err("the token provider did not answer".into()),
-            );
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let decision = {
+            let mut state = shared.borrow_mut();
+            let tabs = token_tabs(&state.tabs);
+            let Some(host) = state.sync.as_mut() else {
+                return;
+            };
+            host.asks.timed_out(tab, ask, &tabs)
+        };
+        if let Some(decision) = decision {
+            carry_out_ask(&shared, decision);
         }
     });
     let _ = global().set_timeout_with_callback_and_timeout_and_arguments_0(
         expire.unchecked_ref(),
-        TOKEN_TIMEOUT_MS,
+        TOKEN_TIMEOUT_MS as i32,
     );
 }
 
@@ -471,38 +468,29 @@ pub fn answer_token(
     ask: u32,
     answer: Result<Option<String>, String>,
 ) {
-    {
+    let answer = {
         let mut state = shared.borrow_mut();
         let Some(host) = state.sync.as_mut() else {
             return;
         };
-        if host.asked != Some((tab, ask)) {
-            return; // answered already, or timed out
-        }
-        host.asked = None;
+        host.asks.answered(tab, ask, answer)
+    };
+    if let Some(answer) = answer {
+        event(shared, answer);
     }
-    event(
-        shared,
-        match answer {
-            Ok(token) => Event::Token(token),
-            Err(why) => Event::TokenFailed(why),
-        },
-    );
 }
 
 /// A tab went away: if it was asked for a token, ask another.
 pub fn tab_gone(shared: &Rc<RefCell<Shared>>, tab: TabId) {
-    let reask = {
+    let decision = {
         let mut state = shared.borrow_mut();
-        match state.sync.as_mut() {
-            Some(host) if host.asked.is_some_and(|(t, _)| t == tab) => {
-                host.asked = None;
-                true
-            }
-            _ => false,
-        }
+        let tabs = token_tabs(&state.tabs);
+        let Some(host) = state.sync.as_mut() else {
+            return;
+        };
+        host.asks.tab_gone(tab, &tabs)
     };
-    if reask {
-        ask_token(shared);
+    if let Some(decision) = decision {
+        carry_out_ask(shared, decision);
     }
 }

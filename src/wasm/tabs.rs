@@ -353,10 +353,10 @@ fn storage_message(state: &Shared) -> JsValue {
         ),
         (
             "durableSeq",
-            JsValue::from_f64(state.storage.durable_seq as f64),
+            JsValue::from_f64(state.storage.status.durable_seq as f64),
         ),
     ];
-    if let Some(error) = &state.storage.error {
+    if let Some(error) = &state.storage.status.error {
         fields.push((
             "error",
             convert::error(&crate::Error::Storage(error.clone())),

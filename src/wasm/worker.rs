@@ -6,6 +6,7 @@
 use super::convert;
 use super::files::{self, Choice, Files};
 use super::tabs::{self, Tabs};
+use crate::engine::durability::StorageStatus;
 use crate::engine::Engine;
 use crate::storage::{self, recover, LogConfig};
 use js_sys::Reflect;
@@ -19,10 +20,9 @@ pub struct StorageState {
     pub files: Rc<Files>,
     pub path: Vec<String>,
     pub flushing: bool,
-    /// Told to tabs only when it grows.
-    pub durable_seq: u64,
-    pub error: Option<storage::Error>,
-    pub retry_ms: u32,
+    /// What tabs are told, and when a stalled log is retried (decided by
+    /// the engine's `StorageStatus`).
+    pub status: StorageStatus,
 }
 
 pub struct Shared {
@@ -76,21 +76,44 @@ pub async fn open_worker(
     let mut engine = engine;
     engine.set_clock(Box::new(|| js_sys::Date::now() as u64));
     let durable_seq = engine.durable_seq();
-    Ok(FerryWorker {
-        shared: Rc::new(RefCell::new(Shared {
-            engine,
-            tabs: Tabs::default(),
-            storage: StorageState {
-                files: Rc::new(files),
-                path,
-                flushing: false,
-                durable_seq,
-                error,
-                retry_ms: 0,
-            },
-            sync: None,
-        })),
-    })
+    let shared = Rc::new(RefCell::new(Shared {
+        engine,
+        tabs: Tabs::default(),
+        storage: StorageState {
+            files: Rc::new(files),
+            path,
+            flushing: false,
+            status: StorageStatus::new(durable_seq, error),
+        },
+        sync: None,
+    }));
+    watch_for_clearing(&shared);
+    Ok(FerryWorker { shared })
+}
+
+/// When the browser deletes the files under the running worker (site data
+/// cleared), the log stops for good and the tabs are told at once, before
+/// any write finds out.
+fn watch_for_clearing(shared: &Rc<RefCell<Shared>>) {
+    let weak = Rc::downgrade(shared);
+    let on_close = Closure::once_into_js(move || {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let mut state = shared.borrow_mut();
+        let Shared {
+            engine, storage, ..
+        } = &mut *state;
+        engine.storage_cleared("the browser closed the IndexedDB connection".into());
+        if storage.status.failed(engine.storage_stalled()) {
+            tabs::broadcast_storage(&state);
+        }
+    });
+    shared
+        .borrow()
+        .storage
+        .files
+        .on_forced_close(on_close.unchecked_ref());
 }
 
 async fn open_engine(files: &Files) -> Result<Engine, storage::Error> {
@@ -140,33 +163,37 @@ async fn flush(shared: Rc<RefCell<Shared>>) {
         };
         let result = files.perform(&request).await;
         let mut state = shared.borrow_mut();
-        let durable = state.engine.io_done(request.id, result);
-        if durable > state.storage.durable_seq || state.storage.error.is_some() {
-            state.storage.durable_seq = durable;
-            state.storage.error = None;
-            state.storage.retry_ms = 0;
+        let Shared {
+            engine, storage, ..
+        } = &mut *state;
+        let durable = engine.io_done(request.id, result);
+        if storage.status.io_done(durable, engine.storage_stalled()) {
             tabs::broadcast_storage(&state);
         }
     }
     let mut state = shared.borrow_mut();
     state.storage.flushing = false;
-    if let Some(error) = state.engine.storage_stalled().cloned() {
-        // Keep serving from memory, tell the tabs, and try again with backoff.
-        let changed = state.storage.error.as_ref() != Some(&error);
-        state.storage.error = Some(error);
-        state.storage.retry_ms = (state.storage.retry_ms * 2).clamp(250, 30_000);
-        if changed {
-            tabs::broadcast_storage(&state);
-        }
-        let delay = state.storage.retry_ms;
-        drop(state);
-        retry_after(shared, delay);
+    let Shared {
+        engine, storage, ..
+    } = &mut *state;
+    // Stalled: keep serving from memory, tell the tabs, retry if it can help.
+    let idle = storage.status.idle(engine.storage_stalled());
+    if idle.tell {
+        tabs::broadcast_storage(&state);
+    }
+    drop(state);
+    if let Some(ms) = idle.retry_in_ms {
+        retry_after(shared, ms);
     }
 }
 
 fn retry_after(shared: Rc<RefCell<Shared>>, ms: u32) {
     let retry = Closure::once_into_js(move || {
-        shared.borrow_mut().engine.resume_storage();
+        {
+            let mut state = shared.borrow_mut();
+            state.storage.status.retry_fired();
+            state.engine.resume_storage();
+        }
         flush_soon(&shared);
     });
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
@@ -197,9 +224,9 @@ pub async fn delete_database(shared: &Rc<RefCell<Shared>>) -> Result<(), crate::
             Some(random_seed()),
         )?;
         state.storage.files = Rc::new(fresh);
-        state.storage.durable_seq = 0;
-        state.storage.error = None;
+        state.storage.status = StorageStatus::default();
     }
+    watch_for_clearing(shared);
     flush_soon(shared);
     super::sync::restart(shared);
     Ok(())

@@ -90,26 +90,62 @@ export async function buildTestSite() {
   return site;
 }
 
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
 /**
  * A browser profile; its pages are tabs sharing one SharedWorker. Pass the
  * `dir` of an earlier profile to restart the browser on it (its OPFS and
  * IndexedDB included); `close({ keep: true })` leaves the directory for that.
+ *
+ * `freezable`: tabs the browser can really hide and freeze (CDP
+ * `Page.setWebLifecycleState`). Playwright keeps every page it launches
+ * "visibly captured" (`Emulation.setFocusEmulationEnabled`), which makes a
+ * freeze a no-op; so this starts Chromium itself and attaches with
+ * `connectOverCDP(..., { noDefaults: true })`, under which Playwright leaves
+ * the pages of the default context alone.
  */
-export async function launchProfile(dir) {
+export async function launchProfile(dir, { freezable = false } = {}) {
   dir ??= await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+  let context;
+  let stopChromium;
+  if (freezable) {
+    const child = spawn(
+      executablePath,
+      ['--headless', '--remote-debugging-port=0', `--user-data-dir=${dir}`, ...CHROMIUM_ARGS, 'about:blank'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    const endpoint = await new Promise((resolve, reject) => {
+      let stderr = '';
+      // Read for the browser's whole life, so its pipe never fills.
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        const match = stderr.match(/DevTools listening on (ws:\/\/\S+)/);
+        if (match) resolve(match[1]);
+      });
+      child.on('exit', (code) => reject(new Error(`chromium exited with ${code}: ${stderr}`)));
+    });
+    const browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
+    context = browser.contexts()[0];
+    stopChromium = async () => {
+      await browser.close();
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill();
+        await exited;
+      }
+    };
+  } else {
+    context = await chromium.launchPersistentContext(dir, { executablePath, headless: true, args: CHROMIUM_ARGS });
+  }
   const errors = [];
   context.on('weberror', (e) => errors.push(String(e.error())));
   return {
@@ -126,7 +162,8 @@ export async function launchProfile(dir) {
       return page;
     },
     async close({ keep = false } = {}) {
-      await context.close();
+      if (freezable) await stopChromium();
+      else await context.close();
       if (!keep) await rm(dir, { recursive: true, force: true });
     },
   };

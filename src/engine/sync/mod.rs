@@ -1,7 +1,8 @@
 //! Sync, platform-free and sans-IO: the replica (synced tables, outbox,
 //! rebase, rejections, schema-version check) over the engine's [`Database`],
 //! and the [`SyncClient`] state machine that decides when to push, pull,
-//! back off or ask for a token. The host performs the HTTP requests and
+//! back off or ask for a token, and
+//! [`TokenAsks`], which decides which tab is asked for it. The host performs the HTTP requests and
 //! timers the client asks for; nothing here blocks or touches a socket.
 //!
 //! [`ModelServer`] is the in-memory twin of the reference server, used by the
@@ -20,6 +21,7 @@ mod mutator;
 mod rebase;
 mod replica;
 mod schema;
+mod token_asks;
 pub mod values;
 
 pub use backoff::SplitMix64;
@@ -30,6 +32,7 @@ pub use events::{
 };
 pub use model_server::{LoggedMutation, ModelServer};
 pub use replica::{Mutated, Opened, PendingMutation, PushApplied, Rejection, Replica};
+pub use token_asks::{TokenAsk, TokenAsks, TokenTab, TOKEN_TIMEOUT_MS};
 
 #[cfg(test)]
 mod tests;

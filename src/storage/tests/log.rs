@@ -211,3 +211,77 @@ fn a_name_past_the_largest_generation_is_not_ours() {
     assert_eq!(recovered.report.last_seq, 0);
     assert_eq!(recovered.report.garbage_files, 0);
 }
+
+fn cleared() -> Error {
+    Error::Cleared("the directory is gone".into())
+}
+
+#[test]
+fn storage_cleared_under_the_log_stops_it_for_good_and_durability_stops_growing() {
+    let mut log = FrameLog::new(small_config());
+    log.append(&commit(1, 1));
+    let first = log.next_io().unwrap();
+    log.io_done(first.id, Ok(()));
+    assert_eq!(log.durable_seq(), 1);
+    log.append(&commit(1, 2));
+    let second = log.next_io().unwrap();
+    log.io_done(second.id, Err(cleared()));
+    assert!(log.cleared());
+    let error = log.stalled().unwrap();
+    assert_eq!(error.code(), "storage_cleared");
+    assert!(!error.retryable(), "retrying cannot bring the files back");
+    // Neither a resume nor new commits write anything on top of the lost files.
+    log.resume();
+    assert!(log.cleared());
+    assert_eq!(log.append(&commit(2, 3)), 3, "commits keep their numbers");
+    assert_eq!(log.next_io(), None);
+    let mut image = PageImage::empty();
+    image.set_page_size(4096);
+    image.set_page(1, &[2; 4096]);
+    image.set_page(2, &[3; 4096]);
+    assert!(!log.start_checkpoint(&image), "no checkpoint either");
+    assert_eq!(log.durable_seq(), 1);
+}
+
+#[test]
+fn any_request_that_finds_the_files_gone_stops_the_log_even_a_quota_stalled_one() {
+    let mut log = FrameLog::new(small_config());
+    log.append(&commit(1, 1));
+    let write = log.next_io().unwrap();
+    log.io_done(write.id, Err(quota()));
+    assert_eq!(log.stalled(), Some(&quota()));
+    log.resume();
+    let retry = log.next_io().unwrap();
+    log.io_done(retry.id, Err(cleared()));
+    assert_eq!(log.stalled(), Some(&cleared()));
+    log.resume();
+    assert_eq!(log.next_io(), None);
+    assert_eq!(log.durable_seq(), 0);
+}
+
+#[test]
+fn a_log_write_that_lands_after_the_files_were_found_gone_is_not_durable() {
+    let mut log = FrameLog::new(small_config());
+    log.append(&commit(1, 1));
+    let write = log.next_io().unwrap();
+    // A request performed concurrently (a delete from recovery's garbage, say) finds them gone first.
+    log.queue_delete("log.00000000000000ff".into(), false);
+    let delete = log.next_io().unwrap();
+    log.io_done(delete.id, Err(cleared()));
+    log.io_done(write.id, Ok(()));
+    assert_eq!(log.durable_seq(), 0);
+    assert!(log.cleared());
+}
+
+#[test]
+fn told_that_the_files_were_cleared_the_log_stops_before_any_request_fails() {
+    let mut log = FrameLog::new(small_config());
+    log.append(&commit(1, 1));
+    let write = log.next_io().unwrap();
+    log.io_done(write.id, Ok(()));
+    log.append(&commit(1, 2));
+    log.files_cleared("the connection was closed".into());
+    assert_eq!(log.stalled().map(Error::code), Some("storage_cleared"));
+    assert_eq!(log.next_io(), None, "the queued frame is never written");
+    assert_eq!(log.durable_seq(), 1);
+}

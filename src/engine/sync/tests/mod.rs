@@ -8,6 +8,7 @@ mod migrate;
 mod rebase;
 mod replica;
 mod server;
+mod token_asks;
 
 use super::*;
 use crate::engine::database::Database;
