@@ -22,9 +22,33 @@ use live::{LiveQueries, TabId, TabUpdates};
 use replication::{Replication, SyncWork};
 use request::{Request, Response, Stats};
 
-/// Milliseconds since the Unix epoch; the host supplies it (`Date.now` in
-/// the browser, a hand-moved clock in tests).
-pub type Clock = Box<dyn Fn() -> u64>;
+/// The two times the engine reads, in milliseconds. The host supplies them
+/// (`Date.now` and `performance.now` in the browser, a hand-moved clock in
+/// tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Since the Unix epoch, as the device's clock says: what timestamps
+    /// record and show (`created_at`, `lastSyncedAt`). It jumps whenever the
+    /// clock is set (by the user, or by NTP after a wrong start).
+    pub wall: u64,
+    /// A clock that never jumps and only moves forward, from any origin:
+    /// what every timer, deadline and backoff is measured on, so that a
+    /// wall clock set back an hour cannot postpone a retry by an hour, nor
+    /// one set forward time out a request that was just sent.
+    pub monotonic: u64,
+}
+
+impl Now {
+    /// Both clocks reading `ms` (tests, where the wall clock does not jump).
+    pub fn at(ms: u64) -> Now {
+        Now {
+            wall: ms,
+            monotonic: ms,
+        }
+    }
+}
+
+pub type Clock = Box<dyn Fn() -> Now>;
 
 pub struct Engine {
     db: Database,
@@ -64,6 +88,16 @@ pub struct SyncHandled {
     pub commit_seq: Option<u64>,
 }
 
+/// What finishing one piece of storage I/O changed.
+#[derive(Debug, Default)]
+pub struct IoDone {
+    /// Every commit up to this sequence number is on disk.
+    pub durable_seq: u64,
+    /// Mutations reached the disk, so the sync client may now push them:
+    /// the work that follows, for the host to carry out.
+    pub sync: Option<SyncHandled>,
+}
+
 /// The outcome of a tab's `open` with an app definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppOpened {
@@ -84,7 +118,7 @@ impl Engine {
             next_tab: 1,
             replication: None,
             app_json: None,
-            clock: Box::new(|| 0),
+            clock: Box::new(|| Now::at(0)),
         }
     }
 
@@ -124,7 +158,7 @@ impl Engine {
     pub fn enable_sync(&mut self, seed: u64) -> bool {
         match self.replication.as_mut() {
             Some(r) if r.client.is_none() => {
-                r.client = Some(sync::SyncClient::new(sync::SyncConfig::default(), seed));
+                r.start_client(seed);
                 true
             }
             _ => false,
@@ -217,15 +251,24 @@ impl Engine {
         self.durability.as_mut()?.next_io()
     }
 
-    /// The host finished `id`; returns the new durable sequence number.
-    pub fn io_done(&mut self, id: u64, result: storage::Result<()>) -> u64 {
-        match self.durability.as_mut() {
-            Some(d) => {
-                d.io_done(id, result);
-                d.durable_seq()
-            }
-            None => 0,
-        }
+    /// The host finished `id`: the new durable sequence number, and the sync
+    /// work of any mutations that are now on disk (and may be pushed).
+    pub fn io_done(&mut self, id: u64, result: storage::Result<()>) -> Result<IoDone> {
+        let Some(d) = self.durability.as_mut() else {
+            return Ok(IoDone::default());
+        };
+        d.io_done(id, result);
+        let durable_seq = d.durable_seq();
+        let saved = self
+            .replication
+            .as_mut()
+            .is_some_and(|r| r.saved_through(durable_seq));
+        let sync = if saved {
+            Some(self.sync_event(sync::Event::Mutated)?)
+        } else {
+            None
+        };
+        Ok(IoDone { durable_seq, sync })
     }
 
     /// Every commit up to this sequence number is on disk.
@@ -276,6 +319,12 @@ impl Engine {
         };
         let mut reply = self.dispatch(tab, request, &mut changed);
         let mut commit_seq = self.durability.as_mut().and_then(Durability::capture);
+        if let (Ok(Response::Mutated { mutation_id }), Some(seq), Some(r)) =
+            (&reply, commit_seq, self.replication.as_mut())
+        {
+            // Not pushed before it is on disk (see `Replication::saving`).
+            r.saving(*mutation_id, seq);
+        }
         let mut sync = SyncWork::default();
         if let Some(event) = sync_event.filter(|_| reply.is_ok()) {
             let was_mutation = event == sync::Event::Mutated;
@@ -356,7 +405,7 @@ impl Engine {
                 Ok(Response::Done)
             }
             Request::Mutate { name, args } => {
-                let now = (self.clock)();
+                let now = (self.clock)().wall;
                 let replication = self.replication.as_mut().ok_or_else(|| {
                     Error::BadRequest("mutate needs an app: open the database with `app`".into())
                 })?;

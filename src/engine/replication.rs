@@ -40,6 +40,9 @@ pub struct Replication {
     /// Told to tabs that connect later, too: an `updateNeeded` is a state,
     /// not a moment.
     update_needed: Option<SyncEvent>,
+    /// Mutations made since the worker started that are not on disk yet, as
+    /// (mutation id, commit sequence number), ascending. See [`Self::saving`].
+    unsaved: Vec<(u64, u64)>,
 }
 
 /// What a sync event (or a mutation) asks of the host, besides live-query
@@ -72,7 +75,44 @@ impl Replication {
             client: sync_seed.map(|seed| SyncClient::new(SyncConfig::default(), seed)),
             unsettled: Vec::new(),
             update_needed: None,
+            unsaved: Vec::new(),
         })
+    }
+
+    /// Starts a sync client for a replica opened without one.
+    pub fn start_client(&mut self, seed: u64) {
+        let mut client = SyncClient::new(SyncConfig::default(), seed);
+        client.hold_from(self.unsaved.first().map(|&(id, _)| id));
+        self.client = Some(client);
+    }
+
+    /// Mutation `mutation_id` committed as `seq`, which is not on disk yet.
+    /// Until it is, it is not pushed: the server must never hold a mutation
+    /// that a crash can take from the replica, or the replica, restarted
+    /// from disk, would give its ID to a new mutation — which the server
+    /// then skips as one it has already processed, and the new write is
+    /// lost without a word.
+    pub fn saving(&mut self, mutation_id: u64, seq: u64) {
+        self.unsaved.push((mutation_id, seq));
+        self.hold_pushes();
+    }
+
+    /// Commits up to `durable_seq` are on disk; returns whether that let
+    /// mutations go to the server (the client should then be woken).
+    pub fn saved_through(&mut self, durable_seq: u64) -> bool {
+        let before = self.unsaved.len();
+        self.unsaved.retain(|&(_, seq)| seq > durable_seq);
+        let saved = self.unsaved.len() != before;
+        if saved {
+            self.hold_pushes();
+        }
+        saved
+    }
+
+    fn hold_pushes(&mut self) {
+        if let Some(client) = self.client.as_mut() {
+            client.hold_from(self.unsaved.first().map(|&(id, _)| id));
+        }
     }
 
     pub fn app(&self) -> &AppDefinition {
@@ -127,7 +167,7 @@ impl Replication {
     /// Feeds one event to the sync client (if there is one) at time `now`.
     pub fn handle(
         &mut self,
-        now: u64,
+        now: super::Now,
         event: super::sync::Event,
         db: &mut Database,
     ) -> Result<SyncWork> {

@@ -74,7 +74,7 @@ pub async fn open_worker(
         ),
     };
     let mut engine = engine;
-    engine.set_clock(Box::new(|| js_sys::Date::now() as u64));
+    engine.set_clock(Box::new(super::sync::now));
     let durable_seq = engine.durable_seq();
     Ok(FerryWorker {
         shared: Rc::new(RefCell::new(Shared {
@@ -139,14 +139,20 @@ async fn flush(shared: Rc<RefCell<Shared>>) {
             break;
         };
         let result = files.perform(&request).await;
-        let mut state = shared.borrow_mut();
-        let durable = state.engine.io_done(request.id, result);
-        if durable > state.storage.durable_seq || state.storage.error.is_some() {
-            state.storage.durable_seq = durable;
-            state.storage.error = None;
-            state.storage.retry_ms = 0;
-            tabs::broadcast_storage(&state);
-        }
+        let saved = {
+            let mut state = shared.borrow_mut();
+            let done = state.engine.io_done(request.id, result);
+            let durable = state.engine.durable_seq();
+            if durable > state.storage.durable_seq || state.storage.error.is_some() {
+                state.storage.durable_seq = durable;
+                state.storage.error = None;
+                state.storage.retry_ms = 0;
+                tabs::broadcast_storage(&state);
+            }
+            done.map(|d| d.sync)
+        };
+        // Mutations now on disk may be pushed.
+        super::sync::handled(&shared, saved);
     }
     let mut state = shared.borrow_mut();
     state.storage.flushing = false;

@@ -98,7 +98,8 @@ pub enum Effect {
         token: Option<String>,
         request: PullRequest,
     },
-    /// Fire `Timer` at this time (ms); replaces the previous timer.
+    /// Fire `Timer` at this time (ms on the monotonic clock, `Now::monotonic`);
+    /// replaces the previous timer.
     SetTimer { at: u64 },
     /// Ask the app's token provider; answer with `Token`.
     NeedToken,
@@ -139,7 +140,8 @@ pub struct SyncStatus {
     pub downloading: bool,
     /// Mutations in the outbox.
     pub pending_mutations: u64,
-    /// When the replica last caught up with the server (ms).
+    /// When the replica last caught up with the server (wall clock, ms since
+    /// the Unix epoch).
     pub last_synced_at: Option<u64>,
     /// Why syncing is failing, while it is.
     pub error: Option<StatusError>,

@@ -195,3 +195,58 @@ fn a_replica_opened_without_a_server_can_start_syncing_later() {
     assert_eq!(alice.status.as_ref().unwrap().pending_mutations, 0);
     assert_eq!(server.last_mutation_id("a").unwrap(), id);
 }
+
+#[test]
+fn a_mutation_is_pushed_only_once_on_disk_so_a_crash_cannot_leave_the_server_ahead() {
+    let mut server = server();
+    let mut disk = MemoryBackend::default();
+    let mut laptop = Device::on_disk(&disk, "laptop", "alice");
+    laptop.start(&mut server);
+    laptop.flush(&mut disk);
+    let tab = laptop.tab();
+    laptop.add_todo(tab, "saved", "alice").unwrap();
+    assert!(
+        !laptop
+            .io
+            .iter()
+            .any(|e| matches!(e, Effect::SendPush { .. })),
+        "not pushed before it is on disk"
+    );
+    laptop.flush(&mut disk);
+    assert!(
+        laptop
+            .io
+            .iter()
+            .any(|e| matches!(e, Effect::SendPush { .. })),
+        "pushed once it is: {:?}",
+        laptop.io
+    );
+    laptop.sync(&mut server);
+    // Made, applied, never written: the crash takes it.
+    laptop.add_todo(tab, "unsaved", "alice").unwrap();
+    laptop.sync(&mut server);
+    assert_eq!(server.executions().unwrap().values().sum::<u32>(), 1);
+
+    // The device restarts from what is on disk; its next mutation gets the
+    // lost one's ID, which the server must not know.
+    let mut laptop = Device::on_disk(&disk, "unused", "alice");
+    laptop.start(&mut server);
+    let tab = laptop.tab();
+    assert_eq!(laptop.add_todo(tab, "after-crash", "alice").unwrap(), 2);
+    laptop.flush(&mut disk);
+    laptop.sync(&mut server);
+    assert_eq!(rejected_ids(&laptop), [(2, None)]);
+    assert_eq!(laptop.status.as_ref().unwrap().pending_mutations, 0);
+    assert_eq!(
+        laptop.column(tab, "SELECT id FROM todos ORDER BY id"),
+        [text("after-crash"), text("saved")]
+    );
+    let mut phone = Device::new("phone", "alice", true);
+    phone.start(&mut server);
+    let phone_tab = phone.tab();
+    assert_eq!(
+        phone.column(phone_tab, "SELECT id FROM todos ORDER BY id"),
+        [text("after-crash"), text("saved")],
+        "the server has the write made after the crash"
+    );
+}
