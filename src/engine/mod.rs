@@ -55,9 +55,10 @@ pub struct Engine {
     /// `None` for a plain in-memory database (tests): nothing to persist.
     durability: Option<Durability>,
     live: LiveQueries,
-    /// Connected tabs, in connection order (a handful: a `Vec` costs the wasm
-    /// less code than a set).
-    tabs: Vec<TabId>,
+    /// Connected tabs, in connection order, with the schema version of the
+    /// app each opened (0: none yet). A handful: a `Vec` costs the wasm less
+    /// code than a map.
+    tabs: Vec<(TabId, u32)>,
     next_tab: TabId,
     /// The app's synced side, once a tab opened the database with an app.
     replication: Option<Replication>,
@@ -99,13 +100,19 @@ pub struct IoDone {
 }
 
 /// The outcome of a tab's `open` with an app definition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppOpened {
     /// The replica was opened now; with `sync`, the host should start syncing
     /// (send `Online` when the network is up).
     Now { sync: bool },
     /// Another tab opened it already with the same schema version.
     Already,
+    /// A tab of a newer build: the replica was migrated to its schema in
+    /// place (the outbox kept, so no write of an older tab is lost), and the
+    /// sync client, if one ran, starts over on it. The tabs in `outdated`
+    /// run an older app: every request of theirs is refused from now on,
+    /// and they must be told (`SyncEvent::AppOutdated`) to reload.
+    Upgraded { outdated: Vec<TabId> },
 }
 
 impl Engine {
@@ -127,30 +134,68 @@ impl Engine {
         self.clock = clock;
     }
 
-    /// Opens the replica of the app `app_json` (a tab's `open`), with a sync
-    /// client when `sync_seed` is given. A second tab with the same schema
-    /// version shares it; an older one gets `app_outdated`, a newer one
-    /// `worker_outdated`. Fails with `invalid_app` / `app_outdated` (a newer
-    /// build migrated this replica) leaving the database untouched.
+    /// Opens the replica of the app `app_json` for `tab` (its `open`), with a
+    /// sync client when `sync_seed` is given. A later tab with the same
+    /// schema version shares it; an older one gets `app_outdated`; a newer
+    /// one upgrades it (see [`AppOpened::Upgraded`]): during a deploy, the
+    /// new build works at once and the old tabs are told to reload, rather
+    /// than the new build waiting for every old tab to close. Fails with
+    /// `invalid_app` / `app_outdated` (a newer build migrated this replica)
+    /// leaving the database and the running app untouched.
     pub fn open_app(
         &mut self,
+        tab: TabId,
         app_json: &str,
         new_client_id: &str,
         sync_seed: Option<u64>,
     ) -> Result<AppOpened> {
-        if let Some(replication) = &self.replication {
-            replication.check_same_app(app_json)?;
-            return Ok(AppOpened::Already);
+        let version = replication::parse_app(app_json)?.version;
+        let opened = match self.replication.take() {
+            None => {
+                let opened = Replication::open(&mut self.db, app_json, new_client_id, sync_seed)?;
+                self.replication = Some(opened);
+                AppOpened::Now {
+                    sync: sync_seed.is_some(),
+                }
+            }
+            Some(running) if version <= running.app().version => {
+                let same = running.check_not_older(version);
+                self.replication = Some(running);
+                same?;
+                AppOpened::Already
+            }
+            Some(mut running) => {
+                // Migrates in a savepoint: on failure nothing changed.
+                match Replication::open(&mut self.db, app_json, new_client_id, None) {
+                    Ok(mut upgraded) => {
+                        upgraded.take_over(&mut running, sync_seed);
+                        self.replication = Some(upgraded);
+                    }
+                    Err(e) => {
+                        self.replication = Some(running);
+                        return Err(e);
+                    }
+                }
+                let outdated = self
+                    .tabs
+                    .iter_mut()
+                    .filter(|(_, v)| (1..version).contains(v))
+                    .map(|(t, v)| {
+                        *v = 0;
+                        *t
+                    })
+                    .collect();
+                AppOpened::Upgraded { outdated }
+            }
+        };
+        if let Some(entry) = self.tabs.iter_mut().find(|(t, _)| *t == tab) {
+            entry.1 = version;
         }
-        let replication = Replication::open(&mut self.db, app_json, new_client_id, sync_seed)?;
-        self.replication = Some(replication);
         self.app_json = Some(app_json.to_owned());
         if let Some(d) = self.durability.as_mut() {
             d.capture();
         }
-        Ok(AppOpened::Now {
-            sync: sync_seed.is_some(),
-        })
+        Ok(opened)
     }
 
     /// Starts a sync client for a replica opened without one (a later tab
@@ -299,13 +344,13 @@ impl Engine {
     pub fn connect_tab(&mut self) -> TabId {
         let tab = self.next_tab;
         self.next_tab += 1;
-        self.tabs.push(tab);
+        self.tabs.push((tab, 0));
         tab
     }
 
     /// A tab closed or died: everything it held is released.
     pub fn disconnect_tab(&mut self, tab: TabId) {
-        self.tabs.retain(|t| *t != tab);
+        self.tabs.retain(|(t, _)| *t != tab);
         self.live.remove_tab(tab);
     }
 

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -96,13 +96,14 @@ test('the browser killed with SIGKILL mid-burst: every durable write survives an
   const { durable, issued } = await tab.evaluate(() => ({ durable: [...window.durable], issued: window.issued.length }));
   await laptop.kill();
   forget(laptop);
-  const onServerAtKill = (await serverMutations()).length;
-  console.log(`# at the kill: ${issued} issued, ${durable.length} durable, ${onServerAtKill} on the server`);
 
   const again = await device(laptop.dir);
   tab = await syncedTab(again, user);
   const recovered = await todoIds(tab);
-  console.log(`# after the restart: ${recovered.length} in the replica, ${(await clientLog(tab)).length} on the server`);
+  console.log(
+    `# read before the kill: ${issued} issued, ${durable.length} durable; ` +
+      `after the restart: ${recovered.length} in the replica, ${(await clientLog(tab)).length} on the server`,
+  );
   const missing = durable.filter((id) => !recovered.includes(id));
   assert.deepEqual(missing, [], 'every write acknowledged durable is in the replica after the restart');
 
@@ -110,15 +111,7 @@ test('the browser killed with SIGKILL mid-burst: every durable write survives an
   // already has from before the crash.
   await addTodo(tab, { id: 'after-restart', owner: user });
   await tab.evaluate(() => window.lastMutation.server);
-  try {
-    await eventually(async () => (await status(tab)).pendingMutations === 0, 20000, 'the outbox drains');
-  } catch (e) {
-    console.log('DEBUG status', JSON.stringify(await status(tab)));
-    console.log('DEBUG outbox', JSON.stringify(await tab.evaluate(() => window.db.query('SELECT id, name, args, confirmed FROM _ferry_outbox'))));
-    console.log('DEBUG meta', JSON.stringify(await tab.evaluate(() => window.db.query('SELECT * FROM _ferry_meta'))));
-    console.log('DEBUG log tail', JSON.stringify((await clientLog(tab)).slice(-5)));
-    throw e;
-  }
+  await eventually(async () => (await status(tab)).pendingMutations === 0, 60000, 'the outbox drains');
 
   const log = await clientLog(tab);
   assertNoDuplicates(log);
@@ -138,6 +131,138 @@ test('the browser killed with SIGKILL mid-burst: every durable write survives an
   const fresh = await syncedTab(other, user);
   await eventually(async () => (await todoIds(fresh)).length === expected.length, 60000, 'the other device converges');
   assert.deepEqual(await todoIds(fresh), expected);
+});
+
+// ---- An upgrade: the server and a new build of the app, while old tabs are open.
+
+/** What `call` (run in the page) threw, as `{name, code}`; null if it did not throw. */
+function thrown(page, call) {
+  return page.evaluate(async (source) => {
+    try {
+      await new Function(`return (${source})()`)();
+      return null;
+    } catch (e) {
+      return { name: e.name, code: e.code };
+    }
+  }, call.toString());
+}
+
+const events = (page, type) => page.evaluate((type) => window.syncEvents.filter((e) => e.type === type), type);
+
+/** The sample app's next version: a new table and a mutator writing it (what the server takes on in place). */
+function nextVersion(app) {
+  return {
+    ...app,
+    version: app.version + 1,
+    tables: [
+      ...app.tables,
+      {
+        name: 'comments',
+        columns: [
+          { name: 'id', type: 'text' },
+          { name: 'owner', type: 'text' },
+          { name: 'body', type: 'text' },
+        ],
+        primaryKey: ['id'],
+        access: { read: 'owner = :user_id', write: 'owner = :user_id' },
+      },
+    ],
+    mutators: [
+      ...app.mutators,
+      {
+        name: 'addComment',
+        params: [
+          { name: 'id', type: 'text' },
+          { name: 'owner', type: 'text' },
+          { name: 'body', type: 'text' },
+        ],
+        sql: 'INSERT INTO comments (id, owner, body) VALUES (:id, :owner, :body)',
+      },
+    ],
+  };
+}
+
+test('an old and a new build open at once during an upgrade: the new one works, the old one is told to reload, no write lost or twice', async () => {
+  const v1 = JSON.parse(await readFile(join(root, 'tests', 'fixtures', 'app.json'), 'utf8'));
+  const v2 = nextVersion(v1);
+  const v2Path = join(storeDir, 'app-v2.json');
+  await writeFile(v2Path, JSON.stringify(v2));
+  const store = await freshStore(storeDir, 'upgrade');
+  await server?.kill();
+  server = await startServer(serverArgs(store));
+  const user = 'uma';
+  const laptop = await device();
+  const old = await syncedTab(laptop, user);
+  await allConnected([old]);
+  await addTodo(old, { id: 'v1-synced', owner: user });
+  await eventually(async () => (await status(old)).pendingMutations === 0, 30000, 'synced on version 1');
+
+  // The deploy, server first: it restarts on version 2, same port and store.
+  await server.kill();
+  server = await startServer(serverArgs(store, v2Path), { listen: `127.0.0.1:${server.port}` });
+  // The old build's next write learns of it (so would its next periodic
+  // pull), and stays queued: the server refuses version 1.
+  await addTodo(old, { id: 'v1-queued', owner: user });
+  await old.evaluate(() => {
+    window.queuedOutcome = window.lastMutation.server.then(() => 'ok', (e) => e.code);
+  });
+  await eventually(
+    async () => (await events(old, 'updateNeeded')).length > 0,
+    BACKOFF_MAX_MS + 10_000,
+    'the old build told by the server',
+  );
+  assert.equal((await events(old, 'updateNeeded'))[0].serverSchemaVersion, 2);
+  assert.equal((await status(old)).error?.code, 'update_needed');
+  assert.equal((await status(old)).pendingMutations, 1);
+
+  // The new build opens in another tab of the same browser, while the old one is open.
+  const fresh = await syncedTab(laptop, user, { app: v2 });
+  await eventually(async () => (await events(old, 'appOutdated')).length > 0, 10000, 'the old tab told to reload');
+  assert.deepEqual(await events(old, 'appOutdated'), [{ type: 'appOutdated', schemaVersion: 2 }]);
+  const outdated = { name: 'FerryError', code: 'app_outdated' };
+  assert.deepEqual(
+    await thrown(old, () => window.db.mutate.addTodo({ id: 'v1-late', listId: 'l1', owner: 'uma', title: 'x' }).local),
+    outdated,
+    'a write of the old build after the upgrade is refused, not applied',
+  );
+  assert.deepEqual(await thrown(old, () => window.db.query('SELECT 1')), outdated);
+
+  // The new build works at once, its new mutator included, against the new server.
+  await fresh.evaluate(async (owner) => {
+    await window.db.mutate.addComment({ id: 'c1', owner, body: 'hello' }).server;
+  }, user);
+  await eventually(async () => (await status(fresh)).pendingMutations === 0, 60000, 'the outbox drains');
+  assert.equal(await old.evaluate(() => window.queuedOutcome), 'ok', "the old tab's queued write settled");
+  const s = await status(fresh);
+  assert.equal(s.error, null);
+  assert.ok(s.connected);
+  assert.deepEqual(await todoIds(fresh), ['v1-queued', 'v1-synced']);
+  const comments = (page) => page.evaluate(async () => (await window.db.query('SELECT id FROM comments')).map((r) => r.id));
+  assert.deepEqual(await comments(fresh), ['c1']);
+
+  const log = await clientLog(fresh);
+  assertNoDuplicates(log);
+  assert.deepEqual(
+    log.map((m) => [m.id, m.name, m.outcome]),
+    [
+      [1, 'addTodo', 'ok'],
+      [2, 'addTodo', 'ok'],
+      [3, 'addComment', 'ok'],
+    ],
+    'each write once, in order, the old build\'s queued one included',
+  );
+
+  // Another device on the new build gets all of it from the server.
+  const phone = await device();
+  const other = await syncedTab(phone, user, { app: v2 });
+  await eventually(async () => (await todoIds(other)).length === 2 && (await comments(other)).length === 1, 60000, 'the other device');
+  assert.deepEqual(await todoIds(other), ['v1-queued', 'v1-synced']);
+
+  // The user reloads the old tab: it is the new build now.
+  await old.reload();
+  await old.waitForFunction(() => window.ready);
+  assert.equal(await old.evaluate((options) => window.openSynced(options), { user, app: v2 }), null);
+  assert.deepEqual(await comments(old), ['c1']);
 });
 
 // ---- The wall clock stepping, as NTP or a user setting the time would.

@@ -113,6 +113,11 @@ impl SyncClient {
         &self.status
     }
 
+    /// A seed for the client that replaces this one (after an upgrade).
+    pub fn next_seed(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
     /// Holds back mutations from `first_unsaved` on (not on disk yet) until
     /// called again; the host sends `Mutated` once it lifts the hold.
     pub fn hold_from(&mut self, first_unsaved: Option<u64>) {

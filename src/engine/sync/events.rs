@@ -128,6 +128,12 @@ pub enum SyncEvent {
     Rejected { rejections: Vec<Rejection> },
     /// The server refused the token even after one refresh.
     Unauthorized,
+    /// Sent only to the tabs of an older build when a newer one opened the
+    /// database (`AppOpened::Upgraded`): the replica now has the newer
+    /// schema, so their requests fail with `app_outdated` from now on;
+    /// their earlier writes are kept and sync. Reload.
+    #[serde(rename_all = "camelCase")]
+    AppOutdated { schema_version: u32 },
 }
 
 /// The sync status every tab shows.

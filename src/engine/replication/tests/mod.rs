@@ -34,6 +34,8 @@ pub fn app_version(version: u32) -> String {
 /// the host was told to show.
 pub struct Device {
     pub engine: Engine,
+    /// The tab that opened the app.
+    pub opener: TabId,
     pub now: Rc<Cell<u64>>,
     pub user: String,
     pub timer: Option<u64>,
@@ -65,12 +67,14 @@ impl Device {
         let now = Rc::new(Cell::new(1_000));
         let clock = now.clone();
         engine.set_clock(Box::new(move || crate::engine::Now::at(clock.get())));
+        let opener = engine.connect_tab();
         let opened = engine
-            .open_app(&app_json(), client_id, sync.then_some(7))
+            .open_app(opener, &app_json(), client_id, sync.then_some(7))
             .unwrap();
         assert_eq!(opened, AppOpened::Now { sync });
         Device {
             engine,
+            opener,
             now,
             user: user.into(),
             timer: None,
