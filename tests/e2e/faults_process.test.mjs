@@ -276,6 +276,7 @@ test('an old and a new build open at once during an upgrade: the new one works, 
 async function wallClockBrowser() {
   const library = join(root, 'target', 'wall_clock_shift.so');
   const source = join(root, 'tests', 'e2e', 'clock', 'wall_clock_shift.c');
+  // `cc` is there wherever cargo builds: rustc links with it.
   await promisify(execFile)(process.env.CC ?? 'cc', ['-shared', '-fPIC', '-O2', '-o', library, source, '-ldl']);
   const file = join(storeDir, 'wall-clock-offset');
   const handle = await open(file, 'w+');
