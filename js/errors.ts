@@ -17,7 +17,6 @@ export type FerryErrorCode =
   | 'bad_arguments'
   | 'invalid_app'
   | 'app_outdated'
-  | 'worker_outdated'
   | 'bad_response'
   | 'forbidden'
   | 'rejected';

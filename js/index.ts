@@ -205,7 +205,7 @@ export class Database<A extends AppDefinition = AppDefinition> {
   /** Calls `listener` with every new sync status; returns the unsubscribe. Stable for `useSyncExternalStore`. */
   onSyncStatus = (listener: (status: SyncStatus) => void): (() => void) => this.#sync.subscribe(listener);
 
-  /** Listens for `updateNeeded`, `schemaReset`, `rejected` or `unauthorized`; returns the unsubscribe. */
+  /** Listens for `updateNeeded`, `appOutdated`, `schemaReset`, `rejected` or `unauthorized`; returns the unsubscribe. */
   on<K extends keyof SyncEvents>(event: K, listener: (event: SyncEvents[K]) => void): () => void {
     return this.#sync.on(event, listener);
   }

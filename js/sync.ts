@@ -1,6 +1,6 @@
 /**
  * A tab's view of sync: the status the worker broadcasts, the app events
- * (`updateNeeded`, `schemaReset`, `rejected`, `unauthorized`), and the
+ * (`updateNeeded`, `appOutdated`, `schemaReset`, `rejected`, `unauthorized`), and the
  * `server` promises of this tab's mutations, settled when the worker says
  * the server decided. Framework-free: `subscribe`-style listeners only.
  */
@@ -66,6 +66,12 @@ export interface SyncEvents {
   rejected: { rejections: Rejection[] };
   /** The server refused the token even after a refresh. */
   unauthorized: Record<string, never>;
+  /**
+   * A newer build of the app opened this database in another tab and upgraded
+   * the replica to its schema (`schemaVersion`): this tab's calls now fail with
+   * `app_outdated`. Its earlier writes are kept and sync. Reload.
+   */
+  appOutdated: { schemaVersion: number };
 }
 
 export type SyncEventMessage = { [K in keyof SyncEvents]: { type: K } & SyncEvents[K] }[keyof SyncEvents];

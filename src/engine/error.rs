@@ -38,10 +38,9 @@ pub enum ErrorCode {
     BadArguments,
     /// The app definition is invalid, or its SQL does not prepare.
     InvalidApp,
-    /// This build of the app is older than the replica (or the worker) it met.
+    /// This build of the app is older than the replica (or the worker) it
+    /// met, or a newer build opened the database since: reload.
     AppOutdated,
-    /// This tab runs a newer build than the worker every tab shares.
-    WorkerOutdated,
     /// The sync server sent something that cannot be applied.
     BadResponse,
     /// The access rules refuse this user the change (a server's rejection).
@@ -65,7 +64,6 @@ impl ErrorCode {
             ErrorCode::BadArguments => "bad_arguments",
             ErrorCode::InvalidApp => "invalid_app",
             ErrorCode::AppOutdated => "app_outdated",
-            ErrorCode::WorkerOutdated => "worker_outdated",
             ErrorCode::BadResponse => "bad_response",
             ErrorCode::Forbidden => "forbidden",
         }

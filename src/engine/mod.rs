@@ -22,18 +22,43 @@ use live::{LiveQueries, TabId, TabUpdates};
 use replication::{Replication, SyncWork};
 use request::{Request, Response, Stats};
 
-/// Milliseconds since the Unix epoch; the host supplies it (`Date.now` in
-/// the browser, a hand-moved clock in tests).
-pub type Clock = Box<dyn Fn() -> u64>;
+/// The two times the engine reads, in milliseconds. The host supplies them
+/// (`Date.now` and `performance.now` in the browser, a hand-moved clock in
+/// tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Since the Unix epoch, as the device's clock says: what timestamps
+    /// record and show (`created_at`, `lastSyncedAt`). It jumps whenever the
+    /// clock is set (by the user, or by NTP after a wrong start).
+    pub wall: u64,
+    /// A clock that never jumps and only moves forward, from any origin:
+    /// what every timer, deadline and backoff is measured on, so that a
+    /// wall clock set back an hour cannot postpone a retry by an hour, nor
+    /// one set forward time out a request that was just sent.
+    pub monotonic: u64,
+}
+
+impl Now {
+    /// Both clocks reading `ms` (tests, where the wall clock does not jump).
+    pub fn at(ms: u64) -> Now {
+        Now {
+            wall: ms,
+            monotonic: ms,
+        }
+    }
+}
+
+pub type Clock = Box<dyn Fn() -> Now>;
 
 pub struct Engine {
     db: Database,
     /// `None` for a plain in-memory database (tests): nothing to persist.
     durability: Option<Durability>,
     live: LiveQueries,
-    /// Connected tabs, in connection order (a handful: a `Vec` costs the wasm
-    /// less code than a set).
-    tabs: Vec<TabId>,
+    /// Connected tabs, in connection order, with the schema version of the
+    /// app each opened (0: none yet). A handful: a `Vec` costs the wasm less
+    /// code than a map.
+    tabs: Vec<(TabId, u32)>,
     next_tab: TabId,
     /// The app's synced side, once a tab opened the database with an app.
     replication: Option<Replication>,
@@ -64,14 +89,30 @@ pub struct SyncHandled {
     pub commit_seq: Option<u64>,
 }
 
+/// What finishing one piece of storage I/O changed.
+#[derive(Debug, Default)]
+pub struct IoDone {
+    /// Every commit up to this sequence number is on disk.
+    pub durable_seq: u64,
+    /// Mutations reached the disk, so the sync client may now push them:
+    /// the work that follows, for the host to carry out.
+    pub sync: Option<SyncHandled>,
+}
+
 /// The outcome of a tab's `open` with an app definition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppOpened {
     /// The replica was opened now; with `sync`, the host should start syncing
     /// (send `Online` when the network is up).
     Now { sync: bool },
     /// Another tab opened it already with the same schema version.
     Already,
+    /// A tab of a newer build: the replica was migrated to its schema in
+    /// place (the outbox kept, so no write of an older tab is lost), and the
+    /// sync client, if one ran, starts over on it. The tabs in `outdated`
+    /// run an older app: every request of theirs is refused from now on,
+    /// and they must be told (`SyncEvent::AppOutdated`) to reload.
+    Upgraded { outdated: Vec<TabId> },
 }
 
 impl Engine {
@@ -84,7 +125,7 @@ impl Engine {
             next_tab: 1,
             replication: None,
             app_json: None,
-            clock: Box::new(|| 0),
+            clock: Box::new(|| Now::at(0)),
         }
     }
 
@@ -93,30 +134,68 @@ impl Engine {
         self.clock = clock;
     }
 
-    /// Opens the replica of the app `app_json` (a tab's `open`), with a sync
-    /// client when `sync_seed` is given. A second tab with the same schema
-    /// version shares it; an older one gets `app_outdated`, a newer one
-    /// `worker_outdated`. Fails with `invalid_app` / `app_outdated` (a newer
-    /// build migrated this replica) leaving the database untouched.
+    /// Opens the replica of the app `app_json` for `tab` (its `open`), with a
+    /// sync client when `sync_seed` is given. A later tab with the same
+    /// schema version shares it; an older one gets `app_outdated`; a newer
+    /// one upgrades it (see [`AppOpened::Upgraded`]): during a deploy, the
+    /// new build works at once and the old tabs are told to reload, rather
+    /// than the new build waiting for every old tab to close. Fails with
+    /// `invalid_app` / `app_outdated` (a newer build migrated this replica)
+    /// leaving the database and the running app untouched.
     pub fn open_app(
         &mut self,
+        tab: TabId,
         app_json: &str,
         new_client_id: &str,
         sync_seed: Option<u64>,
     ) -> Result<AppOpened> {
-        if let Some(replication) = &self.replication {
-            replication.check_same_app(app_json)?;
-            return Ok(AppOpened::Already);
+        let version = replication::parse_app(app_json)?.version;
+        let opened = match self.replication.take() {
+            None => {
+                let opened = Replication::open(&mut self.db, app_json, new_client_id, sync_seed)?;
+                self.replication = Some(opened);
+                AppOpened::Now {
+                    sync: sync_seed.is_some(),
+                }
+            }
+            Some(running) if version <= running.app().version => {
+                let same = running.check_not_older(version);
+                self.replication = Some(running);
+                same?;
+                AppOpened::Already
+            }
+            Some(mut running) => {
+                // Migrates in a savepoint: on failure nothing changed.
+                match Replication::open(&mut self.db, app_json, new_client_id, None) {
+                    Ok(mut upgraded) => {
+                        upgraded.take_over(&mut running, sync_seed);
+                        self.replication = Some(upgraded);
+                    }
+                    Err(e) => {
+                        self.replication = Some(running);
+                        return Err(e);
+                    }
+                }
+                let outdated = self
+                    .tabs
+                    .iter_mut()
+                    .filter(|(_, v)| (1..version).contains(v))
+                    .map(|(t, v)| {
+                        *v = 0;
+                        *t
+                    })
+                    .collect();
+                AppOpened::Upgraded { outdated }
+            }
+        };
+        if let Some(entry) = self.tabs.iter_mut().find(|(t, _)| *t == tab) {
+            entry.1 = version;
         }
-        let replication = Replication::open(&mut self.db, app_json, new_client_id, sync_seed)?;
-        self.replication = Some(replication);
         self.app_json = Some(app_json.to_owned());
         if let Some(d) = self.durability.as_mut() {
             d.capture();
         }
-        Ok(AppOpened::Now {
-            sync: sync_seed.is_some(),
-        })
+        Ok(opened)
     }
 
     /// Starts a sync client for a replica opened without one (a later tab
@@ -124,7 +203,7 @@ impl Engine {
     pub fn enable_sync(&mut self, seed: u64) -> bool {
         match self.replication.as_mut() {
             Some(r) if r.client.is_none() => {
-                r.client = Some(sync::SyncClient::new(sync::SyncConfig::default(), seed));
+                r.start_client(seed);
                 true
             }
             _ => false,
@@ -217,15 +296,24 @@ impl Engine {
         self.durability.as_mut()?.next_io()
     }
 
-    /// The host finished `id`; returns the new durable sequence number.
-    pub fn io_done(&mut self, id: u64, result: storage::Result<()>) -> u64 {
-        match self.durability.as_mut() {
-            Some(d) => {
-                d.io_done(id, result);
-                d.durable_seq()
-            }
-            None => 0,
-        }
+    /// The host finished `id`: the new durable sequence number, and the sync
+    /// work of any mutations that are now on disk (and may be pushed).
+    pub fn io_done(&mut self, id: u64, result: storage::Result<()>) -> Result<IoDone> {
+        let Some(d) = self.durability.as_mut() else {
+            return Ok(IoDone::default());
+        };
+        d.io_done(id, result);
+        let durable_seq = d.durable_seq();
+        let saved = self
+            .replication
+            .as_mut()
+            .is_some_and(|r| r.saved_through(durable_seq));
+        let sync = if saved {
+            Some(self.sync_event(sync::Event::Mutated)?)
+        } else {
+            None
+        };
+        Ok(IoDone { durable_seq, sync })
     }
 
     /// Every commit up to this sequence number is on disk.
@@ -264,13 +352,13 @@ impl Engine {
     pub fn connect_tab(&mut self) -> TabId {
         let tab = self.next_tab;
         self.next_tab += 1;
-        self.tabs.push(tab);
+        self.tabs.push((tab, 0));
         tab
     }
 
     /// A tab closed or died: everything it held is released.
     pub fn disconnect_tab(&mut self, tab: TabId) {
-        self.tabs.retain(|t| *t != tab);
+        self.tabs.retain(|(t, _)| *t != tab);
         self.live.remove_tab(tab);
     }
 
@@ -284,6 +372,12 @@ impl Engine {
         };
         let mut reply = self.dispatch(tab, request, &mut changed);
         let mut commit_seq = self.durability.as_mut().and_then(Durability::capture);
+        if let (Ok(Response::Mutated { mutation_id }), Some(seq), Some(r)) =
+            (&reply, commit_seq, self.replication.as_mut())
+        {
+            // Not pushed before it is on disk (see `Replication::saving`).
+            r.saving(*mutation_id, seq);
+        }
         let mut sync = SyncWork::default();
         if let Some(event) = sync_event.filter(|_| reply.is_ok()) {
             let was_mutation = event == sync::Event::Mutated;
@@ -364,7 +458,7 @@ impl Engine {
                 Ok(Response::Done)
             }
             Request::Mutate { name, args } => {
-                let now = (self.clock)();
+                let now = (self.clock)().wall;
                 let replication = self.replication.as_mut().ok_or_else(|| {
                     Error::BadRequest("mutate needs an app: open the database with `app`".into())
                 })?;

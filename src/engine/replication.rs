@@ -40,6 +40,9 @@ pub struct Replication {
     /// Told to tabs that connect later, too: an `updateNeeded` is a state,
     /// not a moment.
     update_needed: Option<SyncEvent>,
+    /// Mutations made since the worker started that are not on disk yet, as
+    /// (mutation id, commit sequence number), ascending. See [`Self::saving`].
+    unsaved: Vec<(u64, u64)>,
 }
 
 /// What a sync event (or a mutation) asks of the host, besides live-query
@@ -62,50 +65,82 @@ impl Replication {
         new_client_id: &str,
         sync_seed: Option<u64>,
     ) -> Result<Replication> {
-        let app = AppDefinition::from_json(app_json).map_err(|e| Error::Sync {
-            code: ErrorCode::InvalidApp,
-            message: e.to_string(),
-        })?;
-        let (replica, _) = Replica::open(db, app, new_client_id)?;
+        let (replica, _) = Replica::open(db, parse_app(app_json)?, new_client_id)?;
         Ok(Replication {
             replica,
             client: sync_seed.map(|seed| SyncClient::new(SyncConfig::default(), seed)),
             unsettled: Vec::new(),
             update_needed: None,
+            unsaved: Vec::new(),
         })
+    }
+
+    /// This replica, just migrated for a newer build, replaces `older`: the
+    /// outcomes tabs await and the mutations not yet on disk carry over,
+    /// and a sync client starts afresh if one ran (or `sync_seed` asks for
+    /// one). Afresh: the old one's requests carry the old schema version,
+    /// and a server's `updateNeeded` to the old build is not this one's.
+    pub fn take_over(&mut self, older: &mut Replication, sync_seed: Option<u64>) {
+        self.unsettled = std::mem::take(&mut older.unsettled);
+        self.unsaved = std::mem::take(&mut older.unsaved);
+        let seed = older
+            .client
+            .as_mut()
+            .map(SyncClient::next_seed)
+            .or(sync_seed);
+        if let Some(seed) = seed {
+            self.start_client(seed);
+        }
+    }
+
+    /// Starts a sync client for a replica opened without one.
+    pub fn start_client(&mut self, seed: u64) {
+        let mut client = SyncClient::new(SyncConfig::default(), seed);
+        client.hold_from(self.unsaved.first().map(|&(id, _)| id));
+        self.client = Some(client);
+    }
+
+    /// Mutation `mutation_id` committed as `seq`, which is not on disk yet.
+    /// Until it is, it is not pushed: the server must never hold a mutation
+    /// that a crash can take from the replica, or the replica, restarted
+    /// from disk, would give its ID to a new mutation — which the server
+    /// then skips as one it has already processed, and the new write is
+    /// lost without a word.
+    pub fn saving(&mut self, mutation_id: u64, seq: u64) {
+        self.unsaved.push((mutation_id, seq));
+        self.hold_pushes();
+    }
+
+    /// Commits up to `durable_seq` are on disk; returns whether that let
+    /// mutations go to the server (the client should then be woken).
+    pub fn saved_through(&mut self, durable_seq: u64) -> bool {
+        let before = self.unsaved.len();
+        self.unsaved.retain(|&(_, seq)| seq > durable_seq);
+        let saved = self.unsaved.len() != before;
+        if saved {
+            self.hold_pushes();
+        }
+        saved
+    }
+
+    fn hold_pushes(&mut self) {
+        if let Some(client) = self.client.as_mut() {
+            client.hold_from(self.unsaved.first().map(|&(id, _)| id));
+        }
     }
 
     pub fn app(&self) -> &AppDefinition {
         self.replica.app()
     }
 
-    /// Checks that a tab's app is the one this worker runs: an older build
-    /// must not write under a newer schema, and a newer build must wait for
-    /// the worker (shared by every tab) to restart on it.
-    pub fn check_same_app(&self, app_json: &str) -> Result<()> {
-        let app = AppDefinition::from_json(app_json).map_err(|e| Error::Sync {
-            code: ErrorCode::InvalidApp,
-            message: e.to_string(),
-        })?;
+    /// Refuses a tab whose app is older than the one this worker runs: an
+    /// older build must not write under a newer schema.
+    pub fn check_not_older(&self, version: u32) -> Result<()> {
         let running = self.app().version;
-        match app.version.cmp(&running) {
-            std::cmp::Ordering::Equal => Ok(()),
-            std::cmp::Ordering::Less => Err(Error::Sync {
-                code: ErrorCode::AppOutdated,
-                message: format!(
-                    "this tab runs schema version {} but another tab already opened version {running}: reload",
-                    app.version
-                ),
-            }),
-            std::cmp::Ordering::Greater => Err(Error::Sync {
-                code: ErrorCode::WorkerOutdated,
-                message: format!(
-                    "this tab runs schema version {} but the shared worker runs version {running}: \
-                     close or reload the tabs of the older version",
-                    app.version
-                ),
-            }),
+        if version < running {
+            return Err(outdated(running));
         }
+        Ok(())
     }
 
     pub fn status(&self) -> Option<&SyncStatus> {
@@ -127,7 +162,7 @@ impl Replication {
     /// Feeds one event to the sync client (if there is one) at time `now`.
     pub fn handle(
         &mut self,
-        now: u64,
+        now: super::Now,
         event: super::sync::Event,
         db: &mut Database,
     ) -> Result<SyncWork> {
@@ -185,6 +220,26 @@ impl Replication {
         self.unsettled
             .retain(|id| settled.binary_search_by_key(id, |s| s.mutation_id).is_err());
         Ok(settled)
+    }
+}
+
+/// Parses an app definition a tab sent (`invalid_app` if it is not one).
+pub fn parse_app(app_json: &str) -> Result<AppDefinition> {
+    AppDefinition::from_json(app_json).map_err(|e| Error::Sync {
+        code: ErrorCode::InvalidApp,
+        message: e.to_string(),
+    })
+}
+
+/// `app_outdated` for a tab of an app older than `running`, the schema
+/// version the worker runs.
+pub fn outdated(running: u32) -> Error {
+    Error::Sync {
+        code: ErrorCode::AppOutdated,
+        message: format!(
+            "a newer build of this app (schema version {running}) opened this database; \
+             this tab runs an older one: reload"
+        ),
     }
 }
 

@@ -360,7 +360,7 @@ mod durable {
                 return durable;
             };
             let result = perform(backend, &request);
-            durable = engine.io_done(request.id, result);
+            durable = engine.io_done(request.id, result).unwrap().durable_seq;
         }
     }
 
@@ -472,7 +472,9 @@ mod durable {
             .commit_seq
             .unwrap();
         while let Some(request) = engine.next_io() {
-            engine.io_done(request.id, Err(crate::storage::Error::Quota("full".into())));
+            engine
+                .io_done(request.id, Err(crate::storage::Error::Quota("full".into())))
+                .unwrap();
         }
         let stalled = engine.storage_stalled().expect("stalled");
         assert_eq!(

@@ -11,6 +11,7 @@ use super::worker::{self, Shared};
 use crate::engine::live::TabId;
 use crate::engine::replication::{Settled, SyncWork};
 use crate::engine::sync::{Effect, Event, TokenAsk, TokenAsks, TokenTab, TOKEN_TIMEOUT_MS};
+use crate::engine::{Now, SyncHandled};
 use ferrydb_protocol::{PullRequest, PullResponse, PushResponse};
 use serde_json::Value as Json;
 use std::cell::RefCell;
@@ -109,21 +110,24 @@ pub fn restart(shared: &Rc<RefCell<Shared>>) {
 
 /// Feeds one event to the engine and carries out what it asks for.
 pub fn event(shared: &Rc<RefCell<Shared>>, event: Event) {
-    let handled = {
-        let mut state = shared.borrow_mut();
-        match state.engine.sync_event(event) {
-            Ok(handled) => {
-                for updates in &handled.updates {
-                    tabs::post_updates(&state, updates);
-                }
-                handled
-            }
-            Err(e) => {
-                web_sys::console::error_2(&"ferrydb: sync failed".into(), &convert::error(&e));
-                return;
-            }
+    let handled = shared.borrow_mut().engine.sync_event(event);
+    self::handled(shared, handled.map(Some));
+}
+
+/// Carries out what the engine asked for after a sync event. Call with
+/// `shared` not borrowed.
+pub fn handled(shared: &Rc<RefCell<Shared>>, handled: Result<Option<SyncHandled>, crate::Error>) {
+    let handled = match handled {
+        Ok(Some(handled)) => handled,
+        Ok(None) => return,
+        Err(e) => {
+            web_sys::console::error_2(&"ferrydb: sync failed".into(), &convert::error(&e));
+            return;
         }
     };
+    for updates in &handled.updates {
+        tabs::post_updates(&shared.borrow(), updates);
+    }
     if handled.commit_seq.is_some() {
         worker::flush_soon(shared);
     }
@@ -211,8 +215,21 @@ fn navigator_online() -> bool {
     global().navigator().on_line()
 }
 
-fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
+#[wasm_bindgen]
+extern "C" {
+    /// Milliseconds since the worker started, on a clock that setting the
+    /// system time does not move (`setTimeout` runs on the same one).
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// The engine's clock: `Date.now()` for timestamps, `performance.now()` for
+/// all timing (see `engine::Now`).
+pub fn now() -> Now {
+    Now {
+        wall: js_sys::Date::now() as u64,
+        monotonic: performance_now() as u64,
+    }
 }
 
 fn listen_network(shared: &Rc<RefCell<Shared>>) {
@@ -386,7 +403,7 @@ async fn response_text(response: js_sys::Promise) -> Result<(u16, String), JsVal
 }
 
 fn set_timer(shared: &Rc<RefCell<Shared>>, at: u64) {
-    let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as i32;
+    let delay = at.saturating_sub(now().monotonic).min(i32::MAX as u64) as i32;
     let mut state = shared.borrow_mut();
     let Some(host) = state.sync.as_mut() else {
         return;

@@ -7,7 +7,9 @@ use super::sync;
 use super::worker::{self, Shared};
 use crate::engine::error::ErrorData;
 use crate::engine::live::{TabId, TabUpdates};
+use crate::engine::replication;
 use crate::engine::request::Request;
+use crate::engine::sync::SyncEvent;
 use crate::engine::AppOpened;
 use js_sys::{Array, Function, Reflect};
 use std::cell::RefCell;
@@ -148,6 +150,7 @@ fn open_app(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
     let server = field("server").as_string();
     let auth = field("auth").as_bool().unwrap_or(false);
     let mut start_sync = None;
+    let mut restart_sync = false;
     let result = {
         let mut state = shared.borrow_mut();
         let result = match field("app").as_string() {
@@ -156,13 +159,18 @@ fn open_app(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
                 let seed = server.as_ref().map(|_| worker::random_seed());
                 state
                     .engine
-                    .open_app(&app, &worker::random_uuid(), seed)
+                    .open_app(tab, &app, &worker::random_uuid(), seed)
                     .map(|opened| {
                         let started = match (opened, seed) {
                             (AppOpened::Now { sync }, _) => sync,
                             // The first tab gave no server; this one does.
                             (AppOpened::Already, Some(seed)) => state.engine.enable_sync(seed),
                             (AppOpened::Already, None) => false,
+                            (AppOpened::Upgraded { outdated }, _) => {
+                                refuse_outdated(&mut state, &outdated);
+                                restart_sync = state.sync.is_some();
+                                !restart_sync && state.engine.syncing()
+                            }
                         };
                         if started {
                             start_sync.clone_from(&server);
@@ -183,6 +191,9 @@ fn open_app(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
     if let Some(base) = start_sync {
         sync::start(shared, base);
     }
+    if restart_sync {
+        sync::restart(shared);
+    }
     let state = shared.borrow();
     let Some(t) = state.tabs.get(&tab) else {
         return;
@@ -201,6 +212,28 @@ fn open_app(shared: &Rc<RefCell<Shared>>, tab: TabId, data: &JsValue) {
                     ("event", convert::to_js(event)),
                 ]),
             );
+        }
+    }
+}
+
+/// A newer build upgraded the replica: these tabs' app is older. Their
+/// requests are refused from now on, and they are told so.
+fn refuse_outdated(state: &mut Shared, outdated: &[TabId]) {
+    let Some(running) = state.engine.replication().map(|r| r.app().version) else {
+        return;
+    };
+    let event = SyncEvent::AppOutdated {
+        schema_version: running,
+    };
+    let message = convert::object(&[
+        ("type", "syncEvent".into()),
+        ("event", convert::to_js(&event)),
+    ]);
+    let refusal = replication::outdated(running).to_data();
+    for id in outdated {
+        if let Some(t) = state.tabs.get_mut(id) {
+            t.refused = Some(refusal.clone());
+            post(&t.port, &message);
         }
     }
 }

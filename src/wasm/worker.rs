@@ -74,7 +74,7 @@ pub async fn open_worker(
         ),
     };
     let mut engine = engine;
-    engine.set_clock(Box::new(|| js_sys::Date::now() as u64));
+    engine.set_clock(Box::new(super::sync::now));
     let durable_seq = engine.durable_seq();
     let shared = Rc::new(RefCell::new(Shared {
         engine,
@@ -162,14 +162,22 @@ async fn flush(shared: Rc<RefCell<Shared>>) {
             break;
         };
         let result = files.perform(&request).await;
-        let mut state = shared.borrow_mut();
-        let Shared {
-            engine, storage, ..
-        } = &mut *state;
-        let durable = engine.io_done(request.id, result);
-        if storage.status.io_done(durable, engine.storage_stalled()) {
-            tabs::broadcast_storage(&state);
-        }
+        let saved = {
+            let mut state = shared.borrow_mut();
+            let Shared {
+                engine, storage, ..
+            } = &mut *state;
+            let done = engine.io_done(request.id, result);
+            if storage
+                .status
+                .io_done(engine.durable_seq(), engine.storage_stalled())
+            {
+                tabs::broadcast_storage(&state);
+            }
+            done.map(|d| d.sync)
+        };
+        // Mutations now on disk may be pushed.
+        super::sync::handled(&shared, saved);
     }
     let mut state = shared.borrow_mut();
     state.storage.flushing = false;

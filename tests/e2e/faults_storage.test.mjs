@@ -8,12 +8,12 @@
 // - the storage quota exhausted, then lifted (CDP Storage.overrideQuotaForOrigin).
 // No test waits a fixed time for an event: each waits for the status, row or
 // promise that says it happened.
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools } from './harness.mjs';
+import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools, test } from './harness.mjs';
 
 let site;
 let storeDir;

@@ -2,7 +2,7 @@
 // built demo site, and Debian's Chromium driven by playwright-core. Several
 // pages of one persistent context are several tabs of one browser profile.
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,7 +103,8 @@ const CHROMIUM_ARGS = [
 /**
  * A browser profile; its pages are tabs sharing one SharedWorker. Pass the
  * `dir` of an earlier profile to restart the browser on it (its OPFS and
- * IndexedDB included); `close({ keep: true })` leaves the directory for that.
+ * IndexedDB included); `close({ keep: true })` leaves the directory for that,
+ * and so does `kill()`, a crash. `env` replaces the browser's environment.
  *
  * `freezable`: tabs the browser can really hide and freeze (CDP
  * `Page.setWebLifecycleState`). Playwright keeps every page it launches
@@ -112,7 +113,7 @@ const CHROMIUM_ARGS = [
  * `connectOverCDP(..., { noDefaults: true })`, under which Playwright leaves
  * the pages of the default context alone.
  */
-export async function launchProfile(dir, { freezable = false } = {}) {
+export async function launchProfile(dir, { freezable = false, env } = {}) {
   dir ??= await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
   let context;
@@ -121,7 +122,7 @@ export async function launchProfile(dir, { freezable = false } = {}) {
     const child = spawn(
       executablePath,
       ['--headless', '--remote-debugging-port=0', `--user-data-dir=${dir}`, ...CHROMIUM_ARGS, 'about:blank'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      { stdio: ['ignore', 'ignore', 'pipe'], ...(env ? { env } : {}) },
     );
     const endpoint = await new Promise((resolve, reject) => {
       let stderr = '';
@@ -144,7 +145,12 @@ export async function launchProfile(dir, { freezable = false } = {}) {
       }
     };
   } else {
-    context = await chromium.launchPersistentContext(dir, { executablePath, headless: true, args: CHROMIUM_ARGS });
+    context = await chromium.launchPersistentContext(dir, {
+      executablePath,
+      headless: true,
+      ...(env ? { env } : {}),
+      args: CHROMIUM_ARGS,
+    });
   }
   const errors = [];
   context.on('weberror', (e) => errors.push(String(e.error())));
@@ -166,7 +172,73 @@ export async function launchProfile(dir, { freezable = false } = {}) {
       else await context.close();
       if (!keep) await rm(dir, { recursive: true, force: true });
     },
+    /**
+     * The browser crashes: SIGKILL to every process of it at once (no
+     * unload, no flush), resolving once all are gone. The profile
+     * directory stays, to launch again on.
+     */
+    async kill() {
+      const pids = await browserProcesses(dir);
+      if (pids.length === 0) throw new Error(`no browser process found for ${dir}`);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch (e) {
+          if (e.code !== 'ESRCH') throw e;
+        }
+      }
+      await eventually(async () => (await Promise.all(pids.map(alive))).every((a) => !a), 10000, 'the browser gone');
+    },
   };
+}
+
+/** `/proc/<pid>/stat`'s fields after the command name, or null if gone. */
+async function procStat(pid) {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** Running, as opposed to gone or a zombie waiting to be reaped. */
+async function alive(pid) {
+  const stat = await procStat(pid);
+  return stat !== null && stat[0] !== 'Z' && stat[0] !== 'X';
+}
+
+/**
+ * Every process of the Chromium running on profile `dir`: those whose
+ * command line names the profile (the browser and its helpers), and
+ * everything in their process groups or below them.
+ */
+async function browserProcesses(dir) {
+  const flag = `--user-data-dir=${dir}`;
+  const all = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await procStat(name);
+    if (!stat) continue;
+    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    // Chromium rewrites its helpers' command lines with spaces between the arguments.
+    const ours = [`${flag}\0`, `${flag} `].some((f) => cmdline.includes(f)) || cmdline.endsWith(flag);
+    all.push({ pid: Number(name), ppid: Number(stat[1]), pgid: Number(stat[2]), ours });
+  }
+  const self = all.find((p) => p.pid === process.pid);
+  const pids = new Set(all.filter((p) => p.ours).map((p) => p.pid));
+  // Playwright starts the browser in a process group of its own; never this one's.
+  const groups = new Set(all.filter((p) => p.ours && p.pgid !== self?.pgid).map((p) => p.pgid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) {
+      if (!pids.has(p.pid) && (groups.has(p.pgid) || pids.has(p.ppid))) {
+        pids.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return [...pids];
 }
 
 /** Polls `fn` until it returns a truthy value or `ms` pass; returns that value. */
@@ -222,11 +294,11 @@ export function syncTools(getServer) {
     status,
     todoIds: (page) =>
       page.evaluate(async () => (await window.db.query('SELECT id FROM todos ORDER BY id')).map((r) => r.id)),
-    /** A tab of `profile` with the sample app open as `user`. */
-    async syncedTab(profile, user, { auth = 'user', name } = {}) {
+    /** A tab of `profile` with the sample app (or `app`, another build's) open as `user`. */
+    async syncedTab(profile, user, { auth = 'user', name, app } = {}) {
       const page = await profile.newTab(getServer().url);
       await page.waitForFunction(() => window.ready);
-      const failure = await page.evaluate((options) => window.openSynced(options), { user, auth, name });
+      const failure = await page.evaluate((options) => window.openSynced(options), { user, auth, name, app });
       if (failure) throw new Error(`opening failed: ${JSON.stringify(failure)}`);
       return page;
     },

@@ -7,6 +7,7 @@ use ferrydb::engine::database::Database;
 use ferrydb::engine::sync::{
     Effect, Event, ModelServer, Opened, Replica, SplitMix64, SyncClient, SyncConfig,
 };
+use ferrydb::engine::Now;
 use ferrydb_protocol::{
     AppDefinition, MutationResult, PullRequest, PullResponse, PushRequest, PushResponse,
     ServerEvent,
@@ -148,7 +149,7 @@ impl Sim {
         let node = &mut client.node;
         let effects = node
             .sync
-            .handle(self.now, event, &mut node.replica, &mut node.db)
+            .handle(Now::at(self.now), event, &mut node.replica, &mut node.db)
             .unwrap();
         let life = client.life;
         for effect in effects {

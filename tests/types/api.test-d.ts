@@ -155,6 +155,7 @@ async function mutations(): Promise<void> {
   expectType<Promise<void>>(synced.pauseSync());
   expectType<Promise<void>>(synced.resumeSync());
   synced.on('updateNeeded', (e) => expectType<number>(e.serverSchemaVersion));
+  synced.on('appOutdated', (e) => expectType<number>(e.schemaVersion));
   synced.on('rejected', (e) => expectType<string>(e.rejections[0]!.code));
   // @ts-expect-error: not a sync event
   synced.on('updated', () => {});

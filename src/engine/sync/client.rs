@@ -3,8 +3,9 @@
 //! updates the replica through the given database, and returns [`Effect`]s
 //! for the host to carry out.
 //!
-//! - Push whenever the outbox has unconfirmed mutations and no push is in
-//!   flight; pull when asked to (start, poke, after a push, `more`, interval).
+//! - Push whenever the outbox has unconfirmed mutations that are on disk
+//!   and no push is in flight; pull when asked to (start, poke, after a
+//!   push, `more`, interval).
 //! - A download in pages (`more`) continues page by page; a poke that comes
 //!   meanwhile is answered by a pull after the last page, since the pages
 //!   end at the version the download started from.
@@ -27,6 +28,7 @@ use super::events::{
 };
 use super::replica::Replica;
 use crate::engine::database::Database;
+use crate::engine::Now;
 use ferrydb_protocol::{
     MismatchAction, PatchOp, PullResponse, PushResponse, SchemaMismatch, ServerEvent,
 };
@@ -82,6 +84,11 @@ pub struct SyncClient {
     status: SyncStatus,
     /// The status last sent out as an effect.
     reported: SyncStatus,
+    /// The wall clock of the event being handled (for timestamps only).
+    wall: u64,
+    /// Mutations from this ID on are not on disk yet: not pushed (see
+    /// `Replication::saving`). `None`: every queued mutation may go.
+    held_from: Option<u64>,
 }
 
 impl SyncClient {
@@ -107,11 +114,24 @@ impl SyncClient {
             timer_at: None,
             status: SyncStatus::default(),
             reported: SyncStatus::default(),
+            wall: 0,
+            held_from: None,
         }
     }
 
     pub fn status(&self) -> &SyncStatus {
         &self.status
+    }
+
+    /// A seed for the client that replaces this one (after an upgrade).
+    pub fn next_seed(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
+    /// Holds back mutations from `first_unsaved` on (not on disk yet) until
+    /// called again; the host sends `Mutated` once it lifts the hold.
+    pub fn hold_from(&mut self, first_unsaved: Option<u64>) {
+        self.held_from = first_unsaved;
     }
 
     /// Whether the client has nothing in flight and nothing scheduled soon
@@ -120,16 +140,22 @@ impl SyncClient {
         self.push.is_none() && self.pull.is_none() && self.pull_at.is_none() && !self.paging
     }
 
-    /// Handles one event at time `now` (ms) and returns what the host must do.
+    /// Handles one event at time `now` and returns what the host must do.
     /// Errors are SQLite failures of the replica itself; everything the
     /// network or the server can do wrong is handled here.
+    ///
+    /// All timing runs on `now.monotonic` (so do `SetTimer`'s times); the
+    /// wall clock only stamps what people read (`last_synced_at`, rejection
+    /// times), so setting the device's clock neither stalls nor rushes sync.
     pub fn handle(
         &mut self,
-        now: u64,
+        now: Now,
         event: Event,
         replica: &mut Replica,
         db: &mut Database,
     ) -> Result<Vec<Effect>> {
+        self.wall = now.wall;
+        let now = now.monotonic;
         let mut out = Vec::new();
         match event {
             Event::Online => {
@@ -264,7 +290,7 @@ impl SyncClient {
             PushResponse::Ok { results } => results,
             PushResponse::SchemaMismatch(m) => return self.on_mismatch(now, m, replica, db, out),
         };
-        let applied = replica.apply_push(db, &results, now)?;
+        let applied = replica.apply_push(db, &results, self.wall)?;
         if !applied.changed.is_empty() {
             out.push(Effect::Changed(applied.changed));
         }
@@ -318,7 +344,7 @@ impl SyncClient {
                 self.paging = pull.more;
                 if !pull.more {
                     self.status.initial_sync = None;
-                    self.status.last_synced_at = Some(now);
+                    self.status.last_synced_at = Some(self.wall);
                     self.interval_at = self.config.pull_interval_ms.map(|i| now + i);
                 }
             }
@@ -480,7 +506,7 @@ impl SyncClient {
         out: &mut Vec<Effect>,
     ) -> Result<()> {
         let push = match self.push {
-            None => replica.push_request(db, self.config.push_batch)?,
+            None => replica.push_request(db, self.config.push_batch, self.held_from)?,
             Some(_) => None,
         };
         let pull_due =

@@ -98,7 +98,8 @@ pub enum Effect {
         token: Option<String>,
         request: PullRequest,
     },
-    /// Fire `Timer` at this time (ms); replaces the previous timer.
+    /// Fire `Timer` at this time (ms on the monotonic clock, `Now::monotonic`);
+    /// replaces the previous timer.
     SetTimer { at: u64 },
     /// Ask the app's token provider; answer with `Token`.
     NeedToken,
@@ -127,6 +128,12 @@ pub enum SyncEvent {
     Rejected { rejections: Vec<Rejection> },
     /// The server refused the token even after one refresh.
     Unauthorized,
+    /// Sent only to the tabs of an older build when a newer one opened the
+    /// database (`AppOpened::Upgraded`): the replica now has the newer
+    /// schema, so their requests fail with `app_outdated` from now on;
+    /// their earlier writes are kept and sync. Reload.
+    #[serde(rename_all = "camelCase")]
+    AppOutdated { schema_version: u32 },
 }
 
 /// The sync status every tab shows.
@@ -139,7 +146,8 @@ pub struct SyncStatus {
     pub downloading: bool,
     /// Mutations in the outbox.
     pub pending_mutations: u64,
-    /// When the replica last caught up with the server (ms).
+    /// When the replica last caught up with the server (wall clock, ms since
+    /// the Unix epoch).
     pub last_synced_at: Option<u64>,
     /// Why syncing is failing, while it is.
     pub error: Option<StatusError>,

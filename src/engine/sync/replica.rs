@@ -217,11 +217,20 @@ impl Replica {
     }
 
     /// The push to send next: up to `limit` mutations the server has not
-    /// confirmed, oldest first; `None` if there are none.
-    pub fn push_request(&self, db: &mut Database, limit: usize) -> Result<Option<PushRequest>> {
+    /// confirmed, oldest first, none from `below` on; `None` if there are none.
+    pub fn push_request(
+        &self,
+        db: &mut Database,
+        limit: usize,
+        below: Option<u64>,
+    ) -> Result<Option<PushRequest>> {
         let rows = db.rows(
-            "SELECT id, name, args, created_at FROM _ferry_outbox WHERE confirmed = 0 ORDER BY id LIMIT ?1",
-            &[Value::Integer(limit as i64)],
+            "SELECT id, name, args, created_at FROM _ferry_outbox \
+             WHERE confirmed = 0 AND id < ?2 ORDER BY id LIMIT ?1",
+            &[
+                Value::Integer(limit as i64),
+                Value::Integer(below.map_or(i64::MAX, |b| b as i64)),
+            ],
         )?;
         if rows.rows.is_empty() {
             return Ok(None);

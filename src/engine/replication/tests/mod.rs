@@ -11,6 +11,7 @@ use crate::engine::live::TabId;
 use crate::engine::request::{Request, Response};
 use crate::engine::sync::{Event, ModelServer, StatusErrorCode, SyncStatus};
 use crate::engine::{AppOpened, Engine};
+use crate::storage::{open_backend, perform, LogConfig, MemoryBackend};
 use serde_json::{json, Value as Json};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -33,6 +34,8 @@ pub fn app_version(version: u32) -> String {
 /// the host was told to show.
 pub struct Device {
     pub engine: Engine,
+    /// The tab that opened the app.
+    pub opener: TabId,
     pub now: Rc<Cell<u64>>,
     pub user: String,
     pub timer: Option<u64>,
@@ -47,16 +50,31 @@ pub struct Device {
 
 impl Device {
     pub fn new(client_id: &str, user: &str, sync: bool) -> Device {
-        let mut engine = Engine::open_in_memory().unwrap();
+        Device::with_engine(Engine::open_in_memory().unwrap(), client_id, user, sync)
+    }
+
+    /// A syncing device whose engine logs its commits to `backend` (the
+    /// browser's storage, in memory), written by [`Device::flush`]; made
+    /// again from the same backend, it is the device restarted after a
+    /// crash. `client_id` is used only if the backend is empty.
+    pub fn on_disk(backend: &MemoryBackend, client_id: &str, user: &str) -> Device {
+        let recovered = open_backend(backend, LogConfig::default()).unwrap();
+        let engine = Engine::open_durable(recovered).unwrap();
+        Device::with_engine(engine, client_id, user, true)
+    }
+
+    fn with_engine(mut engine: Engine, client_id: &str, user: &str, sync: bool) -> Device {
         let now = Rc::new(Cell::new(1_000));
         let clock = now.clone();
-        engine.set_clock(Box::new(move || clock.get()));
+        engine.set_clock(Box::new(move || crate::engine::Now::at(clock.get())));
+        let opener = engine.connect_tab();
         let opened = engine
-            .open_app(&app_json(), client_id, sync.then_some(7))
+            .open_app(opener, &app_json(), client_id, sync.then_some(7))
             .unwrap();
         assert_eq!(opened, AppOpened::Now { sync });
         Device {
             engine,
+            opener,
             now,
             user: user.into(),
             timer: None,
@@ -82,10 +100,7 @@ impl Device {
         );
         self.take(handled.sync);
         match handled.reply? {
-            Response::Mutated { mutation_id } => {
-                assert!(handled.commit_seq.is_none(), "in-memory: no log");
-                Ok(mutation_id)
-            }
+            Response::Mutated { mutation_id } => Ok(mutation_id),
             other => panic!("not a mutation reply: {other:?}"),
         }
     }
@@ -144,6 +159,17 @@ impl Device {
     pub fn event(&mut self, event: Event) {
         let handled = self.engine.sync_event(event).unwrap();
         self.take(handled.work);
+    }
+
+    /// Writes what waits for storage to `backend`, as the browser host does,
+    /// and takes the sync work of mutations that reached the disk.
+    pub fn flush(&mut self, backend: &mut MemoryBackend) {
+        while let Some(request) = self.engine.next_io() {
+            let result = perform(backend, &request);
+            if let Some(handled) = self.engine.io_done(request.id, result).unwrap().sync {
+                self.take(handled.work);
+            }
+        }
     }
 
     /// Carries out the queued I/O against `server` (or fails it with

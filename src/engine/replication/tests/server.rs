@@ -150,6 +150,91 @@ fn a_newer_server_schema_stops_sync_keeps_local_writes_and_stays_known() {
     );
 }
 
+/// The sample app, version 2, with what a server can take on in place: a
+/// new table and a mutator that writes it.
+fn app_with_comments() -> String {
+    let mut app: Json = serde_json::from_str(&app_version(2)).unwrap();
+    app["tables"].as_array_mut().unwrap().push(json!({
+        "name": "comments",
+        "columns": [
+            {"name": "id", "type": "text"},
+            {"name": "owner", "type": "text"},
+            {"name": "body", "type": "text"}
+        ],
+        "primaryKey": ["id"],
+        "access": {"read": "owner = :user_id", "write": "owner = :user_id"}
+    }));
+    app["mutators"].as_array_mut().unwrap().push(json!({
+        "name": "addComment",
+        "params": [{"name": "id", "type": "text"}, {"name": "owner", "type": "text"}, {"name": "body", "type": "text"}],
+        "sql": "INSERT INTO comments (id, owner, body) VALUES (:id, :owner, :body)"
+    }));
+    app.to_string()
+}
+
+#[test]
+fn a_newer_build_upgrading_a_syncing_replica_delivers_the_old_tabs_writes_and_syncs_on() {
+    // The deploy: the server runs version 2 already; the old build's worker
+    // is told to update and keeps the old tab's writes queued.
+    let v2 = app_with_comments();
+    let mut server = ModelServer::new(AppDefinition::from_json(&v2).unwrap()).unwrap();
+    let mut laptop = Device::new("a", "alice", true);
+    laptop.start(&mut server);
+    let old = laptop.opener;
+    let queued = laptop.add_todo(old, "queued", "alice").unwrap();
+    laptop.sync(&mut server);
+    assert_eq!(
+        server.last_mutation_id("a").unwrap(),
+        0,
+        "not accepted from version 1"
+    );
+
+    let new = laptop.tab();
+    let opened = laptop.engine.open_app(new, &v2, "x", Some(9)).unwrap();
+    assert_eq!(
+        opened,
+        AppOpened::Upgraded {
+            outdated: vec![old]
+        }
+    );
+    let status = laptop.engine.sync_status().unwrap().clone();
+    assert_eq!(
+        status.error, None,
+        "the old build's updateNeeded is not this one's"
+    );
+    assert_eq!(
+        laptop.engine.replication().unwrap().sticky_events().count(),
+        0
+    );
+    // The host drops the old client's requests and starts the new one.
+    laptop.io.clear();
+    laptop.start(&mut server);
+    laptop
+        .mutate(
+            new,
+            "addComment",
+            json!({"id": "c1", "owner": "alice", "body": "new"}),
+        )
+        .unwrap();
+    laptop.sync(&mut server);
+    assert_eq!(
+        rejected_ids(&laptop),
+        [(queued, None), (queued + 1, None)],
+        "the old tab's write settles (it may still be awaiting it)"
+    );
+    assert_eq!(server.last_mutation_id("a").unwrap(), queued + 1);
+    assert_eq!(
+        server.executions().unwrap().values().sum::<u32>(),
+        2,
+        "each once"
+    );
+    assert_eq!(laptop.column(new, "SELECT id FROM todos"), [text("queued")]);
+    assert_eq!(
+        laptop.column(new, "SELECT body FROM comments"),
+        [text("new")]
+    );
+}
+
 #[test]
 fn an_unparseable_reply_is_a_bad_response_and_is_retried() {
     let mut server = server();
@@ -194,4 +279,59 @@ fn a_replica_opened_without_a_server_can_start_syncing_later() {
     assert_eq!(rejected_ids(&alice), [(id, None)]);
     assert_eq!(alice.status.as_ref().unwrap().pending_mutations, 0);
     assert_eq!(server.last_mutation_id("a").unwrap(), id);
+}
+
+#[test]
+fn a_mutation_is_pushed_only_once_on_disk_so_a_crash_cannot_leave_the_server_ahead() {
+    let mut server = server();
+    let mut disk = MemoryBackend::default();
+    let mut laptop = Device::on_disk(&disk, "laptop", "alice");
+    laptop.start(&mut server);
+    laptop.flush(&mut disk);
+    let tab = laptop.tab();
+    laptop.add_todo(tab, "saved", "alice").unwrap();
+    assert!(
+        !laptop
+            .io
+            .iter()
+            .any(|e| matches!(e, Effect::SendPush { .. })),
+        "not pushed before it is on disk"
+    );
+    laptop.flush(&mut disk);
+    assert!(
+        laptop
+            .io
+            .iter()
+            .any(|e| matches!(e, Effect::SendPush { .. })),
+        "pushed once it is: {:?}",
+        laptop.io
+    );
+    laptop.sync(&mut server);
+    // Made, applied, never written: the crash takes it.
+    laptop.add_todo(tab, "unsaved", "alice").unwrap();
+    laptop.sync(&mut server);
+    assert_eq!(server.executions().unwrap().values().sum::<u32>(), 1);
+
+    // The device restarts from what is on disk; its next mutation gets the
+    // lost one's ID, which the server must not know.
+    let mut laptop = Device::on_disk(&disk, "unused", "alice");
+    laptop.start(&mut server);
+    let tab = laptop.tab();
+    assert_eq!(laptop.add_todo(tab, "after-crash", "alice").unwrap(), 2);
+    laptop.flush(&mut disk);
+    laptop.sync(&mut server);
+    assert_eq!(rejected_ids(&laptop), [(2, None)]);
+    assert_eq!(laptop.status.as_ref().unwrap().pending_mutations, 0);
+    assert_eq!(
+        laptop.column(tab, "SELECT id FROM todos ORDER BY id"),
+        [text("after-crash"), text("saved")]
+    );
+    let mut phone = Device::new("phone", "alice", true);
+    phone.start(&mut server);
+    let phone_tab = phone.tab();
+    assert_eq!(
+        phone.column(phone_tab, "SELECT id FROM todos ORDER BY id"),
+        [text("after-crash"), text("saved")],
+        "the server has the write made after the crash"
+    );
 }

@@ -1,6 +1,7 @@
 //! The sync state machine, driven by hand: which effects each event causes.
 
 use super::*;
+use crate::engine::Now;
 use ferrydb_protocol::{
     Cookie, MismatchAction, MutationResult, PullOk, PullRequest, PushRequest, SchemaMismatch,
     ServerEvent,
@@ -10,7 +11,10 @@ struct Harness {
     client: SyncClient,
     replica: Replica,
     db: Database,
+    /// The monotonic clock.
     now: u64,
+    /// How far the wall clock is from the monotonic one (set to jump it).
+    wall_offset: i64,
 }
 
 impl Harness {
@@ -21,6 +25,7 @@ impl Harness {
             replica,
             db,
             now: 1_000,
+            wall_offset: 0,
         }
     }
 
@@ -39,8 +44,15 @@ impl Harness {
 
     fn step(&mut self, event: Event) -> Vec<Effect> {
         self.client
-            .handle(self.now, event, &mut self.replica, &mut self.db)
+            .handle(self.clock(), event, &mut self.replica, &mut self.db)
             .unwrap()
+    }
+
+    fn clock(&self) -> Now {
+        Now {
+            wall: self.now.saturating_add_signed(self.wall_offset),
+            monotonic: self.now,
+        }
     }
 
     fn at(&mut self, now: u64, event: Event) -> Vec<Effect> {
@@ -192,6 +204,65 @@ fn failures_back_off_exponentially_with_jitter_and_success_resets() {
     let (id, _) = pull_sent(&h.at(h.now + 50, Event::Timer)).unwrap();
     let at = timer(&h.step(Event::HttpError { id, status: 0 })).unwrap();
     assert!(at - h.now <= 500, "back to the base delay");
+}
+
+#[test]
+fn a_wall_clock_set_back_an_hour_during_a_backoff_does_not_postpone_the_retry() {
+    let mut h = Harness::started();
+    h.wall_offset = 1_800_000_000_000;
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    let retry = timer(&h.step(Event::HttpError { id, status: 503 })).unwrap();
+    assert!(retry - h.now <= 500, "the first backoff step");
+    // NTP (or the user) sets the clock back an hour while the retry waits.
+    h.wall_offset -= 3_600_000;
+    let effects = h.at(retry, Event::Timer);
+    let (id, _) = push_sent(&effects).expect("retried when the backoff ended");
+    h.step(Event::PushResponse {
+        id,
+        response: PushResponse::Ok {
+            results: vec![MutationResult::Ok { id: 1 }],
+        },
+    });
+    let (id, _) = pull_sent(&h.at(h.now + 50, Event::Timer)).expect("the pull after the push");
+    let effects = h.step(Event::PullResponse {
+        id,
+        response: pull_ok(2, false),
+    });
+    assert_eq!(
+        timer(&effects),
+        Some(h.now + 60_000),
+        "the periodic pull a minute on, not an hour and a minute"
+    );
+    let status = h.client.status();
+    assert!(status.connected && status.error.is_none());
+    assert_eq!(
+        status.last_synced_at,
+        Some(h.clock().wall),
+        "shown in the clock's new time"
+    );
+}
+
+#[test]
+fn a_wall_clock_set_forward_an_hour_does_not_time_out_a_request_just_sent() {
+    let mut h = Harness::started();
+    let (id, _) = push_sent(&h.mutate()).unwrap();
+    h.wall_offset = 3_600_000;
+    // A poke wakes the client 50 ms later, with the push still in flight.
+    h.step(Event::Server(ServerEvent::Poke { cookie: None }));
+    let effects = h.at(h.now + 50, Event::Timer);
+    assert!(pull_sent(&effects).is_some());
+    assert_eq!(h.client.status().error, None, "no timeout");
+    assert!(h.client.status().uploading, "the push is still awaited");
+    h.step(Event::PushResponse {
+        id,
+        response: PushResponse::Ok {
+            results: vec![MutationResult::Ok { id: 1 }],
+        },
+    });
+    let confirmed =
+        h.db.rows("SELECT confirmed FROM _ferry_outbox WHERE id = 1", &[])
+            .unwrap();
+    assert_eq!(confirmed.rows[0][0], Value::Integer(1), "its reply counted");
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub fn push(
     server: &mut ModelServer,
     user: &str,
 ) -> Vec<Rejection> {
-    let Some(request) = replica.push_request(db, 1000).unwrap() else {
+    let Some(request) = replica.push_request(db, 1000, None).unwrap() else {
         return vec![];
     };
     let PushResponse::Ok { results } = server.push(user, &request).unwrap() else {

@@ -114,7 +114,7 @@ fn acknowledged_mutations_stop_re_running_and_leave_once_confirmed() {
     );
     // #1 stays in the outbox until the push reply says how it went.
     assert_eq!(replica.pending_count(&mut db).unwrap(), 2);
-    let request = replica.push_request(&mut db, 10).unwrap().unwrap();
+    let request = replica.push_request(&mut db, 10, None).unwrap().unwrap();
     assert_eq!(request.mutations.len(), 2);
     replica
         .apply_push(

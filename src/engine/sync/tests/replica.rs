@@ -37,7 +37,7 @@ fn a_mutation_applies_locally_and_is_queued() {
         mutate(&replica, &mut db, "increment", json!({"id": "c", "by": 2})),
         2
     );
-    let push = replica.push_request(&mut db, 10).unwrap().unwrap();
+    let push = replica.push_request(&mut db, 10, None).unwrap().unwrap();
     assert_eq!(push.client_id, "c1");
     assert_eq!(push.schema_version, 1);
     assert_eq!(
@@ -46,7 +46,7 @@ fn a_mutation_applies_locally_and_is_queued() {
     );
     assert_eq!(
         replica
-            .push_request(&mut db, 1)
+            .push_request(&mut db, 1, None)
             .unwrap()
             .unwrap()
             .mutations
@@ -208,7 +208,7 @@ fn duplicated_push_replies_change_nothing() {
     let (mut replica, mut db) = client("c1");
     let mut server = server();
     add_todo(&replica, &mut db, "t", "u2", "x");
-    let request = replica.push_request(&mut db, 10).unwrap().unwrap();
+    let request = replica.push_request(&mut db, 10, None).unwrap().unwrap();
     let PushResponse::Ok { results } = server.push("u1", &request).unwrap() else {
         panic!()
     };
