@@ -106,7 +106,11 @@ fn waiting_client() -> WaitingClient {
     let mut client = SyncClient::new(SyncConfig::default(), 42);
     let mut sent = Vec::new();
     for event in [Event::Online, Event::Token(Some("tok".into()))] {
-        sent.extend(client.handle(1_000, event, &mut replica, &mut db).unwrap());
+        sent.extend(
+            client
+                .handle(crate::engine::Now::at(1_000), event, &mut replica, &mut db)
+                .unwrap(),
+        );
     }
     let id_of = |push: bool| {
         sent.iter().find_map(|effect| match effect {
@@ -175,7 +179,12 @@ fn server_replies_are_taken_in_the_clients_stride() {
                 Event::PushResponse { id, response }
             })
         };
-        let handled = w.client.handle(2_000, event, &mut w.replica, &mut w.db);
+        let handled = w.client.handle(
+            crate::engine::Now::at(2_000),
+            event,
+            &mut w.replica,
+            &mut w.db,
+        );
         if let Err(e) = handled {
             panic!("a server reply failed the client: {e}");
         }
