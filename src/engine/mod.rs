@@ -311,9 +311,24 @@ impl Engine {
         let sync = if saved {
             Some(self.sync_event(sync::Event::Mutated)?)
         } else {
-            None
+            self.release_if_cleared()?
         };
         Ok(IoDone { durable_seq, sync })
+    }
+
+    /// Once the storage is cleared for good, mutations held until they were
+    /// on disk go to the server from memory (see [`Replication::disk_gone`]);
+    /// returns the sync work that follows, if any were held.
+    fn release_if_cleared(&mut self) -> Result<Option<SyncHandled>> {
+        let cleared = self
+            .storage_stalled()
+            .is_some_and(|e| e.code() == "storage_cleared");
+        let released = cleared && self.replication.as_mut().is_some_and(|r| r.disk_gone());
+        if released {
+            Ok(Some(self.sync_event(sync::Event::Mutated)?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Every commit up to this sequence number is on disk.
@@ -342,10 +357,12 @@ impl Engine {
 
     /// The host learned that the browser deleted the replica's files: no
     /// more storage writes; [`Engine::storage_stalled`] says `storage_cleared`.
-    pub fn storage_cleared(&mut self, why: String) {
+    /// Returns the sync work of mutations that may now be pushed.
+    pub fn storage_cleared(&mut self, why: String) -> Result<Option<SyncHandled>> {
         if let Some(d) = self.durability.as_mut() {
             d.files_cleared(why);
         }
+        self.release_if_cleared()
     }
 
     /// A new tab connected; returns the id its requests are handled under.

@@ -43,6 +43,9 @@ pub struct Replication {
     /// Mutations made since the worker started that are not on disk yet, as
     /// (mutation id, commit sequence number), ascending. See [`Self::saving`].
     unsaved: Vec<(u64, u64)>,
+    /// The replica's files were deleted under it (`storage_cleared`): see
+    /// [`Self::disk_gone`].
+    disk_gone: bool,
 }
 
 /// What a sync event (or a mutation) asks of the host, besides live-query
@@ -72,6 +75,7 @@ impl Replication {
             unsettled: Vec::new(),
             update_needed: None,
             unsaved: Vec::new(),
+            disk_gone: false,
         })
     }
 
@@ -83,6 +87,7 @@ impl Replication {
     pub fn take_over(&mut self, older: &mut Replication, sync_seed: Option<u64>) {
         self.unsettled = std::mem::take(&mut older.unsettled);
         self.unsaved = std::mem::take(&mut older.unsaved);
+        self.disk_gone = older.disk_gone;
         let seed = older
             .client
             .as_mut()
@@ -107,6 +112,9 @@ impl Replication {
     /// then skips as one it has already processed, and the new write is
     /// lost without a word.
     pub fn saving(&mut self, mutation_id: u64, seq: u64) {
+        if self.disk_gone {
+            return;
+        }
         self.unsaved.push((mutation_id, seq));
         self.hold_pushes();
     }
@@ -121,6 +129,19 @@ impl Replication {
             self.hold_pushes();
         }
         saved
+    }
+
+    /// The replica's files were deleted: no restart comes back from them
+    /// (the next life starts empty, under a new client ID), so no crash can
+    /// hand a pushed mutation's ID to another, and mutations go to the
+    /// server from memory, where they now live. Returns whether any were
+    /// held (the client should then be woken).
+    pub fn disk_gone(&mut self) -> bool {
+        self.disk_gone = true;
+        let held = !self.unsaved.is_empty();
+        self.unsaved.clear();
+        self.hold_pushes();
+        held
     }
 
     fn hold_pushes(&mut self) {

@@ -100,14 +100,20 @@ fn watch_for_clearing(shared: &Rc<RefCell<Shared>>) {
         let Some(shared) = weak.upgrade() else {
             return;
         };
-        let mut state = shared.borrow_mut();
-        let Shared {
-            engine, storage, ..
-        } = &mut *state;
-        engine.storage_cleared("the browser closed the IndexedDB connection".into());
-        if storage.status.failed(engine.storage_stalled()) {
-            tabs::broadcast_storage(&state);
-        }
+        let released = {
+            let mut state = shared.borrow_mut();
+            let Shared {
+                engine, storage, ..
+            } = &mut *state;
+            let released =
+                engine.storage_cleared("the browser closed the IndexedDB connection".into());
+            if storage.status.failed(engine.storage_stalled()) {
+                tabs::broadcast_storage(&state);
+            }
+            released
+        };
+        // Mutations held until they were on disk go out from memory now.
+        super::sync::handled(&shared, released);
     });
     shared
         .borrow()

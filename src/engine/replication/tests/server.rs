@@ -335,3 +335,31 @@ fn a_mutation_is_pushed_only_once_on_disk_so_a_crash_cannot_leave_the_server_ahe
         "the server has the write made after the crash"
     );
 }
+
+/// Storage cleared under the running app: no restart comes back from the
+/// deleted files, so what was held until it reached the disk goes to the
+/// server from memory, and so does what comes after.
+#[test]
+fn once_storage_is_cleared_mutations_go_to_the_server_from_memory() {
+    let mut server = server();
+    let mut disk = MemoryBackend::default();
+    let mut laptop = Device::on_disk(&disk, "laptop", "alice");
+    laptop.start(&mut server);
+    laptop.flush(&mut disk);
+    let tab = laptop.tab();
+    laptop.add_todo(tab, "held", "alice").unwrap();
+    laptop.sync(&mut server);
+    assert_eq!(
+        server.executions().unwrap().values().sum::<u32>(),
+        0,
+        "held: not on disk"
+    );
+
+    let released = laptop.engine.storage_cleared("cleared".into()).unwrap();
+    assert!(released.is_some(), "the held mutation is released");
+    laptop.take(released.unwrap().work);
+    laptop.add_todo(tab, "after", "alice").unwrap();
+    laptop.sync(&mut server);
+    assert_eq!(server.executions().unwrap().values().sum::<u32>(), 2);
+    assert_eq!(laptop.status.as_ref().unwrap().pending_mutations, 0);
+}
