@@ -4,13 +4,17 @@
 //! - [`app`]: the app definition (tables, local tables, mutators, access rules)
 //!   and [`validate`], the checks it passes before anyone runs it;
 //! - [`wire`]: push, pull, the realtime channel and error bodies;
-//! - [`sql`]: the small SQL lexer both use to find `:named` parameters.
+//! - [`sql`]: the small SQL lexer both use to find `:named` parameters;
+//! - [`value`] and [`values`]: one SQL value, and how each column type
+//!   travels between JSON and SQL (mutator arguments are checked here, once).
 
 pub mod app;
 pub mod decode;
 mod problem;
 pub mod sql;
 pub mod validate;
+pub mod value;
+pub mod values;
 pub mod wire;
 mod wire_de;
 
@@ -19,6 +23,7 @@ pub use app::{
     USER_ID_PARAM,
 };
 pub use validate::{AppError, Problem};
+pub use value::Value;
 pub use wire::{
     Cookie, ErrorBody, MismatchAction, Mutation, MutationResult, PatchOp, PullOk, PullRequest,
     PullResponse, PushRequest, PushResponse, RejectionCode, Row, SchemaMismatch, ServerEvent,

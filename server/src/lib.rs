@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod rate_limit;
 mod realtime;
 pub mod store;
+pub mod sync;
 mod sync_routes;
 
 pub use auth::Auth;

@@ -5,9 +5,10 @@
 use super::Stats;
 use ferrydb::engine::database::Database;
 use ferrydb::engine::sync::{
-    Effect, Event, ModelServer, Opened, Replica, SplitMix64, SyncClient, SyncConfig,
+    Effect, Event, Opened, Replica, SplitMix64, SyncClient, SyncConfig,
 };
 use ferrydb::engine::Now;
+use ferrydb_server::store::SqliteServer;
 use ferrydb_protocol::{
     AppDefinition, MutationResult, PullRequest, PullResponse, PushRequest, PushResponse,
     ServerEvent,
@@ -81,7 +82,7 @@ pub struct Client {
 pub struct Sim {
     pub rng: SplitMix64,
     pub now: u64,
-    pub server: ModelServer,
+    pub server: SqliteServer,
     pub clients: Vec<Client>,
     pub network: Vec<Message>,
     pub faults: bool,
@@ -124,7 +125,7 @@ impl Sim {
         Sim {
             rng,
             now: 0,
-            server: ModelServer::new(app()).unwrap().with_page_size(page),
+            server: SqliteServer::new(app()).unwrap().with_page_size(page),
             clients,
             network: Vec::new(),
             faults: true,

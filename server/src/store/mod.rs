@@ -11,30 +11,12 @@
 mod postgres;
 mod sqlite;
 
-pub use ferrydb::engine::sync::LoggedMutation;
+pub use crate::sync::{Result, StoreError};
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteServer, SqliteStore};
 
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
 use tokio::sync::broadcast;
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The request names a client or client group of another user.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The store cannot serve this app definition (a table changed).
-    #[error("{0}")]
-    InvalidApp(String),
-    /// The database is unreachable or overloaded; the client retries.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// A bug or an unexpected database error.
-    #[error("store error: {0}")]
-    Internal(String),
-}
 
 /// What to open: `sqlite:PATH` (created on first start), `memory` (an
 /// in-memory SQLite database, gone at exit) or `postgres://…`.
@@ -141,6 +123,17 @@ impl Store {
             Store::Postgres(_) => "postgres",
         }
     }
+}
+
+/// One entry of the server's mutation log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LoggedMutation {
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    pub id: u64,
+    pub name: String,
+    /// `ok`, or the rejection code.
+    pub outcome: String,
 }
 
 /// Whether a push processed anything new (so the version moved and clients

@@ -2,6 +2,7 @@
 //! takes over unchanged (see [`Error::code`]), so apps can switch on it.
 
 use crate::engine::error::Error as EngineError;
+use ferrydb_protocol::values::BadArguments;
 use ferrydb_protocol::AppError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,6 +50,15 @@ pub enum Error {
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Engine(e.into())
+    }
+}
+
+impl From<BadArguments> for Error {
+    fn from(e: BadArguments) -> Self {
+        Error::BadArguments {
+            mutator: e.mutator,
+            message: e.message,
+        }
     }
 }
 

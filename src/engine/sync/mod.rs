@@ -5,8 +5,8 @@
 //! [`TokenAsks`], which decides which tab is asked for it. The host performs the HTTP requests and
 //! timers the client asks for; nothing here blocks or touches a socket.
 //!
-//! [`ModelServer`] is the in-memory twin of the reference server, used by the
-//! tests (and by anyone who wants the protocol's server side over SQLite).
+//! The protocol's server side is not here: it lives in the server crate
+//! (`ferrydb-server`), whose SQLite store the tests sync against.
 //!
 //! [`Database`]: crate::engine::database::Database
 
@@ -16,13 +16,11 @@ mod error;
 mod events;
 mod meta;
 mod migrate;
-mod model_server;
 mod mutator;
 mod rebase;
 mod replica;
 mod schema;
 mod token_asks;
-pub mod values;
 
 pub use backoff::SplitMix64;
 pub use client::SyncClient;
@@ -30,7 +28,6 @@ pub use error::{Error, Result};
 pub use events::{
     Effect, Event, InitialSync, StatusError, StatusErrorCode, SyncConfig, SyncEvent, SyncStatus,
 };
-pub use model_server::{LoggedMutation, ModelServer};
 pub use replica::{Mutated, Opened, PendingMutation, PushApplied, Rejection, Replica};
 pub use token_asks::{TokenAsk, TokenAsks, TokenTab, TOKEN_TIMEOUT_MS};
 

@@ -3,7 +3,7 @@
 //! may only write synced tables), and run inside the caller's savepoint.
 
 use super::error::{Error, Result};
-use super::values::bind_args;
+use ferrydb_protocol::values::bind_args;
 use crate::engine::database::{Database, TableSet};
 use crate::engine::value::Value;
 use ferrydb_protocol::sql::Placeholders;
@@ -79,7 +79,7 @@ pub fn compile_all(db: &mut Database, app: &AppDefinition) -> Result<Vec<Compile
 impl CompiledMutator {
     /// Checks and converts `args` (see [`bind_args`]).
     pub fn bind(&self, args: &Json) -> Result<Vec<Value>> {
-        bind_args(&self.def, args)
+        Ok(bind_args(&self.def, args)?)
     }
 
     /// Runs the statements in order. The caller owns the savepoint that makes

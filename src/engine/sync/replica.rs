@@ -9,7 +9,7 @@ use super::meta;
 use super::migrate;
 use super::mutator::{compile_all, in_savepoint, CompiledMutator};
 use super::schema::{TableSql, OUTBOX, REJECTIONS};
-use super::values::to_json;
+use ferrydb_protocol::values::to_json;
 use crate::engine::database::{Database, StatementAccess, TableSet};
 use crate::engine::value::Value;
 use ferrydb_protocol::Row;

@@ -1,7 +1,7 @@
-//! The production store: the protocol's server side over Postgres, with the
-//! behaviour of the SDK's `ModelServer` (which the seeded sync simulation
-//! proves), so a client cannot tell the two stores apart. Several server
-//! instances may share one database.
+//! The production store: the sync core (`crate::sync`, which the seeded
+//! simulation proves over the SQLite store) over Postgres: this file answers
+//! the core's questions, so a client cannot tell the two stores apart.
+//! Several server instances may share one database.
 //!
 //! How it stays correct with many instances:
 //!
@@ -50,20 +50,21 @@ mod tls;
 mod values;
 
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
+use crate::sync::{
+    self, push_mutations, Change, ClientState, Processed, PullTx, PushTx, Rejected, TableShape,
+    Who,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
-use ferrydb::engine::sync::values::{bind_args, key_from_json, key_to_json};
-use ferrydb::engine::sync::Error as SyncError;
-use ferrydb::engine::value::Value;
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::{
-    AppDefinition, ColumnType, Cookie, MismatchAction, Mutation, MutationResult, Mutator, PatchOp,
-    PullOk, PullRequest, PullResponse, PushRequest, PushResponse, RejectionCode, Row,
-    SchemaMismatch,
+    AppDefinition, ColumnType, Mutator, PullRequest, PullResponse, PushRequest, PushResponse,
+    RejectionCode, Row, SchemaMismatch, Value,
 };
 use futures_util::future::join_all;
 use schema::{pg_type, PgTable};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::types::Type;
@@ -113,8 +114,9 @@ const CHANGED_CLIENTS: &str = "SELECT client_id, last_mutation_id FROM _ferry_cl
 
 pub struct PostgresStore {
     pool: Pool,
-    /// The app's schema version, compared on every exchange.
-    schema_version: u32,
+    /// The server's own app definition: its mutators and schema version.
+    app: AppDefinition,
+    shapes: Vec<TableShape>,
     tables: Vec<PgTable>,
     mutators: HashMap<String, PgMutator>,
     write_check: String,
@@ -125,7 +127,6 @@ pub struct PostgresStore {
 }
 
 struct PgMutator {
-    def: Mutator,
     statements: Vec<PgStatement>,
 }
 
@@ -134,16 +135,6 @@ struct PgStatement {
     /// For each placeholder in order, the index of the declared parameter.
     args: Vec<usize>,
     types: Vec<Type>,
-}
-
-/// Why a mutation was rejected (an outcome, not an error of the store).
-struct Rejected(RejectionCode, String);
-
-/// A push's progress through one transaction.
-struct Chunk {
-    results: Vec<MutationResult>,
-    /// The chunk limit was reached with mutations left to process.
-    more: bool,
 }
 
 impl PostgresStore {
@@ -203,7 +194,8 @@ impl PostgresStore {
             write_check: schema::write_check(&tables),
             finish: schema::finish_mutation(&tables),
             pool,
-            schema_version: app.version,
+            shapes: app.tables.iter().map(TableShape::new).collect(),
+            app,
             tables,
             mutators,
             page_size: options.page_size.max(1),
@@ -214,10 +206,6 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
-    }
-
-    fn mismatch(&self, client_version: u32) -> Option<SchemaMismatch> {
-        SchemaMismatch::between(client_version, self.schema_version)
     }
 
     /// The current version (what a caught-up client's cookie is).
@@ -249,9 +237,10 @@ impl PostgresStore {
             .collect())
     }
 
-    /// Handles `POST push` for the authenticated `user_id`.
+    /// Handles `POST push` for the authenticated `user_id`: the core's push,
+    /// in transactions of at most [`CHUNK`] new mutations each.
     pub async fn push(&self, user_id: &str, request: PushRequest) -> Result<PushResponse> {
-        if let Some(m) = self.mismatch(request.schema_version) {
+        if let Some(m) = SchemaMismatch::between(request.schema_version, self.app.version) {
             return Ok(PushResponse::SchemaMismatch(m));
         }
         let _slot = match tokio::time::timeout(POOL_WAIT, self.push_slots.acquire()).await {
@@ -266,9 +255,16 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let mut results = Vec::new();
         loop {
-            let rest = &request.mutations[results.len()..];
             let tx = client.transaction().await?;
-            let chunk = self.push_chunk(&tx, user_id, &request, rest).await?;
+            let pg = PgTx::new(self, &tx);
+            let from = results.len();
+            let chunk = push_mutations(&pg, &self.app, user_id, &request, from, CHUNK).await?;
+            if let Some(version) = chunk.version {
+                // Delivered when (and only if) this transaction commits.
+                let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+                tx.execute(&notify, &[&schema::POKE_CHANNEL, &version.to_string()])
+                    .await?;
+            }
             tx.commit().await?;
             results.extend(chunk.results);
             if !chunk.more {
@@ -278,189 +274,62 @@ impl PostgresStore {
         Ok(PushResponse::Ok { results })
     }
 
-    /// Processes mutations from the start of `mutations` in `tx`, up to
-    /// [`CHUNK`] of them, stopping at a gap.
-    async fn push_chunk(
-        &self,
-        tx: &Transaction<'_>,
-        user_id: &str,
-        request: &PushRequest,
-        mutations: &[Mutation],
-    ) -> Result<Chunk> {
-        let (client_id, group_id) = (&request.client_id, &request.client_group_id);
-        let state = tx
+    /// Handles `POST pull` for the authenticated `user_id`: the core's pull
+    /// over one snapshot, so the version and the rows agree.
+    pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let pg = PgTx::new(self, &tx);
+        let response = sync::pull(
+            &pg,
+            &self.shapes,
+            self.app.version,
+            self.page_size,
+            user_id,
+            &request,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+}
+
+/// One transaction of the store, answering the core's questions. Questions
+/// that do not depend on each other are pipelined on its connection.
+struct PgTx<'a> {
+    store: &'a PostgresStore,
+    tx: &'a Transaction<'a>,
+    /// `run` left the mutator's savepoint open for `finish` to end.
+    savepoint_open: AtomicBool,
+}
+
+impl<'a> PgTx<'a> {
+    fn new(store: &'a PostgresStore, tx: &'a Transaction<'a>) -> Self {
+        PgTx {
+            store,
+            tx,
+            savepoint_open: AtomicBool::new(false),
+        }
+    }
+
+    async fn client_row(&self, who: Who<'_>) -> Result<ClientState> {
+        let state = self
+            .tx
             .prepare_typed_cached(CLIENT_STATE, &[Type::TEXT, Type::TEXT, Type::TEXT])
             .await?;
-        let state_params: [&(dyn ToSql + Sync); 3] = [client_id, group_id, &user_id];
-        // Without the lock: `lastMutationID` only grows and a rejection
-        // commits with it, so what is already processed can be answered now.
-        let mut last = client_state(tx.query_one(&state, &state_params).await?, request)?;
-        let mut locked = false;
-        let mut processed = 0;
-        let mut version = None;
-        let mut results = Vec::new();
-        let mut more = false;
-        for mutation in mutations {
-            if mutation.id > last && !locked {
-                // From here on this push owns the version row until it
-                // commits. Ownership and `lastMutationID` may have moved
-                // while we waited: read them again (a statement of its own,
-                // so it sees everything committed before the lock was ours).
-                let lock = tx.prepare_typed_cached(LOCK, &[Type::TEXT]).await?;
-                let (lock, now) = tokio::join!(
-                    tx.query_one(&lock, &[&schema::RECORDING]),
-                    tx.query_one(&state, &state_params)
-                );
-                lock?;
-                last = client_state(now?, request)?;
-                locked = true;
-            }
-            if mutation.id <= last {
-                results.push(recorded(tx, client_id, mutation.id).await?);
-                continue;
-            }
-            if mutation.id > last + 1 {
-                // A gap: an earlier mutation has not arrived. Stop; the client resends.
-                break;
-            }
-            if processed == CHUNK {
-                more = true;
-                break;
-            }
-            let (result, v) = self.process(tx, user_id, request, mutation).await?;
-            results.push(result);
-            last = mutation.id;
-            processed += 1;
-            version = Some(v);
-        }
-        if let Some(version) = version {
-            // Delivered when (and only if) this transaction commits.
-            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-            tx.execute(&notify, &[&schema::POKE_CHANNEL, &version.to_string()])
-                .await?;
-        }
-        Ok(Chunk { results, more })
-    }
-
-    /// Runs one mutation (the next one of its client) and records it, in two
-    /// round trips: the version bump, the savepoint, the mutator's
-    /// statements and the write-rule check go out together (Postgres runs
-    /// them in order; after a failing statement the rest fail unrun), then
-    /// the end of the savepoint and the bookkeeping.
-    async fn process(
-        &self,
-        tx: &Transaction<'_>,
-        user_id: &str,
-        request: &PushRequest,
-        mutation: &Mutation,
-    ) -> Result<(MutationResult, i64)> {
-        let id = mutation.id;
-        // Everything this mutation runs is prepared first: once a statement
-        // of the mutator fails, the transaction accepts nothing (not even a
-        // Parse) until the savepoint is rolled back.
-        let bump = tx.prepare_cached(BUMP).await?;
-        let finish = tx
-            .prepare_typed_cached(&self.finish, schema::FINISH_TYPES)
+        let row = self
+            .tx
+            .query_one(&state, &[&who.client_id, &who.group_id, &who.user_id])
             .await?;
-        let (version, outcome, end) = match self.bind(mutation) {
-            // Nothing to run, nothing to roll back.
-            Err(rejected) => {
-                let version: i64 = tx.query_one(&bump, &[]).await?.get(0);
-                (version, Err(rejected), None)
-            }
-            Ok((mutator, values)) => {
-                let mut prepared = Vec::with_capacity(mutator.statements.len());
-                for statement in &mutator.statements {
-                    prepared.push(
-                        tx.prepare_typed_cached(&statement.sql, &statement.types)
-                            .await?,
-                    );
-                }
-                let check = tx
-                    .prepare_typed_cached(&self.write_check, &[Type::TEXT])
-                    .await?;
-                let params: Vec<Vec<Param>> = mutator
-                    .statements
-                    .iter()
-                    .map(|statement| {
-                        statement
-                            .args
-                            .iter()
-                            .map(|&i| values::to_param(mutator.def.params[i].ty, &values[i]))
-                            .collect()
-                    })
-                    .collect();
-                let params: Vec<Vec<&(dyn ToSql + Sync)>> =
-                    params.iter().map(|p| refs(p)).collect();
-                let statements = join_all(
-                    prepared
-                        .iter()
-                        .zip(&params)
-                        .map(|(statement, params)| tx.execute(statement, params)),
-                );
-                // The run has a savepoint of its own: a rejection rolls back
-                // the mutator's effects but keeps the bookkeeping.
-                let user: [&(dyn ToSql + Sync); 1] = [&user_id];
-                let (bumped, savepoint, executed, checked) = tokio::join!(
-                    tx.query_one(&bump, &[]),
-                    tx.batch_execute("SAVEPOINT ferry_run"),
-                    statements,
-                    tx.query_one(&check, &user),
-                );
-                let version: i64 = bumped?.get(0);
-                savepoint?;
-                let outcome = self.judge(mutator, user_id, executed, checked)?;
-                let end = match outcome {
-                    Ok(()) => "RELEASE SAVEPOINT ferry_run",
-                    Err(_) => "ROLLBACK TO SAVEPOINT ferry_run; RELEASE SAVEPOINT ferry_run",
-                };
-                (version, outcome, Some(end))
-            }
-        };
-        let result = match outcome {
-            Ok(()) => MutationResult::Ok { id },
-            Err(Rejected(code, message)) => MutationResult::Rejected { id, code, message },
-        };
-        let (outcome, message) = match &result {
-            MutationResult::Rejected { code, message, .. } => {
-                (code.as_str().to_owned(), Some(message.clone()))
-            }
-            _ => ("ok".to_owned(), None),
-        };
-        let end = async {
-            match end {
-                Some(sql) => tx.batch_execute(sql).await,
-                None => Ok(()),
-            }
-        };
-        let mutation_id = id as i64;
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &request.client_id,
-            &request.client_group_id,
-            &mutation_id,
-            &version,
-            &user_id,
-            &mutation.name,
-            &outcome,
-            &message,
-        ];
-        let (ended, finished) = tokio::join!(end, tx.execute(&finish, &params));
-        ended?;
-        finished?;
-        Ok((result, version))
-    }
-
-    /// The server's mutator of that name with the arguments checked and
-    /// converted, or why not.
-    fn bind(&self, mutation: &Mutation) -> Result<(&PgMutator, Vec<Value>), Rejected> {
-        let Some(mutator) = self.mutators.get(&mutation.name) else {
-            let e = SyncError::UnknownMutator(mutation.name.clone());
-            return Err(Rejected(RejectionCode::UnknownMutator, e.to_string()));
-        };
-        match bind_args(&mutator.def, &mutation.args) {
-            Ok(values) => Ok((mutator, values)),
-            Err(e) => Err(Rejected(RejectionCode::BadArguments, e.to_string())),
-        }
+        Ok(ClientState {
+            last_mutation_id: row.try_get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
+            foreign: row.try_get(1)?,
+        })
     }
 
     /// What the mutator's run came to: the first failing statement rejects it
@@ -468,18 +337,11 @@ impl PostgresStore {
     /// else a row that breaks a write rule before or after (`forbidden`).
     fn judge(
         &self,
-        mutator: &PgMutator,
+        mutator: &Mutator,
         user_id: &str,
         executed: Vec<Result<u64, tokio_postgres::Error>>,
         checked: Result<tokio_postgres::Row, tokio_postgres::Error>,
     ) -> Result<Result<(), Rejected>> {
-        let failed = |e: &tokio_postgres::Error| {
-            let e = SyncError::MutatorFailed {
-                mutator: mutator.def.name.clone(),
-                message: statement_message(e),
-            };
-            Rejected(RejectionCode::MutatorFailed, e.to_string())
-        };
         // A rule that fails at run time (a type error on this row) is the
         // mutation's failure too, as in SQLite.
         let first = match executed.into_iter().find_map(Result::err) {
@@ -489,208 +351,221 @@ impl PostgresStore {
         let violations: Vec<bool> = match first {
             Ok(row) => row.try_get(0)?,
             Err(e) if error::is_transient(&e) || e.as_db_error().is_none() => return Err(e.into()),
-            Err(e) => return Ok(Err(failed(&e))),
+            Err(e) => return Ok(Err(Rejected::failed(&mutator.name, statement_message(&e)))),
         };
         if let Some(i) = violations.iter().position(|&broken| broken) {
-            return Ok(Err(Rejected(
-                RejectionCode::Forbidden,
-                format!(
-                    "the write rule of `{}` does not allow this change for user {user_id}",
-                    self.tables[i].name
-                ),
-            )));
+            return Ok(Err(Rejected::forbidden(&self.store.shapes[i].name, user_id)));
         }
         Ok(Ok(()))
     }
+}
 
-    /// Handles `POST pull` for the authenticated `user_id`.
-    pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
-        if let Some(m) = self.mismatch(request.schema_version) {
-            return Ok(PullResponse::SchemaMismatch(m));
-        }
-        let mut client = self.client().await?;
-        // One snapshot: the version and the rows agree.
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+impl PushTx for PgTx<'_> {
+    async fn client_state(&self, who: Who<'_>) -> Result<ClientState> {
+        self.client_row(who).await
+    }
+
+    /// Takes the version row (the lock that orders all mutations) and turns
+    /// the touched-row triggers on; reads the client again in the same round
+    /// trip (a statement of its own, so it sees everything committed before
+    /// the lock was ours).
+    async fn lock(&self, who: Who<'_>) -> Result<ClientState> {
+        let lock = self.tx.prepare_typed_cached(LOCK, &[Type::TEXT]).await?;
+        let (locked, state) = tokio::join!(
+            self.tx.query_one(&lock, &[&schema::RECORDING]),
+            self.client_row(who)
+        );
+        locked?;
+        state
+    }
+
+    async fn rejection(&self, client_id: &str, mutation_id: u64) -> Result<Option<Rejected>> {
+        let row = self
+            .tx
+            .query_opt(
+                "SELECT code, message FROM _ferry_server_rejections \
+                 WHERE client_id = $1 AND mutation_id = $2",
+                &[&client_id, &(mutation_id as i64)],
+            )
             .await?;
-        let state = tx
-            .prepare_typed_cached(PULL_STATE, &[Type::TEXT, Type::TEXT, Type::TEXT])
-            .await?;
-        let (client_id, group_id) = (&request.client_id, &request.client_group_id);
-        let state = tx
-            .query_one(&state, &[client_id, group_id, &user_id])
-            .await?;
-        if state.try_get::<_, bool>(1)? {
-            return Err(foreign(client_id, group_id));
-        }
-        let version: i64 = state.try_get(0)?;
-        let reset = PullResponse::SchemaMismatch(SchemaMismatch {
-            server_schema_version: self.schema_version,
-            action: MismatchAction::ResetReplica,
-        });
-        // The patch and the clients that moved, queried together.
-        let ((patch, cookie, more), changed) = match &request.cookie {
-            Some(Cookie::Integer(since)) if *since > version => return Ok(reset),
-            Some(Cookie::Integer(since)) => {
-                let (patch, changed) = tokio::join!(
-                    self.changes_since(&tx, user_id, *since),
-                    changed_clients(&tx, group_id, *since)
-                );
-                ((patch?, Cookie::Integer(version), false), changed?)
-            }
-            None => {
-                let (page, changed) = tokio::join!(
-                    self.full_page(&tx, user_id, version, 0, None),
-                    changed_clients(&tx, group_id, -1)
-                );
-                (page?, changed?)
-            }
-            Some(Cookie::Text(cursor)) => match self.parse_cursor(cursor) {
-                Some((at, table, after)) if at <= version => {
-                    let (page, changed) = tokio::join!(
-                        self.full_page(&tx, user_id, at, table, Some(after)),
-                        changed_clients(&tx, group_id, -1)
-                    );
-                    (page?, changed?)
-                }
-                _ => return Ok(reset),
-            },
-        };
-        tx.commit().await?;
-        Ok(PullResponse::Ok(PullOk {
-            cookie,
-            last_mutation_id_changes: changed,
-            patch,
-            more,
+        Ok(row.map(|r| Rejected {
+            code: RejectionCode::parse(r.get(0)),
+            message: r.get(1),
         }))
     }
 
-    /// Every row or tombstone with a version after `since`, table by table
-    /// (all tables queried at once): a put if the user may read the row, a
-    /// del if it is gone or no longer readable.
-    async fn changes_since(
+    /// One round trip: the version bump, the savepoint, the mutator's
+    /// statements and the write-rule check go out together (Postgres runs
+    /// them in order; after a failing statement the rest fail unrun). The
+    /// savepoint stays open for `finish`.
+    async fn run(
         &self,
-        tx: &Transaction<'_>,
         user_id: &str,
-        since: i64,
-    ) -> Result<Vec<PatchOp>> {
-        let mut queries = Vec::with_capacity(self.tables.len());
-        for table in &self.tables {
-            queries.push(
-                tx.prepare_typed_cached(&table.changes, &[Type::TEXT, Type::INT8])
+        mutator: Option<(&Mutator, &[Value])>,
+    ) -> Result<(i64, Result<(), Rejected>)> {
+        let tx = self.tx;
+        // Everything this mutation runs is prepared first: once a statement
+        // of the mutator fails, the transaction accepts nothing (not even a
+        // Parse) until the savepoint is rolled back.
+        let bump = tx.prepare_cached(BUMP).await?;
+        let Some((mutator, values)) = mutator else {
+            // Nothing to run, nothing to roll back.
+            let version: i64 = tx.query_one(&bump, &[]).await?.get(0);
+            return Ok((version, Ok(())));
+        };
+        let compiled = &self.store.mutators[&mutator.name];
+        let mut prepared = Vec::with_capacity(compiled.statements.len());
+        for statement in &compiled.statements {
+            prepared.push(
+                tx.prepare_typed_cached(&statement.sql, &statement.types)
                     .await?,
             );
         }
-        let params: [&(dyn ToSql + Sync); 2] = [&user_id, &since];
-        let answers = join_all(queries.iter().map(|q| tx.query(q, &params))).await;
-        let mut patch = Vec::new();
-        for (table, rows) in self.tables.iter().zip(answers) {
-            let key_len = table.key.len();
-            for r in &rows? {
-                let readable: Option<bool> = r.try_get(key_len)?;
-                if readable == Some(true) {
-                    patch.push(PatchOp::Put {
-                        table: table.name.clone(),
-                        row: to_row(r, key_len + 1, &table.columns)?,
-                    });
-                } else {
-                    patch.push(PatchOp::Del {
-                        table: table.name.clone(),
-                        key: to_row(r, 0, &table.key)?,
-                    });
-                }
-            }
-        }
-        Ok(patch)
-    }
-
-    /// One page of a full sync of the state at `at`, resuming in table
-    /// `table` after key `after` (as `ModelServer::full_page`). Rows changed
-    /// after `at` may already show here; the final cookie is `at`, so the
-    /// next pull sends them again (harmless) along with rows deleted meanwhile.
-    async fn full_page(
-        &self,
-        tx: &Transaction<'_>,
-        user_id: &str,
-        at: i64,
-        mut table: usize,
-        mut after: Option<Vec<Value>>,
-    ) -> Result<(Vec<PatchOp>, Cookie, bool)> {
-        let mut patch = if after.is_none() && table == 0 {
-            vec![PatchOp::Clear]
-        } else {
-            vec![]
-        };
-        let mut room = self.page_size;
-        while table < self.tables.len() && room > 0 {
-            let t = &self.tables[table];
-            let mut params: Vec<Param> = vec![Box::new(user_id.to_owned())];
-            let (sql, types) = match &after {
-                Some(key) => {
-                    for ((_, ty), value) in t.key.iter().zip(key) {
-                        // Checked by `parse_cursor`.
-                        params.push(values::key_param(*ty, value).expect("cursor key type"));
-                    }
-                    (&t.next_page, t.page_types(false))
-                }
-                None => (&t.first_page, t.page_types(true)),
-            };
-            params.push(Box::new(room as i64));
-            let query = tx.prepare_typed_cached(sql, &types).await?;
-            let rows = tx.query(&query, &refs(&params)).await?;
-            room -= rows.len();
-            for r in &rows {
-                patch.push(PatchOp::Put {
-                    table: t.name.clone(),
-                    row: to_row(r, 0, &t.columns)?,
-                });
-            }
-            if room == 0 {
-                let last = rows.last().expect("a full page has rows");
-                let key = t
-                    .key_index
+        let check = tx
+            .prepare_typed_cached(&self.store.write_check, &[Type::TEXT])
+            .await?;
+        let params: Vec<Vec<Param>> = compiled
+            .statements
+            .iter()
+            .map(|statement| {
+                statement
+                    .args
                     .iter()
-                    .zip(&t.key)
-                    .map(|(&i, (_, ty))| values::key_value(last, i, *ty))
-                    .collect::<Result<Vec<_>, _>>()?;
-                after = Some(key);
-            } else {
-                table += 1;
-                after = None;
-            }
-        }
-        if table >= self.tables.len() {
-            return Ok((patch, Cookie::Integer(at), false));
-        }
-        let key: Vec<serde_json::Value> =
-            after.unwrap_or_default().iter().map(key_to_json).collect();
-        let cursor = format!("full:{at}:{table}:{}", serde_json::Value::Array(key));
-        Ok((patch, Cookie::Text(cursor), true))
+                    .map(|&i| values::to_param(mutator.params[i].ty, &values[i]))
+                    .collect()
+            })
+            .collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = params.iter().map(|p| refs(p)).collect();
+        let statements = join_all(
+            prepared
+                .iter()
+                .zip(&params)
+                .map(|(statement, params)| tx.execute(statement, params)),
+        );
+        let user: [&(dyn ToSql + Sync); 1] = [&user_id];
+        let (bumped, savepoint, executed, checked) = tokio::join!(
+            tx.query_one(&bump, &[]),
+            tx.batch_execute("SAVEPOINT ferry_run"),
+            statements,
+            tx.query_one(&check, &user),
+        );
+        let version: i64 = bumped?.get(0);
+        savepoint?;
+        self.savepoint_open.store(true, Ordering::Relaxed);
+        let outcome = self.judge(mutator, user_id, executed, checked)?;
+        Ok((version, outcome))
     }
 
-    /// `full:<version>:<table index>:<JSON array of the last key>`, with a
-    /// table that exists and a key of its key's length and types.
-    fn parse_cursor(&self, cursor: &str) -> Option<(i64, usize, Vec<Value>)> {
-        let mut parts = cursor.splitn(4, ':');
-        if parts.next()? != "full" {
-            return None;
-        }
-        let at = parts.next()?.parse().ok()?;
-        let table: usize = parts.next()?.parse().ok()?;
-        let key: Vec<serde_json::Value> = serde_json::from_str(parts.next()?).ok()?;
-        let key = key.iter().map(key_from_json).collect::<Option<Vec<_>>>()?;
-        let t = self.tables.get(table)?;
-        let fits = key.len() == t.key.len()
-            && t.key
-                .iter()
-                .zip(&key)
-                .all(|((_, ty), v)| values::key_param(*ty, v).is_some());
-        fits.then_some((at, table, key))
+    /// One round trip: the end of the savepoint (kept or rolled back) and
+    /// the bookkeeping statement.
+    async fn finish(&self, processed: Processed<'_>) -> Result<()> {
+        let finish = self
+            .tx
+            .prepare_typed_cached(&self.store.finish, schema::FINISH_TYPES)
+            .await?;
+        let end = match (self.savepoint_open.swap(false, Ordering::Relaxed), processed.rejected) {
+            (false, _) => None,
+            (true, None) => Some("RELEASE SAVEPOINT ferry_run"),
+            (true, Some(_)) => Some("ROLLBACK TO SAVEPOINT ferry_run; RELEASE SAVEPOINT ferry_run"),
+        };
+        let end = async {
+            match end {
+                Some(sql) => self.tx.batch_execute(sql).await,
+                None => Ok(()),
+            }
+        };
+        let who = processed.who;
+        let mutation_id = processed.mutation_id as i64;
+        let outcome = processed.rejected.map_or("ok", |r| r.code.as_str());
+        let message = processed.rejected.map(|r| r.message.as_str());
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &who.client_id,
+            &who.group_id,
+            &mutation_id,
+            &processed.version,
+            &who.user_id,
+            &processed.name,
+            &outcome,
+            &message,
+        ];
+        let (ended, finished) = tokio::join!(end, self.tx.execute(&finish, &params));
+        ended?;
+        finished?;
+        Ok(())
     }
 }
+
+impl PullTx for PgTx<'_> {
+    async fn state(&self, who: Who<'_>) -> Result<(i64, bool)> {
+        let state = self
+            .tx
+            .prepare_typed_cached(PULL_STATE, &[Type::TEXT, Type::TEXT, Type::TEXT])
+            .await?;
+        let row = self
+            .tx
+            .query_one(&state, &[&who.client_id, &who.group_id, &who.user_id])
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    async fn changes(&self, table: usize, user_id: &str, since: i64) -> Result<Vec<Change>> {
+        let t = &self.store.tables[table];
+        let query = self
+            .tx
+            .prepare_typed_cached(&t.changes, &[Type::TEXT, Type::INT8])
+            .await?;
+        let rows = self.tx.query(&query, &[&user_id, &since]).await?;
+        let key_len = t.key.len();
+        rows.iter()
+            .map(|r| {
+                let readable: Option<bool> = r.try_get(key_len)?;
+                Ok(if readable == Some(true) {
+                    Change::Put(to_row(r, key_len + 1, &t.columns)?)
+                } else {
+                    Change::Del(to_row(r, 0, &t.key)?)
+                })
+            })
+            .collect()
+    }
+
+    async fn page(
+        &self,
+        table: usize,
+        user_id: &str,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let t = &self.store.tables[table];
+        let mut params: Vec<Param> = vec![Box::new(user_id.to_owned())];
+        let (sql, types) = match after {
+            Some(key) => {
+                for ((_, ty), value) in t.key.iter().zip(key) {
+                    params.push(values::key_param(*ty, value).ok_or_else(|| {
+                        StoreError::Internal(format!("a cursor key of the wrong type for `{}`", t.name))
+                    })?);
+                }
+                (&t.next_page, t.page_types(false))
+            }
+            None => (&t.first_page, t.page_types(true)),
+        };
+        params.push(Box::new(limit as i64));
+        let query = self.tx.prepare_typed_cached(sql, &types).await?;
+        let rows = self.tx.query(&query, &refs(&params)).await?;
+        rows.iter().map(|r| to_row(r, 0, &t.columns)).collect()
+    }
+
+    async fn changed_clients(&self, group_id: &str, since: i64) -> Result<BTreeMap<String, u64>> {
+        let query = self
+            .tx
+            .prepare_typed_cached(CHANGED_CLIENTS, &[Type::TEXT, Type::INT8])
+            .await?;
+        let rows = self.tx.query(&query, &[&group_id, &since]).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64)))
+            .collect()
+    }
+}
+
 
 /// Creates the bookkeeping (first start) and the app's new tables, and
 /// refuses a table whose definition changed. Holds an advisory lock, so
@@ -784,66 +659,10 @@ async fn compile(pool: &Pool, app: &AppDefinition) -> Result<HashMap<String, PgM
         }
         compiled.insert(
             def.name.clone(),
-            PgMutator {
-                def: def.clone(),
-                statements,
-            },
+            PgMutator { statements },
         );
     }
     Ok(compiled)
-}
-
-/// For clients of `group_id` whose `lastMutationID` moved after `since`, the
-/// new value.
-async fn changed_clients(
-    tx: &Transaction<'_>,
-    group_id: &str,
-    since: i64,
-) -> Result<BTreeMap<String, u64>> {
-    let query = tx
-        .prepare_typed_cached(CHANGED_CLIENTS, &[Type::TEXT, Type::INT8])
-        .await?;
-    let rows = tx.query(&query, &[&group_id, &since]).await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64)))
-        .collect()
-}
-
-/// The `lastMutationID` from a [`CLIENT_STATE`] row, or `Forbidden` if the
-/// client or its group belongs to another user.
-fn client_state(row: tokio_postgres::Row, request: &PushRequest) -> Result<u64> {
-    if row.try_get::<_, bool>(1)? {
-        return Err(foreign(&request.client_id, &request.client_group_id));
-    }
-    Ok(row.try_get::<_, Option<i64>>(0)?.unwrap_or(0) as u64)
-}
-
-/// A request that names a client, or a client group, that another user's
-/// requests created.
-fn foreign(client_id: &str, group_id: &str) -> StoreError {
-    StoreError::Forbidden(format!(
-        "client `{client_id}` (group `{group_id}`) belongs to another user"
-    ))
-}
-
-/// The answer for a mutation processed before: the remembered rejection, or
-/// `alreadyProcessed`.
-async fn recorded(tx: &Transaction<'_>, client_id: &str, id: u64) -> Result<MutationResult> {
-    let row = tx
-        .query_opt(
-            "SELECT code, message FROM _ferry_server_rejections \
-             WHERE client_id = $1 AND mutation_id = $2",
-            &[&client_id, &(id as i64)],
-        )
-        .await?;
-    Ok(match row {
-        Some(r) => MutationResult::Rejected {
-            id,
-            code: RejectionCode::parse(r.get(0)),
-            message: r.get(1),
-        },
-        None => MutationResult::AlreadyProcessed { id },
-    })
 }
 
 fn to_row(

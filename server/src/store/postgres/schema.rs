@@ -2,8 +2,8 @@
 //! bookkeeping tables, each synced table with its row versions (tombstones
 //! included: a deleted row keeps its version entry) and its "touched" log,
 //! both kept by plpgsql triggers, and the per-table pull and write-rule
-//! queries. The same design as the SQLite `ModelServer`
-//! (`src/engine/sync/model_server/tables.rs`), in Postgres types.
+//! queries. The same design as the SQLite store's (`sqlite/schema.rs`), in
+//! Postgres types.
 //!
 //! Names are validated by the app definition (lowercase `snake_case`, never
 //! `_ferry…`), so generated SQL names them unquoted, as mutators do.
@@ -90,8 +90,6 @@ pub struct PgTable {
     pub name: String,
     pub columns: Vec<(String, ColumnType)>,
     pub key: Vec<(String, ColumnType)>,
-    /// Position of each key column in `columns`.
-    pub key_index: Vec<usize>,
     /// Creates the table, its row versions, its touched log and the triggers.
     pub create: Vec<String>,
     /// Rows changed since version `$2`, joined to their current state: key
@@ -256,10 +254,6 @@ impl PgTable {
             name: t.clone(),
             columns: table.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),
             key: pk.iter().map(|k| (k.clone(), ty(k))).collect(),
-            key_index: pk
-                .iter()
-                .map(|k| column_names.iter().position(|c| c == k).expect("key column"))
-                .collect(),
             create,
             changes: format!(
                 "SELECT {}, r._ferry_readable, {} FROM {versions} v \

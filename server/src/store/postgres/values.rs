@@ -1,11 +1,11 @@
 //! Values between the wire and Postgres. Arguments are checked exactly as
 //! the SDK and the SQLite store check them (`values::bind_args`: the same
 //! `bad_arguments` messages), then bound with the parameter's declared
-//! Postgres type. Rows come back as the wire JSON `ModelServer`'s `to_json`
+//! Postgres type. Rows come back as the wire JSON the SQLite store's `values::to_json`
 //! produces: booleans as `true`/`false`, json columns nested, blobs as arrays
 //! of bytes.
 
-use ferrydb::engine::value::Value;
+use ferrydb_protocol::Value;
 use ferrydb_protocol::ColumnType;
 use serde_json::Value as Json;
 use tokio_postgres::types::ToSql;
@@ -77,14 +77,5 @@ pub fn to_json(row: &Row, i: usize, ty: ColumnType) -> Result<Json, tokio_postgr
             .try_get::<_, Option<bool>>(i)?
             .map_or(Json::Null, Json::Bool),
         ColumnType::Json => row.try_get::<_, Option<Json>>(i)?.unwrap_or(Json::Null),
-    })
-}
-
-/// A key column of `row` as a value for a paging cursor (keys are integer
-/// or text: validated).
-pub fn key_value(row: &Row, i: usize, ty: ColumnType) -> Result<Value, tokio_postgres::Error> {
-    Ok(match ty {
-        ColumnType::Integer => Value::Integer(row.try_get(i)?),
-        _ => Value::Text(row.try_get(i)?),
     })
 }

@@ -9,7 +9,8 @@ mod server;
 use super::*;
 use crate::engine::live::TabId;
 use crate::engine::request::{Request, Response};
-use crate::engine::sync::{Event, ModelServer, StatusErrorCode, SyncStatus};
+use crate::engine::sync::{Event, StatusErrorCode, SyncStatus};
+use ferrydb_server::store::SqliteServer;
 use crate::engine::{AppOpened, Engine};
 use crate::storage::{open_backend, perform, LogConfig, MemoryBackend};
 use serde_json::{json, Value as Json};
@@ -174,7 +175,7 @@ impl Device {
 
     /// Carries out the queued I/O against `server` (or fails it with
     /// `down`'s status) until nothing is left to do.
-    pub fn run(&mut self, server: &mut ModelServer, down: Option<u16>) {
+    pub fn run(&mut self, server: &mut SqliteServer, down: Option<u16>) {
         while !self.io.is_empty() {
             for effect in std::mem::take(&mut self.io) {
                 let event = match (effect, down) {
@@ -201,7 +202,7 @@ impl Device {
     }
 
     /// Runs I/O and fires timers due within `horizon` ms, until quiet.
-    pub fn settle_for(&mut self, server: &mut ModelServer, down: Option<u16>, horizon: u64) {
+    pub fn settle_for(&mut self, server: &mut SqliteServer, down: Option<u16>, horizon: u64) {
         let until = self.now.get() + horizon;
         for _ in 0..1_000 {
             self.run(server, down);
@@ -217,11 +218,11 @@ impl Device {
         panic!("never settled");
     }
 
-    pub fn sync(&mut self, server: &mut ModelServer) {
+    pub fn sync(&mut self, server: &mut SqliteServer) {
         self.settle_for(server, None, 5_000);
     }
 
-    pub fn start(&mut self, server: &mut ModelServer) {
+    pub fn start(&mut self, server: &mut SqliteServer) {
         self.event(Event::Online);
         self.sync(server);
     }
@@ -239,6 +240,6 @@ fn text(s: &str) -> Value {
     Value::Text(s.into())
 }
 
-fn server() -> ModelServer {
-    ModelServer::new(AppDefinition::from_json(&app_json()).unwrap()).unwrap()
+fn server() -> SqliteServer {
+    SqliteServer::new(AppDefinition::from_json(&app_json()).unwrap()).unwrap()
 }

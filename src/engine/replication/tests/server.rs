@@ -117,7 +117,7 @@ fn a_token_provider_that_fails_is_reported_and_local_writes_go_on() {
 
 #[test]
 fn a_newer_server_schema_stops_sync_keeps_local_writes_and_stays_known() {
-    let mut server = ModelServer::new(AppDefinition::from_json(&app_version(2)).unwrap()).unwrap();
+    let mut server = SqliteServer::new(AppDefinition::from_json(&app_version(2)).unwrap()).unwrap();
     let mut alice = Device::new("a", "alice", true);
     alice.start(&mut server);
     assert!(matches!(
@@ -177,7 +177,7 @@ fn a_newer_build_upgrading_a_syncing_replica_delivers_the_old_tabs_writes_and_sy
     // The deploy: the server runs version 2 already; the old build's worker
     // is told to update and keeps the old tab's writes queued.
     let v2 = app_with_comments();
-    let mut server = ModelServer::new(AppDefinition::from_json(&v2).unwrap()).unwrap();
+    let mut server = SqliteServer::new(AppDefinition::from_json(&v2).unwrap()).unwrap();
     let mut laptop = Device::new("a", "alice", true);
     laptop.start(&mut server);
     let old = laptop.opener;

@@ -196,7 +196,7 @@ fn server_replies_are_taken_in_the_clients_stride() {
 
 /// A server with the sample app, a page of two rows (so a full pull pages
 /// with cursors), and rows of alice's in every table.
-fn server_with_rows() -> ModelServer {
+fn server_with_rows() -> SqliteServer {
     let mut server = server().with_page_size(2);
     let mutations = [
         (
@@ -262,7 +262,7 @@ fn pull_request(cookie: Option<Cookie>) -> PullRequest {
 }
 
 /// The cursors a full pull of `server` hands out, page by page.
-fn real_cursors(server: &mut ModelServer) -> Vec<String> {
+fn real_cursors(server: &mut SqliteServer) -> Vec<String> {
     let mut cursors = Vec::new();
     let mut cookie = None;
     loop {
@@ -330,7 +330,7 @@ fn cookies_and_cursors_from_clients_are_taken_by_the_server() {
     let server = std::cell::RefCell::new(server_with_rows());
     let cursors = real_cursors(&mut server.borrow_mut());
     let generate = |rng: &mut Rng| client_cookie(rng, &cursors);
-    run("ModelServer::pull cookies", 5_000, generate, |cookie| {
+    run("SqliteServer::pull cookies", 5_000, generate, |cookie| {
         let server = &mut server.borrow_mut();
         let mut response = match server.pull("alice", &pull_request(cookie.clone())) {
             Ok(PullResponse::Ok(ok)) => ok,
@@ -397,7 +397,7 @@ fn push_body(rng: &mut Rng, seeds: &[Json]) -> Bytes {
 fn pushes_from_clients_are_taken_by_the_server() {
     let seeds = [fixture("push-request")];
     run(
-        "ModelServer::push",
+        "SqliteServer::push",
         2_000,
         |rng| push_body(rng, &seeds),
         |body| {

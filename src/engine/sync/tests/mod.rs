@@ -7,7 +7,6 @@ mod fuzz;
 mod migrate;
 mod rebase;
 mod replica;
-mod server;
 mod token_asks;
 
 use super::*;
@@ -15,6 +14,7 @@ use crate::engine::database::Database;
 use crate::engine::value::Value;
 use ferrydb_protocol::{AppDefinition, PullResponse, PushResponse};
 use serde_json::{json, Value as Json};
+pub use ferrydb_server::store::SqliteServer;
 
 pub fn sample_json() -> Json {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/app.json");
@@ -41,12 +41,12 @@ pub fn client_with(app: Json) -> (Replica, Database) {
     (replica, db)
 }
 
-pub fn server() -> ModelServer {
-    ModelServer::new(sample_app()).unwrap()
+pub fn server() -> SqliteServer {
+    SqliteServer::new(sample_app()).unwrap()
 }
 
 /// Pushes everything unconfirmed, then pulls until caught up.
-pub fn sync(replica: &mut Replica, db: &mut Database, server: &mut ModelServer, user: &str) {
+pub fn sync(replica: &mut Replica, db: &mut Database, server: &mut SqliteServer, user: &str) {
     push(replica, db, server, user);
     pull(replica, db, server, user);
 }
@@ -54,7 +54,7 @@ pub fn sync(replica: &mut Replica, db: &mut Database, server: &mut ModelServer, 
 pub fn push(
     replica: &mut Replica,
     db: &mut Database,
-    server: &mut ModelServer,
+    server: &mut SqliteServer,
     user: &str,
 ) -> Vec<Rejection> {
     let Some(request) = replica.push_request(db, 1000, None).unwrap() else {
@@ -66,7 +66,7 @@ pub fn push(
     replica.apply_push(db, &results, 0).unwrap().rejected
 }
 
-pub fn pull(replica: &mut Replica, db: &mut Database, server: &mut ModelServer, user: &str) {
+pub fn pull(replica: &mut Replica, db: &mut Database, server: &mut SqliteServer, user: &str) {
     loop {
         let PullResponse::Ok(ok) = server.pull(user, &replica.pull_request()).unwrap() else {
             panic!("schema mismatch");

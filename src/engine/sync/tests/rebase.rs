@@ -293,7 +293,7 @@ fn clear_and_del_apply_and_unknown_columns_are_ignored() {
 
 #[test]
 fn a_paged_full_sync_ends_equal_to_the_server() {
-    let mut server = ModelServer::new(sample_app()).unwrap().with_page_size(3);
+    let mut server = SqliteServer::new(sample_app()).unwrap().with_page_size(3);
     let (mut writer, mut db_w) = client("w");
     for i in 0..10 {
         add_todo(&writer, &mut db_w, &format!("t{i}"), "u", "x");

@@ -14,9 +14,8 @@
 //! `null` is SQL NULL for every type (so a json column cannot tell a JSON
 //! `null` from no value).
 
-use super::error::{Error, Result};
-use crate::engine::value::{Value, MAX_SAFE_INTEGER};
-use ferrydb_protocol::{ColumnType, Mutator};
+use crate::value::{Value, MAX_SAFE_INTEGER};
+use crate::{ColumnType, Mutator};
 use serde_json::{Map, Value as Json};
 
 /// Converts a wire value to the SQLite value stored for a column of type `ty`.
@@ -75,11 +74,31 @@ pub fn to_json(ty: ColumnType, value: &Value) -> Json {
     }
 }
 
+/// Arguments a mutator cannot run with: the client refuses the call, the
+/// server rejects the mutation (`bad_arguments`), with this one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadArguments {
+    pub mutator: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for BadArguments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bad arguments for mutator `{}`: {}",
+            self.mutator, self.message
+        )
+    }
+}
+
+impl std::error::Error for BadArguments {}
+
 /// Checks `args` against the mutator's declared parameters and converts them:
 /// the values in declaration order. Unknown keys are refused (they are typos),
 /// missing ones are NULL only when the parameter is nullable.
-pub fn bind_args(mutator: &Mutator, args: &Json) -> Result<Vec<Value>> {
-    let bad = |message: String| Error::BadArguments {
+pub fn bind_args(mutator: &Mutator, args: &Json) -> Result<Vec<Value>, BadArguments> {
+    let bad = |message: String| BadArguments {
         mutator: mutator.name.clone(),
         message,
     };
@@ -103,25 +122,6 @@ pub fn bind_args(mutator: &Mutator, args: &Json) -> Result<Vec<Value>> {
             from_json(param.ty, value).map_err(|e| bad(format!("`{}`: {e}", param.name)))
         })
         .collect()
-}
-
-/// A primary-key value in a paging cursor. Keys are integers or text
-/// (validated), so JSON carries them exactly.
-pub fn key_to_json(v: &Value) -> Json {
-    match v {
-        Value::Integer(i) => (*i).into(),
-        Value::Text(t) => t.clone().into(),
-        _ => Json::Null,
-    }
-}
-
-/// The inverse of [`key_to_json`]; `None` for anything a key cannot be.
-pub fn key_from_json(j: &Json) -> Option<Value> {
-    match j {
-        Json::String(s) => Some(Value::Text(s.clone())),
-        Json::Number(n) => n.as_i64().map(Value::Integer),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

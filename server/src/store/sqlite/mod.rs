@@ -1,15 +1,19 @@
-//! The embedded store: the SDK's `ModelServer` (the same code the seeded sync
-//! simulation proves) over a SQLite file, owned by one thread. SQLite has one
-//! writer at a time anyway, and the connection is not `Send`; requests reach
-//! the thread as jobs and answer through a oneshot channel.
+//! The embedded store: [`SqliteServer`] (the sync core over one SQLite
+//! connection, which the seeded sync simulation drives too) over a SQLite
+//! file, owned by one thread. SQLite has one writer at a time anyway, and the
+//! connection is not `Sync`; requests reach the thread as jobs and answer
+//! through a oneshot channel.
 //!
 //! Group commit: the thread runs every job waiting in its queue in one
 //! transaction and answers them only after that transaction is on disk, so
 //! concurrent pushes share one fsync and no answer ever precedes durability.
 
+mod schema;
+mod server;
+
+pub use server::SqliteServer;
+
 use super::{moved, LoggedMutation, Result, StoreError, StoreOptions};
-use ferrydb::engine::database::Database;
-use ferrydb::engine::sync::{Error as SyncError, ModelServer};
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -18,7 +22,7 @@ use tokio::sync::oneshot;
 /// A job runs on the store thread and returns how to deliver its answer once
 /// the transaction it ran in has committed. If the commit fails, the answers
 /// are dropped and every caller of the group gets `Unavailable`.
-type Job = Box<dyn FnOnce(&mut ModelServer) -> Deliver + Send>;
+type Job = Box<dyn FnOnce(&mut SqliteServer) -> Deliver + Send>;
 type Deliver = Box<dyn FnOnce() + Send>;
 
 /// Most jobs in one transaction: bounds how long the first one waits.
@@ -76,7 +80,7 @@ impl SqliteStore {
 
     async fn call<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut ModelServer) -> T + Send + 'static,
+        job: impl FnOnce(&mut SqliteServer) -> T + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel::<T>();
         self.jobs
@@ -97,10 +101,9 @@ impl SqliteStore {
         let (response, version) = self
             .call(move |s| {
                 let response = s.push(&user, &request)?;
-                Ok::<_, SyncError>((response, s.version()?))
+                Ok::<_, StoreError>((response, s.version()?))
             })
-            .await?
-            .map_err(store_error)?;
+            .await??;
         if moved(&response) {
             self.options.pokes.send(version);
         }
@@ -109,21 +112,19 @@ impl SqliteStore {
 
     pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
         let user = user_id.to_owned();
-        self.call(move |s| s.pull(&user, &request))
-            .await?
-            .map_err(store_error)
+        self.call(move |s| s.pull(&user, &request)).await?
     }
 
     pub async fn version(&self) -> Result<i64> {
-        self.call(|s| s.version()).await?.map_err(store_error)
+        self.call(|s| s.version()).await?
     }
 
     pub async fn mutation_log(&self) -> Result<Vec<LoggedMutation>> {
-        self.call(|s| s.mutation_log()).await?.map_err(store_error)
+        self.call(|s| s.mutation_log()).await?
     }
 }
 
-fn open_model(path: Option<PathBuf>, app: AppDefinition) -> Result<ModelServer> {
+fn open_model(path: Option<PathBuf>, app: AppDefinition) -> Result<SqliteServer> {
     let conn = match &path {
         Some(path) => rusqlite::Connection::open(path),
         None => rusqlite::Connection::open_in_memory(),
@@ -133,14 +134,5 @@ fn open_model(path: Option<PathBuf>, app: AppDefinition) -> Result<ModelServer> 
     // server confirmed survives a power cut, since the client then forgets it.
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let db = Database::from_connection(conn).map_err(|e| StoreError::Internal(e.to_string()))?;
-    ModelServer::open(db, app).map_err(store_error)
-}
-
-fn store_error(e: SyncError) -> StoreError {
-    match e {
-        SyncError::Forbidden(message) => StoreError::Forbidden(message),
-        SyncError::InvalidApp(message) => StoreError::InvalidApp(message),
-        other => StoreError::Internal(other.to_string()),
-    }
+    SqliteServer::open(conn, app)
 }

@@ -1,0 +1,197 @@
+//! The SQL the SQLite store runs, generated from the app definition: the
+//! bookkeeping tables, each synced table with its row versions (tombstones
+//! included: a deleted row keeps its version entry) and its touched log, both
+//! kept by triggers, and the per-table pull and write-rule queries. The same
+//! design as the Postgres store's (`postgres/schema.rs`), in SQLite's terms.
+//!
+//! Names are validated by the app definition (lowercase `snake_case`, never
+//! `_ferry…`), so generated SQL names them unquoted, as mutators do.
+
+use ferrydb_protocol::sql::{Placeholders, Statement};
+use ferrydb_protocol::Table;
+
+/// Which layout of the server's own tables a database has. Databases of
+/// earlier servers (which borrowed the SDK's replica tables) are refused
+/// with a message, never half-read.
+pub const LAYOUT: &str = "ferrydb-sqlite-2";
+
+/// The server's own tables: the table definitions served, the version
+/// counter, each client's last mutation ID and owner, remembered rejections
+/// and the mutation log.
+pub const BOOKKEEPING: &[&str] = &[
+    "CREATE TABLE _ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE _ferry_version (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+    "INSERT INTO _ferry_version VALUES (1, 0)",
+    "CREATE TABLE _ferry_clients (client_id TEXT PRIMARY KEY, client_group_id TEXT NOT NULL, \
+     last_mutation_id INTEGER NOT NULL, version INTEGER NOT NULL, user_id TEXT NOT NULL)",
+    "CREATE INDEX _ferry_clients_group ON _ferry_clients (client_group_id, version)",
+    "CREATE TABLE _ferry_server_rejections (client_id TEXT NOT NULL, mutation_id INTEGER NOT NULL, \
+     code TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (client_id, mutation_id))",
+    "CREATE TABLE _ferry_mutation_log (seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, \
+     mutation_id INTEGER NOT NULL, name TEXT NOT NULL, outcome TEXT NOT NULL)",
+];
+
+/// A rule as a SQL condition that is false (never NULL) when the rule does
+/// not hold, and whether it uses `:user_id` (bound as `?1`).
+fn rule(text: &str) -> (String, bool) {
+    let statement = Statement::parse(text).expect("validated rule");
+    let uses_user = !statement.params.is_empty();
+    let condition = format!(
+        "coalesce(({}), 0)",
+        statement.render(Placeholders::Question)
+    );
+    (condition, uses_user)
+}
+
+/// One synced table's SQL.
+pub struct SqliteTable {
+    /// Creates the table, its row versions, its touched log and the triggers.
+    pub create: Vec<String>,
+    /// Rows changed since version `?2`, joined to their current state: key
+    /// columns, readable flag (NULL if the row is gone), all columns.
+    pub changes: String,
+    /// The first page of a full sync: `?1` user, `?2` limit.
+    pub first_page: String,
+    /// A later page: `?1` user, `?2…` the last key sent, then the limit.
+    pub next_page: String,
+    /// Whether a first image or a row as it is now breaks the write rule
+    /// (`?1` user, if the rule uses it).
+    pub write_violation: String,
+    pub write_uses_user: bool,
+    /// Empties the touched log.
+    pub clear_touched: String,
+    /// Every row the user may read, in key order (`?1` user, if the read
+    /// rule uses it): what a caught-up replica of that user holds.
+    pub readable: String,
+    pub read_uses_user: bool,
+}
+
+impl SqliteTable {
+    pub fn new(table: &Table) -> SqliteTable {
+        let t = &table.name;
+        let versions = format!("_ferry_rowver_{t}");
+        let touched = format!("_ferry_touched_{t}");
+        let pk = &table.primary_key;
+        let key = pk.join(", ");
+        let list = |prefix: &str, names: &[String]| {
+            names
+                .iter()
+                .map(|c| format!("{prefix}{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let column_names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        let cols = column_names.join(", ");
+        let matches = |left: &str, right: &str| {
+            pk.iter()
+                .map(|k| format!("{left}{k} = {right}{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let column_defs = |strict: bool| {
+            table
+                .columns
+                .iter()
+                .map(|c| {
+                    let not_null = pk.contains(&c.name) || (strict && !c.nullable);
+                    let null = if not_null { " NOT NULL" } else { "" };
+                    format!("{} {}{null}", c.name, c.ty.sqlite_type())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let key_defs = pk
+            .iter()
+            .map(|k| format!("{k} {}", table.column(k).expect("key").ty.sqlite_type()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (read, read_uses_user) = rule(&table.access.read);
+        let (write, write_uses_user) = rule(&table.access.write);
+        // Delete-then-insert, never a conflict clause: an outer statement's
+        // conflict policy would override it inside the trigger.
+        let stamp = |row: &str| {
+            format!(
+                "DELETE FROM {versions} WHERE {}; \
+                 INSERT INTO {versions} ({key}, version) VALUES ({}, (SELECT value FROM _ferry_version));",
+                matches("", &format!("{row}.")),
+                list(&format!("{row}."), pk)
+            )
+        };
+        // The touched log keeps the first image of each row a mutation
+        // touches (the row as it was, or "absent"), for the write rule.
+        let not_saved = |row: &str| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {touched} WHERE {})",
+                matches("", &format!("{row}."))
+            )
+        };
+        let save_old = format!(
+            "INSERT INTO {touched} (_ferry_present, {cols}) SELECT 1, {} WHERE {};",
+            list("OLD.", &column_names),
+            not_saved("OLD")
+        );
+        let save_at_new = format!(
+            "INSERT INTO {touched} (_ferry_present, {cols}) SELECT 1, {cols} FROM {t} WHERE {} AND {}; \
+             INSERT INTO {touched} (_ferry_present, {key}) SELECT 0, {} WHERE {};",
+            matches("", "NEW."),
+            not_saved("NEW"),
+            list("NEW.", pk),
+            not_saved("NEW")
+        );
+        let moved = format!("({}) IS NOT ({})", list("OLD.", pk), list("NEW.", pk));
+        let create = vec![
+            format!(
+                "CREATE TABLE {t} ({}, PRIMARY KEY ({key})) WITHOUT ROWID",
+                column_defs(true)
+            ),
+            format!("CREATE TABLE {versions} ({key_defs}, version INTEGER NOT NULL, PRIMARY KEY ({key})) WITHOUT ROWID"),
+            format!("CREATE INDEX {versions}_version ON {versions} (version)"),
+            format!(
+                "CREATE TABLE {touched} (_ferry_present INTEGER NOT NULL, {}, PRIMARY KEY ({key})) WITHOUT ROWID",
+                column_defs(false)
+            ),
+            format!("CREATE TRIGGER {versions}_insert AFTER INSERT ON {t} BEGIN {} END", stamp("NEW")),
+            format!(
+                "CREATE TRIGGER {versions}_update AFTER UPDATE ON {t} BEGIN {} {} END",
+                stamp("OLD"),
+                stamp("NEW")
+            ),
+            format!("CREATE TRIGGER {versions}_delete AFTER DELETE ON {t} BEGIN {} END", stamp("OLD")),
+            format!("CREATE TRIGGER {touched}_insert BEFORE INSERT ON {t} BEGIN {save_at_new} END"),
+            format!("CREATE TRIGGER {touched}_update BEFORE UPDATE ON {t} BEGIN {save_old} END"),
+            format!(
+                "CREATE TRIGGER {touched}_move BEFORE UPDATE ON {t} WHEN {moved} BEGIN {save_at_new} END"
+            ),
+            format!("CREATE TRIGGER {touched}_delete BEFORE DELETE ON {t} BEGIN {save_old} END"),
+        ];
+        let n = pk.len();
+        let after = (0..n)
+            .map(|i| format!("?{}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        SqliteTable {
+            create,
+            changes: format!(
+                "SELECT {}, r._ferry_readable, {} FROM {versions} v \
+                 LEFT JOIN (SELECT *, {read} AS _ferry_readable FROM {t}) r ON {} \
+                 WHERE v.version > ?2 ORDER BY v.version",
+                list("v.", pk),
+                list("r.", &column_names),
+                matches("r.", "v.")
+            ),
+            first_page: format!("SELECT {cols} FROM {t} WHERE {read} ORDER BY {key} LIMIT ?2"),
+            next_page: format!(
+                "SELECT {cols} FROM {t} WHERE {read} AND ({key}) > ({after}) ORDER BY {key} LIMIT ?{}",
+                n + 2
+            ),
+            write_violation: format!(
+                "SELECT EXISTS (SELECT 1 FROM {touched} WHERE _ferry_present = 1 AND NOT {write}) \
+                 OR EXISTS (SELECT 1 FROM {t} WHERE ({key}) IN (SELECT {key} FROM {touched}) AND NOT {write})"
+            ),
+            write_uses_user,
+            clear_touched: format!("DELETE FROM {touched}"),
+            readable: format!("SELECT {cols} FROM {t} WHERE {read} ORDER BY {key}"),
+            read_uses_user,
+        }
+    }
+}

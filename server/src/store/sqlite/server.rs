@@ -1,0 +1,512 @@
+//! [`SqliteServer`]: the sync core over one SQLite connection, in process
+//! and synchronous. The store thread (`mod.rs`) serves HTTP requests with it;
+//! the SDK's tests and the seeded simulation sync against it directly, so
+//! what they prove is what serves clients.
+//!
+//! Client IDs belong to the user who first used them: a request naming a
+//! client or client group of another user is refused (`forbidden`), so no one
+//! can push as someone else's client or read its `lastMutationID`s.
+
+use super::schema::{SqliteTable, BOOKKEEPING, LAYOUT};
+use crate::sync::{
+    self, push_mutations, ready, Change, ClientState, Processed, PullTx, PushTx, Rejected,
+    Result, StoreError, TableShape, Who,
+};
+use crate::store::LoggedMutation;
+use ferrydb_protocol::sql::Placeholders;
+use ferrydb_protocol::values::to_json;
+use ferrydb_protocol::{
+    AppDefinition, ColumnType, Mutator, PullRequest, PullResponse, PushRequest, PushResponse,
+    RejectionCode, Row, SchemaMismatch, Value,
+};
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub struct SqliteServer {
+    conn: Connection,
+    app: AppDefinition,
+    shapes: Vec<TableShape>,
+    tables: Vec<SqliteTable>,
+    /// Per mutator: each statement with, per placeholder, the index of the
+    /// declared parameter it binds.
+    mutators: BTreeMap<String, Vec<(String, Vec<usize>)>>,
+    /// Rows per page of a full sync (`more` pages the rest).
+    page_size: usize,
+    /// Client groups whose next pull is answered with `resetReplica`.
+    reset_demanded: BTreeSet<String>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+impl SqliteServer {
+    /// A server over a fresh in-memory database.
+    pub fn new(app: AppDefinition) -> Result<SqliteServer> {
+        Self::open(Connection::open_in_memory()?, app)
+    }
+
+    /// A server over `conn`: a new database gets the bookkeeping and the
+    /// app's tables; one a server used before keeps its data. Tables the app
+    /// added since are created; a table whose definition changed is refused
+    /// (`InvalidApp`), since the server cannot migrate data in place.
+    pub fn open(conn: Connection, app: AppDefinition) -> Result<SqliteServer> {
+        app.validate()
+            .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
+        let tables: Vec<SqliteTable> = app.tables.iter().map(SqliteTable::new).collect();
+        conn.execute_batch("SAVEPOINT server_open")?;
+        match create_tables(&conn, &app, &tables) {
+            Ok(()) => conn.execute_batch("RELEASE server_open")?,
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO server_open; RELEASE server_open")?;
+                return Err(e);
+            }
+        }
+        let mutators = compile(&conn, &app)?;
+        Ok(SqliteServer {
+            conn,
+            shapes: app.tables.iter().map(TableShape::new).collect(),
+            app,
+            tables,
+            mutators,
+            page_size: 100,
+            reset_demanded: BTreeSet::new(),
+        })
+    }
+
+    pub fn with_page_size(mut self, rows: usize) -> Self {
+        self.page_size = rows.max(1);
+        self
+    }
+
+    /// Runs `body` (any number of pushes and pulls) in one transaction, so a
+    /// file-backed server syncs to disk once for all of them (group commit).
+    /// Each push inside still commits or rolls back on its own savepoint.
+    /// Fails if the commit fails: then nothing of `body` is kept.
+    pub fn in_transaction<T>(&mut self, body: impl FnOnce(&mut Self) -> T) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let value = body(self);
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(value)
+    }
+
+    /// Handles `POST push` for the authenticated `user_id`: the whole push
+    /// in one savepoint (a store error keeps nothing of it; the client sends
+    /// it again).
+    pub fn push(&mut self, user_id: &str, request: &PushRequest) -> Result<PushResponse> {
+        if let Some(m) = SchemaMismatch::between(request.schema_version, self.app.version) {
+            return Ok(PushResponse::SchemaMismatch(m));
+        }
+        self.conn.execute_batch("SAVEPOINT server_push")?;
+        let chunk = ready(push_mutations(
+            &*self,
+            &self.app,
+            user_id,
+            request,
+            0,
+            usize::MAX,
+        ));
+        match chunk {
+            Ok(chunk) => {
+                self.conn.execute_batch("RELEASE server_push")?;
+                Ok(PushResponse::Ok {
+                    results: chunk.results,
+                })
+            }
+            Err(e) => {
+                self.conn
+                    .execute_batch("ROLLBACK TO server_push; RELEASE server_push")?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Handles `POST pull` for the authenticated `user_id`.
+    pub fn pull(&mut self, user_id: &str, request: &PullRequest) -> Result<PullResponse> {
+        if request.cookie.is_some()
+            && request.schema_version == self.app.version
+            && self.reset_demanded.remove(&request.client_group_id)
+        {
+            return Ok(sync::reset(self.app.version));
+        }
+        ready(sync::pull(
+            &*self,
+            &self.shapes,
+            self.app.version,
+            self.page_size,
+            user_id,
+            request,
+        ))
+    }
+
+    /// The server's position: the cookie of a pull that is fully caught up.
+    pub fn version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM _ferry_version", [], |r| r.get(0))?)
+    }
+
+    /// Every time the server processed a mutation, in order.
+    pub fn mutation_log(&self) -> Result<Vec<LoggedMutation>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT client_id, mutation_id, name, outcome FROM _ferry_mutation_log ORDER BY seq",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok(LoggedMutation {
+                client_id: r.get(0)?,
+                id: r.get::<_, i64>(1)? as u64,
+                name: r.get(2)?,
+                outcome: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many times each (client, mutation ID) was processed, applied or
+    /// rejected: every entry must be 1.
+    pub fn executions(&self) -> Result<BTreeMap<(String, u64), u32>> {
+        let mut counts = BTreeMap::new();
+        for entry in self.mutation_log()? {
+            *counts.entry((entry.client_id, entry.id)).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    pub fn last_mutation_id(&self, client_id: &str) -> Result<u64> {
+        Ok(ready(self.client_state(Who {
+            user_id: "",
+            client_id,
+            group_id: "",
+        }))?
+        .last_mutation_id)
+    }
+
+    /// The mutation IDs of `client_id` the server rejected, with their codes.
+    pub fn rejections(&self, client_id: &str) -> Result<Vec<(u64, String)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT mutation_id, code FROM _ferry_server_rejections WHERE client_id = ?1 ORDER BY mutation_id",
+        )?;
+        let rows = statement.query_map([client_id], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The next pull of this client group (with a cookie) is told to reset
+    /// its replica, as after a restore from a backup.
+    pub fn demand_reset(&mut self, client_group_id: &str) {
+        self.reset_demanded.insert(client_group_id.to_owned());
+    }
+
+    /// Every row `user_id` may read, per table, in key order: what a
+    /// caught-up replica of that user must hold.
+    pub fn readable_rows(&self, user_id: &str) -> Result<BTreeMap<String, Vec<Row>>> {
+        let mut all = BTreeMap::new();
+        for (table, shape) in self.tables.iter().zip(&self.shapes) {
+            let user = table.read_uses_user.then_some(user_id);
+            let rows = self.rows(&table.readable, params_from_iter(user), &shape.columns, 0)?;
+            all.insert(shape.name.clone(), rows);
+        }
+        Ok(all)
+    }
+
+    /// Runs `sql` and converts each row's columns from `start` on to a wire row.
+    fn rows(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        columns: &[(String, ColumnType)],
+        start: usize,
+    ) -> Result<Vec<Row>> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let rows = statement.query_map(params, |r| wire_row(r, start, columns))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn state(&self, who: Who<'_>) -> Result<ClientState> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT (SELECT last_mutation_id FROM _ferry_clients WHERE client_id = ?1), \
+             EXISTS (SELECT 1 FROM _ferry_clients \
+                     WHERE (client_id = ?1 OR client_group_id = ?2) AND user_id != ?3)",
+        )?;
+        Ok(statement.query_row([who.client_id, who.group_id, who.user_id], |r| {
+            Ok(ClientState {
+                last_mutation_id: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
+                foreign: r.get(1)?,
+            })
+        })?)
+    }
+
+    /// Runs a mutator's statements, then every table's write-rule check.
+    fn run_checked(
+        &self,
+        user_id: &str,
+        mutator: &Mutator,
+        args: &[Value],
+    ) -> Result<Result<(), Rejected>> {
+        let statements = &self.mutators[&mutator.name];
+        for (sql, indexes) in statements {
+            let bound = indexes.iter().map(|&i| &args[i]);
+            let mut statement = self.conn.prepare_cached(sql)?;
+            if let Err(e) = statement.execute(params_from_iter(bound)) {
+                return Ok(Err(Rejected::failed(&mutator.name, e)));
+            }
+        }
+        for (table, shape) in self.tables.iter().zip(&self.shapes) {
+            let user = table.write_uses_user.then_some(user_id);
+            let mut statement = self.conn.prepare_cached(&table.write_violation)?;
+            // A rule that fails at run time (a type error on this row) is
+            // the mutation's failure, as on Postgres.
+            match statement.query_row(params_from_iter(user), |r| r.get::<_, bool>(0)) {
+                Ok(false) => {}
+                Ok(true) => return Ok(Err(Rejected::forbidden(&shape.name, user_id))),
+                Err(e) => return Ok(Err(Rejected::failed(&mutator.name, e))),
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+impl PushTx for SqliteServer {
+    async fn client_state(&self, who: Who<'_>) -> Result<ClientState> {
+        self.state(who)
+    }
+
+    /// The store thread's transaction is `BEGIN IMMEDIATE`: it already holds
+    /// SQLite's one write lock.
+    async fn lock(&self, who: Who<'_>) -> Result<ClientState> {
+        self.state(who)
+    }
+
+    async fn rejection(&self, client_id: &str, mutation_id: u64) -> Result<Option<Rejected>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT code, message FROM _ferry_server_rejections WHERE client_id = ?1 AND mutation_id = ?2",
+        )?;
+        Ok(statement
+            .query_row(rusqlite::params![client_id, mutation_id as i64], |r| {
+                Ok(Rejected {
+                    code: RejectionCode::parse(&r.get::<_, String>(0)?),
+                    message: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    async fn run(
+        &self,
+        user_id: &str,
+        mutator: Option<(&Mutator, &[Value])>,
+    ) -> Result<(i64, Result<(), Rejected>)> {
+        let version: i64 = self.conn.query_row(
+            "UPDATE _ferry_version SET value = value + 1 RETURNING value",
+            [],
+            |r| r.get(0),
+        )?;
+        let Some((mutator, args)) = mutator else {
+            return Ok((version, Ok(())));
+        };
+        // The run has a savepoint of its own: a rejection rolls back the
+        // mutator's effects but keeps the version and the bookkeeping.
+        self.conn.execute_batch("SAVEPOINT server_run")?;
+        let outcome = self.run_checked(user_id, mutator, args)?;
+        if outcome.is_err() {
+            self.conn.execute_batch("ROLLBACK TO server_run")?;
+        }
+        self.conn.execute_batch("RELEASE server_run")?;
+        Ok((version, outcome))
+    }
+
+    async fn finish(&self, processed: Processed<'_>) -> Result<()> {
+        for table in &self.tables {
+            self.conn.prepare_cached(&table.clear_touched)?.execute([])?;
+        }
+        let who = processed.who;
+        let id = processed.mutation_id as i64;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO _ferry_clients VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (client_id) DO UPDATE \
+                 SET last_mutation_id = excluded.last_mutation_id, version = excluded.version",
+            )?
+            .execute(rusqlite::params![
+                who.client_id,
+                who.group_id,
+                id,
+                processed.version,
+                who.user_id
+            ])?;
+        let outcome = processed.rejected.map_or("ok", |r| r.code.as_str());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO _ferry_mutation_log (client_id, mutation_id, name, outcome) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![who.client_id, id, processed.name, outcome])?;
+        if let Some(rejected) = processed.rejected {
+            self.conn
+                .prepare_cached("INSERT INTO _ferry_server_rejections VALUES (?1, ?2, ?3, ?4)")?
+                .execute(rusqlite::params![
+                    who.client_id,
+                    id,
+                    rejected.code.as_str(),
+                    rejected.message
+                ])?;
+        }
+        Ok(())
+    }
+}
+
+impl PullTx for SqliteServer {
+    async fn state(&self, who: Who<'_>) -> Result<(i64, bool)> {
+        Ok((self.version()?, SqliteServer::state(self, who)?.foreign))
+    }
+
+    async fn changes(&self, table: usize, user_id: &str, since: i64) -> Result<Vec<Change>> {
+        let shape = &self.shapes[table];
+        let key_len = shape.key.len();
+        let mut statement = self.conn.prepare_cached(&self.tables[table].changes)?;
+        let rows = statement.query_map(rusqlite::params![user_id, since], |r| {
+            Ok(if r.get::<_, Option<bool>>(key_len)? == Some(true) {
+                Change::Put(wire_row(r, key_len + 1, &shape.columns)?)
+            } else {
+                Change::Del(wire_row(r, 0, &shape.key)?)
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn page(
+        &self,
+        table: usize,
+        user_id: &str,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let sql = match after {
+            Some(_) => &self.tables[table].next_page,
+            None => &self.tables[table].first_page,
+        };
+        let mut params = vec![Value::Text(user_id.to_owned())];
+        params.extend(after.unwrap_or_default().iter().cloned());
+        params.push(Value::Integer(limit as i64));
+        self.rows(sql, params_from_iter(params), &self.shapes[table].columns, 0)
+    }
+
+    async fn changed_clients(&self, group_id: &str, since: i64) -> Result<BTreeMap<String, u64>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT client_id, last_mutation_id FROM _ferry_clients \
+             WHERE client_group_id = ?1 AND version > ?2",
+        )?;
+        let rows = statement.query_map(rusqlite::params![group_id, since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Columns `start..` of a result row in their wire form.
+fn wire_row(
+    r: &rusqlite::Row<'_>,
+    start: usize,
+    columns: &[(String, ColumnType)],
+) -> rusqlite::Result<Row> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| Ok((name.clone(), to_json(*ty, &Value::from(r.get_ref(start + i)?)))))
+        .collect()
+}
+
+/// Creates the bookkeeping (first start) and the app's new tables, and
+/// refuses a table whose definition changed, or a database another layout.
+fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable]) -> Result<()> {
+    let known: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_ferry_version')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !known {
+        for sql in BOOKKEEPING {
+            conn.execute_batch(sql)?;
+        }
+        conn.execute("INSERT INTO _ferry_meta VALUES ('layout', ?1)", [LAYOUT])?;
+    }
+    let layout: Option<String> = conn
+        .query_row("SELECT value FROM _ferry_meta WHERE key = 'layout'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if layout.as_deref() != Some(LAYOUT) {
+        return Err(StoreError::InvalidApp(
+            "this database was created by an earlier ferrydb-server, whose layout this one \
+             does not read: start with a new database (clients reset their replicas)"
+                .into(),
+        ));
+    }
+    for (table, sql) in app.tables.iter().zip(tables) {
+        let def = serde_json::to_string(table).expect("a table serializes");
+        let key = format!("table:{}", table.name);
+        let stored: Option<String> = conn
+            .query_row("SELECT value FROM _ferry_meta WHERE key = ?1", [&key], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match stored {
+            Some(stored) if stored == def => {}
+            Some(_) => {
+                return Err(StoreError::InvalidApp(format!(
+                    "table `{}` changed since this server's database was created; \
+                     migrate the database or start with a new one",
+                    table.name
+                )))
+            }
+            None => {
+                for statement in &sql.create {
+                    conn.execute_batch(statement).map_err(|e| {
+                        StoreError::InvalidApp(format!("cannot create table `{}`: {e}", table.name))
+                    })?;
+                }
+                conn.execute("INSERT INTO _ferry_meta VALUES (?1, ?2)", [&key, &def])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renders every mutator statement for SQLite and prepares it once against
+/// the real schema: one that does not prepare refuses the app.
+fn compile(
+    conn: &Connection,
+    app: &AppDefinition,
+) -> Result<BTreeMap<String, Vec<(String, Vec<usize>)>>> {
+    let mut compiled = BTreeMap::new();
+    for def in &app.mutators {
+        let mut statements = Vec::new();
+        for (index, (sql, names)) in def.rendered(Placeholders::Question).into_iter().enumerate() {
+            if let Err(e) = conn.prepare_cached(&sql) {
+                return Err(StoreError::InvalidApp(format!(
+                    "statement {} of mutator `{}`: {e}",
+                    index + 1,
+                    def.name
+                )));
+            }
+            let args = names
+                .iter()
+                .map(|n| {
+                    def.params
+                        .iter()
+                        .position(|p| &p.name == n)
+                        .expect("validated param")
+                })
+                .collect();
+            statements.push((sql, args));
+        }
+        compiled.insert(def.name.clone(), statements);
+    }
+    Ok(compiled)
+}
