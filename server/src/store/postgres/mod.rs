@@ -408,6 +408,9 @@ impl PushTx for PgTx<'_> {
         // of the mutator fails, the transaction accepts nothing (not even a
         // Parse) until the savepoint is rolled back.
         let bump = tx.prepare_cached(BUMP).await?;
+        // `finish`'s statement too (cached: `finish` then finds it).
+        tx.prepare_typed_cached(&self.store.finish, schema::FINISH_TYPES)
+            .await?;
         let Some((mutator, values)) = mutator else {
             // Nothing to run, nothing to roll back.
             let version: i64 = tx.query_one(&bump, &[]).await?.get(0);
@@ -459,6 +462,8 @@ impl PushTx for PgTx<'_> {
     /// One round trip: the end of the savepoint (kept or rolled back) and
     /// the bookkeeping statement.
     async fn finish(&self, processed: Processed<'_>) -> Result<()> {
+        // Prepared by `run` (cached), since after a failed statement the
+        // transaction takes no Parse until the savepoint is rolled back.
         let finish = self
             .tx
             .prepare_typed_cached(&self.store.finish, schema::FINISH_TYPES)
