@@ -510,3 +510,60 @@ fn compile(
     }
     Ok(compiled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AppDefinition {
+        AppDefinition::from_json(
+            r#"{"version": 1, "tables": [{"name": "notes", "columns": [{"name": "id", "type": "text"}],
+                "primaryKey": ["id"], "access": {"read": "true", "write": "true"}}], "mutators": []}"#,
+        )
+        .unwrap()
+    }
+
+    /// Databases of servers before the sync core had the SDK's replica
+    /// tables: refused with a message, never half-read.
+    #[test]
+    fn a_database_of_an_earlier_layout_is_refused_with_a_message() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
+             CREATE TABLE _ferry_version (id INTEGER PRIMARY KEY, value INTEGER NOT NULL); \
+             INSERT INTO _ferry_version VALUES (1, 7);",
+        )
+        .unwrap();
+        let Err(StoreError::InvalidApp(message)) = SqliteServer::open(conn, app()) else {
+            panic!("an earlier layout was opened");
+        };
+        assert!(message.contains("start with a new database"), "{message}");
+    }
+
+    #[test]
+    fn the_database_holds_none_of_the_clients_tables() {
+        let server = SqliteServer::new(app()).unwrap();
+        let mut names = server
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        let names: Vec<String> = names
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            names,
+            [
+                "_ferry_clients",
+                "_ferry_meta",
+                "_ferry_mutation_log",
+                "_ferry_rowver_notes",
+                "_ferry_server_rejections",
+                "_ferry_touched_notes",
+                "_ferry_version",
+                "notes"
+            ]
+        );
+    }
+}
