@@ -4,15 +4,13 @@
 
 use super::Stats;
 use ferrydb::engine::database::Database;
-use ferrydb::engine::sync::{
-    Effect, Event, Opened, Replica, SplitMix64, SyncClient, SyncConfig,
-};
+use ferrydb::engine::sync::{Effect, Event, Opened, Replica, SplitMix64, SyncClient, SyncConfig};
 use ferrydb::engine::Now;
-use ferrydb_server::store::SqliteServer;
 use ferrydb_protocol::{
     AppDefinition, MutationResult, PullRequest, PullResponse, PushRequest, PushResponse,
     ServerEvent,
 };
+use ferrydb_server::store::SqliteServer;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -32,9 +32,9 @@ pub async fn open(url: &str, app: AppDefinition, options: StoreOptions) -> Resul
         return Ok(Store::Sqlite(SqliteStore::open(None, app, options)?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Store::Postgres(
+        return Ok(Store::Postgres(Box::new(
             PostgresStore::open(url, app, options).await?,
-        ));
+        )));
     }
     Err(StoreError::InvalidApp(format!(
         "unknown store {url:?}: expected sqlite:PATH, memory or postgres://…"
@@ -81,7 +81,7 @@ impl Default for Pokes {
 
 pub enum Store {
     Sqlite(SqliteStore),
-    Postgres(PostgresStore),
+    Postgres(Box<PostgresStore>),
 }
 
 impl Store {

@@ -34,7 +34,11 @@ impl TableShape {
         let typed = |name: &String| (name.clone(), table.column(name).expect("key column").ty);
         TableShape {
             name: table.name.clone(),
-            columns: table.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),
+            columns: table
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty))
+                .collect(),
             key: table.primary_key.iter().map(typed).collect(),
         }
     }

@@ -7,7 +7,9 @@
 
 use super::{Result, StoreError};
 use ferrydb_protocol::values::bind_args;
-use ferrydb_protocol::{AppDefinition, Mutation, MutationResult, Mutator, PushRequest, RejectionCode, Value};
+use ferrydb_protocol::{
+    AppDefinition, Mutation, MutationResult, Mutator, PushRequest, RejectionCode, Value,
+};
 use std::future::Future;
 
 /// Who is asking: the authenticated user and the client the request names.
@@ -139,10 +141,12 @@ pub async fn push_mutations<T: PushTx>(
             locked = true;
         }
         if mutation.id <= last {
-            chunk.results.push(match tx.rejection(who.client_id, mutation.id).await? {
-                Some(r) => rejected(mutation.id, r),
-                None => MutationResult::AlreadyProcessed { id: mutation.id },
-            });
+            chunk
+                .results
+                .push(match tx.rejection(who.client_id, mutation.id).await? {
+                    Some(r) => rejected(mutation.id, r),
+                    None => MutationResult::AlreadyProcessed { id: mutation.id },
+                });
             continue;
         }
         if mutation.id > last + 1 {
@@ -188,7 +192,10 @@ async fn process<T: PushTx>(
 
 /// The server's own mutator of that name with the arguments checked and
 /// converted, or why not.
-fn bind<'a>(app: &'a AppDefinition, mutation: &Mutation) -> Result<(&'a Mutator, Vec<Value>), Rejected> {
+fn bind<'a>(
+    app: &'a AppDefinition,
+    mutation: &Mutation,
+) -> Result<(&'a Mutator, Vec<Value>), Rejected> {
     let mutator = app.mutator(&mutation.name).ok_or_else(|| Rejected {
         code: RejectionCode::UnknownMutator,
         message: format!("no mutator named `{}` in the app definition", mutation.name),

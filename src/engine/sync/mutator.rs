@@ -3,10 +3,10 @@
 //! may only write synced tables), and run inside the caller's savepoint.
 
 use super::error::{Error, Result};
-use ferrydb_protocol::values::bind_args;
 use crate::engine::database::{Database, TableSet};
 use crate::engine::value::Value;
 use ferrydb_protocol::sql::Placeholders;
+use ferrydb_protocol::values::bind_args;
 use ferrydb_protocol::{AppDefinition, Mutator};
 use serde_json::Value as Json;
 

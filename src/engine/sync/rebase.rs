@@ -19,9 +19,9 @@ use super::meta;
 use super::mutator::in_savepoint;
 use super::replica::{int, Replica};
 use super::schema::{self, TableSql, OUTBOX, RECORDING_OFF, RECORDING_ON};
-use ferrydb_protocol::values::from_json;
 use crate::engine::database::{Database, TableSet};
 use crate::engine::value::Value;
+use ferrydb_protocol::values::from_json;
 use ferrydb_protocol::{PatchOp, PullOk, Row};
 
 impl Replica {

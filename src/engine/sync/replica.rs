@@ -9,9 +9,9 @@ use super::meta;
 use super::migrate;
 use super::mutator::{compile_all, in_savepoint, CompiledMutator};
 use super::schema::{TableSql, OUTBOX, REJECTIONS};
-use ferrydb_protocol::values::to_json;
 use crate::engine::database::{Database, StatementAccess, TableSet};
 use crate::engine::value::Value;
+use ferrydb_protocol::values::to_json;
 use ferrydb_protocol::Row;
 use ferrydb_protocol::{
     AppDefinition, Cookie, Mutation, MutationResult, PullRequest, PushRequest, PROTOCOL_VERSION,

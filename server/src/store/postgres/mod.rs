@@ -51,8 +51,7 @@ mod values;
 
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
-    self, push_mutations, Change, ClientState, Processed, PullTx, PushTx, Rejected, TableShape,
-    Who,
+    self, push_mutations, Change, ClientState, Processed, PullTx, PushTx, Rejected, TableShape, Who,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
@@ -354,7 +353,10 @@ impl<'a> PgTx<'a> {
             Err(e) => return Ok(Err(Rejected::failed(&mutator.name, statement_message(&e)))),
         };
         if let Some(i) = violations.iter().position(|&broken| broken) {
-            return Ok(Err(Rejected::forbidden(&self.store.shapes[i].name, user_id)));
+            return Ok(Err(Rejected::forbidden(
+                &self.store.shapes[i].name,
+                user_id,
+            )));
         }
         Ok(Ok(()))
     }
@@ -468,7 +470,10 @@ impl PushTx for PgTx<'_> {
             .tx
             .prepare_typed_cached(&self.store.finish, schema::FINISH_TYPES)
             .await?;
-        let end = match (self.savepoint_open.swap(false, Ordering::Relaxed), processed.rejected) {
+        let end = match (
+            self.savepoint_open.swap(false, Ordering::Relaxed),
+            processed.rejected,
+        ) {
             (false, _) => None,
             (true, None) => Some("RELEASE SAVEPOINT ferry_run"),
             (true, Some(_)) => Some("ROLLBACK TO SAVEPOINT ferry_run; RELEASE SAVEPOINT ferry_run"),
@@ -546,7 +551,10 @@ impl PullTx for PgTx<'_> {
             Some(key) => {
                 for ((_, ty), value) in t.key.iter().zip(key) {
                     params.push(values::key_param(*ty, value).ok_or_else(|| {
-                        StoreError::Internal(format!("a cursor key of the wrong type for `{}`", t.name))
+                        StoreError::Internal(format!(
+                            "a cursor key of the wrong type for `{}`",
+                            t.name
+                        ))
                     })?);
                 }
                 (&t.next_page, t.page_types(false))
@@ -570,7 +578,6 @@ impl PullTx for PgTx<'_> {
             .collect()
     }
 }
-
 
 /// Creates the bookkeeping (first start) and the app's new tables, and
 /// refuses a table whose definition changed. Holds an advisory lock, so
@@ -662,10 +669,7 @@ async fn compile(pool: &Pool, app: &AppDefinition) -> Result<HashMap<String, PgM
             }
             statements.push(PgStatement { sql, args, types });
         }
-        compiled.insert(
-            def.name.clone(),
-            PgMutator { statements },
-        );
+        compiled.insert(def.name.clone(), PgMutator { statements });
     }
     Ok(compiled)
 }

@@ -5,8 +5,8 @@
 //! produces: booleans as `true`/`false`, json columns nested, blobs as arrays
 //! of bytes.
 
-use ferrydb_protocol::Value;
 use ferrydb_protocol::ColumnType;
+use ferrydb_protocol::Value;
 use serde_json::Value as Json;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;

@@ -8,11 +8,11 @@
 //! can push as someone else's client or read its `lastMutationID`s.
 
 use super::schema::{SqliteTable, BOOKKEEPING, LAYOUT};
-use crate::sync::{
-    self, push_mutations, ready, Change, ClientState, Processed, PullTx, PushTx, Rejected,
-    Result, StoreError, TableShape, Who,
-};
 use crate::store::LoggedMutation;
+use crate::sync::{
+    self, push_mutations, ready, Change, ClientState, Processed, PullTx, PushTx, Rejected, Result,
+    StoreError, TableShape, Who,
+};
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::values::to_json;
 use ferrydb_protocol::{
@@ -22,14 +22,16 @@ use ferrydb_protocol::{
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Per mutator: each statement with, per placeholder, the index of the
+/// declared parameter it binds.
+type Mutators = BTreeMap<String, Vec<(String, Vec<usize>)>>;
+
 pub struct SqliteServer {
     conn: Connection,
     app: AppDefinition,
     shapes: Vec<TableShape>,
     tables: Vec<SqliteTable>,
-    /// Per mutator: each statement with, per placeholder, the index of the
-    /// declared parameter it binds.
-    mutators: BTreeMap<String, Vec<(String, Vec<usize>)>>,
+    mutators: Mutators,
     /// Rows per page of a full sync (`more` pages the rest).
     page_size: usize,
     /// Client groups whose next pull is answered with `resetReplica`.
@@ -234,12 +236,14 @@ impl SqliteServer {
              EXISTS (SELECT 1 FROM _ferry_clients \
                      WHERE (client_id = ?1 OR client_group_id = ?2) AND user_id != ?3)",
         )?;
-        Ok(statement.query_row([who.client_id, who.group_id, who.user_id], |r| {
-            Ok(ClientState {
-                last_mutation_id: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
-                foreign: r.get(1)?,
-            })
-        })?)
+        Ok(
+            statement.query_row([who.client_id, who.group_id, who.user_id], |r| {
+                Ok(ClientState {
+                    last_mutation_id: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64,
+                    foreign: r.get(1)?,
+                })
+            })?,
+        )
     }
 
     /// Runs a mutator's statements, then every table's write-rule check.
@@ -323,7 +327,9 @@ impl PushTx for SqliteServer {
 
     async fn finish(&self, processed: Processed<'_>) -> Result<()> {
         for table in &self.tables {
-            self.conn.prepare_cached(&table.clear_touched)?.execute([])?;
+            self.conn
+                .prepare_cached(&table.clear_touched)?
+                .execute([])?;
         }
         let who = processed.who;
         let id = processed.mutation_id as i64;
@@ -346,7 +352,12 @@ impl PushTx for SqliteServer {
                 "INSERT INTO _ferry_mutation_log (client_id, mutation_id, name, outcome) \
                  VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(rusqlite::params![who.client_id, id, processed.name, outcome])?;
+            .execute(rusqlite::params![
+                who.client_id,
+                id,
+                processed.name,
+                outcome
+            ])?;
         if let Some(rejected) = processed.rejected {
             self.conn
                 .prepare_cached("INSERT INTO _ferry_server_rejections VALUES (?1, ?2, ?3, ?4)")?
@@ -394,7 +405,12 @@ impl PullTx for SqliteServer {
         let mut params = vec![Value::Text(user_id.to_owned())];
         params.extend(after.unwrap_or_default().iter().cloned());
         params.push(Value::Integer(limit as i64));
-        self.rows(sql, params_from_iter(params), &self.shapes[table].columns, 0)
+        self.rows(
+            sql,
+            params_from_iter(params),
+            &self.shapes[table].columns,
+            0,
+        )
     }
 
     async fn changed_clients(&self, group_id: &str, since: i64) -> Result<BTreeMap<String, u64>> {
@@ -418,7 +434,12 @@ fn wire_row(
     columns
         .iter()
         .enumerate()
-        .map(|(i, (name, ty))| Ok((name.clone(), to_json(*ty, &Value::from(r.get_ref(start + i)?)))))
+        .map(|(i, (name, ty))| {
+            Ok((
+                name.clone(),
+                to_json(*ty, &Value::from(r.get_ref(start + i)?)),
+            ))
+        })
         .collect()
 }
 
@@ -437,9 +458,11 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
         conn.execute("INSERT INTO _ferry_meta VALUES ('layout', ?1)", [LAYOUT])?;
     }
     let layout: Option<String> = conn
-        .query_row("SELECT value FROM _ferry_meta WHERE key = 'layout'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM _ferry_meta WHERE key = 'layout'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     if layout.as_deref() != Some(LAYOUT) {
         return Err(StoreError::InvalidApp(
@@ -452,9 +475,11 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
         let def = serde_json::to_string(table).expect("a table serializes");
         let key = format!("table:{}", table.name);
         let stored: Option<String> = conn
-            .query_row("SELECT value FROM _ferry_meta WHERE key = ?1", [&key], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT value FROM _ferry_meta WHERE key = ?1",
+                [&key],
+                |r| r.get(0),
+            )
             .optional()?;
         match stored {
             Some(stored) if stored == def => {}
@@ -480,10 +505,7 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
 
 /// Renders every mutator statement for SQLite and prepares it once against
 /// the real schema: one that does not prepare refuses the app.
-fn compile(
-    conn: &Connection,
-    app: &AppDefinition,
-) -> Result<BTreeMap<String, Vec<(String, Vec<usize>)>>> {
+fn compile(conn: &Connection, app: &AppDefinition) -> Result<Mutators> {
     let mut compiled = BTreeMap::new();
     for def in &app.mutators {
         let mut statements = Vec::new();

@@ -13,8 +13,8 @@ use super::*;
 use crate::engine::database::Database;
 use crate::engine::value::Value;
 use ferrydb_protocol::{AppDefinition, PullResponse, PushResponse};
-use serde_json::{json, Value as Json};
 pub use ferrydb_server::store::SqliteServer;
+use serde_json::{json, Value as Json};
 
 pub fn sample_json() -> Json {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/app.json");
