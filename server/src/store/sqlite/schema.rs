@@ -11,9 +11,27 @@ use ferrydb_protocol::sql::{Placeholders, Statement};
 use ferrydb_protocol::Table;
 
 /// Which layout of the server's own tables a database has. Databases of
-/// earlier servers (which borrowed the SDK's replica tables) are refused
-/// with a message, never half-read.
+/// earlier servers, which borrowed the SDK's replica tables (layout 1, no
+/// `layout` entry), are moved to this one when opened ([`LAYOUT_1_LEFTOVERS`]).
 pub const LAYOUT: &str = "ferrydb-sqlite-2";
+
+/// What layout 1 had that this one does not: the SDK's outbox and
+/// rejections, and its undo log's switch (per table, `undo_leftovers`).
+pub const LAYOUT_1_LEFTOVERS: &[&str] = &[
+    "DROP TABLE IF EXISTS _ferry_outbox",
+    "DROP TABLE IF EXISTS _ferry_rejections",
+    "DELETE FROM _ferry_meta WHERE key = 'recording'",
+];
+
+/// Layout 1's undo log of table `t`: its triggers and its table.
+pub fn undo_leftovers(t: &str) -> Vec<String> {
+    let mut sql: Vec<String> = ["insert", "update", "delete"]
+        .iter()
+        .map(|kind| format!("DROP TRIGGER IF EXISTS _ferry_undo_{t}_{kind}"))
+        .collect();
+    sql.push(format!("DROP TABLE IF EXISTS _ferry_undo_{t}"));
+    sql
+}
 
 /// The server's own tables: the table definitions served, the version
 /// counter, each client's last mutation ID and owner, remembered rejections
@@ -45,8 +63,11 @@ fn rule(text: &str) -> (String, bool) {
 
 /// One synced table's SQL.
 pub struct SqliteTable {
-    /// Creates the table, its row versions, its touched log and the triggers.
+    /// Creates the table and its row versions with their triggers (the same
+    /// in layout 1).
     pub create: Vec<String>,
+    /// Creates the version index and the touched log with its triggers.
+    pub create_log: Vec<String>,
     /// Rows changed since version `?2`, joined to their current state: key
     /// columns, readable flag (NULL if the row is gone), all columns.
     pub changes: String,
@@ -145,11 +166,6 @@ impl SqliteTable {
                 column_defs(true)
             ),
             format!("CREATE TABLE {versions} ({key_defs}, version INTEGER NOT NULL, PRIMARY KEY ({key})) WITHOUT ROWID"),
-            format!("CREATE INDEX {versions}_version ON {versions} (version)"),
-            format!(
-                "CREATE TABLE {touched} (_ferry_present INTEGER NOT NULL, {}, PRIMARY KEY ({key})) WITHOUT ROWID",
-                column_defs(false)
-            ),
             format!("CREATE TRIGGER {versions}_insert AFTER INSERT ON {t} BEGIN {} END", stamp("NEW")),
             format!(
                 "CREATE TRIGGER {versions}_update AFTER UPDATE ON {t} BEGIN {} {} END",
@@ -157,6 +173,13 @@ impl SqliteTable {
                 stamp("NEW")
             ),
             format!("CREATE TRIGGER {versions}_delete AFTER DELETE ON {t} BEGIN {} END", stamp("OLD")),
+        ];
+        let create_log = vec![
+            format!("CREATE INDEX {versions}_version ON {versions} (version)"),
+            format!(
+                "CREATE TABLE {touched} (_ferry_present INTEGER NOT NULL, {}, PRIMARY KEY ({key})) WITHOUT ROWID",
+                column_defs(false)
+            ),
             format!("CREATE TRIGGER {touched}_insert BEFORE INSERT ON {t} BEGIN {save_at_new} END"),
             format!("CREATE TRIGGER {touched}_update BEFORE UPDATE ON {t} BEGIN {save_old} END"),
             format!(
@@ -171,6 +194,7 @@ impl SqliteTable {
             .join(", ");
         SqliteTable {
             create,
+            create_log,
             changes: format!(
                 "SELECT {}, r._ferry_readable, {} FROM {versions} v \
                  LEFT JOIN (SELECT *, {read} AS _ferry_readable FROM {t}) r ON {} \

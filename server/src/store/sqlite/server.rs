@@ -7,7 +7,7 @@
 //! client or client group of another user is refused (`forbidden`), so no one
 //! can push as someone else's client or read its `lastMutationID`s.
 
-use super::schema::{SqliteTable, BOOKKEEPING, LAYOUT};
+use super::schema::{undo_leftovers, SqliteTable, BOOKKEEPING, LAYOUT, LAYOUT_1_LEFTOVERS};
 use crate::store::LoggedMutation;
 use crate::sync::{
     self, push_mutations, ready, Change, ClientState, Processed, PullTx, PushTx, Rejected, Result,
@@ -464,12 +464,15 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
             |r| r.get(0),
         )
         .optional()?;
-    if layout.as_deref() != Some(LAYOUT) {
-        return Err(StoreError::InvalidApp(
-            "this database was created by an earlier ferrydb-server, whose layout this one \
-             does not read: start with a new database (clients reset their replicas)"
-                .into(),
-        ));
+    match layout.as_deref() {
+        Some(LAYOUT) => {}
+        None => move_from_layout_1(conn, app)?,
+        Some(other) => {
+            return Err(StoreError::InvalidApp(format!(
+                "this database has layout `{other}`, which this ferrydb-server does not \
+                 read (a newer server made it?): start this server on a new database"
+            )))
+        }
     }
     for (table, sql) in app.tables.iter().zip(tables) {
         let def = serde_json::to_string(table).expect("a table serializes");
@@ -491,7 +494,7 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
                 )))
             }
             None => {
-                for statement in &sql.create {
+                for statement in sql.create.iter().chain(&sql.create_log) {
                     conn.execute_batch(statement).map_err(|e| {
                         StoreError::InvalidApp(format!("cannot create table `{}`: {e}", table.name))
                     })?;
@@ -500,6 +503,34 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
             }
         }
     }
+    Ok(())
+}
+
+/// Moves a database of an earlier server (layout 1: the SDK's replica
+/// tables, its undo log as the touched log) to this layout, keeping every
+/// row, row version, client and rejection: the undo log gives way to the
+/// touched log, the SDK's tables go.
+fn move_from_layout_1(conn: &Connection, app: &AppDefinition) -> Result<()> {
+    for table in &app.tables {
+        let served: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM _ferry_meta WHERE key = ?1)",
+            [format!("table:{}", table.name)],
+            |r| r.get(0),
+        )?;
+        if !served {
+            continue;
+        }
+        for sql in undo_leftovers(&table.name)
+            .iter()
+            .chain(&SqliteTable::new(table).create_log)
+        {
+            conn.execute_batch(sql)?;
+        }
+    }
+    for sql in LAYOUT_1_LEFTOVERS {
+        conn.execute_batch(sql)?;
+    }
+    conn.execute("INSERT INTO _ferry_meta VALUES ('layout', ?1)", [LAYOUT])?;
     Ok(())
 }
 
@@ -545,21 +576,84 @@ mod tests {
         .unwrap()
     }
 
-    /// Databases of servers before the sync core had the SDK's replica
-    /// tables: refused with a message, never half-read.
+    /// A database of a newer layout is refused with a message, never
+    /// half-read.
     #[test]
-    fn a_database_of_an_earlier_layout_is_refused_with_a_message() {
+    fn a_database_of_an_unknown_layout_is_refused_with_a_message() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE _ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); \
              CREATE TABLE _ferry_version (id INTEGER PRIMARY KEY, value INTEGER NOT NULL); \
-             INSERT INTO _ferry_version VALUES (1, 7);",
+             INSERT INTO _ferry_version VALUES (1, 7); \
+             INSERT INTO _ferry_meta VALUES ('layout', 'ferrydb-sqlite-9');",
         )
         .unwrap();
         let Err(StoreError::InvalidApp(message)) = SqliteServer::open(conn, app()) else {
-            panic!("an earlier layout was opened");
+            panic!("an unknown layout was opened");
         };
-        assert!(message.contains("start with a new database"), "{message}");
+        assert!(message.contains("`ferrydb-sqlite-9`"), "{message}");
+    }
+
+    fn push(client: &str, id: u64, name: &str, args: serde_json::Value) -> PushRequest {
+        serde_json::from_value(serde_json::json!({
+            "protocolVersion": 1, "schemaVersion": 1, "clientGroupID": "g1", "clientID": client,
+            "mutations": [{"id": id, "name": name, "args": args, "timestamp": 0}],
+        }))
+        .unwrap()
+    }
+
+    /// A database an earlier server wrote (layout 1, made by the server of
+    /// the previous commit and dumped: `tests/fixtures/sqlite-layout-1.sql`)
+    /// opens with its rows, clients and rejections, and serves on.
+    #[test]
+    fn a_database_of_layout_1_is_moved_to_this_layout_keeping_everything() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../../tests/fixtures/sqlite-layout-1.sql"))
+            .unwrap();
+        let app =
+            AppDefinition::from_json(include_str!("../../../../tests/fixtures/app.json")).unwrap();
+        let mut server = SqliteServer::open(conn, app).unwrap();
+        assert_eq!(server.version().unwrap(), 3);
+        assert_eq!(server.last_mutation_id("c1").unwrap(), 3);
+        let counters: Vec<_> = server.readable_rows("ada").unwrap()["counters"]
+            .iter()
+            .map(|row| (row["id"].clone(), row["value"].clone()))
+            .collect();
+        assert_eq!(counters, [("a".into(), 2.into()), ("b".into(), 5.into())]);
+        // A retry is answered from the record; the next mutation runs, and
+        // the write rule sees what it touched.
+        let retried = server.push("ada", &push("c1", 3, "nope", serde_json::json!({})));
+        assert!(matches!(
+            retried.unwrap(),
+            PushResponse::Ok { results } if matches!(&results[..], [ferrydb_protocol::MutationResult::Rejected { code: RejectionCode::UnknownMutator, .. }])
+        ));
+        let args = serde_json::json!({"id": "l1", "owner": "grace", "name": "not ada's"});
+        let PushResponse::Ok { results } = server
+            .push("ada", &push("c1", 4, "createList", args))
+            .unwrap()
+        else {
+            panic!("schema mismatch");
+        };
+        assert!(
+            matches!(
+                &results[..],
+                [ferrydb_protocol::MutationResult::Rejected {
+                    code: RejectionCode::Forbidden,
+                    ..
+                }]
+            ),
+            "{results:?}"
+        );
+        let leftovers: i64 = server
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE '\\_ferry\\_undo%' ESCAPE '\\' \
+                 OR name IN ('_ferry_outbox', '_ferry_rejections')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(leftovers, 0);
     }
 
     #[test]
