@@ -1,10 +1,13 @@
 // Load check of the reference server over loopback (bounded, stops by itself):
 // pushes/s, pulled rows/s, and the time for one poke to reach N realtime
 // clients, per store. Used by bench/run.mjs; also runnable alone:
-//   node bench/server_load.mjs [--quick] [--postgres URL]
+//   node bench/server_load.mjs [--quick] [--postgres URL] [--compare BINARY] [--rounds N]
+// `--compare` measures another build of the server (e.g. the one before a
+// change) in the same run: the two alternate, round by round, on fresh
+// databases, and the medians print side by side.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { startServer, root } from '../tests/e2e/harness.mjs';
+import { startServer, newPostgresDatabase, root } from '../tests/e2e/harness.mjs';
 
 const APP = join(root, 'tests', 'fixtures', 'app.json');
 
@@ -136,9 +139,12 @@ async function pokeFanoutMs(url, n) {
 }
 
 /** Runs the three checks on a fresh server over `store`; returns the figures. */
-export async function loadOneStore(store, { quick }) {
+export async function loadOneStore(store, { quick, binary }) {
   // `--rate 0`: this measures capacity, not the per-user request budget.
-  const server = await startServer(['--app', APP, '--store', store, '--dev-auth', '--max-realtime', '5000', '--rate', '0']);
+  const server = await startServer(
+    ['--app', APP, '--store', store, '--dev-auth', '--max-realtime', '5000', '--rate', '0'],
+    binary ? { binary } : {},
+  );
   try {
     const push_per_s = await pushesPerSecond(server.url, quick ? 4 : 16, quick ? 25 : 200);
     const pull_rows_per_s = await pullRowsPerSecond(server.url, quick ? 5000 : 100_000);
@@ -151,13 +157,34 @@ export async function loadOneStore(store, { quick }) {
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = process.argv.slice(2);
+  const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
   const quick = args.includes('--quick');
   const { mkdtemp } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');
   const dir = await mkdtemp(join(tmpdir(), 'ferrydb-load-'));
-  const stores = { sqlite: `sqlite:${join(dir, 'load.db')}` };
-  if (args.includes('--postgres')) stores.postgres = args[args.indexOf('--postgres') + 1];
-  for (const [name, store] of Object.entries(stores)) {
-    console.log(name, JSON.stringify(await loadOneStore(store, { quick })));
+  const postgres = option('--postgres');
+  const builds = { this: undefined };
+  if (option('--compare')) builds.other = option('--compare');
+  const rounds = Number(option('--rounds') ?? 1);
+  const figures = {};
+  let n = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (const [build, binary] of Object.entries(builds)) {
+      const stores = { sqlite: `sqlite:${join(dir, `load-${n++}.db`)}` };
+      if (postgres) stores.postgres = await newPostgresDatabase(postgres, `ferrydb_load_${process.pid}_${n++}`);
+      for (const [name, store] of Object.entries(stores)) {
+        const result = await loadOneStore(store, { quick, binary });
+        console.log(`round ${round + 1} ${build} ${name}`, JSON.stringify(result));
+        for (const [key, value] of Object.entries(result)) {
+          ((figures[`${name} ${key}`] ??= {})[build] ??= []).push(value);
+        }
+      }
+    }
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`medians of ${rounds} round(s):`);
+  for (const [figure, byBuild] of Object.entries(figures)) {
+    const cells = Object.entries(byBuild).map(([build, xs]) => `${build} ${median(xs).toFixed(1)}`);
+    console.log(`  ${figure}: ${cells.join(' | ')}`);
   }
 }

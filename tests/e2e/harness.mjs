@@ -28,8 +28,10 @@ export function test(name, fn) {
  * is SIGKILL, a crash with requests in flight. Start another with the same
  * `listen` and store to restart it.
  */
-export async function startServer(args = ['--static', join(root, 'demo', 'build')], { listen = '127.0.0.1:0' } = {}) {
-  const binary = join(root, 'target', 'release', 'ferrydb-server');
+export async function startServer(
+  args = ['--static', join(root, 'demo', 'build')],
+  { listen = '127.0.0.1:0', binary = join(root, 'target', 'release', 'ferrydb-server') } = {},
+) {
   const child = spawn(binary, ['--listen', listen, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
@@ -270,6 +272,11 @@ export async function freshStore(dir, name) {
   if (!base || base.startsWith('sqlite')) return `sqlite:${join(dir, `${name}.db`)}`;
   if (!/^postgres(ql)?:\/\//.test(base)) throw new Error(`FERRYDB_E2E_STORE: not sqlite or postgres: ${base}`);
   const database = `ferry_e2e_${process.pid}_${++storeCount}_${name.replace(/\W/g, '_')}`.toLowerCase();
+  return newPostgresDatabase(base, database);
+}
+
+/** Creates the empty database `database` on the cluster of `base` (with psql); its URL. */
+export async function newPostgresDatabase(base, database) {
   await new Promise((resolve, reject) => {
     const psql = spawn('psql', [base, '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE "${database}"`], {
       stdio: ['ignore', 'ignore', 'pipe'],

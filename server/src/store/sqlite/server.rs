@@ -57,6 +57,10 @@ impl SqliteServer {
     pub fn open(conn: Connection, app: AppDefinition) -> Result<SqliteServer> {
         app.validate()
             .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
+        // Every statement the server runs stays prepared: a handful per
+        // table, the bookkeeping, and each mutator's (rusqlite keeps 16).
+        let statements = 16 + 8 * app.tables.len() + app.mutators.len() * 4;
+        conn.set_prepared_statement_cache_capacity(statements);
         let tables: Vec<SqliteTable> = app.tables.iter().map(SqliteTable::new).collect();
         conn.execute_batch("SAVEPOINT server_open")?;
         match create_tables(&conn, &app, &tables) {
