@@ -238,12 +238,24 @@ impl Mutator {
             .collect()
     }
 
-    /// Each statement rendered for one engine, with the names of the arguments
-    /// to bind to its placeholders in order.
-    pub fn rendered(&self, style: Placeholders) -> Vec<(String, Vec<String>)> {
+    /// Each statement rendered for one engine, with, for each of its
+    /// placeholders in order, the index of the declared parameter it binds.
+    pub fn rendered(&self, style: Placeholders) -> Vec<(String, Vec<usize>)> {
         self.statements()
             .into_iter()
-            .map(|s| (s.render(style), s.params))
+            .map(|s| {
+                let args = s
+                    .params
+                    .iter()
+                    .map(|name| {
+                        self.params
+                            .iter()
+                            .position(|p| &p.name == name)
+                            .expect("validated param")
+                    })
+                    .collect();
+                (s.render(style), args)
+            })
             .collect()
     }
 

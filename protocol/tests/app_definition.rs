@@ -46,7 +46,7 @@ fn the_sample_app_loads() {
         "{}",
         rendered[0].0
     );
-    assert_eq!(rendered[0].1, ["id", "by"]);
+    assert_eq!(rendered[0].1, [0, 1], "id, then by");
     assert_eq!(app.mutator("deleteList").unwrap().statements().len(), 3);
 }
 

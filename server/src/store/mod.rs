@@ -10,6 +10,7 @@
 
 mod postgres;
 mod sqlite;
+pub(crate) mod table_text;
 
 pub use crate::sync::{Result, StoreError};
 pub use postgres::PostgresStore;

@@ -33,7 +33,7 @@ pub fn compile_all(db: &mut Database, app: &AppDefinition) -> Result<Vec<Compile
     for def in &app.mutators {
         let mut statements = Vec::new();
         let mut writes = TableSet::new();
-        for (index, (sql, params)) in def.rendered(Placeholders::Question).into_iter().enumerate() {
+        for (index, (sql, args)) in def.rendered(Placeholders::Question).into_iter().enumerate() {
             let invalid = |message: String| {
                 Error::InvalidApp(format!(
                     "statement {} of mutator `{}`: {message}",
@@ -56,15 +56,6 @@ pub fn compile_all(db: &mut Database, app: &AppDefinition) -> Result<Vec<Compile
                 }
                 writes.insert(table.clone());
             }
-            let args = params
-                .iter()
-                .map(|p| {
-                    def.params
-                        .iter()
-                        .position(|d| &d.name == p)
-                        .expect("validated param")
-                })
-                .collect();
             statements.push(CompiledStatement { sql, args });
         }
         compiled.push(CompiledMutator {

@@ -49,6 +49,7 @@ mod schema;
 mod tls;
 mod values;
 
+use super::table_text::{meta_key, table_to_create};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
     self, push_mutations, Change, ClientState, Processed, PullTx, PushTx, Rejected, TableShape, Who,
@@ -594,46 +595,39 @@ async fn create_tables(
         .await?
         .get(0);
     if !known {
-        for sql in schema::BOOKKEEPING {
-            tx.batch_execute(sql).await?;
+        let bookkeeping = schema::bookkeeping(&schema::DIALECT);
+        let extra = schema::BOOKKEEPING_EXTRA.iter().map(|sql| sql.to_string());
+        for sql in bookkeeping.into_iter().chain(extra) {
+            tx.batch_execute(&sql).await?;
         }
     }
     for (table, sql) in app.tables.iter().zip(tables) {
-        let def = serde_json::to_string(table).expect("a table serializes");
-        let key = format!("table:{}", table.name);
-        let stored = tx
+        let key = meta_key(table);
+        let recorded = tx
             .query_opt("SELECT value FROM _ferry_meta WHERE key = $1", &[&key])
-            .await?;
-        match stored {
-            Some(row) if row.get::<_, String>(0) == def => {}
-            Some(_) => {
-                return Err(StoreError::InvalidApp(format!(
-                    "table `{}` changed since this server's database was created; \
-                     migrate the database or start with a new one",
-                    table.name
-                )))
-            }
-            None => {
-                for statement in &sql.create {
-                    tx.batch_execute(statement).await.map_err(|e| {
-                        if error::is_transient(&e) {
-                            e.into()
-                        } else {
-                            StoreError::InvalidApp(format!(
-                                "cannot create table `{}`: {}",
-                                table.name,
-                                error::describe(&e)
-                            ))
-                        }
-                    })?;
+            .await?
+            .map(|row| row.get::<_, String>(0));
+        let Some(def) = table_to_create(table, recorded.as_deref())? else {
+            continue;
+        };
+        for statement in &sql.create {
+            tx.batch_execute(statement).await.map_err(|e| {
+                if error::is_transient(&e) {
+                    e.into()
+                } else {
+                    StoreError::InvalidApp(format!(
+                        "cannot create table `{}`: {}",
+                        table.name,
+                        error::describe(&e)
+                    ))
                 }
-                tx.execute(
-                    "INSERT INTO _ferry_meta (key, value) VALUES ($1, $2)",
-                    &[&key, &def],
-                )
-                .await?;
-            }
+            })?;
         }
+        tx.execute(
+            "INSERT INTO _ferry_meta (key, value) VALUES ($1, $2)",
+            &[&key, &def],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -645,16 +639,7 @@ async fn compile(pool: &Pool, app: &AppDefinition) -> Result<HashMap<String, PgM
     let mut compiled = HashMap::new();
     for def in &app.mutators {
         let mut statements = Vec::new();
-        for (index, (sql, names)) in def.rendered(Placeholders::Dollar).into_iter().enumerate() {
-            let args: Vec<usize> = names
-                .iter()
-                .map(|n| {
-                    def.params
-                        .iter()
-                        .position(|p| &p.name == n)
-                        .expect("validated param")
-                })
-                .collect();
+        for (index, (sql, args)) in def.rendered(Placeholders::Dollar).into_iter().enumerate() {
             let types: Vec<Type> = args.iter().map(|&i| pg_type(def.params[i].ty)).collect();
             if let Err(e) = client.prepare_typed(&sql, &types).await {
                 if error::is_transient(&e) {

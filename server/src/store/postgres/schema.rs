@@ -8,6 +8,8 @@
 //! Names are validated by the app definition (lowercase `snake_case`, never
 //! `_ferry…`), so generated SQL names them unquoted, as mutators do.
 
+pub use super::super::table_text::bookkeeping;
+use super::super::table_text::{Dialect, TableText};
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::{ColumnType, Table};
 use tokio_postgres::types::Type;
@@ -29,20 +31,16 @@ pub const POKE_CHANNEL: &str = "ferrydb_poke";
 /// Serialises opening (creating tables) across server instances.
 pub const OPEN_LOCK: i64 = 0x0066_6572_7279_6462; // "ferrydb"
 
-/// The server's own tables: the version counter (its one row is the lock that
-/// orders mutations), each client's last mutation ID and owner, remembered
-/// rejections, the mutation log and the table definitions served.
-pub const BOOKKEEPING: &[&str] = &[
-    "CREATE TABLE _ferry_meta (key text PRIMARY KEY, value text NOT NULL)",
-    "CREATE TABLE _ferry_version (id integer PRIMARY KEY CHECK (id = 1), value bigint NOT NULL)",
-    "INSERT INTO _ferry_version VALUES (1, 0)",
-    "CREATE TABLE _ferry_clients (client_id text PRIMARY KEY, client_group_id text NOT NULL, \
-     last_mutation_id bigint NOT NULL, version bigint NOT NULL, user_id text NOT NULL)",
-    "CREATE INDEX _ferry_clients_group ON _ferry_clients (client_group_id, version)",
-    "CREATE TABLE _ferry_server_rejections (client_id text NOT NULL, mutation_id bigint NOT NULL, \
-     code text NOT NULL, message text NOT NULL, PRIMARY KEY (client_id, mutation_id))",
-    "CREATE TABLE _ferry_mutation_log (seq bigserial PRIMARY KEY, client_id text NOT NULL, \
-     mutation_id bigint NOT NULL, name text NOT NULL, outcome text NOT NULL)",
+/// The server's own tables in Postgres's types (see [`bookkeeping`]).
+pub const DIALECT: Dialect = Dialect {
+    integer: "bigint",
+    text: "text",
+    sequence: "bigserial",
+};
+
+/// What the Postgres store adds to the bookkeeping: its layout, and the
+/// triggers' functions for writes outside pushes.
+pub const BOOKKEEPING_EXTRA: &[&str] = &[
     "INSERT INTO _ferry_meta VALUES ('layout', 'ferrydb-postgres-1')",
     // A write outside a push: a version of its own, and a poke.
     "CREATE FUNCTION _ferry_bump() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
@@ -119,40 +117,13 @@ impl PgTable {
         let t = &table.name;
         let versions = versions_table(t);
         let touched = touched_table(t);
-        let pk = &table.primary_key;
-        let key = pk.join(", ");
-        let list = |prefix: &str, names: &[String]| {
-            names
-                .iter()
-                .map(|c| format!("{prefix}{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let column_names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-        let cols = column_names.join(", ");
-        let matches = |left: &str, right: &str| {
-            pk.iter()
-                .map(|k| format!("{left}{k} = {right}{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
+        let text = TableText::new(table);
+        let (pk, key, cols) = (&table.primary_key, &text.key, &text.cols);
+        let list = TableText::list;
+        let column_names = &text.columns;
+        let matches = |left: &str, right: &str| text.key_matches(left, right);
         let ty = |name: &String| table.column(name).expect("validated key").ty;
-        let column_defs = |strict: bool| {
-            table
-                .columns
-                .iter()
-                .map(|c| {
-                    let not_null = pk.contains(&c.name) || (strict && !c.nullable);
-                    format!(
-                        "{} {}{}",
-                        c.name,
-                        c.ty.postgres_type(),
-                        if not_null { " NOT NULL" } else { "" }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let column_defs = |strict: bool| text.column_defs(strict, ColumnType::postgres_type);
         // Whether an UPDATE moved the row to another key (else the old and
         // new images have one key, stamped and saved once).
         let moved = format!(
@@ -160,11 +131,7 @@ impl PgTable {
             list("OLD.", pk),
             list("NEW.", pk)
         );
-        let key_defs = pk
-            .iter()
-            .map(|k| format!("{k} {}", ty(k).postgres_type()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let key_defs = text.key_defs(ColumnType::postgres_type);
         let read = rule(&table.access.read);
         let write = rule(&table.access.write);
         // Row versions: every row a statement inserts, updates (old and new
@@ -180,7 +147,7 @@ impl PgTable {
         // touches (the row as it was, or "absent"), for the write rule.
         let save_old = format!(
             "INSERT INTO {touched} (_ferry_present, {cols}) VALUES (true, {}) ON CONFLICT DO NOTHING;",
-            list("OLD.", &column_names)
+            list("OLD.", column_names)
         );
         let save_at_new = format!(
             "INSERT INTO {touched} (_ferry_present, {cols}) SELECT true, {cols} FROM {t} WHERE {} \
@@ -260,7 +227,7 @@ impl PgTable {
                  LEFT JOIN (SELECT *, {read} AS _ferry_readable FROM {t}) r ON {} \
                  WHERE v.version > $2 ORDER BY v.version",
                 list("v.", pk),
-                list("r.", &column_names),
+                list("r.", column_names),
                 matches("r.", "v.")
             ),
             first_page: format!("SELECT {cols} FROM {t} WHERE {read} ORDER BY {key} LIMIT $2"),

@@ -7,8 +7,10 @@
 //! Names are validated by the app definition (lowercase `snake_case`, never
 //! `_ferry…`), so generated SQL names them unquoted, as mutators do.
 
+pub use super::super::table_text::bookkeeping;
+use super::super::table_text::{Dialect, TableText};
 use ferrydb_protocol::sql::{Placeholders, Statement};
-use ferrydb_protocol::Table;
+use ferrydb_protocol::{ColumnType, Table};
 
 /// Which layout of the server's own tables a database has. Databases of
 /// earlier servers, which borrowed the SDK's replica tables (layout 1, no
@@ -33,21 +35,12 @@ pub fn undo_leftovers(t: &str) -> Vec<String> {
     sql
 }
 
-/// The server's own tables: the table definitions served, the version
-/// counter, each client's last mutation ID and owner, remembered rejections
-/// and the mutation log.
-pub const BOOKKEEPING: &[&str] = &[
-    "CREATE TABLE _ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE _ferry_version (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
-    "INSERT INTO _ferry_version VALUES (1, 0)",
-    "CREATE TABLE _ferry_clients (client_id TEXT PRIMARY KEY, client_group_id TEXT NOT NULL, \
-     last_mutation_id INTEGER NOT NULL, version INTEGER NOT NULL, user_id TEXT NOT NULL)",
-    "CREATE INDEX _ferry_clients_group ON _ferry_clients (client_group_id, version)",
-    "CREATE TABLE _ferry_server_rejections (client_id TEXT NOT NULL, mutation_id INTEGER NOT NULL, \
-     code TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (client_id, mutation_id))",
-    "CREATE TABLE _ferry_mutation_log (seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, \
-     mutation_id INTEGER NOT NULL, name TEXT NOT NULL, outcome TEXT NOT NULL)",
-];
+/// The server's own tables in SQLite's types (see [`bookkeeping`]).
+pub const DIALECT: Dialect = Dialect {
+    integer: "INTEGER",
+    text: "TEXT",
+    sequence: "INTEGER",
+};
 
 /// A rule as a SQL condition that is false (never NULL) when the rule does
 /// not hold, and whether it uses `:user_id` (bound as `?1`).
@@ -92,40 +85,13 @@ impl SqliteTable {
         let t = &table.name;
         let versions = format!("_ferry_rowver_{t}");
         let touched = format!("_ferry_touched_{t}");
-        let pk = &table.primary_key;
-        let key = pk.join(", ");
-        let list = |prefix: &str, names: &[String]| {
-            names
-                .iter()
-                .map(|c| format!("{prefix}{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let column_names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-        let cols = column_names.join(", ");
-        let matches = |left: &str, right: &str| {
-            pk.iter()
-                .map(|k| format!("{left}{k} = {right}{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
-        let column_defs = |strict: bool| {
-            table
-                .columns
-                .iter()
-                .map(|c| {
-                    let not_null = pk.contains(&c.name) || (strict && !c.nullable);
-                    let null = if not_null { " NOT NULL" } else { "" };
-                    format!("{} {}{null}", c.name, c.ty.sqlite_type())
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let key_defs = pk
-            .iter()
-            .map(|k| format!("{k} {}", table.column(k).expect("key").ty.sqlite_type()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let text = TableText::new(table);
+        let (pk, key, cols) = (&table.primary_key, &text.key, &text.cols);
+        let list = TableText::list;
+        let column_names = &text.columns;
+        let matches = |left: &str, right: &str| text.key_matches(left, right);
+        let column_defs = |strict: bool| text.column_defs(strict, ColumnType::sqlite_type);
+        let key_defs = text.key_defs(ColumnType::sqlite_type);
         let (read, read_uses_user) = rule(&table.access.read);
         let (write, write_uses_user) = rule(&table.access.write);
         // Delete-then-insert, never a conflict clause: an outer statement's
@@ -148,7 +114,7 @@ impl SqliteTable {
         };
         let save_old = format!(
             "INSERT INTO {touched} (_ferry_present, {cols}) SELECT 1, {} WHERE {};",
-            list("OLD.", &column_names),
+            list("OLD.", column_names),
             not_saved("OLD")
         );
         let save_at_new = format!(
@@ -200,7 +166,7 @@ impl SqliteTable {
                  LEFT JOIN (SELECT *, {read} AS _ferry_readable FROM {t}) r ON {} \
                  WHERE v.version > ?2 ORDER BY v.version",
                 list("v.", pk),
-                list("r.", &column_names),
+                list("r.", column_names),
                 matches("r.", "v.")
             ),
             first_page: format!("SELECT {cols} FROM {t} WHERE {read} ORDER BY {key} LIMIT ?2"),

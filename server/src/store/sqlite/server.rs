@@ -7,7 +7,10 @@
 //! client or client group of another user is refused (`forbidden`), so no one
 //! can push as someone else's client or read its `lastMutationID`s.
 
-use super::schema::{undo_leftovers, SqliteTable, BOOKKEEPING, LAYOUT, LAYOUT_1_LEFTOVERS};
+use super::schema::{
+    bookkeeping, undo_leftovers, SqliteTable, DIALECT, LAYOUT, LAYOUT_1_LEFTOVERS,
+};
+use crate::store::table_text::{meta_key, table_to_create};
 use crate::store::LoggedMutation;
 use crate::sync::{
     self, push_mutations, ready, Change, ClientState, Processed, PullTx, PushTx, Rejected, Result,
@@ -456,8 +459,8 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
         |r| r.get(0),
     )?;
     if !known {
-        for sql in BOOKKEEPING {
-            conn.execute_batch(sql)?;
+        for sql in bookkeeping(&DIALECT) {
+            conn.execute_batch(&sql)?;
         }
         conn.execute("INSERT INTO _ferry_meta VALUES ('layout', ?1)", [LAYOUT])?;
     }
@@ -479,32 +482,21 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
         }
     }
     for (table, sql) in app.tables.iter().zip(tables) {
-        let def = serde_json::to_string(table).expect("a table serializes");
-        let key = format!("table:{}", table.name);
-        let stored: Option<String> = conn
+        let key = meta_key(table);
+        let recorded: Option<String> = conn
             .query_row(
                 "SELECT value FROM _ferry_meta WHERE key = ?1",
                 [&key],
                 |r| r.get(0),
             )
             .optional()?;
-        match stored {
-            Some(stored) if stored == def => {}
-            Some(_) => {
-                return Err(StoreError::InvalidApp(format!(
-                    "table `{}` changed since this server's database was created; \
-                     migrate the database or start with a new one",
-                    table.name
-                )))
+        if let Some(def) = table_to_create(table, recorded.as_deref())? {
+            for statement in sql.create.iter().chain(&sql.create_log) {
+                conn.execute_batch(statement).map_err(|e| {
+                    StoreError::InvalidApp(format!("cannot create table `{}`: {e}", table.name))
+                })?;
             }
-            None => {
-                for statement in sql.create.iter().chain(&sql.create_log) {
-                    conn.execute_batch(statement).map_err(|e| {
-                        StoreError::InvalidApp(format!("cannot create table `{}`: {e}", table.name))
-                    })?;
-                }
-                conn.execute("INSERT INTO _ferry_meta VALUES (?1, ?2)", [&key, &def])?;
-            }
+            conn.execute("INSERT INTO _ferry_meta VALUES (?1, ?2)", [&key, &def])?;
         }
     }
     Ok(())
@@ -518,7 +510,7 @@ fn move_from_layout_1(conn: &Connection, app: &AppDefinition) -> Result<()> {
     for table in &app.tables {
         let served: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM _ferry_meta WHERE key = ?1)",
-            [format!("table:{}", table.name)],
+            [meta_key(table)],
             |r| r.get(0),
         )?;
         if !served {
@@ -544,7 +536,7 @@ fn compile(conn: &Connection, app: &AppDefinition) -> Result<Mutators> {
     let mut compiled = BTreeMap::new();
     for def in &app.mutators {
         let mut statements = Vec::new();
-        for (index, (sql, names)) in def.rendered(Placeholders::Question).into_iter().enumerate() {
+        for (index, (sql, args)) in def.rendered(Placeholders::Question).into_iter().enumerate() {
             if let Err(e) = conn.prepare_cached(&sql) {
                 return Err(StoreError::InvalidApp(format!(
                     "statement {} of mutator `{}`: {e}",
@@ -552,15 +544,6 @@ fn compile(conn: &Connection, app: &AppDefinition) -> Result<Mutators> {
                     def.name
                 )));
             }
-            let args = names
-                .iter()
-                .map(|n| {
-                    def.params
-                        .iter()
-                        .position(|p| &p.name == n)
-                        .expect("validated param")
-                })
-                .collect();
             statements.push((sql, args));
         }
         compiled.insert(def.name.clone(), statements);

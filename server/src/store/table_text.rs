@@ -1,0 +1,136 @@
+//! SQL text both stores generate from a synced table's definition: the
+//! pieces their schemas are assembled from, and the check that a table the
+//! store already serves is the one the app defines. Names are validated by
+//! the app definition (lowercase `snake_case`, never `_ferry…`), so they
+//! appear unquoted, as in mutators.
+
+use super::{Result, StoreError};
+use ferrydb_protocol::{ColumnType, Table};
+
+pub struct TableText<'a> {
+    pub table: &'a Table,
+    /// Its column names, in order.
+    pub columns: Vec<String>,
+    /// The column list, comma-separated.
+    pub cols: String,
+    /// The key column list, comma-separated.
+    pub key: String,
+}
+
+impl<'a> TableText<'a> {
+    pub fn new(table: &'a Table) -> Self {
+        let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        TableText {
+            table,
+            cols: columns.join(", "),
+            key: table.primary_key.join(", "),
+            columns,
+        }
+    }
+
+    /// `names`, each behind `prefix`, comma-separated: `OLD.a, OLD.b`.
+    pub fn list(prefix: &str, names: &[String]) -> String {
+        names
+            .iter()
+            .map(|c| format!("{prefix}{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The key columns of `left` equal those of `right`: `a = NEW.a AND …`.
+    pub fn key_matches(&self, left: &str, right: &str) -> String {
+        self.table
+            .primary_key
+            .iter()
+            .map(|k| format!("{left}{k} = {right}{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// Column definitions in the store's types: key columns are NOT NULL,
+    /// and, when `strict`, every column not declared nullable.
+    pub fn column_defs(&self, strict: bool, sql_type: fn(ColumnType) -> &'static str) -> String {
+        self.table
+            .columns
+            .iter()
+            .map(|c| {
+                let not_null = self.table.primary_key.contains(&c.name) || (strict && !c.nullable);
+                let null = if not_null { " NOT NULL" } else { "" };
+                format!("{} {}{null}", c.name, sql_type(c.ty))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The key columns' definitions in the store's types.
+    pub fn key_defs(&self, sql_type: fn(ColumnType) -> &'static str) -> String {
+        self.table
+            .primary_key
+            .iter()
+            .map(|k| format!("{k} {}", sql_type(self.table.column(k).expect("key").ty)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The `_ferry_meta` key under which a store records a served table.
+pub fn meta_key(table: &Table) -> String {
+    format!("table:{}", table.name)
+}
+
+/// Given the definition a store recorded for `table` (if any): `None` when
+/// it serves this table already, `Some(definition)` when the table is new
+/// (create it and record that). A table whose definition changed is
+/// refused, since the server cannot migrate data in place.
+pub fn table_to_create(table: &Table, recorded: Option<&str>) -> Result<Option<String>> {
+    let def = serde_json::to_string(table).expect("a table serializes");
+    match recorded {
+        Some(recorded) if recorded == def => Ok(None),
+        Some(_) => Err(StoreError::InvalidApp(format!(
+            "table `{}` changed since this server's database was created; \
+             migrate the database or start with a new one",
+            table.name
+        ))),
+        None => Ok(Some(def)),
+    }
+}
+
+/// The column types a store's own tables are declared with.
+pub struct Dialect {
+    pub integer: &'static str,
+    pub text: &'static str,
+    /// An integer key that numbers new rows by itself.
+    pub sequence: &'static str,
+}
+
+/// The server's own tables, the same in every store: the table definitions
+/// served, the version counter (its one row orders mutations), each
+/// client's last mutation ID and owner, remembered rejections and the
+/// mutation log.
+pub fn bookkeeping(d: &Dialect) -> Vec<String> {
+    let Dialect {
+        integer: int,
+        text,
+        sequence,
+    } = d;
+    vec![
+        format!("CREATE TABLE _ferry_meta (key {text} PRIMARY KEY, value {text} NOT NULL)"),
+        format!(
+            "CREATE TABLE _ferry_version (id {int} PRIMARY KEY CHECK (id = 1), value {int} NOT NULL)"
+        ),
+        "INSERT INTO _ferry_version VALUES (1, 0)".into(),
+        format!(
+            "CREATE TABLE _ferry_clients (client_id {text} PRIMARY KEY, client_group_id {text} NOT NULL, \
+             last_mutation_id {int} NOT NULL, version {int} NOT NULL, user_id {text} NOT NULL)"
+        ),
+        "CREATE INDEX _ferry_clients_group ON _ferry_clients (client_group_id, version)".into(),
+        format!(
+            "CREATE TABLE _ferry_server_rejections (client_id {text} NOT NULL, mutation_id {int} NOT NULL, \
+             code {text} NOT NULL, message {text} NOT NULL, PRIMARY KEY (client_id, mutation_id))"
+        ),
+        format!(
+            "CREATE TABLE _ferry_mutation_log (seq {sequence} PRIMARY KEY, client_id {text} NOT NULL, \
+             mutation_id {int} NOT NULL, name {text} NOT NULL, outcome {text} NOT NULL)"
+        ),
+    ]
+}
