@@ -1,4 +1,5 @@
-//! Seeded simulation of several clients syncing with the model server over an
+//! Seeded simulation of several clients syncing with the reference server
+//! (its real sync core over its SQLite store, `SqliteServer`) over an
 //! unreliable network: requests and replies dropped, duplicated, delayed and so
 //! reordered; HTTP 5xx and 401s; pokes lost; clients going offline and
 //! restarting from their SQLite file; the server demanding replica resets;

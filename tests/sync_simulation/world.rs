@@ -1,6 +1,7 @@
 //! The simulated world: clients (each a replica over its own SQLite file, a
-//! sync state machine and a timer), the model server, and a network of
-//! messages with delivery times, where faults are injected.
+//! sync state machine and a timer), the reference server's SQLite store
+//! (`SqliteServer`), and a network of messages with delivery times, where
+//! faults are injected.
 
 use super::Stats;
 use ferrydb::engine::database::Database;

@@ -1,7 +1,7 @@
 //! The engine with an app: mutations and guarded SQL as tabs send them
 //! (`local`), and sync driven through the host contract against the
-//! in-process model server (`server`; the host's I/O done by hand: each
-//! effect carried out, its outcome fed back). Shared here: one device.
+//! in-process reference server (`SqliteServer`, from `server`; the host's
+//! I/O done by hand: each effect carried out, its outcome fed back). Shared here: one device.
 
 mod local;
 mod server;

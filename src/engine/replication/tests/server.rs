@@ -1,4 +1,4 @@
-//! Sync through the host contract against the model server.
+//! Sync through the host contract against the reference server's SQLite store (`SqliteServer`).
 
 use super::*;
 

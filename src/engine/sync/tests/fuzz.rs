@@ -1,7 +1,7 @@
 //! Fuzz tests of what the sync core reads from the other side (see
 //! `tests/fuzz`, the `ferrydb-fuzz` crate): a client handling whatever a
-//! server replies, and the model server (the reference server's SQLite
-//! store) handling whatever a client pushes and the cookies it pulls with,
+//! server replies, and the reference server's SQLite store (`SqliteServer`)
+//! handling whatever a client pushes and the cookies it pulls with,
 //! paging cursors included. Inputs start from the golden fixtures, damaged;
 //! nothing may panic, the client must take any reply in its stride (its
 //! errors are reserved for its own database failing), and the server's

@@ -1,6 +1,6 @@
 //! Unit tests of the sync core. Shared helpers: the sample app, replicas over
 //! in-memory databases, and a direct (network-free) push/pull against the
-//! model server.
+//! reference server's SQLite store (`SqliteServer`).
 
 mod client;
 mod fuzz;
