@@ -280,6 +280,20 @@ fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut V
                 "holds more than one statement; list each separately".into()
             ));
         }
+        // ferrydb's own tables (the server's clients, rejections and logs;
+        // the client's outbox) are no mutator's business: reading them
+        // would let one user's mutation copy another's bookkeeping into a
+        // row. Checked on every name, since `FROM a, b` hides tables from
+        // the reading below.
+        if let Some(name) = tokens
+            .iter()
+            .filter_map(|t| t.kind.identifier())
+            .find(|name| name.to_ascii_lowercase().starts_with("_ferry"))
+        {
+            problems.push(bad(format!(
+                "names `{name}`: names starting with `_ferry` belong to ferrydb"
+            )));
+        }
         for param in statement.params {
             // Reported once per mutator, however many statements use it.
             if first_time(&mut used, param.clone()) && !declared.contains(&param.as_str()) {

@@ -303,3 +303,20 @@ fn the_error_lists_every_problem() {
         "{err}"
     );
 }
+
+/// A mutator that reads ferrydb's own tables (the server's clients and
+/// rejections) could copy another user's bookkeeping into a row it may
+/// write: refused, however the table is named in the statement.
+#[test]
+fn a_mutator_that_names_ferrydbs_own_tables_is_refused() {
+    let found = problems_after(|app| {
+        mutator(app, "increment")["sql"] =
+            json!("INSERT INTO counters (id, value) SELECT :id, :by FROM counters, _ferry_clients");
+    });
+    assert!(
+        found.iter().any(|p| matches!(p,
+            Problem::BadStatement { mutator, message, .. }
+                if mutator == "increment" && message.contains("`_ferry_clients`"))),
+        "{found:#?}"
+    );
+}
