@@ -22,6 +22,10 @@ export function test(name, fn) {
   return nodeTest(name, { timeout: TEST_TIMEOUT_MS }, fn);
 }
 
+/** Servers still running: killed when the test process exits (one listener for all). */
+const serversAlive = new Set();
+process.once('exit', () => serversAlive.forEach((child) => child.kill('SIGKILL')));
+
 /**
  * Starts `ferrydb-server` on `listen` (default: a free loopback port);
  * resolves to `{url, port, stop, kill}`. `stop` is a graceful SIGINT; `kill`
@@ -54,7 +58,8 @@ export async function startServer(
   // A server never keeps a test file's process alive, nor outlives it: a
   // file whose teardown did not run (a test timed out) must still end.
   for (const handle of [child, child.stdout, child.stderr]) handle.unref();
-  process.once('exit', () => child.kill('SIGKILL'));
+  serversAlive.add(child);
+  child.once('exit', () => serversAlive.delete(child));
   const gone = () => child.exitCode !== null || child.signalCode !== null;
   const exited = (signal) =>
     new Promise((resolve) => {

@@ -62,6 +62,15 @@ impl<'a> TableText<'a> {
             .join(", ")
     }
 
+    /// The placeholders a later page binds the last key to, after the user
+    /// (`?2, ?3` or `$2, $3`).
+    pub fn key_placeholders(&self, mark: char) -> String {
+        (0..self.table.primary_key.len())
+            .map(|i| format!("{mark}{}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The key columns' definitions in the store's types.
     pub fn key_defs(&self, sql_type: fn(ColumnType) -> &'static str) -> String {
         self.table

@@ -14,7 +14,7 @@ mod cursor;
 mod pull;
 mod push;
 
-pub use pull::{pull, reset, Change, PullTx, TableShape};
+pub use pull::{pull, reset, Change, Page, PullTx, TableShape};
 pub use push::{push_mutations, Chunk, ClientState, Processed, PushTx, Rejected, Who};
 
 use std::future::Future;

@@ -53,6 +53,16 @@ pub enum Change {
     Del(Row),
 }
 
+/// Up to `limit` rows of table `table` that `user_id` may read, in key
+/// order, after the key `after` (from the first row when `None`).
+#[derive(Clone, Copy, Debug)]
+pub struct Page<'a> {
+    pub table: usize,
+    pub user_id: &'a str,
+    pub after: Option<&'a [Value]>,
+    pub limit: usize,
+}
+
 /// What the core asks of a store inside one pull's snapshot.
 pub trait PullTx {
     /// The current version, and whether the client or its group belongs to
@@ -68,15 +78,8 @@ pub trait PullTx {
         since: i64,
     ) -> impl Future<Output = Result<Vec<Change>>>;
 
-    /// Up to `limit` rows of table `table` that `user_id` may read, in key
-    /// order, after the key `after` (from the first row when `None`).
-    fn page(
-        &self,
-        table: usize,
-        user_id: &str,
-        after: Option<&[Value]>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Row>>>;
+    /// One page of a table (see [`Page`]).
+    fn page(&self, page: Page<'_>) -> impl Future<Output = Result<Vec<Row>>>;
 
     /// The clients of the group whose `lastMutationID` moved after version
     /// `since`, with its value.
@@ -188,7 +191,14 @@ async fn full_page<T: PullTx>(
     while table < tables.len() && room > 0 {
         let shape = &tables[table];
         let resume = (!after.is_empty()).then_some(after.as_slice());
-        let rows = tx.page(table, user_id, resume, room).await?;
+        let rows = tx
+            .page(Page {
+                table,
+                user_id,
+                after: resume,
+                limit: room,
+            })
+            .await?;
         room -= rows.len().min(room);
         if room == 0 {
             let last = rows.last().expect("a full page has rows");

@@ -52,7 +52,8 @@ mod values;
 use super::table_text::{meta_key, table_to_create};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
-    self, push_mutations, Change, ClientState, Processed, PullTx, PushTx, Rejected, TableShape, Who,
+    self, push_mutations, Change, ClientState, Page, Processed, PullTx, PushTx, Rejected,
+    TableShape, Who,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
@@ -539,16 +540,10 @@ impl PullTx for PgTx<'_> {
             .collect()
     }
 
-    async fn page(
-        &self,
-        table: usize,
-        user_id: &str,
-        after: Option<&[Value]>,
-        limit: usize,
-    ) -> Result<Vec<Row>> {
-        let t = &self.store.tables[table];
-        let mut params: Vec<Param> = vec![Box::new(user_id.to_owned())];
-        let (sql, types) = match after {
+    async fn page(&self, page: Page<'_>) -> Result<Vec<Row>> {
+        let t = &self.store.tables[page.table];
+        let mut params: Vec<Param> = vec![Box::new(page.user_id.to_owned())];
+        let (sql, types) = match page.after {
             Some(key) => {
                 for ((_, ty), value) in t.key.iter().zip(key) {
                     params.push(values::key_param(*ty, value).ok_or_else(|| {
@@ -562,7 +557,7 @@ impl PullTx for PgTx<'_> {
             }
             None => (&t.first_page, t.page_types(true)),
         };
-        params.push(Box::new(limit as i64));
+        params.push(Box::new(page.limit as i64));
         let query = self.tx.prepare_typed_cached(sql, &types).await?;
         let rows = self.tx.query(&query, &refs(&params)).await?;
         rows.iter().map(|r| to_row(r, 0, &t.columns)).collect()

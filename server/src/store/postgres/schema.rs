@@ -213,10 +213,7 @@ impl PgTable {
         ];
         let key_tuple = format!("({key})");
         let n = pk.len();
-        let after = (0..n)
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let after = text.key_placeholders('$');
         PgTable {
             name: t.clone(),
             columns: table.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),

@@ -154,10 +154,7 @@ impl SqliteTable {
             format!("CREATE TRIGGER {touched}_delete BEFORE DELETE ON {t} BEGIN {save_old} END"),
         ];
         let n = pk.len();
-        let after = (0..n)
-            .map(|i| format!("?{}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let after = text.key_placeholders('?');
         SqliteTable {
             create,
             create_log,

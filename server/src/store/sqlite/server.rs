@@ -13,8 +13,8 @@ use super::schema::{
 use crate::store::table_text::{meta_key, table_to_create};
 use crate::store::LoggedMutation;
 use crate::sync::{
-    self, push_mutations, ready, Change, ClientState, Processed, PullTx, PushTx, Rejected, Result,
-    StoreError, TableShape, Who,
+    self, push_mutations, ready, Change, ClientState, Page, Processed, PullTx, PushTx, Rejected,
+    Result, StoreError, TableShape, Who,
 };
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::values::to_json;
@@ -398,13 +398,13 @@ impl PullTx for SqliteServer {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    async fn page(
-        &self,
-        table: usize,
-        user_id: &str,
-        after: Option<&[Value]>,
-        limit: usize,
-    ) -> Result<Vec<Row>> {
+    async fn page(&self, page: Page<'_>) -> Result<Vec<Row>> {
+        let Page {
+            table,
+            user_id,
+            after,
+            limit,
+        } = page;
         let sql = match after {
             Some(_) => &self.tables[table].next_page,
             None => &self.tables[table].first_page,
