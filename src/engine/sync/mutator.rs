@@ -43,9 +43,9 @@ pub fn compile_all(db: &mut Database, app: &AppDefinition) -> Result<Vec<Compile
             };
             let access = db.access(&sql).map_err(|e| invalid(e.to_string()))?;
             for table in &access.writes {
-                // Triggers write ferrydb's bookkeeping (the undo log, and row
-                // versions on the server); that is ours, not the mutator's. The
-                // app definition cannot name such tables itself.
+                // Triggers write ferrydb's bookkeeping (the undo log); that
+                // is ours, not the mutator's. The app definition cannot name
+                // such tables itself.
                 if table.starts_with("_ferry") {
                     continue;
                 }
