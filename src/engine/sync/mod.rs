@@ -24,7 +24,7 @@ mod schema;
 mod token_asks;
 pub mod values;
 
-pub use backoff::SplitMix64;
+pub use backoff::{Backoff, SplitMix64};
 pub use client::SyncClient;
 pub use error::{Error, Result};
 pub use events::{
