@@ -215,7 +215,11 @@ mod tests {
     #[test]
     fn retries_of_many_workers_stalled_together_spread_out() {
         let delays: Vec<Option<u32>> = (0..8)
-            .map(|seed| StorageStatus::new(0, None, seed).idle(Some(&quota())).retry_in_ms)
+            .map(|seed| {
+                StorageStatus::new(0, None, seed)
+                    .idle(Some(&quota()))
+                    .retry_in_ms
+            })
             .collect();
         assert!(delays.iter().all(|&d| within(d, 250)));
         let mut distinct = delays.clone();

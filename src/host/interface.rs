@@ -21,7 +21,10 @@ pub enum Input {
     /// A tab is gone (its Web Lock was granted to the worker, or it said `bye`).
     TabGone { tab: TabId },
     /// A `Fetch` ended: its response, or `None` when no response came.
-    Fetched { fetch: FetchId, response: Option<HttpResponse> },
+    Fetched {
+        fetch: FetchId,
+        response: Option<HttpResponse>,
+    },
     /// Bytes of an open `Stream`'s body.
     StreamData { stream: FetchId, bytes: Vec<u8> },
     /// A `Stream` ended (closed by the server, failed, or never opened).
@@ -47,23 +50,42 @@ pub enum Input {
 /// Something the platform must do.
 #[derive(Debug, PartialEq)]
 pub enum Output {
-    Post { tab: TabId, message: WorkerMessage },
+    Post {
+        tab: TabId,
+        message: WorkerMessage,
+    },
     /// Post to every connected tab.
     Broadcast(WorkerMessage),
     /// Request the tab's Web Lock: the grant means the tab is gone (`TabGone`).
-    WatchTab { tab: TabId, lock: String },
+    WatchTab {
+        tab: TabId,
+        lock: String,
+    },
     /// Stop listening to the tab and close its port.
-    CloseTab { tab: TabId },
+    CloseTab {
+        tab: TabId,
+    },
     /// An HTTP request; answer with `Fetched`.
-    Fetch { fetch: FetchId, request: HttpRequest },
+    Fetch {
+        fetch: FetchId,
+        request: HttpRequest,
+    },
     /// A streamed GET (the realtime channel); answer with `StreamData` and
     /// `StreamEnded`.
-    Stream { stream: FetchId, request: HttpRequest },
+    Stream {
+        stream: FetchId,
+        request: HttpRequest,
+    },
     /// Abort the stream; no `StreamEnded` is wanted.
-    CloseStream { stream: FetchId },
+    CloseStream {
+        stream: FetchId,
+    },
     /// Fire `TimerFired(timer)` at this monotonic time (`Now::monotonic`),
     /// replacing that timer if it is set.
-    SetTimer { timer: Timer, at: u64 },
+    SetTimer {
+        timer: Timer,
+        at: u64,
+    },
     ClearTimer(Timer),
     /// Perform one storage request; answer with `StorageDone`.
     StorageIo(IoRequest),

@@ -59,7 +59,12 @@ impl Host {
             Ok(message) => message,
             Err(Undecodable { id, error }) => {
                 if let Some(id) = id {
-                    self.reply(tab, id, Err(crate::Error::BadRequest(error).to_data()), None);
+                    self.reply(
+                        tab,
+                        id,
+                        Err(crate::Error::BadRequest(error).to_data()),
+                        None,
+                    );
                 }
                 return;
             }
@@ -177,7 +182,12 @@ impl Host {
         if restart {
             self.restart_sync(was_paused);
         }
-        self.reply(tab, id, result.map(|()| crate::engine::request::Response::Done), None);
+        self.reply(
+            tab,
+            id,
+            result.map(|()| crate::engine::request::Response::Done),
+            None,
+        );
         // What the tab must know now, not only at the next change.
         if let Some(status) = self.engine.sync_status().cloned() {
             self.post(tab, WorkerMessage::SyncStatus(status));

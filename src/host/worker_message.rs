@@ -33,7 +33,9 @@ pub enum WorkerMessage {
     /// The server decided on a mutation (every tab hears; the one that made it resolves `server`).
     Settled(Settled),
     /// Call the app's token provider and answer with `token`.
-    NeedToken { ask: u32 },
+    NeedToken {
+        ask: u32,
+    },
 }
 
 /// What tabs are told about storage.
@@ -66,10 +68,7 @@ pub trait Encoder {
 }
 
 /// One wire shape per message tag.
-const fn shape(
-    tag: &'static str,
-    fields: &'static [(&'static str, &'static str, bool)],
-) -> Shape {
+const fn shape(tag: &'static str, fields: &'static [(&'static str, &'static str, bool)]) -> Shape {
     Shape { tag, fields }
 }
 

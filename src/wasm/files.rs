@@ -35,6 +35,16 @@ pub enum Choice {
 }
 
 impl Choice {
+    /// The choice that opens `backend` again (after `deleteDatabase`).
+    pub fn of_backend(backend: &str) -> Choice {
+        match backend {
+            "indexeddb+opfs" => Choice::Auto,
+            "opfs" => Choice::Opfs,
+            "indexeddb" => Choice::IndexedDb,
+            _ => Choice::Memory,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Choice> {
         Some(match s {
             "auto" => Choice::Auto,
