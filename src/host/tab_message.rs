@@ -43,6 +43,8 @@ pub trait FieldKind {
     /// Whether TypeScript may leave it out.
     const OPTIONAL: bool = false;
     fn read(fields: &impl MessageFields, name: &str) -> Result<Self::Out, String>;
+    /// The field as JSON (`None`: left out), for fixtures and tests.
+    fn to_json(value: &Self::Out) -> Option<serde_json::Value>;
 }
 
 /// The kinds of fields tab messages have.
@@ -57,6 +59,9 @@ pub mod kind {
             f.text(name)
                 .ok_or_else(|| format!("`{name}` must be a string"))
         }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            Some(serde_json::Value::from(v.as_str()))
+        }
     }
 
     /// A string that may be missing or `null`.
@@ -68,6 +73,9 @@ pub mod kind {
         fn read(f: &impl MessageFields, name: &str) -> Result<Option<String>, String> {
             Ok(f.text(name))
         }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            v.as_deref().map(serde_json::Value::from)
+        }
     }
 
     /// `true`, or else false.
@@ -77,6 +85,9 @@ pub mod kind {
         const TS: &'static str = "boolean";
         fn read(f: &impl MessageFields, name: &str) -> Result<bool, String> {
             Ok(f.flag(name).unwrap_or(false))
+        }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            Some(serde_json::Value::from(*v))
         }
     }
 
@@ -91,6 +102,9 @@ pub mod kind {
                 .map(|n| n as u32)
                 .ok_or_else(|| format!("`{name}` must be an integer id"))
         }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            Some(serde_json::Value::from(*v))
+        }
     }
 
     /// A call id: a non-negative integer within 2^53.
@@ -103,6 +117,9 @@ pub mod kind {
                 .filter(|n| n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(n))
                 .map(|n| n as CallId)
                 .ok_or_else(|| format!("`{name}` must be an integer id"))
+        }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            Some(serde_json::Value::from(*v))
         }
     }
 
@@ -117,6 +134,9 @@ pub mod kind {
             }
             f.params(name)
         }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            Some(super::params_json(v))
+        }
     }
 
     pub struct ParamSets;
@@ -126,6 +146,11 @@ pub mod kind {
         fn read(f: &impl MessageFields, name: &str) -> Result<Vec<Vec<Value>>, String> {
             f.param_sets(name)
         }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            Some(serde_json::Value::Array(
+                v.iter().map(|set| super::params_json(set)).collect(),
+            ))
+        }
     }
 
     pub struct Json;
@@ -134,6 +159,9 @@ pub mod kind {
         const TS: &'static str = "unknown";
         fn read(f: &impl MessageFields, name: &str) -> Result<serde_json::Value, String> {
             f.json(name)
+        }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            Some(v.clone())
         }
     }
 }
@@ -168,6 +196,20 @@ macro_rules! tab_messages {
 
             pub fn tag(&self) -> &'static str {
                 match self { $( TabMessage::$variant { .. } => $tag, )* }
+            }
+
+            /// The message as JSON, as a tab sends it.
+            pub fn to_json(&self) -> serde_json::Value {
+                let mut object = serde_json::Map::new();
+                object.insert("type".into(), self.tag().into());
+                match self {
+                    $( TabMessage::$variant { $( $field ),* } => {
+                        $( if let Some(v) = <kind::$kind as FieldKind>::to_json($field) {
+                            object.insert($wire.into(), v);
+                        } )*
+                    } )*
+                }
+                serde_json::Value::Object(object)
             }
 
             /// Reads one message. The error names the field, for `bad_request`.
@@ -267,4 +309,59 @@ impl TabMessage {
             other => return Err(other),
         })
     }
+}
+
+fn params_json(values: &[Value]) -> serde_json::Value {
+    serde_json::to_value(values).unwrap_or_default()
+}
+
+/// A tab message as JSON (golden fixtures, native tests). Integral numbers
+/// bind as integers, as JavaScript numbers do.
+impl MessageFields for serde_json::Value {
+    fn tag(&self) -> Option<String> {
+        self.text("type")
+    }
+    fn text(&self, name: &str) -> Option<String> {
+        self.get(name)?.as_str().map(str::to_owned)
+    }
+    fn number(&self, name: &str) -> Option<f64> {
+        self.get(name)?.as_f64()
+    }
+    fn flag(&self, name: &str) -> Option<bool> {
+        self.get(name)?.as_bool()
+    }
+    fn missing(&self, name: &str) -> bool {
+        self.get(name).is_none()
+    }
+    fn params(&self, name: &str) -> Result<Vec<Value>, String> {
+        json_params(self.get(name))
+    }
+    fn param_sets(&self, name: &str) -> Result<Vec<Vec<Value>>, String> {
+        let sets = self
+            .get(name)
+            .and_then(serde_json::Value::as_array)
+            .ok_or("rows must be an array of arrays")?;
+        sets.iter().map(|set| json_params(Some(set))).collect()
+    }
+    fn json(&self, name: &str) -> Result<serde_json::Value, String> {
+        Ok(self.get(name).cloned().unwrap_or_default())
+    }
+}
+
+fn json_params(list: Option<&serde_json::Value>) -> Result<Vec<Value>, String> {
+    let list = list
+        .and_then(serde_json::Value::as_array)
+        .ok_or("params must be an array")?;
+    list.iter()
+        .map(|v| match v {
+            serde_json::Value::Null => Ok(Value::Null),
+            serde_json::Value::Bool(b) => Ok(Value::Integer(i64::from(*b))),
+            serde_json::Value::Number(n) => Ok(match n.as_i64() {
+                Some(i) => Value::Integer(i),
+                None => Value::from_js_number(n.as_f64().unwrap_or_default()),
+            }),
+            serde_json::Value::String(s) => Ok(Value::Text(s.clone())),
+            _ => Err("cannot bind an array or object as a SQLite value".to_owned()),
+        })
+        .collect()
 }

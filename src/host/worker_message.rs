@@ -257,3 +257,38 @@ fn response_value<E: Encoder>(e: &mut E, response: &Response) -> E::Out {
         Response::Done => e.nothing(),
     }
 }
+
+/// Builds worker messages as JSON: the golden fixtures, native tests.
+pub struct JsonEncoder;
+
+impl Encoder for JsonEncoder {
+    type Out = serde_json::Value;
+    fn text(&mut self, s: &str) -> serde_json::Value {
+        s.into()
+    }
+    fn number(&mut self, n: f64) -> serde_json::Value {
+        if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+            (n as i64).into()
+        } else {
+            n.into()
+        }
+    }
+    fn flag(&mut self, b: bool) -> serde_json::Value {
+        b.into()
+    }
+    fn nothing(&mut self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn sql(&mut self, v: &Value) -> serde_json::Value {
+        serde_json::to_value(v).unwrap_or_default()
+    }
+    fn list(&mut self, items: Vec<serde_json::Value>) -> serde_json::Value {
+        items.into()
+    }
+    fn object(&mut self, fields: Vec<(&'static str, serde_json::Value)>) -> serde_json::Value {
+        serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+    fn serialized<T: Serialize>(&mut self, value: &T) -> serde_json::Value {
+        serde_json::to_value(value).unwrap_or_default()
+    }
+}
