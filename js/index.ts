@@ -6,7 +6,7 @@
 import type { AppDefinition, Mutate, Mutation } from './app.js';
 import { FerryError, type ErrorData } from './errors.js';
 import { LiveQuery, toObjects, type Row } from './live.js';
-import { SyncState, type SyncEvents, type SyncStatus } from './sync.js';
+import { SyncState, type Rejection, type SyncEvents, type SyncStatus } from './sync.js';
 import type {
   ExecResult,
   RawRows,
@@ -52,17 +52,8 @@ export interface PendingMutation {
   createdAt: number;
 }
 
-/** A row of the rejection log (`_ferry_rejections`). */
-export interface RejectedMutation {
-  mutationId: number;
-  name: string;
-  /** The arguments as JSON text. */
-  args: string;
-  code: string;
-  message: string;
-  createdAt: number;
-  rejectedAt: number;
-}
+/** A row of the rejection log (`_ferry_rejections`): its arguments as JSON text. */
+export type RejectedMutation = Rejection<string>;
 
 /** The live query behind `usePendingMutations` and `db.pendingMutations()`. */
 export const PENDING_MUTATIONS_SQL =
@@ -244,7 +235,8 @@ export class Database<A extends AppDefinition = AppDefinition> {
   async #answerToken(ask: number): Promise<void> {
     try {
       const token = this.#auth ? await this.#auth() : null;
-      this.#send({ type: 'token', ask, token: token ?? null });
+      // No token (no provider, or it gave none): the worker sends no header.
+      this.#send(token ? { type: 'token', ask, token } : { type: 'token', ask });
     } catch (error) {
       this.#send({ type: 'token', ask, error: `the auth provider failed: ${String(error)}` });
     }
@@ -418,7 +410,7 @@ export class Database<A extends AppDefinition = AppDefinition> {
         const pending = this.#pending.get(message.id);
         if (!pending) return;
         this.#pending.delete(message.id);
-        if ('error' in message) pending.reject(new FerryError(message.error));
+        if (message.error) pending.reject(new FerryError(message.error));
         else pending.resolve(message.ok, message.seq);
         return;
       }
