@@ -109,8 +109,10 @@ impl Files {
     pub async fn read_all(&self) -> Result<Vec<(String, Vec<u8>)>, storage::Error> {
         match self {
             Files::Hybrid(idb, opfs) => {
-                let mut files = read_dir(idb).await?;
-                files.append(&mut read_dir(opfs).await?);
+                // Both stores at once: opening waits for the slower, not the sum.
+                let (mut files, mut segments) =
+                    futures::future::try_join(read_dir(idb), read_dir(opfs)).await?;
+                files.append(&mut segments);
                 Ok(files)
             }
             Files::Opfs(dir) => read_dir(dir).await,
