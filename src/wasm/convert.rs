@@ -98,14 +98,12 @@ pub fn json(v: &JsValue) -> Result<serde_json::Value, String> {
 }
 
 /// Any serializable engine type as a plain JS value (maps as objects, `None`
-/// as `null`): for the small, rare sync messages, where the cost of a JSON
-/// round trip is moot. Through serde_json, which the wasm has anyway, so
-/// every `Serialize` impl exists once.
+/// as `null`): the small, rare sync messages, through serde-wasm-bindgen's
+/// serializer (+3 KB gzip, measured; its deserializer would cost 13.6 KB, so
+/// JS values are read by hand: see `docs/architecture.md`, Size).
 pub fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
-    serde_json::to_string(value)
-        .ok()
-        .and_then(|text| js_sys::JSON::parse(&text).ok())
-        .unwrap_or(JsValue::NULL)
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    value.serialize(&serializer).unwrap_or(JsValue::NULL)
 }
 
 pub fn wasm_memory_bytes() -> f64 {
