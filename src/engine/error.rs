@@ -133,10 +133,7 @@ impl Error {
             Error::Internal(_) => ErrorCode::Internal,
             Error::Recorded(data) => data.code,
             Error::Sync { code, .. } => *code,
-            Error::Storage(crate::storage::Error::Quota(_)) => ErrorCode::StorageQuota,
-            Error::Storage(crate::storage::Error::Unavailable(_)) => ErrorCode::StorageUnavailable,
-            Error::Storage(crate::storage::Error::Corrupt(_)) => ErrorCode::StorageCorrupt,
-            Error::Storage(crate::storage::Error::Cleared(_)) => ErrorCode::StorageCleared,
+            Error::Storage(e) => e.error_code(),
         }
     }
 

@@ -146,7 +146,7 @@ impl Files {
 
     /// Calls `on_close` if the browser closes the IndexedDB connection under
     /// us (the files are being deleted). OPFS gives no such signal: its
-    /// next write finds the directory gone (`IoError::is_cleared`).
+    /// next write finds the directory gone (`storage::Error::from_browser`).
     pub fn on_forced_close(&self, on_close: &js_sys::Function) {
         if let Dir::IndexedDb(idb) = &self.log {
             idb.on_forced_close(on_close);
@@ -216,14 +216,8 @@ impl Dir {
     }
 }
 
-pub fn to_storage(e: IoError) -> storage::Error {
-    if e.is_quota() {
-        storage::Error::Quota(e.message())
-    } else if e.is_cleared() {
-        storage::Error::Cleared(e.message())
-    } else {
-        storage::Error::Unavailable(e.message())
-    }
+fn to_storage(e: IoError) -> storage::Error {
+    e.to_storage()
 }
 
 /// For logging a failed backend while falling back to the next.
