@@ -3,7 +3,7 @@
 //   node bench/run.mjs [--quick] [--json FILE] [--only ferrydb] [--large MB] [--postgres URL]
 // Any failed check (a scenario that finds the wrong row count, a page error)
 // fails the run: `npm test` runs `--quick --only ferrydb` as a smoke pass.
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startServer, launchProfile, root } from '../tests/e2e/harness.mjs';
@@ -26,8 +26,9 @@ const BENCH_APP = join(root, 'bench', 'app.json');
 // Experiments: `--sync-storage memory` (default: the default durable storage),
 // `--page-size N` for the server (default: the server's).
 const syncStorage = args.includes('--sync-storage') ? args[args.indexOf('--sync-storage') + 1] : null;
-// `--base DIR`: DIR holds pkg/ and dist/ of another build; `--sync-only` then
-// runs its initial sync alongside, alternating, as `base_initial_sync_*`.
+// `--base DIR`: DIR holds pkg/ and dist/ of another build; it runs as the
+// system `ferrydb-base`, every scenario alongside ferrydb, alternating (with
+// `--sync-only`: its initial sync only, as `base_initial_sync_*`).
 const baseBuild = args.includes('--base') ? args[args.indexOf('--base') + 1] : null;
 const pageSize = args.includes('--page-size') ? ['--page-size', args[args.indexOf('--page-size') + 1]] : [];
 const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : quick ? 1 : 5;
@@ -38,7 +39,15 @@ const SYSTEMS = {
     page: 'ferrydb.html',
     files: {
       // What dist/index.js imports (scripts/size.mjs follows the imports).
-      main: ['ferrydb/dist/index.js', 'ferrydb/dist/errors.js', 'ferrydb/dist/live.js', 'ferrydb/dist/sync.js'],
+      main: [
+        'ferrydb/dist/index.js',
+        'ferrydb/dist/errors.js',
+        'ferrydb/dist/durability.js',
+        'ferrydb/dist/live.js',
+        'ferrydb/dist/live_registry.js',
+        'ferrydb/dist/sync.js',
+        'ferrydb/dist/transport.js',
+      ],
       worker: ['ferrydb/dist/worker.js', 'ferrydb/pkg/ferrydb.js', 'ferrydb/pkg/ferrydb_bg.wasm'],
     },
     config:
@@ -60,7 +69,22 @@ const SYSTEMS = {
   },
 };
 SYSTEMS.ferrydb.crossTab = true;
-const systems = Object.keys(SYSTEMS).filter((s) => (!only || s === only) && (!syncOnly || s === 'ferrydb'));
+if (baseBuild && !syncOnly) {
+  // The other build, in the same run: its files are what its dist/index.js imports.
+  const baseMain = (await readdir(join(baseBuild, 'dist'))).filter((f) => f.endsWith('.js') && !/^(react|vue|worker)\.js$/.test(f));
+  SYSTEMS['ferrydb-base'] = {
+    page: 'ferrydb-base.html',
+    crossTab: true,
+    files: {
+      main: baseMain.map((f) => `ferrydb-base/dist/${f}`),
+      worker: ['ferrydb-base/dist/worker.js', 'ferrydb-base/pkg/ferrydb.js', 'ferrydb-base/pkg/ferrydb_bg.wasm'],
+    },
+    config: `ferrydb built from ${baseBuild}, as ferrydb`,
+  };
+}
+const systems = Object.keys(SYSTEMS).filter(
+  (s) => (!only || s === only || (only === 'ferrydb' && s === 'ferrydb-base')) && (!syncOnly || s === 'ferrydb'),
+);
 
 async function buildSite() {
   const site = join(root, 'target', 'bench-site');
@@ -72,6 +96,10 @@ async function buildSite() {
   if (baseBuild) {
     await cp(join(baseBuild, 'dist'), join(site, 'ferrydb-base', 'dist'), { recursive: true });
     await cp(join(baseBuild, 'pkg'), join(site, 'ferrydb-base', 'pkg'), { recursive: true });
+    const page = await readFile(join(root, 'bench', 'ferrydb.html'), 'utf8');
+    await writeFile(join(site, 'bench', 'ferrydb-base.html'), page.replace('./ferrydb.js', './ferrydb-base.js'));
+    const script = await readFile(join(root, 'bench', 'ferrydb.js'), 'utf8');
+    await writeFile(join(site, 'bench', 'ferrydb-base.js'), script.replaceAll('../ferrydb/dist/', '../ferrydb-base/dist/'));
   }
   await cp(join(root, 'node_modules', '@sqlite.org', 'sqlite-wasm', 'dist'), join(site, 'peers', 'sqlite-wasm'), {
     recursive: true,
@@ -111,7 +139,7 @@ function quantile(xs, q) {
  * first query result.
  */
 async function coldOpen(system, round) {
-  const db = `cold-${round}-${Date.now()}`;
+  const db = `cold-${system}-${round}-${Date.now()}`;
   const page = `${server.url}bench/${SYSTEMS[system].page}?db=${db}`;
   const writer = await profile.newTab(page);
   await writer.waitForFunction(() => window.bench);
@@ -195,7 +223,7 @@ try {
   }
   const tabs = {};
   for (const system of syncOnly ? [] : systems) {
-    const tab = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${Date.now()}`);
+    const tab = await profile.newTab(`${server.url}bench/${SYSTEMS[system].page}?db=${system}-${Date.now()}`);
     await tab.waitForFunction(() => window.bench);
     await tab.evaluate(() => window.bench.ready());
     await tab.evaluate((rows) => window.bench.setup(rows), ROWS);
@@ -237,6 +265,7 @@ try {
       record(system, 'live_10k_ms', await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id', n), reps(20)));
       record(system, 'cold_open_10k_ms', [await coldOpen(system, round)]);
       if (system === 'ferrydb') record(system, 'initial_sync_rows_per_s', [await initialSync(round)]);
+      if (system === 'ferrydb-base') record(system, 'initial_sync_rows_per_s', [await initialSync(round, 'ferrydb-base')]);
       const watcher = watchers[system];
       if (watcher && !notes[system]?.cross_tab_ms) {
         const cross = [];

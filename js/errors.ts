@@ -1,25 +1,6 @@
-/** Stable error codes. Apps switch on these; a code is never renamed once shipped. */
-export type FerryErrorCode =
-  | 'sql_error'
-  | 'bad_request'
-  | 'unknown_subscription'
-  | 'internal'
-  | 'worker_unavailable'
-  | 'closed'
-  | 'storage_quota'
-  | 'storage_unavailable'
-  | 'storage_corrupt'
-  | 'storage_cleared'
-  | 'database_deleted'
-  | 'write_outside_mutator'
-  | 'mutator_failed'
-  | 'unknown_mutator'
-  | 'bad_arguments'
-  | 'invalid_app'
-  | 'app_outdated'
-  | 'bad_response'
-  | 'forbidden'
-  | 'rejected';
+import type { FerryErrorCode } from './generated/wire.js';
+
+export type { FerryErrorCode } from './generated/wire.js';
 
 /** The shape errors take when they cross from the worker: data, never a bare string. */
 export interface ErrorData {

@@ -2,11 +2,19 @@
  * ferrydb's framework-free client. `open()` connects this tab to the one
  * SharedWorker of its database; every call is a message to it. Importing this
  * module starts nothing, so it is safe during server-side rendering.
+ *
+ * `Database` is a facade over small parts, one job each: the port and its
+ * calls (`transport.ts`), the live queries (`live_registry.ts`), storage
+ * status and `durable` promises (`durability.ts`), sync status, events and
+ * `server` promises (`sync.ts`).
  */
 import type { AppDefinition, Mutate, Mutation } from './app.js';
 import { FerryError, type ErrorData } from './errors.js';
+import { Durability } from './durability.js';
 import { LiveQuery, toObjects, type Row } from './live.js';
-import { SyncState, type SyncEvents, type SyncStatus } from './sync.js';
+import { LiveRegistry } from './live_registry.js';
+import { SyncState, type Rejection, type SyncEvents, type SyncStatus } from './sync.js';
+import { closedError, Transport } from './transport.js';
 import type {
   ExecResult,
   RawRows,
@@ -52,17 +60,8 @@ export interface PendingMutation {
   createdAt: number;
 }
 
-/** A row of the rejection log (`_ferry_rejections`). */
-export interface RejectedMutation {
-  mutationId: number;
-  name: string;
-  /** The arguments as JSON text. */
-  args: string;
-  code: string;
-  message: string;
-  createdAt: number;
-  rejectedAt: number;
-}
+/** A row of the rejection log (`_ferry_rejections`): its arguments as JSON text. */
+export type RejectedMutation = Rejection<string>;
 
 /** The live query behind `usePendingMutations` and `db.pendingMutations()`. */
 export const PENDING_MUTATIONS_SQL =
@@ -99,17 +98,6 @@ export interface OpenOptions<A extends AppDefinition = AppDefinition> {
   workerUrl?: string | URL;
 }
 
-interface Pending {
-  resolve: (value: unknown, seq?: number) => void;
-  reject: (error: FerryError) => void;
-}
-
-interface DurableWaiter {
-  seq: number;
-  resolve: () => void;
-  reject: (error: FerryError) => void;
-}
-
 export class Database<A extends AppDefinition = AppDefinition> {
   readonly name: string;
   /**
@@ -121,22 +109,10 @@ export class Database<A extends AppDefinition = AppDefinition> {
   readonly opened: Promise<void>;
   readonly #sync = new SyncState();
   readonly #auth: OpenOptions<A>['auth'];
-  readonly #port: MessagePort;
-  readonly #pending = new Map<number, Pending>();
-  /** Weak, so a handle the app dropped without `close()` can be collected... */
-  readonly #live = new Map<number, WeakRef<LiveQuery<unknown>>>();
-  /** ...and its worker-side subscription released when it is. */
-  readonly #collected = new FinalizationRegistry<number>((subscription) => this.#release(subscription));
+  readonly #transport: Transport;
+  readonly #live: LiveRegistry;
+  readonly #durability = new Durability();
   readonly #releaseTabLock: () => void;
-  /** Shared handles of `live()`, by SQL and parameters. */
-  readonly #shared = new Map<string, LiveQuery<unknown>>();
-  #nextId = 1;
-  #closed = false;
-  #fatal: FerryError | undefined;
-  #storage: StorageStatus | undefined;
-  readonly #storageListeners = new Set<(status: StorageStatus) => void>();
-  /** Writes waiting to be on disk, oldest first. */
-  #durableWaiters: DurableWaiter[] = [];
 
   /** @internal Use `open()`. */
   constructor(options: OpenOptions<A>) {
@@ -160,37 +136,37 @@ export class Database<A extends AppDefinition = AppDefinition> {
     const worker = options.workerUrl
       ? new SharedWorker(options.workerUrl, workerOptions)
       : new SharedWorker(new URL('./worker.js', import.meta.url), /* @vite-ignore */ workerOptions);
-    this.#port = worker.port;
-    this.#port.onmessage = (event: MessageEvent<WorkerMessage>) => this.#receive(event.data);
+    this.#transport = new Transport(worker.port, (message) => this.#receive(message));
+    this.#live = new LiveRegistry(this.#transport);
     // Sent before any request, so the worker knows the app before it serves this tab.
-    this.opened = options.app
-      ? new Promise<void>((resolve, reject) => {
-          const id = this.#nextId++;
-          this.#pending.set(id, {
-            resolve: () => resolve(),
-            reject: (error) => {
+    const app = options.app;
+    this.opened = app
+      ? this.#transport
+          .control((id) => {
+            const open: TabMessage = { type: 'open', id, app: JSON.stringify(app), auth: !!options.auth };
+            if (options.server !== undefined) open.server = options.server;
+            return open;
+          })
+          .then(
+            () => {},
+            (error: FerryError) => {
               // A tab whose app the worker refused can do nothing: say so on every call.
-              this.#fatal = error;
-              this.#failPending(error);
-              reject(error);
+              this.#failAll(error);
+              throw error;
             },
-          });
-          const open: TabMessage = { type: 'open', id, app: JSON.stringify(options.app), auth: !!options.auth };
-          if (options.server !== undefined) open.server = options.server;
-          this.#send(open);
-        })
+          )
       : Promise.resolve();
     this.opened.catch(() => {});
-    this.#releaseTabLock = holdTabLock((lock) => this.#send({ type: 'hello', lock }));
+    this.#releaseTabLock = holdTabLock((lock) => this.#transport.send({ type: 'hello', lock }));
   }
 
   #mutate(name: string, args: unknown): Mutation {
-    const applied = this.#call({ type: 'mutate', name, args }, (value, seq) => ({
+    const applied = this.#transport.call({ type: 'mutate', name, args }, (value, seq) => ({
       id: (value as ResponseOf['mutate']).mutationId,
       seq,
     }));
     const local = applied.then((m) => m.id);
-    const durable = applied.then((m) => this.#durable(m.seq));
+    const durable = applied.then((m) => this.#durability.durable(m.seq));
     const server = applied.then((m) => this.#sync.outcome(m.id));
     // An app that awaits only some of them must not see unhandled rejections.
     for (const promise of [local, durable, server]) promise.catch(() => {});
@@ -244,9 +220,10 @@ export class Database<A extends AppDefinition = AppDefinition> {
   async #answerToken(ask: number): Promise<void> {
     try {
       const token = this.#auth ? await this.#auth() : null;
-      this.#send({ type: 'token', ask, token: token ?? null });
+      // No token (no provider, or it gave none): the worker sends no header.
+      this.#transport.send(token ? { type: 'token', ask, token } : { type: 'token', ask });
     } catch (error) {
-      this.#send({ type: 'token', ask, error: `the auth provider failed: ${String(error)}` });
+      this.#transport.send({ type: 'token', ask, error: `the auth provider failed: ${String(error)}` });
     }
   }
 
@@ -268,26 +245,20 @@ export class Database<A extends AppDefinition = AppDefinition> {
 
   /** Where the replica is stored and how much is on disk (undefined until the worker says). */
   get storage(): StorageStatus | undefined {
-    return this.#storage;
+    return this.#durability.status;
   }
 
   /** Calls `listener` whenever the storage status changes; returns the unsubscribe. */
   onStorageChange(listener: (status: StorageStatus) => void): () => void {
-    this.#storageListeners.add(listener);
-    return () => this.#storageListeners.delete(listener);
+    return this.#durability.onChange(listener);
   }
 
   /**
    * Deletes every stored file of this database and user and starts over empty.
    * Every tab's live queries end with `database_deleted`.
    */
-  deleteDatabase(): Promise<void> {
-    if (this.#closed) return Promise.reject(new FerryError(closedError()));
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: () => resolve(), reject });
-      this.#send({ type: 'deleteDatabase', id });
-    });
+  async deleteDatabase(): Promise<void> {
+    await this.#transport.control((id) => ({ type: 'deleteDatabase', id }));
   }
 
   /** Runs one statement and resolves to its rows. */
@@ -298,27 +269,7 @@ export class Database<A extends AppDefinition = AppDefinition> {
 
   /** A live query: its rows now, and again after every commit that changes them. */
   watch<R = Row>(sql: string, params: SqlParam[] = []): LiveQuery<R> {
-    return this.#watch<R>(sql, params, () => {});
-  }
-
-  #watch<R>(sql: string, params: SqlParam[], onClose: () => void): LiveQuery<R> {
-    const subscription = this.#nextId++;
-    const handle = new LiveQuery<R>(() => {
-      onClose();
-      this.#release(subscription);
-    });
-    this.#live.set(subscription, new WeakRef(handle as LiveQuery<unknown>));
-    this.#collected.register(handle, subscription, handle);
-    this.#request({ type: 'subscribe', subscription, sql, params }).then(
-      (raw) => this.#live.has(subscription) && handle._setRows(raw),
-      (error: FerryError) => {
-        // A query that failed to start holds nothing in the worker.
-        this.#live.delete(subscription);
-        this.#collected.unregister(handle);
-        handle._setError(error);
-      },
-    );
-    return handle;
+    return this.#live.watch<R>(sql, params);
   }
 
   /**
@@ -328,19 +279,7 @@ export class Database<A extends AppDefinition = AppDefinition> {
    * twice (StrictMode) or remounts reuses one query instead of starting another.
    */
   live<R = Row>(sql: string, params: SqlParam[] = [], idleMs = 1000): LiveQuery<R> {
-    const key = `${sql}\u0000${JSON.stringify(params, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))}`;
-    const existing = this.#shared.get(key);
-    if (existing && !existing.closed) return existing as LiveQuery<R>;
-    const handle = this.#watch<R>(sql, params, () => this.#shared.delete(key));
-    handle._closeWhenIdle(idleMs);
-    this.#shared.set(key, handle as LiveQuery<unknown>);
-    return handle;
-  }
-
-  #release(subscription: number): void {
-    if (this.#live.delete(subscription) && !this.#closed) {
-      this.#request({ type: 'unsubscribe', subscription }).catch(() => {});
-    }
+    return this.#live.shared<R>(sql, params, idleMs);
   }
 
   /** What the worker holds (tabs, live queries, subscriptions): for tests and debugging. */
@@ -350,104 +289,47 @@ export class Database<A extends AppDefinition = AppDefinition> {
 
   /** Disconnects this tab; its live queries stop. Other tabs are unaffected. */
   close(): void {
-    if (this.#closed) return;
-    for (const ref of [...this.#live.values()]) ref.deref()?.close();
-    this.#send({ type: 'bye' });
-    this.#closed = true;
+    if (this.#transport.closed) return;
+    this.#live.closeAll();
+    this.#transport.send({ type: 'bye' });
+    this.#transport.close();
     this.#releaseTabLock();
-    this.#failPending(closedError());
-    this.#port.close();
+    this.#sync._failAll(new FerryError(closedError()));
+    this.#durability.failAll(closedError());
   }
 
   #request<T extends Request['type']>(request: Extract<Request, { type: T }>): Promise<ResponseOf[T]> {
-    return this.#call(request, (value) => value as ResponseOf[T]);
+    return this.#transport.call(request, (value) => value as ResponseOf[T]);
   }
 
   /** A request that may commit: its result carries the `durable` promise. */
   #write(request: Extract<Request, { type: 'exec' | 'execMany' }>): Promise<WriteResult> {
-    return this.#call(request, (value, seq) => ({ ...(value as ExecResult), durable: this.#durable(seq) }));
+    return this.#transport.call(request, (value, seq) => ({
+      ...(value as ExecResult),
+      durable: this.#durability.durable(seq),
+    }));
   }
 
-  #call<R>(request: Request, wrap: (value: unknown, seq?: number) => R): Promise<R> {
-    if (this.#closed) return Promise.reject(new FerryError(closedError()));
-    if (this.#fatal) return Promise.reject(this.#fatal);
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: (value, seq) => resolve(wrap(value, seq)), reject });
-      this.#send({ ...request, id } as TabMessage);
-    });
-  }
-
-  /**
-   * Resolves once the commit `seq` is on disk; at once if nothing was
-   * committed. Rejects with the storage error if storage is failing now or
-   * fails first (the write stays in memory, and reaches the disk if storage
-   * recovers: `storage.durableSeq` tells).
-   */
-  #durable(seq: number | undefined): Promise<void> {
-    if (seq === undefined || (this.#storage && this.#storage.durableSeq >= seq)) return Promise.resolve();
-    const failing = this.#storage?.error;
-    const promise = failing
-      ? Promise.reject(new FerryError(failing))
-      : new Promise<void>((resolve, reject) => this.#durableWaiters.push({ seq, resolve, reject }));
-    // Apps that never await `durable` must not see unhandled rejections.
-    promise.catch(() => {});
-    return promise;
-  }
-
-  #storageChanged(status: StorageStatus): void {
-    this.#storage = status;
-    const waiting = this.#durableWaiters;
-    this.#durableWaiters = [];
-    for (const waiter of waiting) {
-      if (waiter.seq <= status.durableSeq) waiter.resolve();
-      else if (status.error) waiter.reject(new FerryError(status.error));
-      else this.#durableWaiters.push(waiter);
-    }
-    for (const listener of [...this.#storageListeners]) listener(status);
-    this.#sync._setStorage(status);
-  }
-
-  #send(message: TabMessage): void {
-    if (!this.#closed) this.#port.postMessage(message);
-  }
-
-  #receive(message: WorkerMessage): void {
+  /** Every message but replies (the transport settles those). */
+  #receive(message: Exclude<WorkerMessage, { type: 'reply' }>): void {
     switch (message.type) {
-      case 'reply': {
-        const pending = this.#pending.get(message.id);
-        if (!pending) return;
-        this.#pending.delete(message.id);
-        if ('error' in message) pending.reject(new FerryError(message.error));
-        else pending.resolve(message.ok, message.seq);
-        return;
-      }
       case 'storage': {
         const { type: _, ...status } = message;
-        this.#storageChanged(status);
+        this.#durability.changed(status);
+        this.#sync._setStorage(status);
         return;
       }
-      case 'reset': {
-        const ended = new FerryError({ code: 'database_deleted', message: 'the database was deleted', retryable: false });
-        for (const ref of [...this.#live.values()]) ref.deref()?._setError(ended);
-        this.#live.clear();
-        this.#shared.clear();
+      case 'reset':
+        this.#live.reset();
         return;
-      }
       case 'live':
-        for (const update of message.updates) {
-          const handle = this.#live.get(update.subscription)?.deref();
-          if (!handle) continue;
-          if ('error' in update) handle._setError(new FerryError(update.error));
-          else handle._applyPatch(update.patch);
-        }
+        this.#live.apply(message.updates);
         return;
       case 'fatal':
-        this.#fatal = new FerryError(message.error);
-        this.#failPending(message.error);
+        this.#failAll(message.error);
         return;
       case 'syncStatus':
-        this.#sync._setStatus({ ...message.status, storage: this.#storage ?? null });
+        this.#sync._setStatus({ ...message.status, storage: this.#durability.status ?? null });
         return;
       case 'syncEvent':
         this.#sync._emit(message.event);
@@ -463,12 +345,11 @@ export class Database<A extends AppDefinition = AppDefinition> {
     }
   }
 
-  #failPending(error: ErrorData): void {
+  /** The worker refused this tab for good: every call fails with `error` from now on. */
+  #failAll(error: ErrorData): void {
+    this.#transport.fail(error);
     this.#sync._failAll(new FerryError(error));
-    for (const pending of this.#pending.values()) pending.reject(new FerryError(error));
-    this.#pending.clear();
-    for (const waiter of this.#durableWaiters) waiter.reject(new FerryError(error));
-    this.#durableWaiters = [];
+    this.#durability.failAll(error);
   }
 }
 
@@ -491,10 +372,6 @@ function holdTabLock(onHeld: (lock: string) => void): () => void {
     return held;
   });
   return () => release();
-}
-
-function closedError(): ErrorData {
-  return { code: 'closed', message: 'the database was closed', retryable: false };
 }
 
 function assertNever(value: never): never {

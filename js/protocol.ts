@@ -1,9 +1,13 @@
 /**
- * Messages between a tab and the worker. Mirrors `src/engine/request.rs` and
- * `src/wasm/tabs.rs`; change them together.
+ * Messages between a tab and the worker. The messages themselves are
+ * generated from their one Rust definition (`src/host/tab_message.rs`,
+ * `src/host/worker_message.rs`) into `generated/wire.ts`; this module names
+ * the values they carry and what each call resolves to.
  */
 import type { ErrorData } from './errors.js';
-import type { Settled, SyncEventMessage, WorkerSyncStatus } from './sync.js';
+import type { TabMessage, WorkerMessage as RustWorkerMessage } from './generated/wire.js';
+
+export type { TabMessage } from './generated/wire.js';
 
 /** A SQLite value as JavaScript sees it (integers past 2^53 arrive as bigint). */
 export type SqlValue = null | number | bigint | string | Uint8Array;
@@ -28,17 +32,13 @@ export interface WorkerStats {
   wasmMemoryBytes: number;
 }
 
-export type Request =
-  | { type: 'exec'; sql: string; params: SqlParam[] }
-  | { type: 'execMany'; sql: string; rows: SqlParam[][] }
-  | { type: 'query'; sql: string; params: SqlParam[] }
-  | { type: 'subscribe'; subscription: number; sql: string; params: SqlParam[] }
-  | { type: 'unsubscribe'; subscription: number }
-  | { type: 'mutate'; name: string; args: unknown }
-  | { type: 'clearRejections' }
-  | { type: 'pauseSync' }
-  | { type: 'resumeSync' }
-  | { type: 'stats' };
+/** The tab messages that are calls to the engine, without their id. */
+export type Request = DistributiveOmit<
+  Exclude<TabMessage, { type: 'hello' | 'open' | 'token' | 'bye' | 'deleteDatabase' }>,
+  'id'
+>;
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** What each request resolves to. */
 export interface ResponseOf {
@@ -54,17 +54,6 @@ export interface ResponseOf {
   stats: WorkerStats;
 }
 
-export type TabMessage =
-  | { type: 'hello'; lock: string }
-  | { type: 'bye' }
-  | { type: 'deleteDatabase'; id: number }
-  /** First message of a tab with an app: its definition (JSON text), sync base URL, token provider. */
-  | { type: 'open'; id: number; app: string; server?: string; auth: boolean }
-  /** The answer to `needToken`: a token, `null` for none, or why the provider failed. */
-  | { type: 'token'; ask: number; token: string | null }
-  | { type: 'token'; ask: number; error: string }
-  | (Request & { id: number });
-
 /**
  * The change from a live query's previous rows to its new ones: runs of old rows
  * kept as they are (`[from, count]`) and rows that are new. `columns` is there
@@ -77,10 +66,12 @@ export interface Patch {
 
 export type LiveUpdate = { subscription: number; patch: Patch } | { subscription: number; error: ErrorData };
 
+/** `indexeddb+opfs`: the frame log in IndexedDB, checkpoint segments in OPFS (the default). */
+export type StorageBackend = 'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory';
+
 /** Where the replica is stored, and how much of it is on disk. */
 export interface StorageStatus {
-  /** `indexeddb+opfs`: the frame log in IndexedDB, checkpoint segments in OPFS (the default). */
-  backend: 'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory';
+  backend: StorageBackend;
   /** Every commit up to this sequence number is on disk. */
   durableSeq: number;
   /** Set while writes are not reaching the disk (`storage_quota`, `storage_unavailable`, `storage_cleared`). */
@@ -88,17 +79,6 @@ export interface StorageStatus {
 }
 
 export type WorkerMessage =
-  | { type: 'reply'; id: number; ok: unknown; seq?: number }
-  | { type: 'reply'; id: number; error: ErrorData }
-  | ({ type: 'storage' } & StorageStatus)
-  /** `deleteDatabase` ran: every live query has ended. */
-  | { type: 'reset' }
-  | { type: 'live'; updates: LiveUpdate[] }
-  /** The worker could not start (e.g. the wasm failed to load). */
-  | { type: 'fatal'; error: ErrorData }
-  | { type: 'syncStatus'; status: WorkerSyncStatus }
-  | { type: 'syncEvent'; event: SyncEventMessage }
-  /** The server decided on a mutation (sent to every tab; the one that made it resolves `server`). */
-  | { type: 'settled'; settled: Settled }
-  /** The worker needs a bearer token: call the app's `auth()` and answer with `token`. */
-  | { type: 'needToken'; ask: number };
+  | RustWorkerMessage
+  /** The worker could not start (e.g. the wasm failed to load): sent by its JS entry. */
+  | { type: 'fatal'; error: ErrorData };

@@ -5,20 +5,10 @@
  * the server decided. Framework-free: `subscribe`-style listeners only.
  */
 import { FerryError, type FerryErrorCode } from './errors.js';
+import type { SyncErrorCode } from './generated/wire.js';
 import type { StorageStatus } from './protocol.js';
 
-/** Why syncing is failing; `code` is stable. */
-export type SyncErrorCode =
-  | 'network'
-  | 'server_error'
-  | 'timeout'
-  | 'bad_response'
-  | 'auth_required'
-  | 'unauthorized'
-  | 'update_needed'
-  | 'server_behind'
-  /** The server refused a whole request (403): sync stopped until `resumeSync()` or a reload. */
-  | 'forbidden';
+export type { SyncErrorCode } from './generated/wire.js';
 
 export interface SyncStatus {
   /** Online, and the last exchange with the server succeeded. */
@@ -45,11 +35,15 @@ export interface SyncStatus {
 /** The status as the worker sends it; the tab adds the storage status it already has. */
 export type WorkerSyncStatus = Omit<SyncStatus, 'storage'>;
 
-/** One entry of the rejection log (also the `_ferry_rejections` table). */
-export interface Rejection {
+/**
+ * One entry of the rejection log: in the `rejected` event with its
+ * arguments parsed (`Args = unknown`), and as a row of the `_ferry_rejections`
+ * live query with them as JSON text (`RejectedMutation`).
+ */
+export interface Rejection<Args = unknown> {
   mutationId: number;
   name: string;
-  args: unknown;
+  args: Args;
   code: string;
   message: string;
   createdAt: number;

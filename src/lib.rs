@@ -3,6 +3,7 @@
 //! compiles for `wasm32`.
 
 pub mod engine;
+pub mod host;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]

@@ -324,8 +324,8 @@ impl ColumnType {
     ];
 
     fn decode(json: Json, path: &str) -> Result<ColumnType, decode::DecodeError> {
-        let names = ColumnType::ALL.map(ColumnType::as_str);
-        Ok(ColumnType::ALL[decode::one_of(json, path, &names)?])
+        let table = ColumnType::ALL.map(|t| (t.as_str(), t));
+        decode::one_of(json, path, &table)
     }
 }
 

@@ -110,19 +110,29 @@ pub fn list<T>(value: Json, path: &str, each: Decoder<T>) -> Result<Vec<T>> {
     }
 }
 
-/// One of the `names`, as a string; returns its index.
-pub fn one_of(value: Json, path: &str, names: &[&str]) -> Result<usize> {
+/// One of the names of `table`, as a string: the value it names. Names
+/// and values sit side by side in one table, so adding a variant cannot
+/// shift the meaning of the others (as matching an index would).
+pub fn one_of<T: Copy>(value: Json, path: &str, table: &[(&str, T)]) -> Result<T> {
     let name = string(value, path)?;
-    names.iter().position(|n| *n == name).ok_or_else(|| {
-        // Not `join`: its instantiation for `&str` would be one more in the wasm.
-        let listed = names.iter().fold(String::new(), |mut all, n| {
-            if !all.is_empty() {
-                all += ", ";
-            }
-            all += n;
-            all
-        });
-        error(path, format!("`{name}` is not one of {listed}"))
+    match table.iter().find(|(n, _)| *n == name) {
+        Some((_, value)) => Ok(*value),
+        None => Err(error(
+            path,
+            format!("`{name}` is not one of {}", listed(table)),
+        )),
+    }
+}
+
+/// The names of `table`, comma-separated. Not `join`: its instantiation for
+/// `&str` would be one more in the wasm.
+fn listed<T>(table: &[(&str, T)]) -> String {
+    table.iter().fold(String::new(), |mut all, (n, _)| {
+        if !all.is_empty() {
+            all += ", ";
+        }
+        all += n;
+        all
     })
 }
 
@@ -174,10 +184,10 @@ impl Fields {
         }
     }
 
-    /// The `"type"` tag of a tagged message, as an index into `names`.
-    pub fn tag(&mut self, names: &[&str]) -> Result<usize> {
+    /// The `"type"` tag of a tagged message: the value `table` gives its name.
+    pub fn tag<T: Copy>(&mut self, table: &[(&str, T)]) -> Result<T> {
         let tag = self.required("type")?;
-        one_of(tag, &self.path("type"), names)
+        one_of(tag, &self.path("type"), table)
     }
 
     /// Refuses fields nobody took (for formats where an unknown field is a typo).
@@ -202,7 +212,7 @@ mod tests {
         assert_eq!(err.to_string(), "a.b[0]: expected a string, found a number");
         let err = a.required("c").err().unwrap();
         assert_eq!(err.to_string(), "a: missing field `c`");
-        let err = one_of(json!("int"), "type", &["integer", "text"]).unwrap_err();
+        let err = one_of(json!("int"), "type", &[("integer", 1), ("text", 2)]).unwrap_err();
         assert_eq!(err.to_string(), "type: `int` is not one of integer, text");
         assert!(u32(json!(4_294_967_296u64), "v").is_err());
         assert!(u64(json!(-1), "v").is_err() && u64(json!(1.5), "v").is_err());

@@ -26,27 +26,49 @@ impl Cookie {
     }
 }
 
+/// The two kinds of reply to a push or pull, by their wire tags.
+#[derive(Clone, Copy)]
+enum Reply {
+    Ok,
+    SchemaMismatch,
+}
+
+const REPLY_TAGS: [(&str, Reply); 2] =
+    [("ok", Reply::Ok), ("schemaMismatch", Reply::SchemaMismatch)];
+
 impl PushResponse {
     pub fn decode(json: Json, path: &str) -> Result<PushResponse> {
         let mut f = Fields::of(json, path)?;
-        match f.tag(&["ok", "schemaMismatch"])? {
-            0 => Ok(PushResponse::Ok {
+        match f.tag(&REPLY_TAGS)? {
+            Reply::Ok => Ok(PushResponse::Ok {
                 results: f.get("results", |v, p| decode::list(v, p, MutationResult::decode))?,
             }),
-            _ => SchemaMismatch::decode(f).map(PushResponse::SchemaMismatch),
+            Reply::SchemaMismatch => SchemaMismatch::decode(f).map(PushResponse::SchemaMismatch),
         }
     }
+}
+
+/// [`MutationResult`]'s variants by their wire tags.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Ok,
+    AlreadyProcessed,
+    Rejected,
 }
 
 impl MutationResult {
     fn decode(json: Json, path: &str) -> Result<MutationResult> {
         let mut f = Fields::of(json, path)?;
-        let tag = f.tag(&["ok", "alreadyProcessed", "rejected"])?;
+        let tag = f.tag(&[
+            ("ok", Outcome::Ok),
+            ("alreadyProcessed", Outcome::AlreadyProcessed),
+            ("rejected", Outcome::Rejected),
+        ])?;
         let id = f.get("id", decode::u64)?;
         Ok(match tag {
-            0 => MutationResult::Ok { id },
-            1 => MutationResult::AlreadyProcessed { id },
-            _ => MutationResult::Rejected {
+            Outcome::Ok => MutationResult::Ok { id },
+            Outcome::AlreadyProcessed => MutationResult::AlreadyProcessed { id },
+            Outcome::Rejected => MutationResult::Rejected {
                 id,
                 code: RejectionCode::parse(&f.get("code", decode::string)?),
                 message: f.get("message", decode::string)?,
@@ -58,17 +80,14 @@ impl MutationResult {
 impl SchemaMismatch {
     /// From the fields of the message that carries it (`"type": "schemaMismatch"`).
     fn decode(mut f: Fields) -> Result<SchemaMismatch> {
-        const ACTIONS: [MismatchAction; 3] = [
-            MismatchAction::UpdateApp,
-            MismatchAction::ResetReplica,
-            MismatchAction::RetryLater,
+        const ACTIONS: [(&str, MismatchAction); 3] = [
+            ("updateApp", MismatchAction::UpdateApp),
+            ("resetReplica", MismatchAction::ResetReplica),
+            ("retryLater", MismatchAction::RetryLater),
         ];
         Ok(SchemaMismatch {
             server_schema_version: f.get("serverSchemaVersion", decode::u32)?,
-            action: f.get("action", |v, p| {
-                let names = ["updateApp", "resetReplica", "retryLater"];
-                Ok(ACTIONS[decode::one_of(v, p, &names)?])
-            })?,
+            action: f.get("action", |v, p| decode::one_of(v, p, &ACTIONS))?,
         })
     }
 }
@@ -76,7 +95,7 @@ impl SchemaMismatch {
 impl PullResponse {
     pub fn decode(json: Json, path: &str) -> Result<PullResponse> {
         let mut f = Fields::of(json, path)?;
-        if f.tag(&["ok", "schemaMismatch"])? == 1 {
+        if let Reply::SchemaMismatch = f.tag(&REPLY_TAGS)? {
             return SchemaMismatch::decode(f).map(PullResponse::SchemaMismatch);
         }
         Ok(PullResponse::Ok(PullOk {
@@ -100,24 +119,32 @@ impl PullResponse {
 impl PatchOp {
     fn decode(json: Json, path: &str) -> Result<PatchOp> {
         let mut f = Fields::of(json, path)?;
-        Ok(match f.tag(&["put", "del", "clear"])? {
-            0 => PatchOp::Put {
-                table: f.get("table", decode::string)?,
-                row: f.get("row", decode::object)?,
+        #[derive(Clone, Copy)]
+        enum Op {
+            Put,
+            Del,
+            Clear,
+        }
+        Ok(
+            match f.tag(&[("put", Op::Put), ("del", Op::Del), ("clear", Op::Clear)])? {
+                Op::Put => PatchOp::Put {
+                    table: f.get("table", decode::string)?,
+                    row: f.get("row", decode::object)?,
+                },
+                Op::Del => PatchOp::Del {
+                    table: f.get("table", decode::string)?,
+                    key: f.get("key", decode::object)?,
+                },
+                Op::Clear => PatchOp::Clear,
             },
-            1 => PatchOp::Del {
-                table: f.get("table", decode::string)?,
-                key: f.get("key", decode::object)?,
-            },
-            _ => PatchOp::Clear,
-        })
+        )
     }
 }
 
 impl ServerEvent {
     pub fn decode(json: Json, path: &str) -> Result<ServerEvent> {
         let mut f = Fields::of(json, path)?;
-        f.tag(&["poke"])?;
+        f.tag(&[("poke", ())])?;
         Ok(ServerEvent::Poke {
             cookie: match f.optional("cookie") {
                 None | Some(Json::Null) => None,

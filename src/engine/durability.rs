@@ -2,6 +2,7 @@
 //! each commit goes to. The engine hands commits over as they happen; the host
 //! performs the log's I/O and acknowledges it (see `crate::storage`).
 
+use super::sync::{Backoff, SplitMix64};
 use crate::storage::{self, FrameLog, IoRequest, PageStore, Recovered};
 
 pub struct Durability {
@@ -79,17 +80,22 @@ impl Durability {
 ///
 /// - The error ends only when the log is writing again, not with any request
 ///   that happened to succeed (a delete), so tabs never see it flap.
-/// - One retry pending at a time, 250 ms doubling to 30 s, and none for an
-///   error retrying cannot help (`storage_corrupt`, `storage_cleared`).
-#[derive(Debug, Default)]
+/// - One retry pending at a time, after the sync client's [`Backoff`]
+///   (250 ms doubling to 30 s, with jitter), and none for an error retrying
+///   cannot help (`storage_corrupt`, `storage_cleared`).
+#[derive(Debug)]
 pub struct StorageStatus {
     /// Every commit up to this one is on disk (as last told).
     pub durable_seq: u64,
     /// Why commits are not reaching the disk (as last told).
     pub error: Option<storage::Error>,
-    retry_ms: u32,
+    backoff: Backoff,
+    rng: SplitMix64,
     retry_pending: bool,
 }
+
+/// Retries of a stalled log, before jitter.
+pub const STORAGE_RETRY_MS: (u64, u64) = (250, 30_000);
 
 /// The host's writer ran out of work: what to do next.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,12 +106,21 @@ pub struct Idle {
     pub retry_in_ms: Option<u32>,
 }
 
+impl Default for StorageStatus {
+    fn default() -> Self {
+        StorageStatus::new(0, None, 0)
+    }
+}
+
 impl StorageStatus {
-    pub fn new(durable_seq: u64, error: Option<storage::Error>) -> Self {
+    /// `seed` drives the retry jitter.
+    pub fn new(durable_seq: u64, error: Option<storage::Error>, seed: u64) -> Self {
         StorageStatus {
             durable_seq,
             error,
-            ..StorageStatus::default()
+            backoff: Backoff::new(STORAGE_RETRY_MS.0, STORAGE_RETRY_MS.1),
+            rng: SplitMix64::new(seed),
+            retry_pending: false,
         }
     }
 
@@ -119,7 +134,7 @@ impl StorageStatus {
         }
         if recovered {
             self.error = None;
-            self.retry_ms = 0;
+            self.backoff.reset();
         }
         grew || recovered
     }
@@ -133,9 +148,8 @@ impl StorageStatus {
         let tell = self.error.as_ref() != Some(error);
         self.error = Some(error.clone());
         let retry_in_ms = (error.retryable() && !self.retry_pending).then(|| {
-            self.retry_ms = (self.retry_ms * 2).clamp(250, 30_000);
             self.retry_pending = true;
-            self.retry_ms
+            self.backoff.next_delay(&mut self.rng) as u32
         });
         Idle { tell, retry_in_ms }
     }
@@ -160,17 +174,17 @@ mod tests {
         storage::Error::Quota("full".into())
     }
 
+    /// Whether `ms` is a jittered delay of the backoff step whose cap is `cap`.
+    fn within(ms: Option<u32>, cap: u32) -> bool {
+        ms.is_some_and(|ms| (cap / 2..=cap).contains(&ms))
+    }
+
     #[test]
-    fn a_stall_is_told_once_and_retried_with_one_timer_at_a_time_doubling() {
-        let mut status = StorageStatus::new(3, None);
+    fn a_stall_is_told_once_and_retried_with_one_timer_at_a_time_backing_off_with_jitter() {
+        let mut status = StorageStatus::new(3, None, 1);
         let first = status.idle(Some(&quota()));
-        assert_eq!(
-            first,
-            Idle {
-                tell: true,
-                retry_in_ms: Some(250)
-            }
-        );
+        assert!(first.tell);
+        assert!(within(first.retry_in_ms, 250), "{first:?}");
         // Commits while it is stalled run the writer again: no second timer, nothing new to tell.
         assert_eq!(
             status.idle(Some(&quota())),
@@ -182,22 +196,16 @@ mod tests {
         status.retry_fired();
         // The retried write failed again (the log is stalled again): nothing to tell.
         assert!(!status.io_done(3, Some(&quota())));
-        assert_eq!(
-            status.idle(Some(&quota())),
-            Idle {
-                tell: false,
-                retry_in_ms: Some(500)
-            }
-        );
-        status.retry_fired();
+        let second = status.idle(Some(&quota()));
+        assert!(!second.tell);
+        assert!(within(second.retry_in_ms, 500), "{second:?}");
         for _ in 0..10 {
             status.retry_fired();
             status.idle(Some(&quota()));
         }
         status.retry_fired();
-        assert_eq!(
-            status.idle(Some(&quota())).retry_in_ms,
-            Some(30_000),
+        assert!(
+            within(status.idle(Some(&quota())).retry_in_ms, 30_000),
             "capped"
         );
         assert_eq!(status.error, Some(quota()));
@@ -205,8 +213,24 @@ mod tests {
     }
 
     #[test]
+    fn retries_of_many_workers_stalled_together_spread_out() {
+        let delays: Vec<Option<u32>> = (0..8)
+            .map(|seed| {
+                StorageStatus::new(0, None, seed)
+                    .idle(Some(&quota()))
+                    .retry_in_ms
+            })
+            .collect();
+        assert!(delays.iter().all(|&d| within(d, 250)));
+        let mut distinct = delays.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 4, "jitter spreads retries: {delays:?}");
+    }
+
+    #[test]
     fn the_error_ends_when_the_log_writes_again_not_with_any_success() {
-        let mut status = StorageStatus::new(3, None);
+        let mut status = StorageStatus::new(3, None, 1);
         status.idle(Some(&quota()));
         status.retry_fired();
         // A delete succeeded, but the log is still stalled: the error stands.
@@ -216,12 +240,12 @@ mod tests {
         assert!(status.io_done(5, None));
         assert_eq!((status.durable_seq, status.error.clone()), (5, None));
         // The next stall starts its backoff afresh.
-        assert_eq!(status.idle(Some(&quota())).retry_in_ms, Some(250));
+        assert!(within(status.idle(Some(&quota())).retry_in_ms, 250));
     }
 
     #[test]
     fn errors_retrying_cannot_help_are_told_and_never_retried() {
-        let mut status = StorageStatus::new(7, None);
+        let mut status = StorageStatus::new(7, None, 1);
         let cleared = storage::Error::Cleared("gone".into());
         assert!(status.failed(Some(&cleared)));
         assert_eq!(
@@ -232,7 +256,7 @@ mod tests {
             }
         );
         // Cleared while a quota retry was pending: told, and no new retry.
-        let mut status = StorageStatus::new(7, None);
+        let mut status = StorageStatus::new(7, None, 1);
         status.idle(Some(&quota()));
         let told = status.idle(Some(&cleared));
         assert_eq!(
@@ -247,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_healthy_writer_tells_only_growth() {
-        let mut status = StorageStatus::new(0, None);
+        let mut status = StorageStatus::new(0, None, 1);
         assert!(status.io_done(1, None));
         assert!(!status.io_done(1, None), "a delete or segment write");
         assert_eq!(status.idle(None), Idle::default());

@@ -1,19 +1,17 @@
-//! Requests a tab sends to the worker and the worker's replies. The TypeScript
-//! client (`js/protocol.ts`) mirrors these shapes.
+//! The engine's requests and replies. On the wire they are tab messages
+//! (`crate::host::tab_message`, which defines them once for Rust and
+//! TypeScript) and worker messages (`crate::host::worker_message`).
 
 use super::database::ExecResult;
 use super::live::SubscriptionId;
 use super::value::{QueryResult, Value};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// The worker reads these by hand (`src/wasm/tabs.rs`, `parse_request`): a
-/// new variant needs its arm there too.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+/// A tab message becomes one of these (`TabMessage::into_request`).
+#[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     Exec {
         sql: String,
-        #[serde(default)]
         params: Vec<Value>,
     },
     /// One statement, run once per parameter set in one transaction.
@@ -23,13 +21,11 @@ pub enum Request {
     },
     Query {
         sql: String,
-        #[serde(default)]
         params: Vec<Value>,
     },
     Subscribe {
         subscription: SubscriptionId,
         sql: String,
-        #[serde(default)]
         params: Vec<Value>,
     },
     Unsubscribe {
@@ -39,7 +35,6 @@ pub enum Request {
     /// it for the server.
     Mutate {
         name: String,
-        #[serde(default)]
         args: serde_json::Value,
     },
     /// Empties the rejection log (the app showed the rejections to the user).

@@ -212,29 +212,6 @@ fn a_transaction_notifies_once_when_it_commits() {
 }
 
 #[test]
-fn requests_parse_from_the_wire_shape() {
-    let r: Request = serde_json::from_str(
-        r#"{"type":"subscribe","subscription":4,"sql":"SELECT ?","params":[1,2.5,"x",null,true]}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        r,
-        Request::Subscribe {
-            subscription: 4,
-            sql: "SELECT ?".into(),
-            params: vec![
-                Value::Integer(1),
-                Value::Real(2.5),
-                Value::Text("x".into()),
-                Value::Null,
-                Value::Integer(1)
-            ],
-        }
-    );
-    assert!(serde_json::from_str::<Request>(r#"{"type":"drop_everything"}"#).is_err());
-}
-
-#[test]
 fn a_query_that_starts_failing_reports_once_and_recovers_with_its_rows() {
     let mut engine = engine();
     let a = engine.connect_tab();

@@ -32,11 +32,39 @@ pub enum Error {
 impl Error {
     /// The stable machine code; never renamed once shipped.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The code, from the one table of codes (`ErrorCode`).
+    pub fn error_code(&self) -> crate::ErrorCode {
+        use crate::ErrorCode;
         match self {
-            Error::Quota(_) => "storage_quota",
-            Error::Unavailable(_) => "storage_unavailable",
-            Error::Corrupt(_) => "storage_corrupt",
-            Error::Cleared(_) => "storage_cleared",
+            Error::Quota(_) => ErrorCode::StorageQuota,
+            Error::Unavailable(_) => ErrorCode::StorageUnavailable,
+            Error::Corrupt(_) => ErrorCode::StorageCorrupt,
+            Error::Cleared(_) => ErrorCode::StorageCleared,
+        }
+    }
+
+    /// A browser storage call that failed: `call` is the JS call
+    /// (`createWritable`, `transaction`, ...), `dom_name` the name of the
+    /// `DOMException` it threw (empty if none), `message` what it said.
+    ///
+    /// - `QuotaExceededError` anywhere: the storage is full.
+    /// - The files are gone under us: the browser closed our IndexedDB
+    ///   connection (it does so when it deletes the database: site data
+    ///   cleared, storage evicted; ferrydb closes it only in
+    ///   `deleteDatabase`, after which these files are not used), so a new
+    ///   `transaction` fails with `InvalidStateError`; or the OPFS directory
+    ///   a write goes to no longer exists (`getFileHandle`: `NotFoundError`).
+    /// - Anything else may pass.
+    pub fn from_browser(call: &str, dom_name: &str, message: String) -> Error {
+        match (dom_name, call) {
+            ("QuotaExceededError", _) => Error::Quota(message),
+            ("InvalidStateError", "transaction") | ("NotFoundError", "getFileHandle") => {
+                Error::Cleared(message)
+            }
+            _ => Error::Unavailable(message),
         }
     }
 
@@ -55,5 +83,26 @@ impl From<rusqlite::Error> for Error {
     /// through this type.
     fn from(error: rusqlite::Error) -> Self {
         Error::Unavailable(format!("sqlite: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn browser_failures_are_classified_by_exception_and_call() {
+        let kind = |call, name| Error::from_browser(call, name, "m".into()).code();
+        assert_eq!(
+            kind("createWritable", "QuotaExceededError"),
+            "storage_quota"
+        );
+        assert_eq!(kind("put", "QuotaExceededError"), "storage_quota");
+        assert_eq!(kind("transaction", "InvalidStateError"), "storage_cleared");
+        assert_eq!(kind("getFileHandle", "NotFoundError"), "storage_cleared");
+        // The same exceptions from other calls are not a clear.
+        assert_eq!(kind("write", "InvalidStateError"), "storage_unavailable");
+        assert_eq!(kind("getFile", "NotFoundError"), "storage_unavailable");
+        assert_eq!(kind("getDirectory", ""), "storage_unavailable");
     }
 }

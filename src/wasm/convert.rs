@@ -1,11 +1,11 @@
-//! Engine values to JavaScript values, built directly rather than through serde:
-//! query rows are the hot path of every live-query update.
+//! Values between JavaScript and Rust, built and read directly rather than
+//! through serde: query rows are the hot path of every live-query update,
+//! and `execMany`'s parameters the bulk-load path. [`JsEncoder`] and
+//! [`JsFields`] are the JS side of the host's one message definition
+//! (`crate::host::worker_message`, `crate::host::tab_message`).
 
-use crate::engine::database::ExecResult;
-use crate::engine::error::Error;
-use crate::engine::patch::{Patch, Segment};
-use crate::engine::request::Response;
-use crate::engine::value::{QueryResult, Value, MAX_SAFE_INTEGER};
+use crate::engine::value::{Value, MAX_SAFE_INTEGER};
+use crate::host::{Encoder, MessageFields};
 use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -97,113 +97,93 @@ pub fn json(v: &JsValue) -> Result<serde_json::Value, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
-/// `{columns, rows}` with rows as arrays: compact to post, and the TypeScript
-/// side turns them into objects once, keeping unchanged rows' identity.
-pub fn rows(result: &QueryResult) -> JsValue {
-    object(&[
-        ("columns", columns(&result.columns)),
-        ("rows", row_list(&result.rows)),
-    ])
-}
-
-fn columns(names: &[String]) -> JsValue {
-    names
-        .iter()
-        .map(|c| JsValue::from_str(c))
-        .collect::<Array>()
-        .into()
-}
-
-fn row_list(rows: &[Vec<Value>]) -> JsValue {
-    let list = Array::new_with_length(rows.len() as u32);
-    for (i, row) in rows.iter().enumerate() {
-        list.set(i as u32, row.iter().map(value).collect::<Array>().into());
-    }
-    list.into()
-}
-
-/// `{columns?, segments}`; a kept run is `[from, count]`, new rows are `{rows}`.
-pub fn patch(patch: &Patch) -> JsValue {
-    let segments: Array = patch
-        .segments
-        .iter()
-        .map(|segment| match segment {
-            Segment::Keep { from, count } => Array::of2(
-                &JsValue::from_f64(*from as f64),
-                &JsValue::from_f64(*count as f64),
-            )
-            .into(),
-            Segment::Rows(rows) => object(&[("rows", row_list(rows))]),
-        })
-        .collect();
-    match &patch.columns {
-        Some(names) => object(&[("columns", columns(names)), ("segments", segments.into())]),
-        None => object(&[("segments", segments.into())]),
-    }
-}
-
-fn exec(result: &ExecResult) -> JsValue {
-    object(&[
-        (
-            "rowsAffected",
-            JsValue::from_f64(result.rows_affected as f64),
-        ),
-        (
-            "lastInsertRowid",
-            value(&Value::Integer(result.last_insert_rowid)),
-        ),
-    ])
-}
-
-pub fn response(response: &Response) -> JsValue {
-    match response {
-        Response::Exec(result) => exec(result),
-        Response::Rows(result) => rows(result),
-        Response::Stats(stats) => object(&[
-            ("tabs", JsValue::from_f64(stats.tabs as f64)),
-            ("liveQueries", JsValue::from_f64(stats.live_queries as f64)),
-            (
-                "subscriptions",
-                JsValue::from_f64(stats.subscriptions as f64),
-            ),
-            // The replica's pages live in wasm memory: most of the worker's footprint.
-            ("wasmMemoryBytes", JsValue::from_f64(wasm_memory_bytes())),
-        ]),
-        Response::Mutated { mutation_id } => {
-            object(&[("mutationId", JsValue::from_f64(*mutation_id as f64))])
-        }
-        Response::Done => JsValue::UNDEFINED,
-    }
-}
-
 /// Any serializable engine type as a plain JS value (maps as objects, `None`
-/// as `null`): for the small, rare sync messages, where the cost of a JSON
-/// round trip is moot. Through serde_json, which the wasm has anyway, so
-/// every `Serialize` impl exists once.
+/// as `null`): the small, rare sync messages, through serde-wasm-bindgen's
+/// serializer (+3 KB gzip, measured; its deserializer would cost 13.6 KB, so
+/// JS values are read by hand: see `docs/architecture.md`, Size).
 pub fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
-    serde_json::to_string(value)
-        .ok()
-        .and_then(|text| js_sys::JSON::parse(&text).ok())
-        .unwrap_or(JsValue::NULL)
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    value.serialize(&serializer).unwrap_or(JsValue::NULL)
 }
 
-/// `{code, message, retryable}`: the shape `FerryError` is built from.
-pub fn error(err: &Error) -> JsValue {
-    error_data(&err.to_data())
-}
-
-pub fn error_data(data: &crate::engine::error::ErrorData) -> JsValue {
-    object(&[
-        ("code", JsValue::from_str(data.code.as_str())),
-        ("message", JsValue::from_str(&data.message)),
-        ("retryable", JsValue::from_bool(data.retryable)),
-    ])
-}
-
-fn wasm_memory_bytes() -> f64 {
+pub fn wasm_memory_bytes() -> f64 {
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
     memory
         .buffer()
         .unchecked_into::<js_sys::ArrayBuffer>()
         .byte_length() as f64
+}
+
+/// Builds worker messages as JS values.
+pub struct JsEncoder;
+
+impl Encoder for JsEncoder {
+    type Out = JsValue;
+    fn text(&mut self, s: &str) -> JsValue {
+        JsValue::from_str(s)
+    }
+    fn number(&mut self, n: f64) -> JsValue {
+        JsValue::from_f64(n)
+    }
+    fn flag(&mut self, b: bool) -> JsValue {
+        JsValue::from_bool(b)
+    }
+    fn nothing(&mut self) -> JsValue {
+        JsValue::UNDEFINED
+    }
+    fn sql(&mut self, v: &Value) -> JsValue {
+        value(v)
+    }
+    fn list(&mut self, items: Vec<JsValue>) -> JsValue {
+        let list = Array::new_with_length(items.len() as u32);
+        for (i, item) in items.into_iter().enumerate() {
+            list.set(i as u32, item);
+        }
+        list.into()
+    }
+    fn object(&mut self, fields: Vec<(&'static str, JsValue)>) -> JsValue {
+        object(&fields)
+    }
+    fn serialized<T: serde::Serialize>(&mut self, value: &T) -> JsValue {
+        to_js(value)
+    }
+    fn memory_bytes(&mut self) -> f64 {
+        wasm_memory_bytes()
+    }
+}
+
+/// A tab message's fields, read from the posted JS object.
+pub struct JsFields<'a>(pub &'a JsValue);
+
+impl JsFields<'_> {
+    fn get(&self, name: &str) -> JsValue {
+        Reflect::get(self.0, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+    }
+}
+
+impl MessageFields for JsFields<'_> {
+    fn tag(&self) -> Option<String> {
+        self.get("type").as_string()
+    }
+    fn text(&self, name: &str) -> Option<String> {
+        self.get(name).as_string()
+    }
+    fn number(&self, name: &str) -> Option<f64> {
+        self.get(name).as_f64()
+    }
+    fn flag(&self, name: &str) -> Option<bool> {
+        self.get(name).as_bool()
+    }
+    fn missing(&self, name: &str) -> bool {
+        self.get(name).is_undefined()
+    }
+    fn params(&self, name: &str) -> Result<Vec<Value>, String> {
+        params(&self.get(name))
+    }
+    fn param_sets(&self, name: &str) -> Result<Vec<Vec<Value>>, String> {
+        param_sets(&self.get(name))
+    }
+    fn json(&self, name: &str) -> Result<serde_json::Value, String> {
+        json(&self.get(name))
+    }
 }

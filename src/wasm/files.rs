@@ -10,19 +10,21 @@ use super::io_error::IoError;
 use super::opfs::OpfsDirectory;
 use crate::storage::{self, IoOp, IoRequest, MemoryBackend, StorageBackend};
 use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::JsValue;
 
-pub enum Files {
-    /// Log files in IndexedDB, everything else (segments, manifests) in OPFS.
-    Hybrid(IdbDirectory, OpfsDirectory),
-    Opfs(OpfsDirectory),
-    IndexedDb(IdbDirectory),
-    Memory(RefCell<MemoryBackend>),
+/// The log's directory and everything else's (the same one unless hybrid).
+pub struct Files {
+    log: Dir,
+    rest: Dir,
 }
 
-/// Latency-critical small files: one per group commit.
-fn is_log(name: &str) -> bool {
-    name.starts_with("log.")
+/// One directory of files, in one of the browser's stores.
+#[derive(Clone)]
+enum Dir {
+    Opfs(Rc<OpfsDirectory>),
+    IndexedDb(Rc<IdbDirectory>),
+    Memory(Rc<RefCell<MemoryBackend>>),
 }
 
 /// What the app asked for in `open({ storage })`.
@@ -44,6 +46,16 @@ impl Choice {
             _ => return None,
         })
     }
+
+    /// The choice that opens `backend` again (after `deleteDatabase`).
+    pub fn of_backend(backend: &str) -> Choice {
+        match backend {
+            "indexeddb+opfs" => Choice::Auto,
+            "opfs" => Choice::Opfs,
+            "indexeddb" => Choice::IndexedDb,
+            _ => Choice::Memory,
+        }
+    }
 }
 
 /// Async OPFS writes exist (Chromium, Firefox, Safari 26+).
@@ -58,99 +70,85 @@ fn opfs_writable() -> bool {
 }
 
 impl Files {
+    fn one(dir: Dir) -> Files {
+        Files {
+            log: dir.clone(),
+            rest: dir,
+        }
+    }
+
     /// Opens the first backend that works, in the order the choice allows. The
     /// errors of the ones that did not are returned too, for the status.
     pub async fn open(choice: Choice, path: &[&str]) -> (Files, Vec<IoError>) {
         let mut failures = Vec::new();
-        if choice == Choice::Auto && opfs_writable() {
-            match (
-                IdbDirectory::open(path).await,
-                OpfsDirectory::open(path).await,
-            ) {
-                (Ok(idb), Ok(opfs)) => return (Files::Hybrid(idb, opfs), failures),
+        let auto = choice == Choice::Auto;
+        if auto && opfs_writable() {
+            let both =
+                futures::future::join(IdbDirectory::open(path), OpfsDirectory::open(path)).await;
+            match both {
+                (Ok(idb), Ok(opfs)) => {
+                    let (log, rest) = (Dir::IndexedDb(Rc::new(idb)), Dir::Opfs(Rc::new(opfs)));
+                    return (Files { log, rest }, failures);
+                }
                 (Err(e), _) | (_, Err(e)) => failures.push(e),
             }
         }
-        if matches!(choice, Choice::Auto | Choice::Opfs) && opfs_writable() {
+        if (auto || choice == Choice::Opfs) && opfs_writable() {
             match OpfsDirectory::open(path).await {
-                Ok(dir) => return (Files::Opfs(dir), failures),
+                Ok(dir) => return (Files::one(Dir::Opfs(Rc::new(dir))), failures),
                 Err(e) => failures.push(e),
             }
         }
-        if matches!(choice, Choice::Auto | Choice::IndexedDb) {
+        if auto || choice == Choice::IndexedDb {
             match IdbDirectory::open(path).await {
-                Ok(dir) => return (Files::IndexedDb(dir), failures),
+                Ok(dir) => return (Files::one(Dir::IndexedDb(Rc::new(dir))), failures),
                 Err(e) => failures.push(e),
             }
         }
-        (Files::Memory(RefCell::default()), failures)
+        (Files::one(Dir::Memory(Rc::default())), failures)
     }
 
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Files::Hybrid(..) => "indexeddb+opfs",
-            Files::Opfs(_) => "opfs",
-            Files::IndexedDb(_) => "indexeddb",
-            Files::Memory(_) => "memory",
+        match (&self.log, &self.rest) {
+            (Dir::IndexedDb(_), Dir::Opfs(_)) => "indexeddb+opfs",
+            (Dir::Opfs(_), _) => "opfs",
+            (Dir::IndexedDb(_), _) => "indexeddb",
+            (Dir::Memory(_), _) => "memory",
         }
     }
 
-    /// Every file with its bytes: what recovery starts from.
+    fn hybrid(&self) -> bool {
+        self.backend_name() == "indexeddb+opfs"
+    }
+
+    /// Every file with its bytes: what recovery starts from. Both stores of
+    /// the hybrid at once: opening waits for the slower, not the sum.
     pub async fn read_all(&self) -> Result<Vec<(String, Vec<u8>)>, storage::Error> {
-        match self {
-            Files::Hybrid(idb, opfs) => {
-                let mut files = read_dir(idb).await?;
-                files.append(&mut read_dir(opfs).await?);
-                Ok(files)
-            }
-            Files::Opfs(dir) => read_dir(dir).await,
-            Files::IndexedDb(dir) => read_dir(dir).await,
-            Files::Memory(mem) => {
-                let mem = mem.borrow();
-                let mut files = Vec::new();
-                for name in mem.list()? {
-                    if let Some(bytes) = mem.read(&name)? {
-                        files.push((name, bytes));
-                    }
-                }
-                Ok(files)
-            }
+        if !self.hybrid() {
+            return self.log.read_all().await;
         }
+        let (mut files, mut segments) =
+            futures::future::try_join(self.log.read_all(), self.rest.read_all()).await?;
+        files.append(&mut segments);
+        Ok(files)
     }
 
+    /// Latency-critical small files (one per group commit) go to the log's directory.
     pub async fn perform(&self, request: &IoRequest) -> Result<(), storage::Error> {
-        match (&request.op, self) {
-            (IoOp::Write { name, bytes }, Files::Hybrid(idb, _)) if is_log(name) => {
-                idb.write(name, bytes).await.map_err(to_storage)
-            }
-            (IoOp::Delete { name }, Files::Hybrid(idb, _)) if is_log(name) => {
-                idb.delete(name).await.map_err(to_storage)
-            }
-            (IoOp::Write { name, bytes }, Files::Hybrid(_, opfs)) => {
-                opfs.write(name, bytes).await.map_err(to_storage)
-            }
-            (IoOp::Delete { name }, Files::Hybrid(_, opfs)) => {
-                opfs.delete(name).await.map_err(to_storage)
-            }
-            (IoOp::Write { name, bytes }, Files::Opfs(dir)) => {
-                dir.write(name, bytes).await.map_err(to_storage)
-            }
-            (IoOp::Delete { name }, Files::Opfs(dir)) => dir.delete(name).await.map_err(to_storage),
-            (IoOp::Write { name, bytes }, Files::IndexedDb(dir)) => {
-                dir.write(name, bytes).await.map_err(to_storage)
-            }
-            (IoOp::Delete { name }, Files::IndexedDb(dir)) => {
-                dir.delete(name).await.map_err(to_storage)
-            }
-            (_, Files::Memory(mem)) => storage::perform(&mut *mem.borrow_mut(), request),
-        }
+        let (IoOp::Write { name, .. } | IoOp::Delete { name }) = &request.op;
+        let dir = if name.starts_with("log.") {
+            &self.log
+        } else {
+            &self.rest
+        };
+        dir.perform(request).await
     }
 
     /// Calls `on_close` if the browser closes the IndexedDB connection under
     /// us (the files are being deleted). OPFS gives no such signal: its
-    /// next write finds the directory gone (`IoError::is_cleared`).
+    /// next write finds the directory gone (`storage::Error::from_browser`).
     pub fn on_forced_close(&self, on_close: &js_sys::Function) {
-        if let Files::Hybrid(idb, _) | Files::IndexedDb(idb) = self {
+        if let Dir::IndexedDb(idb) = &self.log {
             idb.on_forced_close(on_close);
         }
     }
@@ -158,18 +156,59 @@ impl Files {
     /// Removes every file of this database (`deleteDatabase`). Closes the
     /// IndexedDB connection first: these files must not be used afterwards.
     pub async fn remove_all(&self, path: &[&str]) -> Result<(), storage::Error> {
+        self.log.remove_all(path).await?;
+        if self.hybrid() {
+            self.rest.remove_all(path).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Dir {
+    async fn read_all(&self) -> Result<Vec<(String, Vec<u8>)>, storage::Error> {
+        let mut files = Vec::new();
+        for name in self.list().await? {
+            let bytes = self.read(&name).await?;
+            files.push((name, bytes));
+        }
+        Ok(files)
+    }
+
+    async fn list(&self) -> Result<Vec<String>, storage::Error> {
         match self {
-            Files::Hybrid(idb, _) => {
-                idb.close();
-                IdbDirectory::remove_all(path).await.map_err(to_storage)?;
-                OpfsDirectory::remove_all(path).await.map_err(to_storage)
-            }
-            Files::Opfs(_) => OpfsDirectory::remove_all(path).await.map_err(to_storage),
-            Files::IndexedDb(idb) => {
+            Dir::Opfs(dir) => dir.list().await.map_err(to_storage),
+            Dir::IndexedDb(dir) => dir.list().await.map_err(to_storage),
+            Dir::Memory(mem) => mem.borrow().list(),
+        }
+    }
+
+    async fn read(&self, name: &str) -> Result<Vec<u8>, storage::Error> {
+        match self {
+            Dir::Opfs(dir) => dir.read(name).await.map_err(to_storage),
+            Dir::IndexedDb(dir) => dir.read(name).await.map_err(to_storage),
+            Dir::Memory(mem) => Ok(mem.borrow().read(name)?.unwrap_or_default()),
+        }
+    }
+
+    async fn perform(&self, request: &IoRequest) -> Result<(), storage::Error> {
+        let result = match (&request.op, self) {
+            (_, Dir::Memory(mem)) => return storage::perform(&mut *mem.borrow_mut(), request),
+            (IoOp::Write { name, bytes }, Dir::Opfs(dir)) => dir.write(name, bytes).await,
+            (IoOp::Delete { name }, Dir::Opfs(dir)) => dir.delete(name).await,
+            (IoOp::Write { name, bytes }, Dir::IndexedDb(dir)) => dir.write(name, bytes).await,
+            (IoOp::Delete { name }, Dir::IndexedDb(dir)) => dir.delete(name).await,
+        };
+        result.map_err(to_storage)
+    }
+
+    async fn remove_all(&self, path: &[&str]) -> Result<(), storage::Error> {
+        match self {
+            Dir::Opfs(_) => OpfsDirectory::remove_all(path).await.map_err(to_storage),
+            Dir::IndexedDb(idb) => {
                 idb.close();
                 IdbDirectory::remove_all(path).await.map_err(to_storage)
             }
-            Files::Memory(mem) => {
+            Dir::Memory(mem) => {
                 mem.borrow_mut().files.clear();
                 Ok(())
             }
@@ -177,47 +216,8 @@ impl Files {
     }
 }
 
-/// What reading a whole directory needs from OPFS and IndexedDB alike.
-trait Directory {
-    async fn list(&self) -> Result<Vec<String>, IoError>;
-    async fn read(&self, name: &str) -> Result<Vec<u8>, IoError>;
-}
-
-impl Directory for OpfsDirectory {
-    async fn list(&self) -> Result<Vec<String>, IoError> {
-        OpfsDirectory::list(self).await
-    }
-    async fn read(&self, name: &str) -> Result<Vec<u8>, IoError> {
-        OpfsDirectory::read(self, name).await
-    }
-}
-
-impl Directory for IdbDirectory {
-    async fn list(&self) -> Result<Vec<String>, IoError> {
-        IdbDirectory::list(self).await
-    }
-    async fn read(&self, name: &str) -> Result<Vec<u8>, IoError> {
-        IdbDirectory::read(self, name).await
-    }
-}
-
-async fn read_dir(dir: &impl Directory) -> Result<Vec<(String, Vec<u8>)>, storage::Error> {
-    let mut files = Vec::new();
-    for name in dir.list().await.map_err(to_storage)? {
-        let bytes = dir.read(&name).await.map_err(to_storage)?;
-        files.push((name, bytes));
-    }
-    Ok(files)
-}
-
-pub fn to_storage(e: IoError) -> storage::Error {
-    if e.is_quota() {
-        storage::Error::Quota(e.message())
-    } else if e.is_cleared() {
-        storage::Error::Cleared(e.message())
-    } else {
-        storage::Error::Unavailable(e.message())
-    }
+fn to_storage(e: IoError) -> storage::Error {
+    e.to_storage()
 }
 
 /// For logging a failed backend while falling back to the next.

@@ -22,22 +22,9 @@ impl IoError {
             .unwrap_or_default()
     }
 
-    /// The storage is full: writes cannot succeed until space is freed.
-    pub fn is_quota(&self) -> bool {
-        self.dom_name() == "QuotaExceededError"
-    }
-
-    /// The files are gone under us: the browser closed our IndexedDB
-    /// connection (it does so when it deletes the database: site data
-    /// cleared, storage evicted; ferrydb closes it only in `deleteDatabase`,
-    /// after which these files are not used), or the OPFS directory a write
-    /// goes to no longer exists.
-    pub fn is_cleared(&self) -> bool {
-        match self.dom_name().as_str() {
-            "InvalidStateError" => self.call == "transaction",
-            "NotFoundError" => self.call == "getFileHandle",
-            _ => false,
-        }
+    /// As a storage error: which kind is `storage::Error::from_browser`'s call.
+    pub fn to_storage(&self) -> crate::storage::Error {
+        crate::storage::Error::from_browser(self.call, &self.dom_name(), self.message())
     }
 
     pub fn message(&self) -> String {

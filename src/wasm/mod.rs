@@ -1,15 +1,16 @@
-//! The browser edge: the SharedWorker runtime. It owns one [`Engine`], accepts
-//! a `MessagePort` per tab, turns port messages into engine requests and posts
-//! replies and live-query updates back. No decisions are made here.
+//! The browser edge: the SharedWorker runtime. It runs one host
+//! (`crate::host`, where every decision is made and tested natively): tab
+//! ports, fetches, timers and storage I/O become its inputs, and its
+//! outputs are performed here (`runtime.rs`). Storage I/O goes to OPFS and
+//! IndexedDB (`files.rs`), HTTP through `fetch` (`http.rs`).
 
 mod convert;
 mod files;
+mod http;
 mod idb;
 mod io_error;
 mod opfs;
-mod realtime;
-mod sync;
-mod tabs;
+mod runtime;
 mod worker;
 
 use wasm_bindgen::prelude::*;

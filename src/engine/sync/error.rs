@@ -1,7 +1,7 @@
 //! Errors of the sync core. Each has a stable code the engine's error enum
 //! takes over unchanged (see [`Error::code`]), so apps can switch on it.
 
-use crate::engine::error::Error as EngineError;
+use crate::engine::error::{Error as EngineError, ErrorCode};
 use ferrydb_protocol::values::BadArguments;
 use ferrydb_protocol::AppError;
 
@@ -71,16 +71,21 @@ impl From<AppError> for Error {
 impl Error {
     /// The stable machine code. Codes of engine errors pass through.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The code, from the one table of codes (`ErrorCode`).
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Error::WriteOutsideMutator { .. } => "write_outside_mutator",
-            Error::MutatorFailed { .. } => "mutator_failed",
-            Error::AppOutdated { .. } => "app_outdated",
-            Error::UnknownMutator(_) => "unknown_mutator",
-            Error::BadArguments { .. } => "bad_arguments",
-            Error::InvalidApp(_) => "invalid_app",
-            Error::BadResponse(_) => "bad_response",
-            Error::Forbidden(_) => "forbidden",
-            Error::Engine(e) => e.code().as_str(),
+            Error::WriteOutsideMutator { .. } => ErrorCode::WriteOutsideMutator,
+            Error::MutatorFailed { .. } => ErrorCode::MutatorFailed,
+            Error::AppOutdated { .. } => ErrorCode::AppOutdated,
+            Error::UnknownMutator(_) => ErrorCode::UnknownMutator,
+            Error::BadArguments { .. } => ErrorCode::BadArguments,
+            Error::InvalidApp(_) => ErrorCode::InvalidApp,
+            Error::BadResponse(_) => ErrorCode::BadResponse,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::Engine(e) => e.code(),
         }
     }
 

@@ -186,45 +186,30 @@ impl StatusError {
     }
 }
 
-/// Stable codes of [`StatusError`] (public API, like the engine's error codes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusErrorCode {
-    /// No response: offline, DNS, connection refused, the server is down.
-    Network,
-    /// The server answered with an HTTP error (5xx, unexpected 4xx).
-    ServerError,
-    /// No answer within the request deadline.
-    Timeout,
-    /// The server's answer could not be used (unparseable, unappliable, or it
-    /// processed none of the pushed mutations).
-    BadResponse,
-    /// The app's token provider failed, or no tab could ask it.
-    AuthRequired,
-    /// The server refused the token even after a refresh.
-    Unauthorized,
-    /// The server runs a newer schema: this build must be updated.
-    UpdateNeeded,
-    /// The server runs an older schema or cannot serve this replica yet.
-    ServerBehind,
-    /// The server refused a whole request with 403 (e.g. this client ID
-    /// belongs to another user). Retrying cannot help: sync stops until
-    /// `Resume` (or a new worker).
-    Forbidden,
-}
-
-impl StatusErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatusErrorCode::Network => "network",
-            StatusErrorCode::ServerError => "server_error",
-            StatusErrorCode::Timeout => "timeout",
-            StatusErrorCode::BadResponse => "bad_response",
-            StatusErrorCode::AuthRequired => "auth_required",
-            StatusErrorCode::Unauthorized => "unauthorized",
-            StatusErrorCode::UpdateNeeded => "update_needed",
-            StatusErrorCode::ServerBehind => "server_behind",
-            StatusErrorCode::Forbidden => "forbidden",
-        }
+crate::engine::error::code_table! {
+    /// Stable codes of [`StatusError`] (`db.syncStatus.error.code`; public
+    /// API, like the engine's error codes).
+    pub enum StatusErrorCode {
+        /// No response: offline, DNS, connection refused, the server is down.
+        Network = "network", "no response";
+        /// The server answered with an HTTP error (5xx, unexpected 4xx).
+        ServerError = "server_error", "5xx or an unexpected 4xx";
+        /// No answer within the request deadline.
+        Timeout = "timeout", "no answer within 30 s";
+        /// The server's answer could not be used (unparseable, unappliable, or it
+        /// processed none of the pushed mutations).
+        BadResponse = "bad_response", "the server's answer could not be used";
+        /// The app's token provider failed, or no tab could ask it.
+        AuthRequired = "auth_required", "the `auth` provider threw, or no open tab could ask it; local writes keep working";
+        /// The server refused the token even after a refresh.
+        Unauthorized = "unauthorized", "the server refused the token after one refresh";
+        /// The server runs a newer schema: this build must be updated.
+        UpdateNeeded = "update_needed", "the server runs a newer schema; the `updateNeeded` event fires";
+        /// The server runs an older schema or cannot serve this replica yet.
+        ServerBehind = "server_behind", "the server runs an older schema";
+        /// The server refused a whole request with 403 (e.g. this client ID
+        /// belongs to another user). Retrying cannot help: sync stops until
+        /// `Resume` (or a new worker).
+        Forbidden = "forbidden", "the server refused a whole request (403): sync stops until `resumeSync()` or a reload";
     }
 }

@@ -22,7 +22,7 @@ mod replica;
 mod schema;
 mod token_asks;
 
-pub use backoff::SplitMix64;
+pub use backoff::{Backoff, SplitMix64};
 pub use client::SyncClient;
 pub use error::{Error, Result};
 pub use events::{

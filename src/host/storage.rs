@@ -1,0 +1,123 @@
+//! The storage writer: one storage request in flight at a time, so commits
+//! made while a write is in flight share the next one (group commit). What
+//! tabs are told and when a stalled log is retried is the engine's
+//! [`StorageStatus`]; this runs it.
+
+use super::interface::{Output, Timer};
+use super::tab_message::CallId;
+use super::worker_message::{StorageReport, WorkerMessage};
+use super::Host;
+use crate::engine::durability::StorageStatus;
+use crate::engine::live::TabId;
+use crate::storage;
+
+pub struct StorageWriter {
+    backend: String,
+    status: StorageStatus,
+    /// The request in flight.
+    writing: Option<u64>,
+    /// `deleteDatabase` calls waiting for the files to go.
+    pub deleting: Vec<(TabId, CallId)>,
+    seed: u64,
+}
+
+impl StorageWriter {
+    pub fn new(
+        backend: String,
+        durable_seq: u64,
+        error: Option<storage::Error>,
+        seed: u64,
+    ) -> Self {
+        StorageWriter {
+            backend,
+            status: StorageStatus::new(durable_seq, error, seed),
+            writing: None,
+            deleting: Vec::new(),
+            seed,
+        }
+    }
+
+    pub fn report(&self) -> StorageReport {
+        StorageReport {
+            backend: self.backend.clone(),
+            durable_seq: self.status.durable_seq,
+            error: self
+                .status
+                .error
+                .clone()
+                .map(|e| crate::Error::Storage(e).to_data()),
+        }
+    }
+
+    /// The replica starts over on fresh files (`deleteDatabase`).
+    pub fn replaced(&mut self, backend: String) {
+        self.backend = backend;
+        self.status = StorageStatus::new(0, None, self.seed);
+        self.writing = None;
+    }
+}
+
+impl Host {
+    /// Starts the next storage request unless one is in flight; once there
+    /// is none, tells the tabs about a stall and sets its retry.
+    pub(super) fn pump_storage(&mut self) {
+        if self.storage.writing.is_some() || !self.storage.deleting.is_empty() {
+            return;
+        }
+        if let Some(request) = self.engine.next_io() {
+            self.storage.writing = Some(request.id);
+            self.out.push(Output::StorageIo(request));
+            return;
+        }
+        let idle = self.storage.status.idle(self.engine.storage_stalled());
+        if idle.tell {
+            self.broadcast_storage();
+        }
+        if let Some(ms) = idle.retry_in_ms {
+            let at = self.at(u64::from(ms));
+            self.out.push(Output::SetTimer {
+                timer: Timer::StorageRetry,
+                at,
+            });
+        }
+    }
+
+    pub(super) fn storage_done(&mut self, id: u64, result: storage::Result<()>) {
+        if self.storage.writing != Some(id) {
+            return; // for files since deleted
+        }
+        self.storage.writing = None;
+        let done = self.engine.io_done(id, result);
+        let durable = self.engine.durable_seq();
+        if self
+            .storage
+            .status
+            .io_done(durable, self.engine.storage_stalled())
+        {
+            self.broadcast_storage();
+        }
+        // Mutations now on disk may be pushed.
+        self.sync_handled(done.map(|d| d.sync));
+    }
+
+    pub(super) fn storage_retry(&mut self) {
+        self.storage.status.retry_fired();
+        self.engine.resume_storage();
+    }
+
+    /// The browser deleted the files: the log stops for good, the tabs are
+    /// told at once, and mutations held until they were on disk go to the
+    /// server from memory.
+    pub(super) fn storage_cleared(&mut self, why: String) {
+        let released = self.engine.storage_cleared(why);
+        if self.storage.status.failed(self.engine.storage_stalled()) {
+            self.broadcast_storage();
+        }
+        self.sync_handled(released);
+    }
+
+    fn broadcast_storage(&mut self) {
+        let report = self.storage.report();
+        self.broadcast(WorkerMessage::Storage(report));
+    }
+}
