@@ -610,14 +610,22 @@ async fn schema_transaction(
         }
     }
     let schema = Schema(&tx);
-    let plan = evolve(&schema, app, mode).await?;
-    let served = served_apps(&schema).await?;
-    if mode == Mode::Plan {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
+    let done = match evolve(&schema, app, mode).await {
+        Ok(plan) => served_apps(&schema).await.map(|served| (plan, served)),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(done) if mode != Mode::Plan => {
+            tx.commit().await?;
+            Ok(done)
+        }
+        // Rolled back before the connection goes back to the pool (or
+        // away), so no lock outlives the refusal.
+        done => {
+            tx.rollback().await?;
+            done
+        }
     }
-    Ok((plan, served))
 }
 
 /// The Postgres store's side of the schema steps.
