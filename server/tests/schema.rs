@@ -161,16 +161,24 @@ fn mismatch(response: PullResponse) -> MismatchAction {
     }
 }
 
+/// A v1 server on `url` that ran list `l1` and `more` of a v1 client,
+/// which synced and is returned; the server is gone.
+async fn served_on_v1(url: &str, more: &[(&str, Json)]) -> Client {
+    let first = open(url, &app_def(&app_json())).await.unwrap();
+    let mut old = Client::new("alice", "old", 1);
+    old.apply(&first, "createList", list("l1", "groceries"))
+        .await;
+    for (name, args) in more {
+        old.apply(&first, name, args.clone()).await;
+    }
+    old.sync(&first).await;
+    old
+}
+
 #[tokio::test]
 async fn an_additive_change_is_applied_on_start_and_clients_of_both_versions_sync() {
     for url in store_urls().await {
-        let v1 = app_def(&app_json());
-        let first = open(&url, &v1).await.unwrap();
-        let mut old = Client::new("alice", "old", 1);
-        old.apply(&first, "createList", list("l1", "groceries"))
-            .await;
-        old.sync(&first).await;
-        drop(first);
+        let mut old = served_on_v1(&url, &[]).await;
 
         let store = open(&url, &v2()).await.unwrap();
         // The v1 client is still served, from its cookie, and its
@@ -256,14 +264,7 @@ async fn a_breaking_change_is_refused_on_start_then_applied_by_migrate() {
     std::fs::create_dir_all(&dir).unwrap();
     for url in store_urls().await {
         let v1 = app_def(&app_json());
-        let first = open(&url, &v1).await.unwrap();
-        let mut old = Client::new("alice", "old", 1);
-        old.apply(&first, "createList", list("l1", "groceries"))
-            .await;
-        old.apply(&first, "increment", json!({"id": "c", "by": 2}))
-            .await;
-        old.sync(&first).await;
-        drop(first);
+        let mut old = served_on_v1(&url, &[("increment", json!({"id": "c", "by": 2}))]).await;
         // v2 drops `lists.name` and the `counters` table.
         let mut json = app_json();
         json["version"] = json!(2);
