@@ -2,9 +2,10 @@
 //! `common::store_urls()`: a server restarted on a new app definition keeps
 //! its data and applies additive changes itself; clients of the previous
 //! version keep syncing (their columns, their mutators); a breaking change
-//! is refused until `ferrydb-server migrate --apply` applies it; and two
-//! instances on one Postgres database, one on each version, serve clients of
-//! both (a rolling deploy).
+//! is refused until `ferrydb-server migrate --apply` applies it; a changed
+//! read rule is applied to rows clients already hold; the same over HTTP;
+//! and two instances on one Postgres database, one on each version, serve
+//! clients of both (a rolling deploy).
 
 mod common;
 
@@ -395,5 +396,62 @@ async fn a_rolling_deploy_serves_clients_of_both_versions_from_one_postgres() {
         new.sync(&new_instance).await;
         assert_eq!(new.row("lists", "l2")["name"], "mine", "{url}");
         assert_eq!(new.row("lists", "l2")["color"], "red", "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_changed_read_rule_sends_every_row_again_to_be_judged() {
+    for url in store_urls().await {
+        let mut old = served_on_v1(&url, &[("increment", json!({"id": "c", "by": 1}))]).await;
+        assert!(old.has("counters", "c"), "{url}");
+        let mut json = app_json();
+        json["version"] = json!(2);
+        json["tables"][3]["access"]["read"] = json!("id <> 'c'");
+        let store = open(&url, &app_def(&json)).await.unwrap();
+        // The v1 client's cookie predates the rule: its next pull brings
+        // every row again, and the row it may no longer read goes.
+        old.sync(&store).await;
+        assert!(!old.has("counters", "c"), "{url}");
+        assert!(old.has("lists", "l1"), "{url}");
+    }
+}
+
+/// The same over HTTP, as a deployed client sees it: a v2 server answers a
+/// v1 client's pull with v1's columns and runs its push; a v3 client waits.
+#[tokio::test]
+async fn over_http_a_server_serves_the_previous_version_and_waits_out_the_next() {
+    for url in store_urls().await {
+        drop(served_on_v1(&url, &[]).await);
+        let server = server(&url, v2(), ferrydb_server::Config::default()).await;
+        let push = push_body("c1", &[(1, "createList", list("l2", "books"))]);
+        let reply = server.post("/sync/push", "alice", &push).await;
+        assert_eq!(codes(&reply), ["ok"], "{url}");
+        let reply = server
+            .post("/sync/pull", "alice", &pull_body("c1", Json::Null))
+            .await;
+        let rows: Vec<&Json> = reply.body["patch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|op| op["table"] == "lists")
+            .map(|op| &op["row"])
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                &json!({"id": "l1", "owner": "alice", "name": "groceries"}),
+                &json!({"id": "l2", "owner": "alice", "name": "books"})
+            ],
+            "{url}: {}",
+            reply.body
+        );
+        let mut newer = pull_body("c3", Json::Null);
+        newer["schemaVersion"] = json!(3);
+        let reply = server.post("/sync/pull", "alice", &newer).await;
+        assert_eq!(
+            reply.body,
+            json!({"type": "schemaMismatch", "serverSchemaVersion": 2, "action": "retryLater"}),
+            "{url}"
+        );
     }
 }
