@@ -229,11 +229,22 @@ async fn an_additive_change_is_applied_on_start_and_clients_of_both_versions_syn
             "{url}"
         );
         drop(store);
-        // Started again on v2: nothing left to change, both still served.
+        // The deploy rolled back: v1 starts on the database as v2 left it,
+        // changing nothing, and its clients sync on.
+        let store = open(&url, &app_def(&app_json())).await.unwrap();
+        old.apply(&store, "renameList", json!({"id": "l1", "name": "food"}))
+            .await;
+        old.sync(&store).await;
+        assert_eq!(old.row("lists", "l1")["name"], "food", "{url}");
+        drop(store);
+        // Started again on v2: nothing left to change, both still served,
+        // the value v2 wrote kept.
         let store = open(&url, &v2()).await.unwrap();
         old.sync(&store).await;
         new.sync(&store).await;
         assert_eq!(new.row("lists", "l2")["name"], "books", "{url}");
+        assert_eq!(new.row("lists", "l1")["name"], "food", "{url}");
+        assert_eq!(new.row("lists", "l1")["color"], "red", "{url}");
     }
 }
 
@@ -396,6 +407,15 @@ async fn a_rolling_deploy_serves_clients_of_both_versions_from_one_postgres() {
         new.sync(&new_instance).await;
         assert_eq!(new.row("lists", "l2")["name"], "mine", "{url}");
         assert_eq!(new.row("lists", "l2")["color"], "red", "{url}");
+        // A v1 instance (re)starting mid-deploy starts on the database as
+        // the v2 ones left it.
+        drop(old_instance);
+        let restarted = open(&url, &v1).await.unwrap();
+        let mut late = Client::new("alice", "late", 1);
+        late.sync(&restarted).await;
+        old.sync(&restarted).await;
+        assert_eq!(late.rows, old.rows, "{url}");
+        assert_eq!(late.row("lists", "l2")["name"], "mine", "{url}");
     }
 }
 

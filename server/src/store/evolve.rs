@@ -8,12 +8,15 @@
 //! `sync::Versions`). On start, additive changes ([`ferrydb_protocol::evolve`]:
 //! new tables, new nullable columns, new rules or mutators) are applied in
 //! the store's opening transaction, under its lock; a breaking change is
-//! refused with a message naming the command that plans and applies it. The
+//! refused with a message naming the command that plans and applies it,
+//! unless the server is an instance of an earlier version than the database
+//! already serves, whose tables the database's extend additively (a rolling
+//! deploy in progress, or rolled back): that one starts and changes nothing. The
 //! stores only say how each [`Step`] is written in their SQL ([`SchemaTx`]).
 
 use super::table_text::meta_key;
 use super::{Result, StoreError};
-use ferrydb_protocol::evolve::{table_change, TableChange};
+use ferrydb_protocol::evolve::{breaking_changes, table_change, TableChange};
 use ferrydb_protocol::{AppDefinition, Column, ColumnType, Table};
 use std::fmt;
 use std::future::Future;
@@ -191,7 +194,14 @@ pub async fn evolve<T: SchemaTx>(tx: &T, app: &AppDefinition, mode: Mode) -> Res
     let plan = Plan::new(&recorded, app);
     match mode {
         Mode::Plan => return Ok(plan),
-        Mode::Start if plan.breaking().next().is_some() => return Err(plan.refusal()),
+        Mode::Start if plan.breaking().next().is_some() => {
+            if !older_instance(tx, app, &recorded).await? {
+                return Err(plan.refusal());
+            }
+            // Serves its version of the database as it is.
+            record_app(tx, app).await?;
+            return Ok(Plan::default());
+        }
         Mode::Start | Mode::Apply => {}
     }
     for step in &plan.steps {
@@ -212,9 +222,30 @@ pub async fn evolve<T: SchemaTx>(tx: &T, app: &AppDefinition, mode: Mode) -> Res
             }
         }
     }
-    let def = serde_json::to_string(app).expect("an app definition serializes");
-    tx.record(&app_key(app.version), Some(&def)).await?;
+    record_app(tx, app).await?;
     Ok(plan)
+}
+
+/// Whether `app` is an earlier version than one the database already
+/// serves, whose tables extend `app`'s additively: an instance of the
+/// previous version starting during a rolling deploy (or after one was
+/// rolled back). Its SQL names only the columns it knows, so it runs on
+/// the database as it is, changing nothing.
+async fn older_instance<T: SchemaTx>(
+    tx: &T,
+    app: &AppDefinition,
+    recorded: &[Table],
+) -> Result<bool> {
+    let newer = served_apps(tx)
+        .await?
+        .iter()
+        .any(|served| served.version > app.version);
+    Ok(newer && breaking_changes(&app.tables, recorded).is_empty())
+}
+
+async fn record_app<T: SchemaTx>(tx: &T, app: &AppDefinition) -> Result<()> {
+    let def = serde_json::to_string(app).expect("an app definition serializes");
+    tx.record(&app_key(app.version), Some(&def)).await
 }
 
 /// The app definitions the store served, as recorded (unreadable ones, of
