@@ -5,6 +5,10 @@
 //! database). Both run mutators from the server's own app definition, never
 //! SQL from a request.
 //!
+//! On start a store brings its schema to the app definition's, additive
+//! changes only ([`evolve`], written once for both); [`migrate`] plans and
+//! applies the rest.
+//!
 //! A store pokes through [`Pokes`] after every push that moved its version,
 //! so the HTTP layer never has to guess whether something changed.
 

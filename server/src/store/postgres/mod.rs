@@ -598,6 +598,10 @@ async fn schema_transaction(
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::OPEN_LOCK])
         .await?;
+    if mode == Mode::Apply {
+        // Rebuilding a large table takes longer than a request may.
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+    }
     let known: bool = tx
         .query_one("SELECT to_regclass('_ferry_version') IS NOT NULL", &[])
         .await?
