@@ -426,13 +426,19 @@ async fn a_changed_read_rule_sends_every_row_again_to_be_judged() {
         assert!(old.has("counters", "c"), "{url}");
         let mut json = app_json();
         json["version"] = json!(2);
+        // New rules for `lists`, and for `counters` with a new column.
+        json["tables"][0]["access"]["read"] = json!("owner = :user_id AND name <> 'groceries'");
         json["tables"][3]["access"]["read"] = json!("id <> 'c'");
+        json["tables"][3]["columns"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "note", "type": "text", "nullable": true}));
         let store = open(&url, &app_def(&json)).await.unwrap();
-        // The v1 client's cookie predates the rule: its next pull brings
-        // every row again, and the row it may no longer read goes.
+        // The v1 client's cookie predates the rules: its next pull brings
+        // every row again, and the rows it may no longer read go.
         old.sync(&store).await;
         assert!(!old.has("counters", "c"), "{url}");
-        assert!(old.has("lists", "l1"), "{url}");
+        assert!(!old.has("lists", "l1"), "{url}");
     }
 }
 

@@ -36,9 +36,12 @@ pub enum Mode {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     Create(Table),
+    /// New nullable columns (NULL in every row), and perhaps new access
+    /// rules too (`resend`, as [`Step::Resend`]).
     AddColumns {
         table: Table,
         added: Vec<Column>,
+        resend: bool,
     },
     /// The access rules changed: every row gets a new version, so each
     /// client pulls it again and the new read rule decides whether it keeps it.
@@ -65,12 +68,20 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Create(table) => write!(f, "create table `{}`", table.name),
-            Step::AddColumns { table, added } => {
+            Step::AddColumns {
+                table,
+                added,
+                resend,
+            } => {
                 let columns: Vec<String> = added
                     .iter()
                     .map(|c| format!("`{}` ({}, nullable)", c.name, c.ty.as_str()))
                     .collect();
-                write!(f, "add to `{}`: {}", table.name, columns.join(", "))
+                write!(f, "add to `{}`: {}", table.name, columns.join(", "))?;
+                if *resend {
+                    write!(f, "; new access rules: every row is sent to clients again")?;
+                }
+                Ok(())
             }
             Step::Resend(table) => write!(
                 f,
@@ -103,23 +114,25 @@ impl Plan {
             .iter()
             .filter_map(|table| {
                 let old = recorded.iter().find(|t| t.name == table.name);
-                let table_owned = table.clone();
-                match table_change(old, table) {
-                    TableChange::Same => None,
-                    TableChange::New => Some(Step::Create(table_owned)),
-                    TableChange::Additive { added, .. } if !added.is_empty() => {
-                        Some(Step::AddColumns {
-                            added: added.into_iter().cloned().collect(),
-                            table: table_owned,
-                        })
-                    }
-                    TableChange::Additive { .. } => Some(Step::Resend(table_owned)),
-                    TableChange::Breaking(reasons) => Some(Step::Rebuild {
+                let step = match table_change(old, table) {
+                    TableChange::Same => return None,
+                    TableChange::New => Step::Create(table.clone()),
+                    TableChange::Additive {
+                        added,
+                        rules_changed,
+                    } if !added.is_empty() => Step::AddColumns {
+                        added: added.into_iter().cloned().collect(),
+                        table: table.clone(),
+                        resend: rules_changed,
+                    },
+                    TableChange::Additive { .. } => Step::Resend(table.clone()),
+                    TableChange::Breaking(reasons) => Step::Rebuild {
                         old: old.expect("a changed table was recorded").clone(),
-                        table: table_owned,
+                        table: table.clone(),
                         reasons,
-                    }),
-                }
+                    },
+                };
+                Some(step)
             })
             .collect();
         steps.extend(
@@ -286,7 +299,11 @@ fn drop<T: SchemaTx>(tx: &T, table: &Table) -> Vec<String> {
 fn step_sql<T: SchemaTx>(tx: &T, step: &Step) -> Vec<String> {
     match step {
         Step::Create(table) => tx.create(table),
-        Step::AddColumns { table, added } => {
+        Step::AddColumns {
+            table,
+            added,
+            resend: again,
+        } => {
             let t = &table.name;
             let mut sql: Vec<String> = added
                 .iter()
@@ -299,6 +316,9 @@ fn step_sql<T: SchemaTx>(tx: &T, step: &Step) -> Vec<String> {
                 })
                 .collect();
             sql.extend(tx.refresh_triggers(table));
+            if *again {
+                sql.extend(resend(t));
+            }
             sql
         }
         Step::Resend(table) => resend(&table.name),
