@@ -481,3 +481,32 @@ async fn over_http_a_server_serves_the_previous_version_and_waits_out_the_next()
         );
     }
 }
+
+/// Rows sent again by a schema change are poked to the clients of every
+/// instance on the database, not only pulled on their next chance.
+#[tokio::test]
+async fn a_schema_change_that_sends_rows_again_pokes_every_instance() {
+    for url in store_urls().await {
+        if !url.starts_with("postgres") {
+            continue;
+        }
+        let pokes = Pokes::new();
+        let mut heard = pokes.subscribe();
+        let options = StoreOptions {
+            page_size: 2,
+            pokes,
+        };
+        let running = store::open(&url, app_def(&app_json()), options)
+            .await
+            .unwrap();
+        let mut json = app_json();
+        json["version"] = json!(2);
+        json["tables"][3]["access"]["read"] = json!("id <> 'c'");
+        let _new = open(&url, &app_def(&json)).await.unwrap();
+        assert_eq!(
+            heard.recv().await.unwrap(),
+            running.version().await.unwrap(),
+            "{url}"
+        );
+    }
+}

@@ -144,6 +144,16 @@ impl Plan {
         Plan { steps }
     }
 
+    /// Whether applying it gives rows a new version (clients must pull).
+    pub fn moves_version(&self) -> bool {
+        self.steps.iter().any(|step| {
+            matches!(
+                step,
+                Step::Resend(_) | Step::Rebuild { .. } | Step::AddColumns { resend: true, .. }
+            )
+        })
+    }
+
     pub fn breaking(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(|s| s.breaking())
     }

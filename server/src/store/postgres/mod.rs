@@ -620,6 +620,14 @@ async fn schema_transaction(
     };
     match done {
         Ok(done) if mode != Mode::Plan => {
+            if done.0.moves_version() {
+                // Clients of every instance pull the rows sent again.
+                tx.execute(
+                    "SELECT pg_notify($1, value::text) FROM _ferry_version",
+                    &[&schema::POKE_CHANNEL],
+                )
+                .await?;
+            }
             tx.commit().await?;
             Ok(done)
         }
