@@ -4,12 +4,14 @@
 //! - [`app`]: the app definition (tables, local tables, mutators, access rules)
 //!   and [`validate`], the checks it passes before anyone runs it;
 //! - [`wire`]: push, pull, the realtime channel and error bodies;
+//! - [`evolve`]: which changes between two definitions are additive;
 //! - [`sql`]: the small SQL lexer both use to find `:named` parameters;
 //! - [`value`] and [`values`]: one SQL value, and how each column type
 //!   travels between JSON and SQL (mutator arguments are checked here, once).
 
 pub mod app;
 pub mod decode;
+pub mod evolve;
 mod problem;
 pub mod sql;
 pub mod validate;

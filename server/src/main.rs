@@ -22,7 +22,13 @@ const USAGE: &str = "usage: ferrydb-server --app FILE [options]
   --max-realtime N      most realtime connections (default 10000)
   --rate N              sync requests per second per user (default 50; 0 = no limit)
   --burst N             requests a user may make at once before --rate applies (default 200)
-Without --app only static files are served.";
+Without --app only static files are served.
+
+usage: ferrydb-server migrate --plan|--apply --app FILE --store URL
+  --plan                print the changes from the store's tables to the app's, change nothing
+  --apply               print them, then apply them all in one transaction, breaking ones
+                        included (dropped tables and columns lose their data)
+A starting server applies additive changes (new tables, new nullable columns) itself.";
 
 struct Args {
     listen: SocketAddr,
@@ -37,6 +43,9 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        migrate(std::env::args().skip(2));
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(message) => {
@@ -44,16 +53,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let app_def = args.app.as_ref().map(|path| {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-            eprintln!("cannot read the app definition {}: {e}", path.display());
-            std::process::exit(2);
-        });
-        AppDefinition::from_json(&text).unwrap_or_else(|e| {
-            eprintln!("invalid app definition {}:\n{e}", path.display());
-            std::process::exit(2);
-        })
-    });
+    let app_def = args.app.as_deref().map(read_app);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
         let store = args.store.clone();
@@ -83,6 +83,74 @@ fn main() {
             .await
             .expect("server failed");
     });
+}
+
+/// The app definition at `path`, or exit.
+fn read_app(path: &std::path::Path) -> AppDefinition {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        eprintln!("cannot read the app definition {}: {e}", path.display());
+        std::process::exit(2);
+    });
+    AppDefinition::from_json(&text).unwrap_or_else(|e| {
+        eprintln!("invalid app definition {}:\n{e}", path.display());
+        std::process::exit(2);
+    })
+}
+
+/// `ferrydb-server migrate --plan|--apply --app FILE --store URL`: prints
+/// the plan, applies it with `--apply`, and exits.
+fn migrate(mut args: impl Iterator<Item = String>) -> ! {
+    let mut apply = None;
+    let mut app = std::env::var_os("FERRYDB_APP").map(PathBuf::from);
+    let mut store = std::env::var("FERRYDB_STORE").ok();
+    let usage = |message: &str| -> ! {
+        eprintln!("{message}\n{USAGE}");
+        std::process::exit(2);
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--plan" => apply = Some(false),
+            "--apply" => apply = Some(true),
+            "--app" => {
+                app = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage("--app needs a value"))
+                        .into(),
+                )
+            }
+            "--store" => {
+                store = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage("--store needs a value")),
+                )
+            }
+            other => usage(&format!("unknown argument: {other}")),
+        }
+    }
+    let (Some(apply), Some(app), Some(store)) = (apply, app, store) else {
+        usage("migrate needs --plan or --apply, --app and --store");
+    };
+    let app = read_app(&app);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(ferrydb_server::store::migrate(&store, &app, apply)) {
+        Ok(plan) => {
+            let done = if apply {
+                "applied"
+            } else {
+                "planned (nothing changed; apply with --apply)"
+            };
+            println!(
+                "{} to schema version {}:\n{plan}{done}",
+                redact(&store),
+                app.version
+            );
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("cannot migrate {}: {e}", redact(&store));
+            std::process::exit(1);
+        }
+    }
 }
 
 /// A store URL without its password, for messages.

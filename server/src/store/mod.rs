@@ -5,9 +5,14 @@
 //! database). Both run mutators from the server's own app definition, never
 //! SQL from a request.
 //!
+//! On start a store brings its schema to the app definition's, additive
+//! changes only ([`evolve`], written once for both); [`migrate`] plans and
+//! applies the rest.
+//!
 //! A store pokes through [`Pokes`] after every push that moved its version,
 //! so the HTTP layer never has to guess whether something changed.
 
+pub mod evolve;
 mod postgres;
 mod sqlite;
 pub(crate) mod table_text;
@@ -39,6 +44,21 @@ pub async fn open(url: &str, app: AppDefinition, options: StoreOptions) -> Resul
     }
     Err(StoreError::InvalidApp(format!(
         "unknown store {url:?}: expected sqlite:PATH, memory or postgres://…"
+    )))
+}
+
+/// `ferrydb-server migrate`: the steps that bring the store at `url` to
+/// `app`'s tables (breaking ones too), applied in one transaction when
+/// `apply`, else only planned. A server then starts on it as usual.
+pub async fn migrate(url: &str, app: &AppDefinition, apply: bool) -> Result<evolve::Plan> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return SqliteStore::migrate(Some(path.into()), app, apply);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return PostgresStore::migrate(url, app, apply).await;
+    }
+    Err(StoreError::InvalidApp(format!(
+        "cannot migrate {url:?}: expected sqlite:PATH or postgres://…"
     )))
 }
 

@@ -1,10 +1,8 @@
 //! SQL text both stores generate from a synced table's definition: the
-//! pieces their schemas are assembled from, and the check that a table the
-//! store already serves is the one the app defines. Names are validated by
+//! pieces their schemas are assembled from. Names are validated by
 //! the app definition (lowercase `snake_case`, never `_ferry…`), so they
 //! appear unquoted, as in mutators.
 
-use super::{Result, StoreError};
 use ferrydb_protocol::{ColumnType, Table};
 
 pub struct TableText<'a> {
@@ -85,23 +83,6 @@ impl<'a> TableText<'a> {
 /// The `_ferry_meta` key under which a store records a served table.
 pub fn meta_key(table: &Table) -> String {
     format!("table:{}", table.name)
-}
-
-/// Given the definition a store recorded for `table` (if any): `None` when
-/// it serves this table already, `Some(definition)` when the table is new
-/// (create it and record that). A table whose definition changed is
-/// refused, since the server cannot migrate data in place.
-pub fn table_to_create(table: &Table, recorded: Option<&str>) -> Result<Option<String>> {
-    let def = serde_json::to_string(table).expect("a table serializes");
-    match recorded {
-        Some(recorded) if recorded == def => Ok(None),
-        Some(_) => Err(StoreError::InvalidApp(format!(
-            "table `{}` changed since this server's database was created; \
-             migrate the database or start with a new one",
-            table.name
-        ))),
-        None => Ok(Some(def)),
-    }
 }
 
 /// The column types a store's own tables are declared with.

@@ -13,9 +13,11 @@
 mod cursor;
 mod pull;
 mod push;
+mod versions;
 
 pub use pull::{pull, reset, Change, Page, PullTx, TableShape};
-pub use push::{push_mutations, Chunk, ClientState, Processed, PushTx, Rejected, Who};
+pub use push::{push_mutations, Call, Chunk, ClientState, Processed, PushTx, Rejected, Who};
+pub use versions::{Served, Versions};
 
 use std::future::Future;
 use std::pin::pin;

@@ -12,35 +12,66 @@
 
 use super::cursor::{key_value, Cursor};
 use super::push::{foreign, Who};
+use super::versions::Versions;
 use super::{Result, StoreError};
 use ferrydb_protocol::{
-    ColumnType, Cookie, MismatchAction, PatchOp, PullOk, PullRequest, PullResponse, Row,
-    SchemaMismatch, Table, Value,
+    AppDefinition, ColumnType, Cookie, MismatchAction, PatchOp, PullOk, PullRequest, PullResponse,
+    Row, SchemaMismatch, Value,
 };
 use futures_util::future::{try_join, try_join_all};
 use std::collections::BTreeMap;
 use std::future::Future;
 
-/// A synced table as pulls see it: its columns and key columns, with types.
+/// A synced table as a client version's pulls see it: its columns and key
+/// columns, with types.
 #[derive(Clone, Debug)]
 pub struct TableShape {
     pub name: String,
+    /// Which of the store's tables (the server's app's) it is.
+    pub index: usize,
     pub columns: Vec<(String, ColumnType)>,
     pub key: Vec<(String, ColumnType)>,
+    /// The store's rows have columns this version does not know (a later
+    /// version added them): they are left out of what it is sent.
+    pub narrower: bool,
 }
 
 impl TableShape {
-    pub fn new(table: &Table) -> TableShape {
-        let typed = |name: &String| (name.clone(), table.column(name).expect("key column").ty);
-        TableShape {
-            name: table.name.clone(),
-            columns: table
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), c.ty))
-                .collect(),
-            key: table.primary_key.iter().map(typed).collect(),
+    /// The tables of `version` as the store of the server's `app` holds
+    /// them: `version`'s tables are all among `app`'s (see `Versions`).
+    pub fn projected(version: &AppDefinition, app: &AppDefinition) -> Vec<TableShape> {
+        version
+            .tables
+            .iter()
+            .map(|table| {
+                let index = app
+                    .tables
+                    .iter()
+                    .position(|t| t.name == table.name)
+                    .expect("a served version's table is the server's");
+                let typed =
+                    |name: &String| (name.clone(), table.column(name).expect("key column").ty);
+                TableShape {
+                    name: table.name.clone(),
+                    index,
+                    columns: table
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.ty))
+                        .collect(),
+                    key: table.primary_key.iter().map(typed).collect(),
+                    narrower: table.columns.len() < app.tables[index].columns.len(),
+                }
+            })
+            .collect()
+    }
+
+    /// A row of the store as this version knows it.
+    fn row(&self, mut row: Row) -> Row {
+        if self.narrower {
+            row.retain(|name, _| self.columns.iter().any(|(c, _)| c == name));
         }
+        row
     }
 }
 
@@ -98,18 +129,20 @@ pub fn reset(schema_version: u32) -> PullResponse {
     })
 }
 
-/// Answers a pull of `user_id` from the store's snapshot `tx`.
+/// Answers a pull of `user_id` from the store's snapshot `tx`, with the
+/// tables and columns of the client's schema version.
 pub async fn pull<T: PullTx>(
     tx: &T,
-    tables: &[TableShape],
-    schema_version: u32,
+    versions: &Versions,
     page_size: usize,
     user_id: &str,
     request: &PullRequest,
 ) -> Result<PullResponse> {
-    if let Some(m) = SchemaMismatch::between(request.schema_version, schema_version) {
-        return Ok(PullResponse::SchemaMismatch(m));
-    }
+    let served = match versions.serve(request.schema_version) {
+        Ok(served) => served,
+        Err(m) => return Ok(PullResponse::SchemaMismatch(m)),
+    };
+    let (tables, schema_version) = (&served.shapes[..], served.app.version);
     let who = Who {
         user_id,
         client_id: &request.client_id,
@@ -126,7 +159,7 @@ pub async fn pull<T: PullTx>(
     let ((patch, cookie, more), changed) = match &request.cookie {
         Some(Cookie::Integer(since)) if *since > version => return Ok(reset(schema_version)),
         Some(Cookie::Integer(since)) => {
-            let changes = try_join_all((0..tables.len()).map(|t| tx.changes(t, user_id, *since)));
+            let changes = try_join_all(tables.iter().map(|t| tx.changes(t.index, user_id, *since)));
             let (changes, changed) =
                 try_join(changes, tx.changed_clients(who.group_id, *since)).await?;
             let patch = tables
@@ -136,7 +169,7 @@ pub async fn pull<T: PullTx>(
                     changes.into_iter().map(|change| match change {
                         Change::Put(row) => PatchOp::Put {
                             table: table.name.clone(),
-                            row,
+                            row: table.row(row),
                         },
                         Change::Del(key) => PatchOp::Del {
                             table: table.name.clone(),
@@ -193,7 +226,7 @@ async fn full_page<T: PullTx>(
         let resume = (!after.is_empty()).then_some(after.as_slice());
         let rows = tx
             .page(Page {
-                table,
+                table: shape.index,
                 user_id,
                 after: resume,
                 limit: room,
@@ -219,7 +252,7 @@ async fn full_page<T: PullTx>(
         }
         patch.extend(rows.into_iter().map(|row| PatchOp::Put {
             table: shape.name.clone(),
-            row,
+            row: shape.row(row),
         }));
     }
     if table >= tables.len() {

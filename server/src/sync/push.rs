@@ -68,6 +68,16 @@ pub struct Processed<'a> {
     pub rejected: Option<&'a Rejected>,
 }
 
+/// A mutator to run: the one named in the app definition of the client's
+/// schema version (a store keeps each served version's statements), with
+/// its arguments in declaration order.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub schema_version: u32,
+    pub mutator: &'a Mutator,
+    pub args: &'a [Value],
+}
+
 /// What the core asks of a store inside one push transaction.
 pub trait PushTx {
     /// The client's record, read without taking the lock that orders
@@ -96,7 +106,7 @@ pub trait PushTx {
     fn run(
         &self,
         user_id: &str,
-        mutator: Option<(&Mutator, &[Value])>,
+        call: Option<Call<'_>>,
     ) -> impl Future<Output = Result<(i64, Result<(), Rejected>)>>;
 
     /// Ends what `run` left open (keeping or dropping its effects as the
@@ -116,8 +126,10 @@ pub struct Chunk {
     pub version: Option<i64>,
 }
 
-/// Processes `request.mutations[from..]` in `tx`, at most `limit` of them
-/// new (a store may bound its transactions), stopping at a gap.
+/// Processes `request.mutations[from..]` in `tx` with the mutators of `app`
+/// (the definition serving the client's version: `Versions::serve`), at
+/// most `limit` of them new (a store may bound its transactions), stopping
+/// at a gap.
 pub async fn push_mutations<T: PushTx>(
     tx: &T,
     app: &AppDefinition,
@@ -176,7 +188,14 @@ async fn process<T: PushTx>(
     mutation: &Mutation,
 ) -> Result<(i64, Result<(), Rejected>)> {
     let (version, outcome) = match bind(app, mutation) {
-        Ok((mutator, args)) => tx.run(who.user_id, Some((mutator, &args))).await?,
+        Ok((mutator, args)) => {
+            let call = Call {
+                schema_version: app.version,
+                mutator,
+                args: &args,
+            };
+            tx.run(who.user_id, Some(call)).await?
+        }
         Err(rejected) => (tx.run(who.user_id, None).await?.0, Err(rejected)),
     };
     tx.finish(Processed {

@@ -49,18 +49,18 @@ mod schema;
 mod tls;
 mod values;
 
-use super::table_text::{meta_key, table_to_create};
+use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
-    self, push_mutations, Change, ClientState, Page, Processed, PullTx, PushTx, Rejected,
-    TableShape, Who,
+    self, push_mutations, Call, Change, ClientState, Page, Processed, PullTx, PushTx, Rejected,
+    Versions, Who,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::{
-    AppDefinition, ColumnType, Mutator, PullRequest, PullResponse, PushRequest, PushResponse,
-    RejectionCode, Row, SchemaMismatch, Value,
+    AppDefinition, ColumnType, PullRequest, PullResponse, PushRequest, PushResponse, RejectionCode,
+    Row, Table,
 };
 use futures_util::future::join_all;
 use schema::{pg_type, PgTable};
@@ -70,6 +70,7 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::types::Type;
 use tokio_postgres::IsolationLevel;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use values::{refs, Param};
 
 /// Most mutations processed in one transaction (each has a savepoint;
@@ -115,11 +116,11 @@ const CHANGED_CLIENTS: &str = "SELECT client_id, last_mutation_id FROM _ferry_cl
 
 pub struct PostgresStore {
     pool: Pool,
-    /// The server's own app definition: its mutators and schema version.
-    app: AppDefinition,
-    shapes: Vec<TableShape>,
+    /// The app definitions served: the server's own and earlier ones.
+    versions: Versions,
     tables: Vec<PgTable>,
-    mutators: HashMap<String, PgMutator>,
+    /// Per served schema version and mutator name.
+    mutators: HashMap<(u32, String), PgMutator>,
     write_check: String,
     finish: String,
     page_size: usize,
@@ -140,39 +141,14 @@ struct PgStatement {
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://…` or `postgresql://…`), creates the
-    /// bookkeeping and the app's tables on first start and tables the app
-    /// added since; a table whose definition changed is refused
-    /// (`InvalidApp`), as the SQLite store does. Returns once the poke
-    /// listener is listening.
+    /// bookkeeping and the app's tables on first start, and applies the
+    /// additive changes of the app since (`evolve`); a breaking change is
+    /// refused (`InvalidApp`), as the SQLite store does. Returns once the
+    /// poke listener is listening.
     pub async fn open(url: &str, app: AppDefinition, options: StoreOptions) -> Result<Self> {
         app.validate()
             .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
-        let (mut config, tls) = tls::parse(url)?;
-        if config.get_application_name().is_none() {
-            config.application_name("ferrydb-server");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let session = match config.get_options() {
-            Some(theirs) => format!("{SESSION_LIMITS} {theirs}"),
-            None => SESSION_LIMITS.to_owned(),
-        };
-        config.options(session);
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
+        let (pool, config, tls) = connect(url)?;
         let tables: Vec<PgTable> = app.tables.iter().map(PgTable::new).collect();
         for name in tables.iter().flat_map(PgTable::identifiers) {
             if name.len() > schema::MAX_IDENTIFIER {
@@ -183,26 +159,30 @@ impl PostgresStore {
                 )));
             }
         }
-        {
-            let mut client = pool.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await?;
-            create_tables(&tx, &app, &tables).await?;
-            tx.commit().await?;
-        }
-        let mutators = compile(&pool, &app).await?;
+        let recorded = schema_transaction(&pool, &app, Mode::Start).await?.1;
+        let versions = Versions::new(app, recorded);
+        let mutators = compile(&pool, &versions).await?;
         let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
         Ok(PostgresStore {
             write_check: schema::write_check(&tables),
             finish: schema::finish_mutation(&tables),
             pool,
-            shapes: app.tables.iter().map(TableShape::new).collect(),
-            app,
+            versions,
             tables,
             mutators,
             page_size: options.page_size.max(1),
             push_slots: tokio::sync::Semaphore::new(PUSH_SLOTS),
             _listener: listener,
         })
+    }
+
+    /// See [`super::migrate`].
+    pub async fn migrate(url: &str, app: &AppDefinition, apply: bool) -> Result<Plan> {
+        app.validate()
+            .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
+        let (pool, _, _) = connect(url)?;
+        let mode = if apply { Mode::Apply } else { Mode::Plan };
+        Ok(schema_transaction(&pool, app, mode).await?.0)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -241,9 +221,10 @@ impl PostgresStore {
     /// Handles `POST push` for the authenticated `user_id`: the core's push,
     /// in transactions of at most [`CHUNK`] new mutations each.
     pub async fn push(&self, user_id: &str, request: PushRequest) -> Result<PushResponse> {
-        if let Some(m) = SchemaMismatch::between(request.schema_version, self.app.version) {
-            return Ok(PushResponse::SchemaMismatch(m));
-        }
+        let served = match self.versions.serve(request.schema_version) {
+            Ok(served) => served,
+            Err(m) => return Ok(PushResponse::SchemaMismatch(m)),
+        };
         let _slot = match tokio::time::timeout(POOL_WAIT, self.push_slots.acquire()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => return Err(StoreError::Internal("the push slots were closed".into())),
@@ -259,7 +240,7 @@ impl PostgresStore {
             let tx = client.transaction().await?;
             let pg = PgTx::new(self, &tx);
             let from = results.len();
-            let chunk = push_mutations(&pg, &self.app, user_id, &request, from, CHUNK).await?;
+            let chunk = push_mutations(&pg, &served.app, user_id, &request, from, CHUNK).await?;
             if let Some(version) = chunk.version {
                 // Delivered when (and only if) this transaction commits.
                 let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
@@ -286,15 +267,7 @@ impl PostgresStore {
             .start()
             .await?;
         let pg = PgTx::new(self, &tx);
-        let response = sync::pull(
-            &pg,
-            &self.shapes,
-            self.app.version,
-            self.page_size,
-            user_id,
-            &request,
-        )
-        .await?;
+        let response = sync::pull(&pg, &self.versions, self.page_size, user_id, &request).await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -338,7 +311,7 @@ impl<'a> PgTx<'a> {
     /// else a row that breaks a write rule before or after (`forbidden`).
     fn judge(
         &self,
-        mutator: &Mutator,
+        mutator: &str,
         user_id: &str,
         executed: Vec<Result<u64, tokio_postgres::Error>>,
         checked: Result<tokio_postgres::Row, tokio_postgres::Error>,
@@ -352,11 +325,11 @@ impl<'a> PgTx<'a> {
         let violations: Vec<bool> = match first {
             Ok(row) => row.try_get(0)?,
             Err(e) if error::is_transient(&e) || e.as_db_error().is_none() => return Err(e.into()),
-            Err(e) => return Ok(Err(Rejected::failed(&mutator.name, statement_message(&e)))),
+            Err(e) => return Ok(Err(Rejected::failed(mutator, statement_message(&e)))),
         };
         if let Some(i) = violations.iter().position(|&broken| broken) {
             return Ok(Err(Rejected::forbidden(
-                &self.store.shapes[i].name,
+                &self.store.tables[i].name,
                 user_id,
             )));
         }
@@ -405,7 +378,7 @@ impl PushTx for PgTx<'_> {
     async fn run(
         &self,
         user_id: &str,
-        mutator: Option<(&Mutator, &[Value])>,
+        call: Option<Call<'_>>,
     ) -> Result<(i64, Result<(), Rejected>)> {
         let tx = self.tx;
         // Everything this mutation runs is prepared first: once a statement
@@ -415,12 +388,17 @@ impl PushTx for PgTx<'_> {
         // `finish`'s statement too (cached: `finish` then finds it).
         tx.prepare_typed_cached(&self.store.finish, schema::FINISH_TYPES)
             .await?;
-        let Some((mutator, values)) = mutator else {
+        let Some(Call {
+            schema_version,
+            mutator,
+            args: values,
+        }) = call
+        else {
             // Nothing to run, nothing to roll back.
             let version: i64 = tx.query_one(&bump, &[]).await?.get(0);
             return Ok((version, Ok(())));
         };
-        let compiled = &self.store.mutators[&mutator.name];
+        let compiled = &self.store.mutators[&(schema_version, mutator.name.clone())];
         let mut prepared = Vec::with_capacity(compiled.statements.len());
         for statement in &compiled.statements {
             prepared.push(
@@ -459,7 +437,7 @@ impl PushTx for PgTx<'_> {
         let version: i64 = bumped?.get(0);
         savepoint?;
         self.savepoint_open.store(true, Ordering::Relaxed);
-        let outcome = self.judge(mutator, user_id, executed, checked)?;
+        let outcome = self.judge(&mutator.name, user_id, executed, checked)?;
         Ok((version, outcome))
     }
 
@@ -575,16 +553,55 @@ impl PullTx for PgTx<'_> {
     }
 }
 
-/// Creates the bookkeeping (first start) and the app's new tables, and
-/// refuses a table whose definition changed. Holds an advisory lock, so
-/// instances starting together do not race.
-async fn create_tables(
-    tx: &Transaction<'_>,
+/// The connection pool for `url`, and what the poke listener connects with.
+fn connect(url: &str) -> Result<(Pool, tokio_postgres::Config, MakeRustlsConnect)> {
+    let (mut config, tls) = tls::parse(url)?;
+    if config.get_application_name().is_none() {
+        config.application_name("ferrydb-server");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let session = match config.get_options() {
+        Some(theirs) => format!("{SESSION_LIMITS} {theirs}"),
+        None => SESSION_LIMITS.to_owned(),
+    };
+    config.options(session);
+    let manager = Manager::from_config(
+        config.clone(),
+        tls.clone(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
+    Ok((pool, config, tls))
+}
+
+/// One transaction holding the advisory lock that serialises schema work
+/// across instances (a second instance starting waits, then sees the first
+/// one's changes): the bookkeeping on first start, the schema steps `mode`
+/// allows, and the app definitions served so far. Rolled back in
+/// [`Mode::Plan`] and on any error.
+async fn schema_transaction(
+    pool: &Pool,
     app: &AppDefinition,
-    tables: &[PgTable],
-) -> Result<()> {
+    mode: Mode,
+) -> Result<(Plan, Vec<AppDefinition>)> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::OPEN_LOCK])
         .await?;
+    if mode == Mode::Apply {
+        // Rebuilding a large table takes longer than a request may.
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+    }
     let known: bool = tx
         .query_one("SELECT to_regclass('_ferry_version') IS NOT NULL", &[])
         .await?
@@ -596,60 +613,125 @@ async fn create_tables(
             tx.batch_execute(&sql).await?;
         }
     }
-    for (table, sql) in app.tables.iter().zip(tables) {
-        let key = meta_key(table);
-        let recorded = tx
-            .query_opt("SELECT value FROM _ferry_meta WHERE key = $1", &[&key])
-            .await?
-            .map(|row| row.get::<_, String>(0));
-        let Some(def) = table_to_create(table, recorded.as_deref())? else {
-            continue;
-        };
-        for statement in &sql.create {
-            tx.batch_execute(statement).await.map_err(|e| {
-                if error::is_transient(&e) {
-                    e.into()
-                } else {
-                    StoreError::InvalidApp(format!(
-                        "cannot create table `{}`: {}",
-                        table.name,
-                        error::describe(&e)
-                    ))
-                }
-            })?;
+    let schema = Schema(&tx);
+    let done = match evolve(&schema, app, mode).await {
+        Ok(plan) => served_apps(&schema).await.map(|served| (plan, served)),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(done) if mode != Mode::Plan => {
+            if done.0.moves_version() {
+                // Clients of every instance pull the rows sent again.
+                tx.execute(
+                    "SELECT pg_notify($1, value::text) FROM _ferry_version",
+                    &[&schema::POKE_CHANNEL],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(done)
         }
-        tx.execute(
-            "INSERT INTO _ferry_meta (key, value) VALUES ($1, $2)",
-            &[&key, &def],
-        )
-        .await?;
+        // Rolled back before the connection goes back to the pool (or
+        // away), so no lock outlives the refusal.
+        done => {
+            tx.rollback().await?;
+            done
+        }
     }
-    Ok(())
 }
 
-/// Renders every mutator statement for Postgres and prepares it once against
-/// the real schema: one that does not prepare refuses the app.
-async fn compile(pool: &Pool, app: &AppDefinition) -> Result<HashMap<String, PgMutator>> {
+/// The Postgres store's side of the schema steps.
+struct Schema<'a>(&'a Transaction<'a>);
+
+impl SchemaTx for Schema<'_> {
+    async fn recorded(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .0
+            .query(
+                "SELECT key, value FROM _ferry_meta WHERE starts_with(key, $1) ORDER BY key",
+                &[&prefix],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn record(&self, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(value) => {
+                self.0
+                    .execute(
+                        "INSERT INTO _ferry_meta (key, value) VALUES ($1, $2) \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        &[&key, &value],
+                    )
+                    .await?
+            }
+            None => {
+                self.0
+                    .execute("DELETE FROM _ferry_meta WHERE key = $1", &[&key])
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    async fn execute(&self, sql: &str) -> Result<()> {
+        self.0.batch_execute(sql).await.map_err(|e| {
+            if error::is_transient(&e) {
+                e.into()
+            } else {
+                StoreError::InvalidApp(error::describe(&e))
+            }
+        })
+    }
+
+    fn create(&self, table: &Table) -> Vec<String> {
+        PgTable::new(table).create
+    }
+
+    fn refresh_triggers(&self, table: &Table) -> Vec<String> {
+        vec![PgTable::new(table).record_function]
+    }
+
+    fn drop_extras(&self, table: &Table) -> Vec<String> {
+        let t = &table.name;
+        vec![format!(
+            "DROP FUNCTION _ferry_stamp_{t}(), _ferry_record_{t}()"
+        )]
+    }
+
+    fn sql_type(&self, ty: ColumnType) -> &'static str {
+        ty.postgres_type()
+    }
+}
+
+/// Renders every served mutator statement for Postgres and prepares it
+/// once against the real schema: one that does not prepare refuses the app.
+async fn compile(pool: &Pool, versions: &Versions) -> Result<HashMap<(u32, String), PgMutator>> {
     let client = pool.get().await.map_err(pool_error)?;
     let mut compiled = HashMap::new();
-    for def in &app.mutators {
-        let mut statements = Vec::new();
-        for (index, (sql, args)) in def.rendered(Placeholders::Dollar).into_iter().enumerate() {
-            let types: Vec<Type> = args.iter().map(|&i| pg_type(def.params[i].ty)).collect();
-            if let Err(e) = client.prepare_typed(&sql, &types).await {
-                if error::is_transient(&e) {
-                    return Err(e.into());
+    for served in versions.all() {
+        let version = served.app.version;
+        for def in &served.app.mutators {
+            let mut statements = Vec::new();
+            for (index, (sql, args)) in def.rendered(Placeholders::Dollar).into_iter().enumerate() {
+                let types: Vec<Type> = args.iter().map(|&i| pg_type(def.params[i].ty)).collect();
+                if let Err(e) = client.prepare_typed(&sql, &types).await {
+                    if error::is_transient(&e) {
+                        return Err(e.into());
+                    }
+                    return Err(StoreError::InvalidApp(format!(
+                        "statement {} of mutator `{}` (schema version {version}) does not run on \
+                         Postgres: {}",
+                        index + 1,
+                        def.name,
+                        error::describe(&e)
+                    )));
                 }
-                return Err(StoreError::InvalidApp(format!(
-                    "statement {} of mutator `{}` does not run on Postgres: {}",
-                    index + 1,
-                    def.name,
-                    error::describe(&e)
-                )));
+                statements.push(PgStatement { sql, args, types });
             }
-            statements.push(PgStatement { sql, args, types });
+            compiled.insert((version, def.name.clone()), PgMutator { statements });
         }
-        compiled.insert(def.name.clone(), PgMutator { statements });
     }
     Ok(compiled)
 }

@@ -90,6 +90,8 @@ pub struct PgTable {
     pub key: Vec<(String, ColumnType)>,
     /// Creates the table, its row versions, its touched log and the triggers.
     pub create: Vec<String>,
+    /// (Re)creates the touched-log trigger's function, which names every column.
+    pub record_function: String,
     /// Rows changed since version `$2`, joined to their current state: key
     /// columns, readable flag (NULL if the row is gone), all columns. `$1` user.
     pub changes: String,
@@ -156,6 +158,18 @@ impl PgTable {
             matches("", "NEW."),
             list("NEW.", pk)
         );
+        // Names every column: made again when columns are added.
+        let record_function = format!(
+            "CREATE OR REPLACE FUNCTION _ferry_record_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
+             BEGIN \
+               IF TG_OP = 'DELETE' THEN {save_old} RETURN OLD; \
+               ELSIF TG_OP = 'UPDATE' THEN \
+                 {save_old} \
+                 IF {moved} THEN {save_at_new} END IF; \
+               ELSE {save_at_new} END IF; \
+               RETURN NEW; \
+             END $ferry$"
+        );
         let create = vec![
             format!("CREATE TABLE {t} ({}, PRIMARY KEY ({key}))", column_defs(true)),
             format!(
@@ -194,17 +208,7 @@ impl PgTable {
                 "CREATE TRIGGER _ferry_no_truncate BEFORE TRUNCATE ON {t} \
                  FOR EACH STATEMENT EXECUTE FUNCTION _ferry_refuse_truncate()"
             ),
-            format!(
-                "CREATE FUNCTION _ferry_record_{t}() RETURNS trigger LANGUAGE plpgsql AS $ferry$ \
-                 BEGIN \
-                   IF TG_OP = 'DELETE' THEN {save_old} RETURN OLD; \
-                   ELSIF TG_OP = 'UPDATE' THEN \
-                     {save_old} \
-                     IF {moved} THEN {save_at_new} END IF; \
-                   ELSE {save_at_new} END IF; \
-                   RETURN NEW; \
-                 END $ferry$"
-            ),
+            record_function.clone(),
             format!(
                 "CREATE TRIGGER _ferry_record BEFORE INSERT OR UPDATE OR DELETE ON {t} \
                  FOR EACH ROW WHEN (current_setting('{RECORDING}', true) = 'on') \
@@ -219,6 +223,7 @@ impl PgTable {
             columns: table.columns.iter().map(|c| (c.name.clone(), c.ty)).collect(),
             key: pk.iter().map(|k| (k.clone(), ty(k))).collect(),
             create,
+            record_function,
             changes: format!(
                 "SELECT {}, r._ferry_readable, {} FROM {versions} v \
                  LEFT JOIN (SELECT *, {read} AS _ferry_readable FROM {t}) r ON {} \

@@ -13,6 +13,7 @@ mod server;
 
 pub use server::SqliteServer;
 
+use super::evolve::Plan;
 use super::{moved, LoggedMutation, Result, StoreError, StoreOptions};
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
 use std::path::PathBuf;
@@ -78,6 +79,11 @@ impl SqliteStore {
         Ok(SqliteStore { jobs, options })
     }
 
+    /// See [`super::migrate`].
+    pub fn migrate(path: Option<PathBuf>, app: &AppDefinition, apply: bool) -> Result<Plan> {
+        SqliteServer::migrate(&connect(path)?, app, apply)
+    }
+
     async fn call<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut SqliteServer) -> T + Send + 'static,
@@ -125,6 +131,10 @@ impl SqliteStore {
 }
 
 fn open_model(path: Option<PathBuf>, app: AppDefinition) -> Result<SqliteServer> {
+    SqliteServer::open(connect(path)?, app)
+}
+
+fn connect(path: Option<PathBuf>) -> Result<rusqlite::Connection> {
     let conn = match &path {
         Some(path) => rusqlite::Connection::open(path),
         None => rusqlite::Connection::open_in_memory(),
@@ -134,5 +144,5 @@ fn open_model(path: Option<PathBuf>, app: AppDefinition) -> Result<SqliteServer>
     // server confirmed survives a power cut, since the client then forgets it.
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    SqliteServer::open(conn, app)
+    Ok(conn)
 }

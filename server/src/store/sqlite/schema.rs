@@ -61,6 +61,8 @@ pub struct SqliteTable {
     pub create: Vec<String>,
     /// Creates the version index and the touched log with its triggers.
     pub create_log: Vec<String>,
+    /// Makes the touched log's triggers (which name every column) again.
+    pub refresh_log_triggers: Vec<String>,
     /// Rows changed since version `?2`, joined to their current state: key
     /// columns, readable flag (NULL if the row is gone), all columns.
     pub changes: String,
@@ -153,11 +155,17 @@ impl SqliteTable {
             ),
             format!("CREATE TRIGGER {touched}_delete BEFORE DELETE ON {t} BEGIN {save_old} END"),
         ];
+        let refresh_log_triggers = ["insert", "update", "move", "delete"]
+            .iter()
+            .map(|kind| format!("DROP TRIGGER {touched}_{kind}"))
+            .chain(create_log[2..].iter().cloned())
+            .collect();
         let n = pk.len();
         let after = text.key_placeholders('?');
         SqliteTable {
             create,
             create_log,
+            refresh_log_triggers,
             changes: format!(
                 "SELECT {}, r._ferry_readable, {} FROM {versions} v \
                  LEFT JOIN (SELECT *, {read} AS _ferry_readable FROM {t}) r ON {} \

@@ -10,29 +10,29 @@
 use super::schema::{
     bookkeeping, undo_leftovers, SqliteTable, DIALECT, LAYOUT, LAYOUT_1_LEFTOVERS,
 };
-use crate::store::table_text::{meta_key, table_to_create};
+use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
+use crate::store::table_text::meta_key;
 use crate::store::LoggedMutation;
 use crate::sync::{
-    self, push_mutations, ready, Change, ClientState, Page, Processed, PullTx, PushTx, Rejected,
-    Result, StoreError, TableShape, Who,
+    self, push_mutations, ready, Call, Change, ClientState, Page, Processed, PullTx, PushTx,
+    Rejected, Result, StoreError, Versions, Who,
 };
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::values::to_json;
 use ferrydb_protocol::{
-    AppDefinition, ColumnType, Mutator, PullRequest, PullResponse, PushRequest, PushResponse,
-    RejectionCode, Row, SchemaMismatch, Value,
+    AppDefinition, ColumnType, PullRequest, PullResponse, PushRequest, PushResponse, RejectionCode,
+    Row, Table, Value,
 };
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Per mutator: each statement with, per placeholder, the index of the
-/// declared parameter it binds.
-type Mutators = BTreeMap<String, Vec<(String, Vec<usize>)>>;
+/// Per served schema version and mutator: each statement with, per
+/// placeholder, the index of the declared parameter it binds.
+type Mutators = BTreeMap<(u32, String), Vec<(String, Vec<usize>)>>;
 
 pub struct SqliteServer {
     conn: Connection,
-    app: AppDefinition,
-    shapes: Vec<TableShape>,
+    versions: Versions,
     tables: Vec<SqliteTable>,
     mutators: Mutators,
     /// Rows per page of a full sync (`more` pages the rest).
@@ -54,35 +54,37 @@ impl SqliteServer {
     }
 
     /// A server over `conn`: a new database gets the bookkeeping and the
-    /// app's tables; one a server used before keeps its data. Tables the app
-    /// added since are created; a table whose definition changed is refused
-    /// (`InvalidApp`), since the server cannot migrate data in place.
+    /// app's tables; one a server used before keeps its data, and gets the
+    /// additive changes of the app since (`evolve`) in the same transaction.
+    /// A breaking change is refused (`InvalidApp`): `migrate` applies it.
     pub fn open(conn: Connection, app: AppDefinition) -> Result<SqliteServer> {
         app.validate()
             .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
-        // Every statement the server runs stays prepared: a handful per
-        // table, the bookkeeping, and each mutator's (rusqlite keeps 16).
-        let statements = 16 + 8 * app.tables.len() + app.mutators.len() * 4;
-        conn.set_prepared_statement_cache_capacity(statements);
         let tables: Vec<SqliteTable> = app.tables.iter().map(SqliteTable::new).collect();
-        conn.execute_batch("SAVEPOINT server_open")?;
-        match create_tables(&conn, &app, &tables) {
-            Ok(()) => conn.execute_batch("RELEASE server_open")?,
-            Err(e) => {
-                conn.execute_batch("ROLLBACK TO server_open; RELEASE server_open")?;
-                return Err(e);
-            }
-        }
-        let mutators = compile(&conn, &app)?;
+        let recorded = schema_transaction(&conn, &app, Mode::Start)?.1;
+        let versions = Versions::new(app, recorded);
+        // Every statement the server runs stays prepared: a handful per
+        // table, the bookkeeping, and each served mutator's (rusqlite keeps 16).
+        let mutators: usize = versions.all().map(|v| v.app.mutators.len()).sum();
+        conn.set_prepared_statement_cache_capacity(16 + 8 * tables.len() + mutators * 4);
+        let mutators = compile(&conn, &versions)?;
         Ok(SqliteServer {
             conn,
-            shapes: app.tables.iter().map(TableShape::new).collect(),
-            app,
+            versions,
             tables,
             mutators,
             page_size: 100,
             reset_demanded: BTreeSet::new(),
         })
+    }
+
+    /// `ferrydb-server migrate`: the steps from the database's tables to
+    /// `app`'s, applied (breaking ones included) when `apply`.
+    pub fn migrate(conn: &Connection, app: &AppDefinition, apply: bool) -> Result<Plan> {
+        app.validate()
+            .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
+        let mode = if apply { Mode::Apply } else { Mode::Plan };
+        Ok(schema_transaction(conn, app, mode)?.0)
     }
 
     pub fn with_page_size(mut self, rows: usize) -> Self {
@@ -108,13 +110,14 @@ impl SqliteServer {
     /// in one savepoint (a store error keeps nothing of it; the client sends
     /// it again).
     pub fn push(&mut self, user_id: &str, request: &PushRequest) -> Result<PushResponse> {
-        if let Some(m) = SchemaMismatch::between(request.schema_version, self.app.version) {
-            return Ok(PushResponse::SchemaMismatch(m));
-        }
+        let served = match self.versions.serve(request.schema_version) {
+            Ok(served) => served,
+            Err(m) => return Ok(PushResponse::SchemaMismatch(m)),
+        };
         self.conn.execute_batch("SAVEPOINT server_push")?;
         let chunk = ready(push_mutations(
             &*self,
-            &self.app,
+            &served.app,
             user_id,
             request,
             0,
@@ -137,16 +140,16 @@ impl SqliteServer {
 
     /// Handles `POST pull` for the authenticated `user_id`.
     pub fn pull(&mut self, user_id: &str, request: &PullRequest) -> Result<PullResponse> {
+        let current = self.versions.current().app.version;
         if request.cookie.is_some()
-            && request.schema_version == self.app.version
+            && request.schema_version == current
             && self.reset_demanded.remove(&request.client_group_id)
         {
-            return Ok(sync::reset(self.app.version));
+            return Ok(sync::reset(current));
         }
         ready(sync::pull(
             &*self,
-            &self.shapes,
-            self.app.version,
+            &self.versions,
             self.page_size,
             user_id,
             request,
@@ -216,7 +219,7 @@ impl SqliteServer {
     /// caught-up replica of that user must hold.
     pub fn readable_rows(&self, user_id: &str) -> Result<BTreeMap<String, Vec<Row>>> {
         let mut all = BTreeMap::new();
-        for (table, shape) in self.tables.iter().zip(&self.shapes) {
+        for (table, shape) in self.tables.iter().zip(&self.versions.current().shapes) {
             let user = table.read_uses_user.then_some(user_id);
             let rows = self.rows(&table.readable, params_from_iter(user), &shape.columns, 0)?;
             all.insert(shape.name.clone(), rows);
@@ -254,13 +257,13 @@ impl SqliteServer {
     }
 
     /// Runs a mutator's statements, then every table's write-rule check.
-    fn run_checked(
-        &self,
-        user_id: &str,
-        mutator: &Mutator,
-        args: &[Value],
-    ) -> Result<Result<(), Rejected>> {
-        let statements = &self.mutators[&mutator.name];
+    fn run_checked(&self, user_id: &str, call: Call<'_>) -> Result<Result<(), Rejected>> {
+        let Call {
+            schema_version,
+            mutator,
+            args,
+        } = call;
+        let statements = &self.mutators[&(schema_version, mutator.name.clone())];
         for (sql, indexes) in statements {
             let bound = indexes.iter().map(|&i| &args[i]);
             let mut statement = self.conn.prepare_cached(sql)?;
@@ -268,7 +271,7 @@ impl SqliteServer {
                 return Ok(Err(Rejected::failed(&mutator.name, e)));
             }
         }
-        for (table, shape) in self.tables.iter().zip(&self.shapes) {
+        for (table, shape) in self.tables.iter().zip(&self.versions.current().shapes) {
             let user = table.write_uses_user.then_some(user_id);
             let mut statement = self.conn.prepare_cached(&table.write_violation)?;
             // A rule that fails at run time (a type error on this row) is
@@ -311,20 +314,20 @@ impl PushTx for SqliteServer {
     async fn run(
         &self,
         user_id: &str,
-        mutator: Option<(&Mutator, &[Value])>,
+        call: Option<Call<'_>>,
     ) -> Result<(i64, Result<(), Rejected>)> {
         let version: i64 = self.conn.query_row(
             "UPDATE _ferry_version SET value = value + 1 RETURNING value",
             [],
             |r| r.get(0),
         )?;
-        let Some((mutator, args)) = mutator else {
+        let Some(call) = call else {
             return Ok((version, Ok(())));
         };
         // The run has a savepoint of its own: a rejection rolls back the
         // mutator's effects but keeps the version and the bookkeeping.
         self.conn.execute_batch("SAVEPOINT server_run")?;
-        let outcome = self.run_checked(user_id, mutator, args)?;
+        let outcome = self.run_checked(user_id, call)?;
         if outcome.is_err() {
             self.conn.execute_batch("ROLLBACK TO server_run")?;
         }
@@ -385,7 +388,7 @@ impl PullTx for SqliteServer {
     }
 
     async fn changes(&self, table: usize, user_id: &str, since: i64) -> Result<Vec<Change>> {
-        let shape = &self.shapes[table];
+        let shape = &self.versions.current().shapes[table];
         let key_len = shape.key.len();
         let mut statement = self.conn.prepare_cached(&self.tables[table].changes)?;
         let rows = statement.query_map(rusqlite::params![user_id, since], |r| {
@@ -415,7 +418,7 @@ impl PullTx for SqliteServer {
         self.rows(
             sql,
             params_from_iter(params),
-            &self.shapes[table].columns,
+            &self.versions.current().shapes[table].columns,
             0,
         )
     }
@@ -450,9 +453,35 @@ fn wire_row(
         .collect()
 }
 
-/// Creates the bookkeeping (first start) and the app's new tables, and
-/// refuses a table whose definition changed, or a database another layout.
-fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable]) -> Result<()> {
+/// One transaction holding SQLite's write lock (`BEGIN IMMEDIATE`: a
+/// second process starting on the same file waits for it, then sees its
+/// changes): the bookkeeping on first start, the layout check, the schema
+/// steps `mode` allows, and the app definitions served so far. Rolled back
+/// in [`Mode::Plan`] and on any error.
+fn schema_transaction(
+    conn: &Connection,
+    app: &AppDefinition,
+    mode: Mode,
+) -> Result<(Plan, Vec<AppDefinition>)> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = prepare_schema(conn, app, mode);
+    match done {
+        Ok(done) if mode != Mode::Plan => {
+            conn.execute_batch("COMMIT")?;
+            Ok(done)
+        }
+        done => {
+            conn.execute_batch("ROLLBACK")?;
+            done
+        }
+    }
+}
+
+fn prepare_schema(
+    conn: &Connection,
+    app: &AppDefinition,
+    mode: Mode,
+) -> Result<(Plan, Vec<AppDefinition>)> {
     let known: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_ferry_version')",
         [],
@@ -481,25 +510,57 @@ fn create_tables(conn: &Connection, app: &AppDefinition, tables: &[SqliteTable])
             )))
         }
     }
-    for (table, sql) in app.tables.iter().zip(tables) {
-        let key = meta_key(table);
-        let recorded: Option<String> = conn
-            .query_row(
-                "SELECT value FROM _ferry_meta WHERE key = ?1",
-                [&key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(def) = table_to_create(table, recorded.as_deref())? {
-            for statement in sql.create.iter().chain(&sql.create_log) {
-                conn.execute_batch(statement).map_err(|e| {
-                    StoreError::InvalidApp(format!("cannot create table `{}`: {e}", table.name))
-                })?;
-            }
-            conn.execute("INSERT INTO _ferry_meta VALUES (?1, ?2)", [&key, &def])?;
-        }
+    let schema = Schema(conn);
+    let plan = ready(evolve(&schema, app, mode))?;
+    Ok((plan, ready(served_apps(&schema))?))
+}
+
+/// The SQLite store's side of the schema steps.
+struct Schema<'a>(&'a Connection);
+
+impl SchemaTx for Schema<'_> {
+    async fn recorded(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut statement = self.0.prepare(
+            "SELECT key, value FROM _ferry_meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )?;
+        let rows = statement.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
-    Ok(())
+
+    async fn record(&self, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(value) => self.0.execute(
+                "INSERT INTO _ferry_meta VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )?,
+            None => self
+                .0
+                .execute("DELETE FROM _ferry_meta WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    async fn execute(&self, sql: &str) -> Result<()> {
+        Ok(self.0.execute_batch(sql)?)
+    }
+
+    fn create(&self, table: &Table) -> Vec<String> {
+        let sql = SqliteTable::new(table);
+        sql.create.into_iter().chain(sql.create_log).collect()
+    }
+
+    fn refresh_triggers(&self, table: &Table) -> Vec<String> {
+        SqliteTable::new(table).refresh_log_triggers
+    }
+
+    fn drop_extras(&self, _table: &Table) -> Vec<String> {
+        vec![]
+    }
+
+    fn sql_type(&self, ty: ColumnType) -> &'static str {
+        ty.sqlite_type()
+    }
 }
 
 /// Moves a database of an earlier server (layout 1: the SDK's replica
@@ -530,23 +591,27 @@ fn move_from_layout_1(conn: &Connection, app: &AppDefinition) -> Result<()> {
     Ok(())
 }
 
-/// Renders every mutator statement for SQLite and prepares it once against
-/// the real schema: one that does not prepare refuses the app.
-fn compile(conn: &Connection, app: &AppDefinition) -> Result<Mutators> {
+/// Renders every served mutator statement for SQLite and prepares it once
+/// against the real schema: one that does not prepare refuses the app.
+fn compile(conn: &Connection, versions: &Versions) -> Result<Mutators> {
     let mut compiled = BTreeMap::new();
-    for def in &app.mutators {
-        let mut statements = Vec::new();
-        for (index, (sql, args)) in def.rendered(Placeholders::Question).into_iter().enumerate() {
-            if let Err(e) = conn.prepare_cached(&sql) {
-                return Err(StoreError::InvalidApp(format!(
-                    "statement {} of mutator `{}`: {e}",
-                    index + 1,
-                    def.name
-                )));
+    for served in versions.all() {
+        let version = served.app.version;
+        for def in &served.app.mutators {
+            let mut statements = Vec::new();
+            for (index, (sql, args)) in def.rendered(Placeholders::Question).into_iter().enumerate()
+            {
+                if let Err(e) = conn.prepare_cached(&sql) {
+                    return Err(StoreError::InvalidApp(format!(
+                        "statement {} of mutator `{}` (schema version {version}): {e}",
+                        index + 1,
+                        def.name
+                    )));
+                }
+                statements.push((sql, args));
             }
-            statements.push((sql, args));
+            compiled.insert((version, def.name.clone()), statements);
         }
-        compiled.insert(def.name.clone(), statements);
     }
     Ok(compiled)
 }
