@@ -130,8 +130,8 @@ impl ServerState {
 
     /// The user a sync request comes from, once it is authenticated and
     /// within that user's request budget.
-    fn authorize(&self, headers: &HeaderMap) -> Result<String, AppError> {
-        let user = self.config.auth.user(headers)?;
+    async fn authorize(&self, headers: &HeaderMap) -> Result<String, AppError> {
+        let user = self.config.auth.user(headers).await?;
         self.rate
             .take(&user, Instant::now())
             .map_err(AppError::rate_limited)?;

@@ -1,6 +1,7 @@
 //! `ferrydb-server`: serves the sync protocol (and, in demo mode, the demo).
 
 use ferrydb_protocol::AppDefinition;
+use ferrydb_server::auth::jwks::JwksOptions;
 use ferrydb_server::{app, Auth, Config, ServerState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,11 @@ const USAGE: &str = "usage: ferrydb-server --app FILE [options]
                         (TLS certificates are always verified); env FERRYDB_STORE
   --jwt-secret SECRET   verify HS256 bearer JWTs; env FERRYDB_JWT_SECRET
   --jwt-public-key FILE verify RS256 bearer JWTs with this PEM public key
+  --jwks-url URL        verify RS256/ES256 bearer JWTs with the key their kid names in
+                        the identity provider's JWKS (cached, refetched on rotation)
+  --jwt-issuer ISS      require the JWT claim iss to be ISS
+  --jwt-audience AUD    require the JWT claim aud to include AUD (without it, a token
+                        carrying aud is refused)
   --dev-auth            the bearer token is the user id (demo and tests only)
   --listen ADDR         address to bind (default 127.0.0.1:8787; port 0 picks a free one)
   --static DIR          serve a built demo site from DIR at /
@@ -56,6 +62,10 @@ fn main() {
     });
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
+        if let Err(e) = args.config.auth.prefetch().await {
+            // Not fatal: the provider may be back before the first request.
+            tracing::warn!(error = %e, "cannot fetch the JWKS at start; will retry on requests");
+        }
         let store = args.store.clone();
         let state = ServerState::start(args.config, app_def.map(|a| (a, store.as_str())))
             .await
@@ -104,6 +114,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         app: std::env::var_os("FERRYDB_APP").map(PathBuf::from),
         store: std::env::var("FERRYDB_STORE").unwrap_or_else(|_| "sqlite:ferrydb-server.db".into()),
     };
+    let (mut issuer, mut audience) = (None, None);
     let mut auth = match std::env::var("FERRYDB_JWT_SECRET") {
         Ok(secret) => Some(Auth::hs256(secret.as_bytes())?),
         Err(_) => None,
@@ -133,6 +144,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let pem = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
                 auth = Some(Auth::rs256(&pem)?);
             }
+            "--jwks-url" => auth = Some(Auth::jwks(&value("--jwks-url")?, JwksOptions::default())?),
+            "--jwt-issuer" => issuer = Some(value("--jwt-issuer")?),
+            "--jwt-audience" => audience = Some(value("--jwt-audience")?),
             "--static" => parsed.config.static_dir = Some(PathBuf::from(value("--static")?)),
             "--demo" => parsed.config.demo = true,
             "--page-size" => limits.page_size = number(&arg, value(&arg)?)?.max(1),
@@ -146,10 +160,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     match auth {
-        Some(auth) => parsed.config.auth = auth,
+        Some(auth) => {
+            parsed.config.auth = auth.expecting(issuer.as_deref(), audience.as_deref())?
+        }
         None if parsed.app.is_some() => {
             return Err(
-                "choose how to authenticate: --jwt-secret, --jwt-public-key or --dev-auth".into(),
+                "choose how to authenticate: --jwt-secret, --jwt-public-key, \
+                 --jwks-url or --dev-auth"
+                    .into(),
             )
         }
         None => {}

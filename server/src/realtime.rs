@@ -22,7 +22,7 @@ pub async fn events(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    state.authorize(&headers)?;
+    state.authorize(&headers).await?;
     let store = state.sync_store()?;
     let limit = state.config.limits.realtime_connections as u64;
     // Count first, then check: two connections racing for the last slot

@@ -23,7 +23,7 @@ pub async fn push(
 ) -> Result<Json<PushResponse>, AppError> {
     let metrics = &state.metrics;
     Metrics::add(&metrics.push_requests, 1);
-    let user = state.authorize(&headers)?;
+    let user = state.authorize(&headers).await?;
     let request: PushRequest = parse(body)?;
     let names = request.mutations.iter().flat_map(|m| {
         let arg_names = m.args.as_object().into_iter().flat_map(|args| args.keys());
@@ -61,7 +61,7 @@ pub async fn pull(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PullResponse>, AppError> {
     Metrics::add(&state.metrics.pull_requests, 1);
-    let user = state.authorize(&headers)?;
+    let user = state.authorize(&headers).await?;
     let request: PullRequest = parse(body)?;
     no_nul([&request.client_id, &request.client_group_id])?;
     let response = state.sync_store()?.pull(&user, request).await?;
