@@ -2,9 +2,10 @@
 
 use ferrydb_protocol::AppDefinition;
 use ferrydb_server::auth::jwks::JwksOptions;
-use ferrydb_server::{app, Auth, Config, ServerState};
+use ferrydb_server::{serve, Auth, Config, ServerState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 const USAGE: &str = "usage: ferrydb-server --app FILE [options]
   --app FILE            the app definition (JSON) to serve; env FERRYDB_APP
@@ -28,10 +29,14 @@ const USAGE: &str = "usage: ferrydb-server --app FILE [options]
   --max-realtime N      most realtime connections (default 10000)
   --rate N              sync requests per second per user (default 50; 0 = no limit)
   --burst N             requests a user may make at once before --rate applies (default 200)
+  --shutdown-grace SECS on SIGINT/SIGTERM, how long requests in flight may take to finish
+                        (default 10); realtime streams end at once with a retry hint
 Without --app only static files are served.";
 
 struct Args {
     listen: SocketAddr,
+    /// How long a graceful stop waits for requests in flight.
+    shutdown_grace: Duration,
     config: Config,
     app: Option<PathBuf>,
     store: String,
@@ -86,13 +91,28 @@ fn main() {
         }
         // Tests and scripts read this line to learn the port.
         println!("ferrydb-server listening on http://{addr}/");
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+        serve(listener, state, stop_signal(), args.shutdown_grace)
             .await
             .expect("server failed");
+        tracing::info!("stopped");
     });
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what container runtimes and
+/// systemd send to stop a service).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
 }
 
 /// A store URL without its password, for messages.
@@ -110,6 +130,7 @@ fn redact(url: &str) -> String {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         listen: "127.0.0.1:8787".parse().expect("default address"),
+        shutdown_grace: Duration::from_secs(10),
         config: Config::default(),
         app: std::env::var_os("FERRYDB_APP").map(PathBuf::from),
         store: std::env::var("FERRYDB_STORE").unwrap_or_else(|_| "sqlite:ferrydb-server.db".into()),
@@ -154,6 +175,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--max-push" => limits.push_batch = number(&arg, value(&arg)?)?,
             "--max-realtime" => limits.realtime_connections = number(&arg, value(&arg)?)?,
             "--rate" => limits.requests_per_second = small(&arg, number(&arg, value(&arg)?)?)?,
+            "--shutdown-grace" => {
+                parsed.shutdown_grace = Duration::from_secs(number(&arg, value(&arg)?)? as u64)
+            }
             "--burst" => limits.request_burst = small(&arg, number(&arg, value(&arg)?)?)?,
             "-h" | "--help" => return Err("ferrydb-server".into()),
             other => return Err(format!("unknown argument: {other}")),
