@@ -275,7 +275,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        state.metrics.render(),
+        state.metrics.render(state.store.as_ref(), &state.pokes),
     )
         .into_response()
 }

@@ -72,7 +72,11 @@ pub async fn events(
                     }
                 },
             };
-            Metrics::add(&connection.state.metrics.pokes_sent, 1);
+            let metrics = &connection.state.metrics;
+            Metrics::add(&metrics.pokes_sent, 1);
+            if let Some(announced) = connection.state.pokes.announced_at(version) {
+                metrics.sync_lag.observe(announced.elapsed());
+            }
             let poke = ServerEvent::Poke {
                 cookie: Some(Cookie::Integer(version)),
             };

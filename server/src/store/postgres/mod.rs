@@ -205,6 +205,11 @@ impl PostgresStore {
         })
     }
 
+    /// Requests waiting for a pooled connection.
+    pub fn pool_waiting(&self) -> usize {
+        self.pool.status().waiting
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }
