@@ -1,6 +1,7 @@
 //! The reference sync server as a library: [`ServerState::start`] opens the
 //! store, [`app`] builds the router, so tests drive it with `oneshot`
-//! requests and no socket, and an app with custom needs embeds it.
+//! requests and no socket, and an app with custom needs embeds it;
+//! [`serve`] runs it on a socket with a graceful stop.
 //!
 //! Routes: `POST /sync/push`, `POST /sync/pull`, `GET /sync/events`
 //! (realtime, SSE), `/healthz`, `/metrics`, and in demo mode `/demo/*`
