@@ -198,3 +198,37 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     }
     Ok(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn jwks_issuer_audience_and_grace_flags_parse_and_odd_combinations_are_refused() {
+        let args = parse(&[
+            "--app",
+            "app.json",
+            "--jwks-url",
+            "https://idp.example/.well-known/jwks.json",
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "app",
+            "--shutdown-grace",
+            "3",
+        ])
+        .unwrap();
+        assert!(matches!(args.config.auth, Auth::Jwt(_)));
+        assert_eq!(args.shutdown_grace, Duration::from_secs(3));
+        let err = parse(&["--dev-auth", "--jwt-issuer", "x"]).err().unwrap();
+        assert!(err.contains("--jwt-issuer"), "{err}");
+        let err = parse(&["--jwks-url", "ftp://idp.example/keys"])
+            .err()
+            .unwrap();
+        assert!(err.contains("not an http(s) URL"), "{err}");
+    }
+}
