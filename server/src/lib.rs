@@ -16,6 +16,7 @@ mod realtime;
 pub mod store;
 pub mod sync;
 mod sync_routes;
+mod tls;
 
 pub use auth::Auth;
 pub use error::AppError;

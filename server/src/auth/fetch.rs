@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 /// A JWKS is a few keys; anything far larger is not one.
@@ -28,16 +27,8 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new() -> Fetcher {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        // The provider is named, not taken from the process default, so another
-        // crate enabling a second one cannot make this ambiguous.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::tls::client_config(crate::tls::mozilla_roots())
+            .expect("ring supports the default TLS versions");
         Fetcher {
             tls: TlsConnector::from(Arc::new(config)),
         }
