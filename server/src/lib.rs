@@ -1,6 +1,7 @@
 //! The reference sync server as a library: [`ServerState::start`] opens the
 //! store, [`app`] builds the router, so tests drive it with `oneshot`
-//! requests and no socket, and an app with custom needs embeds it.
+//! requests and no socket, and an app with custom needs embeds it;
+//! [`serve`] runs it on a socket with a graceful stop.
 //!
 //! Routes: `POST /sync/push`, `POST /sync/pull`, `GET /sync/events`
 //! (realtime, SSE), `/healthz`, `/metrics`, and in demo mode `/demo/*`
@@ -15,6 +16,7 @@ mod realtime;
 pub mod store;
 pub mod sync;
 mod sync_routes;
+mod tls;
 
 pub use auth::Auth;
 pub use error::AppError;
@@ -29,9 +31,12 @@ use axum::Router;
 use ferrydb_protocol::AppDefinition;
 use metrics::Metrics;
 use rate_limit::RateLimiter;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -96,6 +101,8 @@ pub struct ServerState {
     pub metrics: Metrics,
     pub switches: demo::Switches,
     pub rate: RateLimiter,
+    /// `true` once the server is shutting down (see [`serve`]).
+    closing: watch::Sender<bool>,
 }
 
 impl ServerState {
@@ -125,13 +132,24 @@ impl ServerState {
                 config.limits.request_burst,
             ),
             config,
+            closing: watch::Sender::new(false),
         }))
+    }
+
+    /// Starts the shutdown: realtime streams end (with a retry hint) and new
+    /// ones are refused; requests in flight go on.
+    pub fn shut_down(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// The user a sync request comes from, once it is authenticated and
     /// within that user's request budget.
-    fn authorize(&self, headers: &HeaderMap) -> Result<String, AppError> {
-        let user = self.config.auth.user(headers)?;
+    async fn authorize(&self, headers: &HeaderMap) -> Result<String, AppError> {
+        let user = self.config.auth.user(headers).await?;
         self.rate
             .take(&user, Instant::now())
             .map_err(AppError::rate_limited)?;
@@ -142,6 +160,42 @@ impl ServerState {
         self.store.as_ref().ok_or_else(|| {
             AppError::unavailable("this server was started without an app definition (--app)")
         })
+    }
+}
+
+/// Serves [`app`] on `listener` until `signal` resolves, then shuts down
+/// gracefully: no new connections, realtime streams end with a retry hint
+/// ([`ServerState::shut_down`]), requests in flight (a push being committed)
+/// finish and are answered. Returns when they have, or after `grace` at the
+/// latest, so a stuck client cannot hold up a deploy.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    signal: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (begun, begun_rx) = oneshot::channel();
+    let closing = state.clone();
+    let server = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            signal.await;
+            closing.shut_down();
+            let _ = begun.send(());
+        })
+        .into_future();
+    let deadline = async {
+        match begun_rx.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            // The server ended before any signal.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still open at the end of the shutdown grace; closing them");
+            Ok(())
+        }
     }
 }
 
@@ -223,7 +277,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        state.metrics.render(),
+        state.metrics.render(state.store.as_ref(), &state.pokes),
     )
         .into_response()
 }

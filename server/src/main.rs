@@ -1,9 +1,11 @@
 //! `ferrydb-server`: serves the sync protocol (and, in demo mode, the demo).
 
 use ferrydb_protocol::AppDefinition;
-use ferrydb_server::{app, Auth, Config, ServerState};
+use ferrydb_server::auth::jwks::JwksOptions;
+use ferrydb_server::{serve, Auth, Config, ServerState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 const USAGE: &str = "usage: ferrydb-server --app FILE [options]
   --app FILE            the app definition (JSON) to serve; env FERRYDB_APP
@@ -12,6 +14,11 @@ const USAGE: &str = "usage: ferrydb-server --app FILE [options]
                         (TLS certificates are always verified); env FERRYDB_STORE
   --jwt-secret SECRET   verify HS256 bearer JWTs; env FERRYDB_JWT_SECRET
   --jwt-public-key FILE verify RS256 bearer JWTs with this PEM public key
+  --jwks-url URL        verify RS256/ES256 bearer JWTs with the key their kid names in
+                        the identity provider's JWKS (cached, refetched on rotation)
+  --jwt-issuer ISS      require the JWT claim iss to be ISS
+  --jwt-audience AUD    require the JWT claim aud to include AUD (without it, a token
+                        carrying aud is refused)
   --dev-auth            the bearer token is the user id (demo and tests only)
   --listen ADDR         address to bind (default 127.0.0.1:8787; port 0 picks a free one)
   --static DIR          serve a built demo site from DIR at /
@@ -22,6 +29,8 @@ const USAGE: &str = "usage: ferrydb-server --app FILE [options]
   --max-realtime N      most realtime connections (default 10000)
   --rate N              sync requests per second per user (default 50; 0 = no limit)
   --burst N             requests a user may make at once before --rate applies (default 200)
+  --shutdown-grace SECS on SIGINT/SIGTERM, how long requests in flight may take to finish
+                        (default 10); realtime streams end at once with a retry hint
 Without --app only static files are served.
 
 usage: ferrydb-server migrate --plan|--apply --app FILE --store URL
@@ -32,6 +41,8 @@ A starting server applies additive changes (new tables, new nullable columns) it
 
 struct Args {
     listen: SocketAddr,
+    /// How long a graceful stop waits for requests in flight.
+    shutdown_grace: Duration,
     config: Config,
     app: Option<PathBuf>,
     store: String,
@@ -56,6 +67,10 @@ fn main() {
     let app_def = args.app.as_deref().map(read_app);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
+        if let Err(e) = args.config.auth.prefetch().await {
+            // Not fatal: the provider may be back before the first request.
+            tracing::warn!(error = %e, "cannot fetch the JWKS at start; will retry on requests");
+        }
         let store = args.store.clone();
         let state = ServerState::start(args.config, app_def.map(|a| (a, store.as_str())))
             .await
@@ -76,12 +91,10 @@ fn main() {
         }
         // Tests and scripts read this line to learn the port.
         println!("ferrydb-server listening on http://{addr}/");
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+        serve(listener, state, stop_signal(), args.shutdown_grace)
             .await
             .expect("server failed");
+        tracing::info!("stopped");
     });
 }
 
@@ -153,6 +166,23 @@ fn migrate(mut args: impl Iterator<Item = String>) -> ! {
     }
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what container runtimes and
+/// systemd send to stop a service).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
+
 /// A store URL without its password, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -168,10 +198,12 @@ fn redact(url: &str) -> String {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         listen: "127.0.0.1:8787".parse().expect("default address"),
+        shutdown_grace: Duration::from_secs(10),
         config: Config::default(),
         app: std::env::var_os("FERRYDB_APP").map(PathBuf::from),
         store: std::env::var("FERRYDB_STORE").unwrap_or_else(|_| "sqlite:ferrydb-server.db".into()),
     };
+    let (mut issuer, mut audience) = (None, None);
     let mut auth = match std::env::var("FERRYDB_JWT_SECRET") {
         Ok(secret) => Some(Auth::hs256(secret.as_bytes())?),
         Err(_) => None,
@@ -201,6 +233,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let pem = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
                 auth = Some(Auth::rs256(&pem)?);
             }
+            "--jwks-url" => auth = Some(Auth::jwks(&value("--jwks-url")?, JwksOptions::default())?),
+            "--jwt-issuer" => issuer = Some(value("--jwt-issuer")?),
+            "--jwt-audience" => audience = Some(value("--jwt-audience")?),
             "--static" => parsed.config.static_dir = Some(PathBuf::from(value("--static")?)),
             "--demo" => parsed.config.demo = true,
             "--page-size" => limits.page_size = number(&arg, value(&arg)?)?.max(1),
@@ -208,19 +243,60 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--max-push" => limits.push_batch = number(&arg, value(&arg)?)?,
             "--max-realtime" => limits.realtime_connections = number(&arg, value(&arg)?)?,
             "--rate" => limits.requests_per_second = small(&arg, number(&arg, value(&arg)?)?)?,
+            "--shutdown-grace" => {
+                parsed.shutdown_grace = Duration::from_secs(number(&arg, value(&arg)?)? as u64)
+            }
             "--burst" => limits.request_burst = small(&arg, number(&arg, value(&arg)?)?)?,
             "-h" | "--help" => return Err("ferrydb-server".into()),
             other => return Err(format!("unknown argument: {other}")),
         }
     }
     match auth {
-        Some(auth) => parsed.config.auth = auth,
+        Some(auth) => {
+            parsed.config.auth = auth.expecting(issuer.as_deref(), audience.as_deref())?
+        }
         None if parsed.app.is_some() => {
             return Err(
-                "choose how to authenticate: --jwt-secret, --jwt-public-key or --dev-auth".into(),
+                "choose how to authenticate: --jwt-secret, --jwt-public-key, \
+                 --jwks-url or --dev-auth"
+                    .into(),
             )
         }
         None => {}
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn jwks_issuer_audience_and_grace_flags_parse_and_odd_combinations_are_refused() {
+        let args = parse(&[
+            "--app",
+            "app.json",
+            "--jwks-url",
+            "https://idp.example/.well-known/jwks.json",
+            "--jwt-issuer",
+            "https://idp.example",
+            "--jwt-audience",
+            "app",
+            "--shutdown-grace",
+            "3",
+        ])
+        .unwrap();
+        assert!(matches!(args.config.auth, Auth::Jwt(_)));
+        assert_eq!(args.shutdown_grace, Duration::from_secs(3));
+        let err = parse(&["--dev-auth", "--jwt-issuer", "x"]).err().unwrap();
+        assert!(err.contains("--jwt-issuer"), "{err}");
+        let err = parse(&["--jwks-url", "ftp://idp.example/keys"])
+            .err()
+            .unwrap();
+        assert!(err.contains("not an http(s) URL"), "{err}");
+    }
 }

@@ -7,7 +7,8 @@ use crate::ServerState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrydb_protocol::{
     MutationResult, PullRequest, PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
@@ -15,6 +16,7 @@ use ferrydb_protocol::{
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub async fn push(
     State(state): State<Arc<ServerState>>,
@@ -23,7 +25,7 @@ pub async fn push(
 ) -> Result<Json<PushResponse>, AppError> {
     let metrics = &state.metrics;
     Metrics::add(&metrics.push_requests, 1);
-    let user = state.authorize(&headers)?;
+    let user = state.authorize(&headers).await?;
     let request: PushRequest = parse(body)?;
     let names = request.mutations.iter().flat_map(|m| {
         let arg_names = m.args.as_object().into_iter().flat_map(|args| args.keys());
@@ -41,7 +43,9 @@ pub async fn push(
             request.mutations.len()
         )));
     }
+    let started = Instant::now();
     let response = state.sync_store()?.push(&user, request).await?;
+    metrics.push_duration.observe(started.elapsed());
     if let PushResponse::Ok { results } = &response {
         for result in results {
             let counter = match result {
@@ -55,20 +59,27 @@ pub async fn push(
     Ok(Json(response))
 }
 
+/// Serialized here rather than by `Json`, to count the bytes sent.
 pub async fn pull(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<PullResponse>, AppError> {
-    Metrics::add(&state.metrics.pull_requests, 1);
-    let user = state.authorize(&headers)?;
+) -> Result<Response, AppError> {
+    let metrics = &state.metrics;
+    Metrics::add(&metrics.pull_requests, 1);
+    let user = state.authorize(&headers).await?;
     let request: PullRequest = parse(body)?;
     no_nul([&request.client_id, &request.client_group_id])?;
+    let started = Instant::now();
     let response = state.sync_store()?.pull(&user, request).await?;
+    metrics.pull_duration.observe(started.elapsed());
     if let PullResponse::Ok(ok) = &response {
-        Metrics::add(&state.metrics.pull_rows, ok.patch.len() as u64);
+        Metrics::add(&metrics.pull_rows, ok.patch.len() as u64);
     }
-    Ok(Json(response))
+    let body = serde_json::to_vec(&response)
+        .map_err(|e| AppError::internal(format!("cannot serialize a pull response: {e}")))?;
+    Metrics::add(&metrics.pull_bytes, body.len() as u64);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Parses a request body: too large → 413, not JSON or the wrong shape →

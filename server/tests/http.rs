@@ -753,6 +753,91 @@ async fn health_and_metrics_report_what_happened() {
     }
 }
 
+/// The value of the sample `series` (name and labels) in a `/metrics` text.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_of_latency_lag_pull_size_realtime_clients_and_queues_move() {
+    for url in store_urls().await {
+        let server = sample_server(&url).await;
+        let kind = server.state.store.as_ref().unwrap().kind();
+        let push_count =
+            format!("ferrydb_sync_duration_seconds_count{{endpoint=\"push\",store=\"{kind}\"}}");
+        let pull_count =
+            format!("ferrydb_sync_duration_seconds_count{{endpoint=\"pull\",store=\"{kind}\"}}");
+        let store_queue = match kind {
+            "sqlite" => "ferrydb_queue_depth{queue=\"sqlite_jobs\"}",
+            _ => "ferrydb_queue_depth{queue=\"postgres_pool_waiting\"}",
+        };
+        let scrape = || async { server.get("/metrics").await.1 };
+        let before = scrape().await;
+        for series in [
+            push_count.as_str(),
+            pull_count.as_str(),
+            "ferrydb_sync_lag_seconds_count",
+            "ferrydb_pull_bytes_total",
+            "ferrydb_realtime_clients",
+            "ferrydb_queue_depth{queue=\"pokes\"}",
+            store_queue,
+        ] {
+            assert_eq!(sample(&before, series), 0.0, "{url}: {series}");
+        }
+
+        let mut alice = subscribe(&server, Some("alice")).await.unwrap();
+        alice.next().await;
+        assert_eq!(sample(&scrape().await, "ferrydb_realtime_clients"), 1.0);
+        let push = push_body("c", &[(1, "increment", json!({"id": "n", "by": 1}))]);
+        assert_eq!(
+            codes(&server.post("/sync/push", "alice", &push).await),
+            ["ok"]
+        );
+        // The stream has not read the poke yet: one is waiting.
+        let poke_waiting = |metrics: &str| sample(metrics, "ferrydb_queue_depth{queue=\"pokes\"}");
+        if kind == "sqlite" {
+            // (Postgres pokes after its notification comes back, which the
+            // stream's read below waits for.)
+            assert_eq!(poke_waiting(&scrape().await), 1.0, "{url}");
+        }
+        alice.next().await;
+        let after = scrape().await;
+        assert_eq!(poke_waiting(&after), 0.0, "{url}");
+        assert_eq!(
+            sample(&after, "ferrydb_sync_lag_seconds_count"),
+            1.0,
+            "{url}"
+        );
+        assert!(
+            sample(&after, "ferrydb_sync_lag_seconds_sum") > 0.0,
+            "{url}"
+        );
+        assert_eq!(sample(&after, &push_count), 1.0, "{url}");
+        assert!(sample(&after, &push_count.replace("_count", "_sum")) > 0.0);
+
+        let (_, ops) = pull_all(&server, "alice", "c", Json::Null).await;
+        let after = scrape().await;
+        assert_eq!(sample(&after, &pull_count), 1.0, "{url}");
+        assert_eq!(sample(&after, "ferrydb_pull_rows_total"), ops.len() as f64);
+        // The whole response: the patch and its envelope.
+        let patch_bytes = serde_json::to_vec(&ops).unwrap().len() as f64;
+        assert!(
+            sample(&after, "ferrydb_pull_bytes_total") > patch_bytes,
+            "{url}"
+        );
+        let inf = format!("ferrydb_sync_duration_seconds_bucket{{endpoint=\"pull\",store=\"{kind}\",le=\"+Inf\"}}");
+        assert_eq!(sample(&after, &inf), 1.0, "{url}");
+
+        drop(alice);
+        assert_eq!(sample(&scrape().await, "ferrydb_realtime_clients"), 0.0);
+    }
+}
+
 #[tokio::test]
 async fn jwt_auth_takes_the_user_from_sub_and_refuses_expired_tokens() {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};

@@ -70,8 +70,9 @@ export async function startServer(
   return {
     url,
     port: Number(new URL(url).port),
-    // Graceful, but bounded: the server's shutdown waits for open realtime
-    // streams, and a test's teardown must not wait on that.
+    // Graceful, but bounded: the server ends its realtime streams at once and
+    // bounds its own wait for requests in flight; this bound is for a server
+    // that hangs regardless, which a test's teardown must not wait on.
     stop: async () => {
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited('SIGINT');

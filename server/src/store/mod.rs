@@ -22,6 +22,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::{SqliteServer, SqliteStore};
 
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 use tokio::sync::broadcast;
 
 /// What to open: `sqlite:PATH` (created on first start), `memory` (an
@@ -70,27 +72,52 @@ pub struct StoreOptions {
 }
 
 /// The server moved to this version: every realtime connection hears it.
+/// Also remembers when the newest version was announced, which is when this
+/// server learned of its commit (its own SQLite commit, or a Postgres
+/// notification from any instance): the start of the sync lag a realtime
+/// connection measures when it writes the poke.
 #[derive(Clone, Debug)]
-pub struct Pokes(broadcast::Sender<i64>);
+pub struct Pokes {
+    sender: broadcast::Sender<i64>,
+    newest: Arc<RwLock<Option<(i64, Instant)>>>,
+}
 
 impl Pokes {
     pub fn new() -> Pokes {
         // Receivers that fall this far behind skip to the newest poke: a poke
         // only says "pull", so skipping loses nothing.
-        Pokes(broadcast::channel(64).0)
+        Pokes {
+            sender: broadcast::channel(64).0,
+            newest: Arc::default(),
+        }
     }
 
     pub fn send(&self, version: i64) {
+        *self.newest.write().expect("pokes") = Some((version, Instant::now()));
         // No receivers is fine: nobody is listening.
-        let _ = self.0.send(version);
+        let _ = self.sender.send(version);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<i64> {
-        self.0.subscribe()
+        self.sender.subscribe()
     }
 
     pub fn listeners(&self) -> usize {
-        self.0.receiver_count()
+        self.sender.receiver_count()
+    }
+
+    /// When `version` was announced, if it is still the newest (a receiver
+    /// behind the newest poke measures its lag at that one instead).
+    pub fn announced_at(&self, version: i64) -> Option<Instant> {
+        match *self.newest.read().expect("pokes") {
+            Some((newest, at)) if newest == version => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Pokes sent that some connection has not received yet.
+    pub fn backlog(&self) -> usize {
+        self.sender.len()
     }
 }
 
@@ -135,6 +162,15 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.mutation_log().await,
             Store::Postgres(s) => s.mutation_log().await,
+        }
+    }
+
+    /// Requests waiting for the store, by queue: SQLite jobs waiting for the
+    /// store thread, Postgres requests waiting for a pooled connection.
+    pub fn queue_depth(&self) -> (&'static str, usize) {
+        match self {
+            Store::Sqlite(s) => ("sqlite_jobs", s.queued()),
+            Store::Postgres(s) => ("postgres_pool_waiting", s.pool_waiting()),
         }
     }
 

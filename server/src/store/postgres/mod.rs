@@ -185,6 +185,11 @@ impl PostgresStore {
         Ok(schema_transaction(&pool, app, mode).await?.0)
     }
 
+    /// Requests waiting for a pooled connection.
+    pub fn pool_waiting(&self) -> usize {
+        self.pool.status().waiting
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }

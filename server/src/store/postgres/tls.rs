@@ -10,9 +10,7 @@
 use super::{error, Result, StoreError};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
 use std::str::FromStr;
-use std::sync::Arc;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The connection settings of `url`, and the TLS connector for them.
@@ -21,8 +19,7 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect)> {
     let config = tokio_postgres::Config::from_str(&url).map_err(|e| {
         StoreError::InvalidApp(format!("invalid Postgres URL: {}", error::describe(&e)))
     })?;
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut roots = crate::tls::mozilla_roots();
     if let Some(path) = root_cert {
         let certs = CertificateDer::pem_file_iter(&path)
             .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
@@ -38,14 +35,8 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect)> {
                 .map_err(|e| StoreError::InvalidApp(format!("sslrootcert {path}: {e}")))?;
         }
     }
-    // The provider is named, not taken from the process default, so another
-    // crate enabling a second one cannot make this ambiguous.
-    let tls =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| StoreError::Internal(format!("TLS setup: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let tls = crate::tls::client_config(roots)
+        .map_err(|e| StoreError::Internal(format!("TLS setup: {e}")))?;
     Ok((config, MakeRustlsConnect::new(tls)))
 }
 

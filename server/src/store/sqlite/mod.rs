@@ -17,7 +17,8 @@ use super::evolve::Plan;
 use super::{moved, LoggedMutation, Result, StoreError, StoreOptions};
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
 /// A job runs on the store thread and returns how to deliver its answer once
@@ -31,6 +32,8 @@ const GROUP_LIMIT: usize = 256;
 
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// Jobs sent and not yet started by the store thread (`/metrics`).
+    queued: Arc<AtomicUsize>,
     options: StoreOptions,
 }
 
@@ -40,6 +43,8 @@ impl SqliteStore {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready, opened) = mpsc::channel();
         let page_size = options.page_size;
+        let queued = Arc::new(AtomicUsize::new(0));
+        let started = queued.clone();
         std::thread::Builder::new()
             .name("ferrydb-sqlite-store".into())
             .spawn(move || {
@@ -63,6 +68,7 @@ impl SqliteStore {
                             Err(_) => break,
                         }
                     }
+                    started.fetch_sub(group.len(), Relaxed);
                     let delivered = server.in_transaction(|server| {
                         group.into_iter().map(|job| job(server)).collect::<Vec<_>>()
                     });
@@ -76,7 +82,11 @@ impl SqliteStore {
         opened
             .recv()
             .map_err(|_| StoreError::Internal("the store thread died while opening".into()))??;
-        Ok(SqliteStore { jobs, options })
+        Ok(SqliteStore {
+            jobs,
+            queued,
+            options,
+        })
     }
 
     /// See [`super::migrate`].
@@ -89,6 +99,8 @@ impl SqliteStore {
         job: impl FnOnce(&mut SqliteServer) -> T + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel::<T>();
+        // Counted before it is sent, so the thread never subtracts first.
+        self.queued.fetch_add(1, Relaxed);
         self.jobs
             .send(Box::new(move |server| {
                 let value = job(server);
@@ -96,7 +108,10 @@ impl SqliteStore {
                     let _ = reply.send(value);
                 })
             }))
-            .map_err(|_| StoreError::Unavailable("the store thread has stopped".into()))?;
+            .map_err(|_| {
+                self.queued.fetch_sub(1, Relaxed);
+                StoreError::Unavailable("the store thread has stopped".into())
+            })?;
         answer.await.map_err(|_| {
             StoreError::Unavailable("the store could not commit the transaction".into())
         })
@@ -119,6 +134,11 @@ impl SqliteStore {
     pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
         let user = user_id.to_owned();
         self.call(move |s| s.pull(&user, &request)).await?
+    }
+
+    /// Jobs waiting for the store thread.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Relaxed)
     }
 
     pub async fn version(&self) -> Result<i64> {
