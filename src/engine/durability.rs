@@ -38,6 +38,10 @@ impl Durability {
     /// Folds the log into segments if it has grown enough. Copying the pages
     /// takes a while on a large replica, so the host calls this when it is idle,
     /// not on the way to a reply. Returns whether a checkpoint started.
+    pub fn checkpoint_due(&self) -> bool {
+        self.log.checkpoint_due()
+    }
+
     pub fn checkpoint_if_due(&mut self) -> bool {
         self.log.checkpoint_due() && self.log.start_checkpoint(&self.store)
     }

@@ -341,6 +341,13 @@ impl Engine {
         self.durability.as_ref()?.stalled()
     }
 
+    /// Whether the log has grown enough to be folded into segments.
+    pub fn checkpoint_due(&self) -> bool {
+        self.durability
+            .as_ref()
+            .is_some_and(Durability::checkpoint_due)
+    }
+
     /// Starts a checkpoint if the log is due one (see [`Durability::checkpoint_if_due`]).
     pub fn checkpoint_if_due(&mut self) -> bool {
         self.durability

@@ -107,14 +107,17 @@ pub enum Timer {
     StorageRetry,
     /// Reconnecting the realtime channel.
     Realtime,
+    /// Folding the frame log into segments, once storage has been idle a while.
+    Checkpoint,
 }
 
 impl Timer {
-    pub const ALL: [Timer; 4] = [
+    pub const ALL: [Timer; 5] = [
         Timer::Sync,
         Timer::TokenDeadline,
         Timer::StorageRetry,
         Timer::Realtime,
+        Timer::Checkpoint,
     ];
 
     /// A small index, for platforms that keep one handle per timer.

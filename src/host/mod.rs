@@ -57,15 +57,16 @@ impl Host {
     /// A host over the replica recovered from `files` (every stored file,
     /// as read from `backend`). Storage that cannot be read must not lock
     /// the app out: the host then serves an empty replica from memory and
-    /// tells the tabs why.
+    /// tells the tabs why. `config` tunes the log (its default in browsers).
     pub fn open(
         files: crate::storage::Result<Vec<(String, Vec<u8>)>>,
+        config: LogConfig,
         backend: String,
         online: bool,
         env: Rc<dyn Env>,
     ) -> crate::Result<Host> {
         let opened = files
-            .and_then(|files| recover(files, LogConfig::default()))
+            .and_then(|files| recover(files, config.clone()))
             .map_err(crate::Error::Storage)
             .and_then(Engine::open_durable);
         let (mut engine, error) = match opened {
@@ -75,7 +76,7 @@ impl Host {
                     crate::Error::Storage(e) => e,
                     other => crate::storage::Error::Unavailable(other.to_string()),
                 };
-                let empty = recover(Vec::new(), LogConfig::default())?;
+                let empty = recover(Vec::new(), config)?;
                 (Engine::open_durable(empty)?, Some(error))
             }
         };
@@ -127,6 +128,7 @@ impl Host {
             Timer::TokenDeadline => self.token_deadline(),
             Timer::StorageRetry => self.storage_retry(),
             Timer::Realtime => self.realtime_reconnect(),
+            Timer::Checkpoint => self.checkpoint_fired(),
         }
     }
 

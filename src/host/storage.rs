@@ -2,6 +2,11 @@
 //! made while a write is in flight share the next one (group commit). What
 //! tabs are told and when a stalled log is retried is the engine's
 //! [`StorageStatus`]; this runs it.
+//!
+//! Checkpoints (folding the frame log into segments) copy every changed page,
+//! which takes a while on a large replica, so they never start on the way to
+//! a reply: once the log is due one, a timer is set, and when it has fired the
+//! checkpoint starts the next time the writer has nothing in flight.
 
 use super::interface::{Output, Timer};
 use super::tab_message::CallId;
@@ -19,7 +24,23 @@ pub struct StorageWriter {
     /// `deleteDatabase` calls waiting for the files to go.
     pub deleting: Vec<(TabId, CallId)>,
     seed: u64,
+    checkpoint: CheckpointWait,
 }
+
+/// Where the writer is on the way to the next checkpoint.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CheckpointWait {
+    /// The log is not due one, or none is asked for yet.
+    None,
+    /// The log is due one; the timer is set.
+    Timer,
+    /// The timer fired: start once nothing is in flight.
+    Ready,
+}
+
+/// How long after the log becomes due a checkpoint waits, so that a burst of
+/// writes is not slowed by the copy.
+const CHECKPOINT_DELAY_MS: u64 = 200;
 
 impl StorageWriter {
     pub fn new(
@@ -34,6 +55,7 @@ impl StorageWriter {
             writing: None,
             deleting: Vec::new(),
             seed,
+            checkpoint: CheckpointWait::None,
         }
     }
 
@@ -54,6 +76,7 @@ impl StorageWriter {
         self.backend = backend;
         self.status = StorageStatus::new(0, None, self.seed);
         self.writing = None;
+        self.checkpoint = CheckpointWait::None;
     }
 }
 
@@ -64,7 +87,11 @@ impl Host {
         if self.storage.writing.is_some() || !self.storage.deleting.is_empty() {
             return;
         }
-        if let Some(request) = self.engine.next_io() {
+        let mut next = self.engine.next_io();
+        if next.is_none() && self.engine.storage_stalled().is_none() {
+            next = self.checkpoint_when_idle();
+        }
+        if let Some(request) = next {
             self.storage.writing = Some(request.id);
             self.out.push(Output::StorageIo(request));
             return;
@@ -98,6 +125,34 @@ impl Host {
         }
         // Mutations now on disk may be pushed.
         self.sync_handled(done.map(|d| d.sync));
+    }
+
+    /// With nothing to write: starts the checkpoint asked for (returning its
+    /// first request), or sets the timer if the log has become due one.
+    fn checkpoint_when_idle(&mut self) -> Option<storage::IoRequest> {
+        match self.storage.checkpoint {
+            CheckpointWait::Ready => {
+                self.storage.checkpoint = CheckpointWait::None;
+                self.engine.checkpoint_if_due();
+                self.engine.next_io()
+            }
+            CheckpointWait::None if self.engine.checkpoint_due() => {
+                self.storage.checkpoint = CheckpointWait::Timer;
+                let at = self.at(CHECKPOINT_DELAY_MS);
+                self.out.push(Output::SetTimer {
+                    timer: Timer::Checkpoint,
+                    at,
+                });
+                None
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn checkpoint_fired(&mut self) {
+        if self.storage.checkpoint == CheckpointWait::Timer {
+            self.storage.checkpoint = CheckpointWait::Ready;
+        }
     }
 
     pub(super) fn storage_retry(&mut self) {

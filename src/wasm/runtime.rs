@@ -27,7 +27,7 @@ pub struct Runtime {
 struct Platform {
     ports: Vec<Port>,
     /// One `setTimeout` handle per [`Timer`].
-    timers: [Option<i32>; 4],
+    timers: [Option<i32>; Timer::ALL.len()],
     /// One callback per [`Timer`], made once (a closure per `setTimeout`
     /// would leak each one that is cleared before it fires).
     on_timer: Vec<Closure<dyn FnMut()>>,
@@ -62,7 +62,7 @@ impl Runtime {
                 host: RefCell::new(host),
                 platform: RefCell::new(Platform {
                     ports: Vec::new(),
-                    timers: [None; 4],
+                    timers: [None; Timer::ALL.len()],
                     on_timer,
                     streams: Vec::new(),
                     files: Rc::new(files),

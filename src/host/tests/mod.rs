@@ -16,7 +16,7 @@ use super::worker_message::{JsonEncoder, WorkerMessage};
 use super::{Host, TabMessage};
 use crate::engine::live::TabId;
 use crate::engine::Now;
-use crate::storage::{IoRequest, MemoryBackend};
+use crate::storage::{IoRequest, LogConfig, MemoryBackend};
 use serde_json::{json, Value as Json};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -71,8 +71,13 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Harness {
+        Harness::with_log(LogConfig::default())
+    }
+
+    /// A harness whose log is tuned by `config` (to checkpoint early, say).
+    pub fn with_log(config: LogConfig) -> Harness {
         let env = Rc::new(TestEnv::default());
-        let host = Host::open(Ok(Vec::new()), "memory".into(), true, env.clone()).unwrap();
+        let host = Host::open(Ok(Vec::new()), config, "memory".into(), true, env.clone()).unwrap();
         Harness {
             host,
             env,

@@ -111,6 +111,7 @@ fn unreadable_storage_serves_from_memory_and_says_why() {
     let env = Rc::new(TestEnv::default());
     let mut host = Host::open(
         Err(storage::Error::Unavailable("getDirectory failed".into())),
+        LogConfig::default(),
         "opfs".into(),
         true,
         env,
@@ -137,4 +138,87 @@ fn unreadable_storage_serves_from_memory_and_says_why() {
             ..
         }
     )));
+}
+
+/// Without checkpoints the log would grow for ever and every open would replay
+/// all of it. A checkpoint starts only after a delay, and only while nothing
+/// is in flight; a reopen from the folded files sees every write.
+#[test]
+fn an_idle_writer_folds_a_grown_log_into_a_checkpoint_and_a_reopen_sees_everything() {
+    let small = LogConfig {
+        checkpoint_after_bytes: 64 << 10,
+        ..LogConfig::default()
+    };
+    let mut h = Harness::with_log(small.clone());
+    let tab = h.connect();
+    write(&mut h, tab, "CREATE TABLE t (x, pad)");
+    h.settle_storage();
+    for i in 0..60 {
+        write(
+            &mut h,
+            tab,
+            &format!("INSERT INTO t VALUES ({i}, zeroblob(2000))"),
+        );
+        h.settle_storage();
+    }
+    let due = h
+        .timer(Timer::Checkpoint)
+        .expect("the grown log asks for a checkpoint");
+    let files = |h: &Harness, prefix: &str| {
+        h.disk
+            .files
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(files(&h, "manifest."), 0, "no checkpoint before the timer");
+
+    // A write in flight when the timer fires goes first.
+    write(&mut h, tab, "INSERT INTO t VALUES (60, zeroblob(2000))");
+    let in_flight = h.take_storage().expect("the write");
+    h.fire(Timer::Checkpoint, due);
+    assert!(h.take_storage().is_none(), "one request at a time");
+    let result = storage::perform(&mut h.disk, &in_flight);
+    h.input(Input::StorageDone {
+        id: in_flight.id,
+        result,
+    });
+    h.settle_storage();
+    assert_eq!(
+        files(&h, "manifest."),
+        1,
+        "{:?}",
+        h.disk.files.keys().collect::<Vec<_>>()
+    );
+    let logs = files(&h, "log.");
+    assert!(logs < 10, "folded log files are deleted ({logs} left)");
+
+    let env = Rc::new(TestEnv::default());
+    let stored = h
+        .disk
+        .files
+        .keys()
+        .map(|n| (n.clone(), h.disk.files.get(n).unwrap().clone()))
+        .collect();
+    let mut reopened = Host::open(Ok(stored), small, "memory".into(), true, env).unwrap();
+    let (tab, _) = reopened.connect_tab();
+    let out = reopened.handle(Input::Tab {
+        tab,
+        message: Ok(TabMessage::Query {
+            id: 1,
+            sql: "SELECT count(*) AS n, max(x) AS top FROM t".into(),
+            params: Vec::new(),
+        }),
+    });
+    let replies: Vec<Json> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Post { message, .. } => Some(message.encode(&mut JsonEncoder)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        replies.iter().any(|r| r.to_string().contains("[61,60]")),
+        "{replies:?}"
+    );
 }
