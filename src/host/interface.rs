@@ -31,6 +31,8 @@ pub enum Input {
     StreamEnded { stream: FetchId },
     /// A timer set with `SetTimer` fired.
     TimerFired(Timer),
+    /// The host asked to go on (`Output::Continue`).
+    Continue,
     /// A `StorageIo` finished.
     StorageDone {
         id: u64,
@@ -94,6 +96,10 @@ pub enum Output {
     DeleteFiles,
     /// Something went wrong that no tab is waiting to hear: for the console.
     Warn(String),
+    /// Feed `Input::Continue` once the outputs before this one are under
+    /// way (a fetch sent, a message posted): the host splits long work so
+    /// that what it asked for first is not held back by it.
+    Continue,
 }
 
 /// The host's timers: one of each at a time.

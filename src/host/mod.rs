@@ -113,6 +113,7 @@ impl Host {
             Input::StreamData { stream, bytes } => self.stream_data(stream, &bytes),
             Input::StreamEnded { stream } => self.stream_ended(stream),
             Input::TimerFired(timer) => self.timer_fired(timer),
+            Input::Continue => self.continue_sync(),
             Input::StorageDone { id, result } => self.storage_done(id, result),
             Input::StorageCleared { why } => self.storage_cleared(why),
             Input::FilesDeleted { result, backend } => self.files_deleted(result, backend),

@@ -8,7 +8,9 @@
 //!   replies are dropped (the new client reuses request ids).
 //! - A pull page with `more` is followed at once by a pull with its cookie:
 //!   that one is sent ahead (prefetched) and used only if the client's next
-//!   pull has exactly its body and token.
+//!   pull has exactly its body and token. The page is applied only after
+//!   that pull is under way (`Output::Continue`): applying a page takes
+//!   longer than the server takes to prepare the next, so the two overlap.
 //! - Token asks go where [`TokenAsks`] decides, each with one deadline timer.
 
 use super::interface::{FetchId, HttpRequest, HttpResponse, Output, Timer};
@@ -31,6 +33,8 @@ pub struct SyncLink {
     deadline: Option<(TabId, u32)>,
     in_flight: Vec<InFlight>,
     prefetched: Option<Prefetched>,
+    /// A page held back until its prefetch is under way.
+    held: Option<Event>,
     pub realtime: Realtime,
 }
 
@@ -62,6 +66,7 @@ impl Host {
             deadline: None,
             in_flight: Vec::new(),
             prefetched: None,
+            held: None,
             realtime: Realtime::new(seed),
         });
         if self.online {
@@ -78,6 +83,7 @@ impl Host {
         };
         link.in_flight.clear();
         link.prefetched = None;
+        link.held = None;
         link.asks.forget_ask();
         link.deadline = None;
         self.out.push(Output::ClearTimer(Timer::Sync));
@@ -224,9 +230,21 @@ impl Host {
             if page.more {
                 next.cookie = Some(page.cookie.clone());
                 self.prefetch(next);
+                if let Some(link) = self.sync.as_mut() {
+                    link.held = Some(event);
+                    self.out.push(Output::Continue);
+                    return;
+                }
             }
         }
         self.sync_event(event);
+    }
+
+    /// Applies the page held back for its prefetch.
+    pub(super) fn continue_sync(&mut self) {
+        if let Some(event) = self.sync.as_mut().and_then(|link| link.held.take()) {
+            self.sync_event(event);
+        }
     }
 
     /// Sends the pull that will follow the page being applied, so the

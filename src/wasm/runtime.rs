@@ -145,6 +145,12 @@ impl Runtime {
                 let done = self.feed(move |response| Input::Fetched { fetch, response });
                 wasm_bindgen_futures::spawn_local(async move { done(http::fetch(&request).await) });
             }
+            // Tasks spawned earlier run first: a fetch asked for before this
+            // is sent before the host goes on.
+            Output::Continue => {
+                let go_on = self.feed(|()| Input::Continue);
+                wasm_bindgen_futures::spawn_local(async move { go_on(()) });
+            }
             Output::Stream { stream, request } => self.stream(stream, request),
             Output::CloseStream { stream } => {
                 let mut platform = self.platform();

@@ -93,8 +93,15 @@ impl Harness {
         tab
     }
 
+    /// Feeds `input`, and `Continue` whenever the host asks for it, as the
+    /// platform does.
     pub fn input(&mut self, input: Input) {
-        let out = self.host.handle(input);
+        let mut out = self.host.handle(input);
+        while let Some(at) = out.iter().position(|o| matches!(o, Output::Continue)) {
+            out.remove(at);
+            self.out.extend(out);
+            out = self.host.handle(Input::Continue);
+        }
         self.out.extend(out);
     }
 

@@ -94,6 +94,26 @@ fn the_next_page_is_prefetched_and_used_when_the_client_asks_for_it() {
     );
 }
 
+/// Applying a page takes longer than the server takes to prepare the next:
+/// the next pull must be on its way before the page is applied.
+#[test]
+fn a_page_is_applied_only_after_the_next_pull_is_sent() {
+    let (mut h, _tab, pull) = syncing();
+    let out = h.host.handle(Input::Fetched {
+        fetch: pull,
+        response: Some(HttpResponse {
+            status: 200,
+            body: pull_ok(1, true).to_string(),
+        }),
+    });
+    let sent = out.iter().position(|o| matches!(o, Output::Fetch { .. }));
+    assert_eq!(sent, Some(0), "the prefetch first: {out:?}");
+    assert!(matches!(out.last(), Some(Output::Continue)), "{out:?}");
+    assert_eq!(out.len(), 2, "nothing applied yet: {out:?}");
+    h.input(Input::Continue);
+    assert!(h.status().is_some(), "applied on Continue: {:?}", h.out);
+}
+
 #[test]
 fn pausing_closes_the_realtime_channel_and_resuming_reopens_it() {
     let (mut h, tab, pull) = syncing();
