@@ -37,6 +37,11 @@ pub struct AppDefinition {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub local_tables: Vec<LocalTable>,
     pub mutators: Vec<Mutator>,
+    /// Named read queries (protocol v2): a client syncs the rows of the
+    /// queries it subscribes to, and only those. They are the read
+    /// permissions of a v2 client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<Query>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -142,6 +147,33 @@ pub struct Mutator {
     pub sql: Statements,
 }
 
+/// A named, parameterized read query (protocol v2, `docs/protocol.md` §11).
+/// A subscription to it with arguments syncs the rows each part selects for
+/// the subscribing user.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Query {
+    pub name: String,
+    /// Declared and typed; `:user_id` is never declared: the server binds it
+    /// from the token.
+    pub params: Vec<Param>,
+    /// One per table the query syncs; each selects whole rows of its table.
+    pub parts: Vec<QueryPart>,
+    /// Synced from open, with no arguments (only for a query without params).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sync_on_open: bool,
+}
+
+/// The rows of one synced table that a query selects: those for which
+/// `where` is true. `where` may use the query's parameters, `:user_id`, and
+/// `EXISTS`/`IN` subqueries (with joins) over synced tables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueryPart {
+    pub table: String,
+    #[serde(rename = "where")]
+    pub condition: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Param {
@@ -193,6 +225,9 @@ impl AppDefinition {
             mutators: f.get_or("mutators", Vec::new(), |v, p| {
                 decode::list(v, p, Mutator::decode)
             })?,
+            queries: f.get_or("queries", Vec::new(), |v, p| {
+                decode::list(v, p, Query::decode)
+            })?,
         };
         f.no_others()?;
         Ok(app)
@@ -209,6 +244,10 @@ impl AppDefinition {
 
     pub fn mutator(&self, name: &str) -> Option<&Mutator> {
         self.mutators.iter().find(|m| m.name == name)
+    }
+
+    pub fn query(&self, name: &str) -> Option<&Query> {
+        self.queries.iter().find(|q| q.name == name)
     }
 }
 
@@ -360,6 +399,43 @@ impl Mutator {
         };
         f.no_others()?;
         Ok(mutator)
+    }
+}
+
+impl Query {
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    fn decode(json: Json, path: &str) -> Result<Query, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let query = Query {
+            name: f.get("name", decode::string)?,
+            params: f.get_or("params", Vec::new(), |v, p| {
+                decode::list(v, p, Param::decode)
+            })?,
+            parts: f.get("parts", |v, p| decode::list(v, p, QueryPart::decode))?,
+            sync_on_open: f.get_or("syncOnOpen", false, decode::boolean)?,
+        };
+        f.no_others()?;
+        Ok(query)
+    }
+}
+
+impl QueryPart {
+    /// The condition with its parameters located (`:user_id` among them).
+    pub fn statement(&self) -> Statement {
+        Statement::parse(&self.condition).expect("validated query")
+    }
+
+    fn decode(json: Json, path: &str) -> Result<QueryPart, decode::DecodeError> {
+        let mut f = Fields::of(json, path)?;
+        let part = QueryPart {
+            table: f.get("table", decode::string)?,
+            condition: f.get("where", decode::string)?,
+        };
+        f.no_others()?;
+        Ok(part)
     }
 }
 

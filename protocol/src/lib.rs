@@ -21,16 +21,22 @@ pub mod wire;
 mod wire_de;
 
 pub use app::{
-    Access, AppDefinition, Column, ColumnType, LocalTable, Mutator, Param, Statements, Table,
-    USER_ID_PARAM,
+    Access, AppDefinition, Column, ColumnType, LocalTable, Mutator, Param, Query, QueryPart,
+    Statements, Table, USER_ID_PARAM,
 };
 pub use validate::{AppError, Problem};
 pub use value::Value;
 pub use wire::{
     Cookie, ErrorBody, MismatchAction, Mutation, MutationResult, PatchOp, PullOk, PullRequest,
     PullResponse, PushRequest, PushResponse, RejectionCode, Row, SchemaMismatch, ServerEvent,
+    Subscription, SubscriptionError, SubscriptionPhase, SubscriptionState,
 };
 
 /// The sync protocol version. A server that speaks another version refuses the
 /// exchange (HTTP 400, code `protocol_version`) instead of guessing.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Protocol v2: sync by subscription (`docs/protocol.md` §11). A pull names
+/// the group's subscriptions; the server keeps a view of what each group
+/// holds and sends only the difference.
+pub const PROTOCOL_VERSION_SUBSCRIPTIONS: u32 = 2;

@@ -128,6 +128,53 @@ pub struct PullRequest {
     pub client_id: String,
     /// The cookie of the last response applied; `null` for a first (full) sync.
     pub cookie: Option<Cookie>,
+    /// Protocol v2 (required there, absent in v1): every subscription the
+    /// group wants now, each distinct `(query, args)` once. The server syncs
+    /// their rows and removes the rows of subscriptions no longer listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<Vec<Subscription>>,
+}
+
+/// A subscription to a named query of the app definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub query: String,
+    /// A JSON object: parameter name → value (`:user_id` is never sent).
+    pub args: Json,
+}
+
+/// What a v2 pull response says of one requested subscription.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionState {
+    pub query: String,
+    pub args: Json,
+    pub state: SubscriptionPhase,
+    /// Rows it selects that the client has once this response is applied.
+    pub synced: u64,
+    /// Rows it selects at this response's view version.
+    pub total: u64,
+    /// Why it can never sync (`state` is `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<SubscriptionError>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SubscriptionPhase {
+    /// Pages of its rows follow (`more`).
+    Pending,
+    /// Every row it selects is in the state this response brings the client to.
+    Complete,
+    /// Unknown query or bad arguments: it syncs nothing.
+    Error,
+}
+
+/// `code`: `unknown_query` or `bad_arguments`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SubscriptionError {
+    pub code: String,
+    pub message: String,
 }
 
 /// Deserialized by hand (`wire_de.rs`).
@@ -152,6 +199,9 @@ pub struct PullOk {
     pub patch: Vec<PatchOp>,
     /// More changes are waiting: pull again at once with the new cookie.
     pub more: bool,
+    /// Protocol v2: one entry per requested subscription, in request order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<SubscriptionState>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

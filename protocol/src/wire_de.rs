@@ -7,7 +7,8 @@
 use crate::decode::{self, Fields, Result};
 use crate::wire::{
     Cookie, MismatchAction, MutationResult, PatchOp, PullOk, PullResponse, PushResponse,
-    RejectionCode, SchemaMismatch, ServerEvent,
+    RejectionCode, SchemaMismatch, ServerEvent, SubscriptionError, SubscriptionPhase,
+    SubscriptionState,
 };
 use serde::de::{self as serde_de, Deserialize, Deserializer};
 use serde_json::Value as Json;
@@ -112,7 +113,38 @@ impl PullResponse {
             })?,
             patch: f.get("patch", |v, p| decode::list(v, p, PatchOp::decode))?,
             more: f.get_or("more", false, decode::boolean)?,
+            subscriptions: f.get_or("subscriptions", Vec::new(), |v, p| {
+                decode::list(v, p, SubscriptionState::decode)
+            })?,
         }))
+    }
+}
+
+impl SubscriptionState {
+    fn decode(json: Json, path: &str) -> Result<SubscriptionState> {
+        let mut f = Fields::of(json, path)?;
+        const PHASES: [(&str, SubscriptionPhase); 3] = [
+            ("pending", SubscriptionPhase::Pending),
+            ("complete", SubscriptionPhase::Complete),
+            ("error", SubscriptionPhase::Error),
+        ];
+        Ok(SubscriptionState {
+            query: f.get("query", decode::string)?,
+            args: f.get("args", |v, _| Ok(v))?,
+            state: f.get("state", |v, p| decode::one_of(v, p, &PHASES))?,
+            synced: f.get("synced", decode::u64)?,
+            total: f.get("total", decode::u64)?,
+            error: match f.optional("error") {
+                None | Some(Json::Null) => None,
+                Some(error) => {
+                    let mut e = Fields::of(error, &f.path("error"))?;
+                    Some(SubscriptionError {
+                        code: e.get("code", decode::string)?,
+                        message: e.get("message", decode::string)?,
+                    })
+                }
+            },
+        })
     }
 }
 

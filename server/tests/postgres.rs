@@ -79,6 +79,7 @@ fn pull_request(client: &str, cookie: Option<Cookie>) -> PullRequest {
         client_group_id: client.into(),
         client_id: client.into(),
         cookie,
+        subscriptions: None,
     }
 }
 

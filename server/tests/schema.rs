@@ -109,6 +109,7 @@ impl Client {
             client_group_id: self.id.into(),
             client_id: self.id.into(),
             cookie: self.cookie.clone(),
+            subscriptions: None,
         };
         store.pull(self.user, request).await.unwrap()
     }

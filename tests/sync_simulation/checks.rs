@@ -80,6 +80,7 @@ impl Sim {
             last_mutation_id_changes: Default::default(),
             patch,
             more: false,
+            subscriptions: Vec::new(),
         };
         oracle.apply_pull(&mut db, &state).unwrap();
         for (name, args) in &pending {

@@ -198,6 +198,7 @@ pub async fn pull<T: PullTx>(
         last_mutation_id_changes: changed,
         patch,
         more,
+        subscriptions: Vec::new(),
     }))
 }
 

@@ -261,6 +261,7 @@ impl Replica {
             client_group_id: self.client_group_id().to_owned(),
             client_id: self.client_id.clone(),
             cookie: self.cookie.clone(),
+            subscriptions: None,
         }
     }
 

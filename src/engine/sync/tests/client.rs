@@ -108,6 +108,7 @@ fn pull_ok(cookie: i64, more: bool) -> PullResponse {
         last_mutation_id_changes: Default::default(),
         patch: vec![],
         more,
+        subscriptions: Vec::new(),
     })
 }
 

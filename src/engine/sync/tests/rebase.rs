@@ -22,6 +22,7 @@ fn pull_ok(cookie: i64, acked: Option<(&str, u64)>, patch: Vec<PatchOp>) -> Pull
             .collect::<BTreeMap<_, _>>(),
         patch,
         more: false,
+        subscriptions: Vec::new(),
     }
 }
 
