@@ -2,7 +2,8 @@
 //! wrong: which table, column, rule, mutator or parameter. All problems are
 //! collected so a developer fixes the file in one pass.
 
-use crate::app::{AppDefinition, Column, USER_ID_PARAM};
+use crate::app::{AppDefinition, Column, Table, USER_ID_PARAM};
+use crate::condition::{self, Finding};
 pub use crate::problem::{AppError, Problem};
 use crate::sql::{tokenize, Statement, Token, TokenKind};
 
@@ -55,7 +56,7 @@ pub(crate) fn app(app: &AppDefinition) -> Result<(), AppError> {
     }
     for table in &app.tables {
         for (rule, text) in [("read", &table.access.read), ("write", &table.access.write)] {
-            check_rule(&table.name, &table.columns, rule, text, &mut problems);
+            check_rule(app, table, rule, text, &mut problems);
         }
     }
     let mut mutator_names = Vec::new();
@@ -181,19 +182,23 @@ fn check_key(
     }
 }
 
-/// A rule is an expression over the row's own columns. Subqueries are refused:
-/// the server decides what a client pulls by the versions of the rows it
-/// reads, and a rule that looked at other tables would change a row's
-/// visibility without changing its version.
+/// A read rule is an expression over the row's own columns: it decides
+/// what a v1 client pulls by the versions of the rows it reads, and a rule
+/// that looked at other tables would change a row's visibility without
+/// changing its version. A write rule may also read other synced tables
+/// through `EXISTS` / `IN` subqueries ("the user is an editor of the row's
+/// list"): the server checks it inside the push transaction, where the
+/// tables it reads are as they were before the mutation (for the row before
+/// it) and after it (for the row after it). Both use `:user_id` only.
 fn check_rule(
-    table: &str,
-    columns: &[Column],
+    app: &AppDefinition,
+    table: &Table,
     rule: &'static str,
     text: &str,
     problems: &mut Vec<Problem>,
 ) {
     let bad = |message: String| Problem::BadRule {
-        table: table.to_owned(),
+        table: table.name.clone(),
         rule,
         message,
     };
@@ -202,35 +207,35 @@ fn check_rule(
         Ok(t) => t,
         Err(e) => return problems.push(bad(e.to_string())),
     };
-    for (i, token) in tokens.iter().enumerate() {
+    for token in &tokens {
         match &token.kind {
             TokenKind::Param(p) if p != USER_ID_PARAM => problems.push(bad(format!(
                 "unknown parameter `:{p}` (rules may only use `:{USER_ID_PARAM}`)"
             ))),
-            TokenKind::Punct(';') => problems.push(bad("must be one expression".into())),
-            k if k.is_word("select") => problems.push(bad(
-                "subqueries are not allowed; a rule looks at its own row only".into(),
-            )),
-            k @ (TokenKind::Word(_) | TokenKind::Quoted(_)) => {
-                let name = k.identifier().expect("identifier");
-                let is_keyword =
-                    matches!(k, TokenKind::Word(_)) && RULE_KEYWORDS.contains(&name.as_str());
-                let is_call = next_is(&tokens, i, '(');
-                let is_type = i > 0 && tokens[i - 1].kind.is_word("as");
-                if !is_keyword && !is_call && !is_type && !columns.iter().any(|c| c.name == name) {
-                    problems.push(Problem::UnknownColumn {
-                        table: table.to_owned(),
-                        column: name,
-                        context: if rule == "read" {
-                            "read rule"
-                        } else {
-                            "write rule"
-                        },
-                    });
-                }
+            k if rule == "read" && k.is_word("select") => {
+                return problems.push(bad(
+                    "subqueries are not allowed: a read rule looks at its own row only (it \
+                     decides what protocol v1 pulls, by row versions); a write rule may use \
+                     them, and a v2 client reads through queries"
+                        .into(),
+                ))
             }
             _ => {}
         }
+    }
+    for finding in condition::check(app, table, &tokens, RULE_KEYWORDS) {
+        problems.push(match finding {
+            Finding::UnknownColumn(column) => Problem::UnknownColumn {
+                table: table.name.clone(),
+                column,
+                context: if rule == "read" {
+                    "read rule"
+                } else {
+                    "write rule"
+                },
+            },
+            Finding::Bad(message) => bad(message),
+        });
     }
 }
 

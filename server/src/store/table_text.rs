@@ -3,6 +3,7 @@
 //! the app definition (lowercase `snake_case`, never `_ferry…`), so they
 //! appear unquoted, as in mutators.
 
+use ferrydb_protocol::sql::{Placeholders, Statement};
 use ferrydb_protocol::{ColumnType, Table};
 
 pub struct TableText<'a> {
@@ -123,4 +124,61 @@ pub fn bookkeeping(d: &Dialect) -> Vec<String> {
              mutation_id {int} NOT NULL, name {text} NOT NULL, outcome {text} NOT NULL)"
         ),
     ]
+}
+
+/// Whether a mutation broke `table`'s write rule, as one boolean expression
+/// (`:user_id` is the rule's only parameter, rendered in `style`), run after
+/// the mutation's last statement, inside its transaction. For every row the
+/// mutation touched (its key is in the table's touched log):
+///
+/// - **after**: the row as it is now must satisfy the rule against the
+///   tables as they are now;
+/// - **before**: the row as it was must satisfy the rule against the tables
+///   as they were before the mutation started, so a mutator cannot first
+///   make its user an editor and then pass the check on the old row.
+///
+/// The state before the mutation needs no second snapshot: the touched logs
+/// hold the first image of every row the mutation touched (the row as it
+/// was, or "absent"), so each synced table as it was is its untouched rows
+/// plus its touched log's present rows. The "before" check is the "after"
+/// check run under common table expressions that give each synced table's
+/// name to that union, shadowing the table in the rule's subqueries
+/// (`real_tables` is the prefix that names the real table inside them:
+/// SQLite reads a table expression naming itself as a circular reference,
+/// Postgres never). One check, written once, sees either state, and the
+/// rule's text is not rewritten.
+pub fn write_violation(
+    table: &Table,
+    synced: &[Table],
+    style: Placeholders,
+    real_tables: &str,
+) -> String {
+    let statement = Statement::parse(&table.access.write).expect("validated rule");
+    let rule = statement.render(style);
+    let t = &table.name;
+    let text = TableText::new(table);
+    let key = &text.key;
+    let broken = format!(
+        "SELECT 1 FROM {t} WHERE ({key}) IN (SELECT {key} FROM _ferry_touched_{t}) \
+         AND NOT coalesce(({rule}), false)"
+    );
+    let as_they_were = synced
+        .iter()
+        .map(|u| {
+            let text = TableText::new(u);
+            let (name, cols) = (&u.name, &text.cols);
+            let touched = format!("_ferry_touched_{name}");
+            // Always inlined: a rule reads a few rows of each table by
+            // key or index, never the whole table.
+            format!(
+                "{name} AS NOT MATERIALIZED (\
+                 SELECT {cols} FROM {real_tables}{name} AS _ferry_row \
+                 WHERE NOT EXISTS (SELECT 1 FROM {touched} WHERE {}) \
+                 UNION ALL SELECT {cols} FROM {touched} WHERE _ferry_present)",
+                text.key_matches(&format!("{touched}."), "_ferry_row.")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("(EXISTS (WITH {as_they_were} {broken}) OR EXISTS ({broken}))")
 }

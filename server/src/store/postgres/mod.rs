@@ -164,7 +164,7 @@ impl PostgresStore {
         let mutators = compile(&pool, &versions).await?;
         let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
         Ok(PostgresStore {
-            write_check: schema::write_check(&tables),
+            write_check: schema::write_check(&versions.current().app.tables),
             finish: schema::finish_mutation(&tables),
             pool,
             versions,

@@ -9,7 +9,7 @@
 //! `_ferry…`), so generated SQL names them unquoted, as mutators do.
 
 pub use super::super::table_text::bookkeeping;
-use super::super::table_text::{Dialect, TableText};
+use super::super::table_text::{write_violation, Dialect, TableText};
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::{ColumnType, Table};
 use tokio_postgres::types::Type;
@@ -99,9 +99,6 @@ pub struct PgTable {
     pub first_page: String,
     /// A later page: `$1` user, `$2…` the last key sent, then the limit.
     pub next_page: String,
-    /// Whether an old image or a row as it is now breaks the write rule
-    /// (`$1` user): one boolean expression.
-    pub write_violation: String,
     /// Empties the touched log.
     pub clear_touched: String,
 }
@@ -135,7 +132,6 @@ impl PgTable {
         );
         let key_defs = text.key_defs(ColumnType::postgres_type);
         let read = rule(&table.access.read);
-        let write = rule(&table.access.write);
         // Row versions: every row a statement inserts, updates (old and new
         // key) or deletes gets the version of the mutation being processed.
         let stamp = |row: &str| {
@@ -237,10 +233,6 @@ impl PgTable {
                 "SELECT {cols} FROM {t} WHERE {read} AND {key_tuple} > ({after}) ORDER BY {key} LIMIT ${}",
                 n + 2
             ),
-            write_violation: format!(
-                "(EXISTS (SELECT 1 FROM {touched} WHERE _ferry_present AND NOT {write}) \
-                 OR EXISTS (SELECT 1 FROM {t} WHERE {key_tuple} IN (SELECT {key} FROM {touched}) AND NOT {write}))"
-            ),
             clear_touched: format!("DELETE FROM {touched}"),
         }
     }
@@ -271,15 +263,18 @@ impl PgTable {
     }
 }
 
-/// All tables' write rules in one query: an array with, per table, whether
-/// a row the mutation touched broke the rule before or after (`$1` user).
-pub fn write_check(tables: &[PgTable]) -> String {
-    if tables.is_empty() {
+/// All tables' write rules in one query: an array with, per table of
+/// `synced`, whether a row the mutation touched broke the rule before or
+/// after (`table_text::write_violation`; `$1` user). A rule's subqueries
+/// need no schema prefix for the real table: a Postgres common table
+/// expression without `RECURSIVE` never sees its own name.
+pub fn write_check(synced: &[Table]) -> String {
+    if synced.is_empty() {
         return "SELECT ARRAY[]::boolean[]".into();
     }
-    let checks = tables
+    let checks = synced
         .iter()
-        .map(|t| t.write_violation.as_str())
+        .map(|t| write_violation(t, synced, Placeholders::Dollar, ""))
         .collect::<Vec<_>>()
         .join(", ");
     format!("SELECT ARRAY[{checks}]")

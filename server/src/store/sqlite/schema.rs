@@ -8,7 +8,7 @@
 //! `_ferry…`), so generated SQL names them unquoted, as mutators do.
 
 pub use super::super::table_text::bookkeeping;
-use super::super::table_text::{Dialect, TableText};
+use super::super::table_text::{write_violation, Dialect, TableText};
 use ferrydb_protocol::sql::{Placeholders, Statement};
 use ferrydb_protocol::{ColumnType, Table};
 
@@ -54,6 +54,25 @@ fn rule(text: &str) -> (String, bool) {
     (condition, uses_user)
 }
 
+/// Whether a mutation broke one table's write rule, before or after
+/// (`table_text::write_violation`), as a query, and whether it binds
+/// `:user_id` (as `?1`).
+pub struct WriteCheck {
+    pub sql: String,
+    pub uses_user: bool,
+}
+
+impl WriteCheck {
+    /// The check of `table`, whose rule may read any of the `synced` tables.
+    pub fn new(table: &Table, synced: &[Table]) -> WriteCheck {
+        let violation = write_violation(table, synced, Placeholders::Question, "main.");
+        WriteCheck {
+            sql: format!("SELECT {violation}"),
+            uses_user: !table.write_rule().params.is_empty(),
+        }
+    }
+}
+
 /// One synced table's SQL.
 pub struct SqliteTable {
     /// Creates the table and its row versions with their triggers (the same
@@ -70,10 +89,6 @@ pub struct SqliteTable {
     pub first_page: String,
     /// A later page: `?1` user, `?2…` the last key sent, then the limit.
     pub next_page: String,
-    /// Whether a first image or a row as it is now breaks the write rule
-    /// (`?1` user, if the rule uses it).
-    pub write_violation: String,
-    pub write_uses_user: bool,
     /// Empties the touched log.
     pub clear_touched: String,
     /// Every row the user may read, in key order (`?1` user, if the read
@@ -95,7 +110,6 @@ impl SqliteTable {
         let column_defs = |strict: bool| text.column_defs(strict, ColumnType::sqlite_type);
         let key_defs = text.key_defs(ColumnType::sqlite_type);
         let (read, read_uses_user) = rule(&table.access.read);
-        let (write, write_uses_user) = rule(&table.access.write);
         // Delete-then-insert, never a conflict clause: an outer statement's
         // conflict policy would override it inside the trigger.
         let stamp = |row: &str| {
@@ -179,11 +193,6 @@ impl SqliteTable {
                 "SELECT {cols} FROM {t} WHERE {read} AND ({key}) > ({after}) ORDER BY {key} LIMIT ?{}",
                 n + 2
             ),
-            write_violation: format!(
-                "SELECT EXISTS (SELECT 1 FROM {touched} WHERE _ferry_present = 1 AND NOT {write}) \
-                 OR EXISTS (SELECT 1 FROM {t} WHERE ({key}) IN (SELECT {key} FROM {touched}) AND NOT {write})"
-            ),
-            write_uses_user,
             clear_touched: format!("DELETE FROM {touched}"),
             readable: format!("SELECT {cols} FROM {t} WHERE {read} ORDER BY {key}"),
             read_uses_user,

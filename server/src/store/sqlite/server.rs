@@ -8,7 +8,7 @@
 //! can push as someone else's client or read its `lastMutationID`s.
 
 use super::schema::{
-    bookkeeping, undo_leftovers, SqliteTable, DIALECT, LAYOUT, LAYOUT_1_LEFTOVERS,
+    bookkeeping, undo_leftovers, SqliteTable, WriteCheck, DIALECT, LAYOUT, LAYOUT_1_LEFTOVERS,
 };
 use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use crate::store::table_text::meta_key;
@@ -34,6 +34,8 @@ pub struct SqliteServer {
     conn: Connection,
     versions: Versions,
     tables: Vec<SqliteTable>,
+    /// Per table, in the order of `tables`.
+    write_checks: Vec<WriteCheck>,
     mutators: Mutators,
     /// Rows per page of a full sync (`more` pages the rest).
     page_size: usize,
@@ -61,6 +63,11 @@ impl SqliteServer {
         app.validate()
             .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
         let tables: Vec<SqliteTable> = app.tables.iter().map(SqliteTable::new).collect();
+        let write_checks = app
+            .tables
+            .iter()
+            .map(|table| WriteCheck::new(table, &app.tables))
+            .collect();
         let recorded = schema_transaction(&conn, &app, Mode::Start)?.1;
         let versions = Versions::new(app, recorded);
         // Every statement the server runs stays prepared: a handful per
@@ -72,6 +79,7 @@ impl SqliteServer {
             conn,
             versions,
             tables,
+            write_checks,
             mutators,
             page_size: 100,
             reset_demanded: BTreeSet::new(),
@@ -271,9 +279,9 @@ impl SqliteServer {
                 return Ok(Err(Rejected::failed(&mutator.name, e)));
             }
         }
-        for (table, shape) in self.tables.iter().zip(&self.versions.current().shapes) {
-            let user = table.write_uses_user.then_some(user_id);
-            let mut statement = self.conn.prepare_cached(&table.write_violation)?;
+        for (check, shape) in self.write_checks.iter().zip(&self.versions.current().shapes) {
+            let user = check.uses_user.then_some(user_id);
+            let mut statement = self.conn.prepare_cached(&check.sql)?;
             // A rule that fails at run time (a type error on this row) is
             // the mutation's failure, as on Postgres.
             match statement.query_row(params_from_iter(user), |r| r.get::<_, bool>(0)) {
