@@ -1,0 +1,334 @@
+//! Write rules that see relationships (`docs/protocol.md` §11.5), over HTTP
+//! on every store, with the collaborative fixture `tests/fixtures/collab.json`:
+//! lists, their members (owner, editor, viewer) and their items. An item may
+//! be written by an owner or editor of its list, a membership by the list's
+//! owner (or by whoever makes themselves owner of a list with no other
+//! member: that is how a list's creator becomes its owner), a list by its
+//! owner.
+//!
+//! What a user relies on: editors edit and others do not; an item can
+//! neither be moved into nor out of a list the user may not edit; a mutator
+//! cannot first give its user a role and then use it (the row before the
+//! mutation is judged against the tables before it); a write queued before
+//! the user was removed is rejected; a rejected mutation leaves nothing.
+//! Each store is inspected with its own SQL after the pushes.
+
+mod common;
+
+use common::*;
+use ferrydb_protocol::AppDefinition;
+use ferrydb_server::Config;
+use serde_json::{json, Value as Json};
+
+fn collab() -> AppDefinition {
+    let path = repo().join("tests/fixtures/collab.json");
+    AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A user with a client of their own, whose mutation IDs count up.
+struct User {
+    name: &'static str,
+    next_id: u64,
+}
+
+impl User {
+    fn new(name: &'static str) -> User {
+        User { name, next_id: 1 }
+    }
+
+    /// The next mutation of this user's client, to push now or later.
+    fn mutation(&mut self, name: &'static str, args: Json) -> (u64, &'static str, Json) {
+        let id = self.next_id;
+        self.next_id += 1;
+        (id, name, args)
+    }
+
+    /// Pushes `mutations` (in ID order) and returns each result's code.
+    async fn push(&self, server: &TestServer, mutations: &[(u64, &str, Json)]) -> Vec<String> {
+        let body = push_body(self.name, mutations);
+        codes(&server.post("/sync/push", self.name, &body).await)
+    }
+
+    /// Makes one mutation and pushes it at once: its result's code.
+    async fn run(&mut self, server: &TestServer, name: &'static str, args: Json) -> String {
+        let mutation = self.mutation(name, args);
+        let mut codes = self.push(server, &[mutation]).await;
+        assert_eq!(codes.len(), 1, "{}: {codes:?}", server.url);
+        codes.remove(0)
+    }
+}
+
+/// The rows of `sql` (text columns only) in the store's database, each as
+/// its columns joined by `|`.
+async fn rows(url: &str, sql: &str) -> Vec<String> {
+    if let Some(file) = url.strip_prefix("sqlite:") {
+        let conn = rusqlite::Connection::open(file).unwrap();
+        let mut statement = conn.prepare(sql).unwrap();
+        let n = statement.column_count();
+        let rows = statement
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| r.get::<_, String>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap();
+        return rows.map(|r| r.unwrap().join("|")).collect();
+    }
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let rows = client.query(sql, &[]).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, String>(i))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+async fn members(url: &str) -> Vec<String> {
+    rows(
+        url,
+        "SELECT list_id, user_id, role FROM members ORDER BY list_id, user_id",
+    )
+    .await
+}
+
+async fn items(url: &str) -> Vec<String> {
+    rows(url, "SELECT id, list_id, title FROM items ORDER BY id").await
+}
+
+/// Alice owns `groceries` (bob edits, carol views, item `milk`) and `chores`
+/// (bob views, item `dishes`); bob owns `bobs`; dave is in no list.
+async fn lists_of_alice(url: &str) -> (TestServer, [User; 4]) {
+    let server = server(url, collab(), Config::default()).await;
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    let setup = [
+        alice.mutation(
+            "createList",
+            json!({"id": "groceries", "title": "Groceries", "owner": "alice"}),
+        ),
+        alice.mutation(
+            "addMember",
+            json!({"listId": "groceries", "member": "bob", "role": "editor"}),
+        ),
+        alice.mutation(
+            "addMember",
+            json!({"listId": "groceries", "member": "carol", "role": "viewer"}),
+        ),
+        alice.mutation(
+            "addItem",
+            json!({"id": "milk", "listId": "groceries", "title": "Milk"}),
+        ),
+        alice.mutation(
+            "createList",
+            json!({"id": "chores", "title": "Chores", "owner": "alice"}),
+        ),
+        alice.mutation(
+            "addMember",
+            json!({"listId": "chores", "member": "bob", "role": "viewer"}),
+        ),
+        alice.mutation(
+            "addItem",
+            json!({"id": "dishes", "listId": "chores", "title": "Dishes"}),
+        ),
+    ];
+    assert_eq!(alice.push(&server, &setup).await, ["ok"; 7], "{url}");
+    let bobs = json!({"id": "bobs", "title": "Bob's", "owner": "bob"});
+    assert_eq!(bob.run(&server, "createList", bobs).await, "ok", "{url}");
+    (server, [alice, bob, User::new("carol"), User::new("dave")])
+}
+
+#[tokio::test]
+async fn an_editor_edits_items_and_a_viewer_or_non_member_may_not() {
+    for url in store_urls().await {
+        let (server, [_, mut bob, mut carol, mut dave]) = lists_of_alice(&url).await;
+        let edit = |title: &str| json!({"id": "milk", "title": title});
+        assert_eq!(bob.run(&server, "editItem", edit("Oat milk")).await, "ok");
+        assert_eq!(
+            carol.run(&server, "editItem", edit("carol")).await,
+            "forbidden",
+            "{url}"
+        );
+        assert_eq!(
+            dave.run(&server, "editItem", edit("dave")).await,
+            "forbidden",
+            "{url}"
+        );
+        // Nor may they add an item to the list (the row after the change).
+        let add = json!({"id": "eggs", "listId": "groceries", "title": "Eggs"});
+        assert_eq!(
+            carol.run(&server, "addItem", add).await,
+            "forbidden",
+            "{url}"
+        );
+        assert_eq!(
+            items(&url).await,
+            ["dishes|chores|Dishes", "milk|groceries|Oat milk"],
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_item_moves_only_between_lists_the_user_may_edit() {
+    for url in store_urls().await {
+        let (server, [_, mut bob, ..]) = lists_of_alice(&url).await;
+        let moving = |id: &str, to: &str| json!({"id": id, "listId": to});
+        // Into a list bob only views: the row after the change breaks the rule.
+        let into_chores = bob.run(&server, "moveItem", moving("milk", "chores")).await;
+        assert_eq!(into_chores, "forbidden", "{url}");
+        // Out of a list bob only views, into his own: the row before does.
+        let out_of_chores = bob.run(&server, "moveItem", moving("dishes", "bobs")).await;
+        assert_eq!(out_of_chores, "forbidden", "{url}");
+        // Between two lists he edits: allowed.
+        let to_bobs = bob.run(&server, "moveItem", moving("milk", "bobs")).await;
+        assert_eq!(to_bobs, "ok", "{url}");
+        assert_eq!(
+            items(&url).await,
+            ["dishes|chores|Dishes", "milk|bobs|Milk"],
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_mutator_cannot_give_its_user_a_role_and_use_it() {
+    for url in store_urls().await {
+        let (server, [mut alice, _, _, mut dave]) = lists_of_alice(&url).await;
+        let before_members = members(&url).await;
+        // dave makes himself editor of alice's list and edits its item: the
+        // membership breaks the members rule (he is not its owner).
+        let escalate = |role: &str, list: &str, item: &str| {
+            json!({"listId": list, "member": "dave", "role": role, "id": item, "title": "pwned"})
+        };
+        let editor = escalate("editor", "groceries", "milk");
+        assert_eq!(
+            dave.run(&server, "joinAndEditItem", editor).await,
+            "forbidden",
+            "{url}"
+        );
+        // The same as owner: alice already owns the list.
+        let owner = escalate("owner", "groceries", "milk");
+        assert_eq!(
+            dave.run(&server, "joinAndEditItem", owner).await,
+            "forbidden",
+            "{url}"
+        );
+        assert_eq!(members(&url).await, before_members, "{url}");
+        assert_eq!(
+            items(&url).await,
+            ["dishes|chores|Dishes", "milk|groceries|Milk"],
+            "{url}"
+        );
+
+        // A list whose members all left may be taken by anyone who makes
+        // themselves its owner, so the membership passes its rule. Even
+        // then, the item's row before the mutation is judged against the
+        // members as they were before it, when dave was no member: forbidden.
+        let left = json!({"listId": "chores", "member": "bob"});
+        assert_eq!(alice.run(&server, "removeMember", left).await, "ok");
+        let left = json!({"listId": "chores", "member": "alice"});
+        assert_eq!(alice.run(&server, "removeMember", left).await, "ok");
+        let take = escalate("owner", "chores", "dishes");
+        assert_eq!(
+            dave.run(&server, "joinAndEditItem", take).await,
+            "forbidden",
+            "{url}"
+        );
+        assert!(
+            !members(&url).await.iter().any(|m| m.contains("dave")),
+            "{url}"
+        );
+        // In two mutations it is allowed: the second starts with dave as owner.
+        let join = json!({"listId": "chores", "member": "dave", "role": "owner"});
+        assert_eq!(dave.run(&server, "addMember", join).await, "ok", "{url}");
+        let edit = json!({"id": "dishes", "title": "Dave's dishes"});
+        assert_eq!(dave.run(&server, "editItem", edit).await, "ok", "{url}");
+        assert_eq!(
+            items(&url).await,
+            ["dishes|chores|Dave's dishes", "milk|groceries|Milk"],
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_queued_before_the_user_was_removed_is_rejected() {
+    for url in store_urls().await {
+        let (server, [mut alice, mut bob, ..]) = lists_of_alice(&url).await;
+        // bob edits offline; alice removes him; bob's queue arrives.
+        let queued = [
+            bob.mutation("editItem", json!({"id": "milk", "title": "Bob's milk"})),
+            bob.mutation(
+                "addItem",
+                json!({"id": "eggs", "listId": "bobs", "title": "Eggs"}),
+            ),
+        ];
+        let removal = json!({"listId": "groceries", "member": "bob"});
+        assert_eq!(alice.run(&server, "removeMember", removal).await, "ok");
+        // The queue moves on past the rejected write.
+        assert_eq!(bob.push(&server, &queued).await, ["forbidden", "ok"], "{url}");
+        assert_eq!(
+            items(&url).await,
+            [
+                "dishes|chores|Dishes",
+                "eggs|bobs|Eggs",
+                "milk|groceries|Milk"
+            ],
+            "{url}"
+        );
+        // Pushed again (a lost reply), it gets the same answer.
+        assert_eq!(
+            bob.push(&server, &queued).await,
+            ["forbidden", "alreadyProcessed"],
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_a_lists_owner_manages_its_members_and_title() {
+    for url in store_urls().await {
+        let (server, [mut alice, mut bob, ..]) = lists_of_alice(&url).await;
+        // An editor may neither add members nor promote himself …
+        let add = json!({"listId": "groceries", "member": "dave", "role": "editor"});
+        assert_eq!(bob.run(&server, "addMember", add).await, "forbidden");
+        let promote = json!({"listId": "groceries", "member": "bob", "role": "owner"});
+        assert_eq!(bob.run(&server, "setRole", promote).await, "forbidden");
+        let rename = json!({"id": "groceries", "title": "Bob's now"});
+        assert_eq!(bob.run(&server, "renameList", rename).await, "forbidden");
+        // … nor create a list under an id that is taken.
+        let taken = json!({"id": "groceries", "title": "Mine", "owner": "bob"});
+        assert_eq!(
+            bob.run(&server, "createList", taken).await,
+            "mutator_failed",
+            "{url}"
+        );
+        // The owner may.
+        let rename = json!({"id": "groceries", "title": "Food"});
+        assert_eq!(alice.run(&server, "renameList", rename).await, "ok");
+        assert_eq!(
+            members(&url).await,
+            [
+                "bobs|bob|owner",
+                "chores|alice|owner",
+                "chores|bob|viewer",
+                "groceries|alice|owner",
+                "groceries|bob|editor",
+                "groceries|carol|viewer"
+            ],
+            "{url}"
+        );
+        assert_eq!(
+            rows(&url, "SELECT id, title FROM lists ORDER BY id").await,
+            ["bobs|Bob's", "chores|Chores", "groceries|Food"],
+            "{url}"
+        );
+    }
+}
