@@ -206,6 +206,9 @@ fn source_at<'a>(
     let name = tokens.get(at)?.kind.identifier()?;
     placed[at] = true;
     if punct_at(tokens, at + 1, '.') {
+        if let Some(placed) = placed.get_mut(at + 2) {
+            *placed = true;
+        }
         let table = tokens.get(at + 2).and_then(|t| t.kind.identifier());
         findings.push(Finding::Bad(format!(
             "names `{name}.{}`: name tables without a schema",
@@ -241,7 +244,12 @@ fn source_at<'a>(
         next += 1;
     }
     if let Some(alias) = tokens.get(next).and_then(|t| match &t.kind {
-        TokenKind::Word(w) if NOT_ALIAS.iter().chain(END_OF_FROM).any(|k| w.eq_ignore_ascii_case(k)) => {
+        TokenKind::Word(w)
+            if NOT_ALIAS
+                .iter()
+                .chain(END_OF_FROM)
+                .any(|k| w.eq_ignore_ascii_case(k)) =>
+        {
             None
         }
         k => k.identifier(),

@@ -116,6 +116,126 @@ fn rules_may_only_use_user_id_and_no_subqueries() {
     ));
 }
 
+/// The messages about `table`'s write rule.
+fn write_rule_messages(found: &[Problem], of: &str) -> Vec<String> {
+    found
+        .iter()
+        .filter_map(|p| match p {
+            Problem::BadRule {
+                table,
+                rule: "write",
+                message,
+            } if table == of => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn write_rules_may_read_synced_tables_through_subqueries() {
+    let collab = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/collab.json");
+    AppDefinition::from_json(&std::fs::read_to_string(collab).unwrap()).unwrap();
+    let mut app = sample();
+    for (table_name, rule) in [
+        (
+            "todos",
+            "owner = :user_id OR EXISTS (SELECT 1 FROM lists l JOIN todo_tags t \
+             ON t.todo_id = todos.id AND t.owner = l.owner WHERE l.id = todos.list_id \
+             AND l.owner = :user_id)",
+        ),
+        (
+            "lists",
+            "id IN (SELECT list_id FROM todos, todo_tags AS tt WHERE tt.todo_id = todos.id \
+             AND tt.owner IS DISTINCT FROM :user_id) AND lists.owner IS NOT NULL",
+        ),
+        (
+            "todo_tags",
+            "owner = :user_id AND (SELECT count(*) FROM counters) < 10",
+        ),
+    ] {
+        table(&mut app, table_name)["access"]["write"] = json!(rule);
+    }
+    AppDefinition::from_json(&app.to_string()).unwrap();
+}
+
+#[test]
+fn a_write_rule_may_not_read_local_ferrydb_or_unknown_tables() {
+    let found = problems_after(|app| {
+        // Behind a comma, after a join condition, and in a nested subquery.
+        table(app, "todos")["access"]["write"] =
+            json!("EXISTS (SELECT 1 FROM lists l, drafts d WHERE l.id = todos.list_id)");
+        table(app, "lists")["access"]["write"] = json!(
+            "EXISTS (SELECT 1 FROM todos t JOIN counters c ON c.id = t.id, _ferry_clients x \
+             WHERE x.user_id = :user_id)"
+        );
+        table(app, "todo_tags")["access"]["write"] =
+            json!("todo_id IN (SELECT id FROM todos WHERE list_id IN (SELECT id FROM listz))");
+        table(app, "counters")["access"]["write"] = json!("EXISTS (SELECT 1 FROM main.lists)");
+    });
+    assert_eq!(
+        write_rule_messages(&found, "todos"),
+        [
+            "reads local table `drafts`, which exists on clients only (the server checks this \
+          condition)"
+        ],
+        "{found:#?}"
+    );
+    assert_eq!(
+        write_rule_messages(&found, "lists"),
+        ["names `_ferry_clients`: names starting with `_ferry` belong to ferrydb"],
+        "{found:#?}"
+    );
+    assert_eq!(
+        write_rule_messages(&found, "todo_tags"),
+        ["reads unknown table `listz`"],
+        "{found:#?}"
+    );
+    assert_eq!(
+        write_rule_messages(&found, "counters"),
+        ["names `main.lists`: name tables without a schema"],
+        "{found:#?}"
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "write rule of table `lists`: names `_ferry_clients`: names starting with `_ferry` \
+         belong to ferrydb"
+    );
+    assert_eq!(found.len(), 4, "{found:#?}");
+}
+
+#[test]
+fn names_in_a_write_rules_subqueries_must_exist() {
+    let found = problems_after(|app| {
+        table(app, "todos")["access"]["write"] = json!(
+            "EXISTS (SELECT 1 FROM lists l WHERE l.ownr = :user_id AND x.id = todos.list_id \
+             AND nme = 'a')"
+        );
+        table(app, "lists")["access"]["write"] =
+            json!("EXISTS (WITH l AS (SELECT 1) SELECT 1 FROM l)");
+        table(app, "counters")["access"]["write"] = json!("EXISTS (SELECT 1 FROM json_each(id))");
+    });
+    assert_eq!(
+        write_rule_messages(&found, "todos"),
+        [
+            "refers to unknown column `l.ownr`",
+            "unknown table or alias `x`"
+        ],
+        "{found:#?}"
+    );
+    assert!(found.contains(&Problem::UnknownColumn {
+        table: "todos".into(),
+        column: "nme".into(),
+        context: "write rule"
+    }));
+    assert!(write_rule_messages(&found, "lists")
+        .contains(&"common table expressions (`WITH`) are not allowed".to_owned()));
+    assert_eq!(
+        write_rule_messages(&found, "counters"),
+        ["reads from function `json_each(…)`: a condition reads synced tables only"],
+        "{found:#?}"
+    );
+}
+
 #[test]
 fn mutator_params_must_be_declared_and_used() {
     let found = problems_after(|app| {

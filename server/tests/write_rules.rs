@@ -204,9 +204,7 @@ async fn a_mutator_cannot_give_its_user_a_role_and_use_it() {
         let before_members = members(&url).await;
         // dave makes himself editor of alice's list and edits its item: the
         // membership breaks the members rule (he is not its owner).
-        let escalate = |role: &str, list: &str, item: &str| {
-            json!({"listId": list, "member": "dave", "role": role, "id": item, "title": "pwned"})
-        };
+        let escalate = |role: &str, list: &str, item: &str| json!({"listId": list, "member": "dave", "role": role, "id": item, "title": "pwned"});
         let editor = escalate("editor", "groceries", "milk");
         assert_eq!(
             dave.run(&server, "joinAndEditItem", editor).await,
@@ -273,7 +271,11 @@ async fn a_write_queued_before_the_user_was_removed_is_rejected() {
         let removal = json!({"listId": "groceries", "member": "bob"});
         assert_eq!(alice.run(&server, "removeMember", removal).await, "ok");
         // The queue moves on past the rejected write.
-        assert_eq!(bob.push(&server, &queued).await, ["forbidden", "ok"], "{url}");
+        assert_eq!(
+            bob.push(&server, &queued).await,
+            ["forbidden", "ok"],
+            "{url}"
+        );
         assert_eq!(
             items(&url).await,
             [
@@ -329,6 +331,30 @@ async fn only_a_lists_owner_manages_its_members_and_title() {
             rows(&url, "SELECT id, title FROM lists ORDER BY id").await,
             ["bobs|Bob's", "chores|Chores", "groceries|Food"],
             "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_rule_the_database_cannot_run_refuses_the_app_at_start() {
+    let mut json: Json = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/collab.json")).unwrap(),
+    )
+    .unwrap();
+    // Valid names, invalid SQL: only the database can tell.
+    json["tables"][2]["access"]["write"] =
+        json!("EXISTS (SELECT 1 FROM members m WHERE m.list_id = items.list_id AND)");
+    let app = AppDefinition::from_json(&json.to_string()).unwrap();
+    for url in store_urls().await {
+        let refused =
+            ferrydb_server::ServerState::start(Config::default(), Some((app.clone(), &url)))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{url}: started"));
+        let message = refused.to_string();
+        assert!(
+            message.contains("write rule of table `items`"),
+            "{url}: {message}"
         );
     }
 }

@@ -162,6 +162,7 @@ impl PostgresStore {
         let recorded = schema_transaction(&pool, &app, Mode::Start).await?.1;
         let versions = Versions::new(app, recorded);
         let mutators = compile(&pool, &versions).await?;
+        prepare_write_rules(&pool, &versions.current().app.tables).await?;
         let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
         Ok(PostgresStore {
             write_check: schema::write_check(&versions.current().app.tables),
@@ -739,6 +740,28 @@ async fn compile(pool: &Pool, versions: &Versions) -> Result<HashMap<(u32, Strin
         }
     }
     Ok(compiled)
+}
+
+/// Prepares each table's write-rule check once, alone, so a rule the
+/// validation let through but Postgres cannot run (a syntax or type error in
+/// a subquery) refuses the app at start, naming its table, instead of
+/// failing every mutation later.
+async fn prepare_write_rules(pool: &Pool, synced: &[Table]) -> Result<()> {
+    let client = pool.get().await.map_err(pool_error)?;
+    for table in synced {
+        let sql = format!("SELECT {}", schema::write_violation(table, synced));
+        if let Err(e) = client.prepare_typed(&sql, &[Type::TEXT]).await {
+            if error::is_transient(&e) {
+                return Err(e.into());
+            }
+            return Err(StoreError::InvalidApp(format!(
+                "write rule of table `{}` does not run on Postgres: {}",
+                table.name,
+                error::describe(&e)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn to_row(

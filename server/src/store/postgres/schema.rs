@@ -9,7 +9,7 @@
 //! `_ferry…`), so generated SQL names them unquoted, as mutators do.
 
 pub use super::super::table_text::bookkeeping;
-use super::super::table_text::{write_violation, Dialect, TableText};
+use super::super::table_text::{self, Dialect, TableText};
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::{ColumnType, Table};
 use tokio_postgres::types::Type;
@@ -263,18 +263,23 @@ impl PgTable {
     }
 }
 
-/// All tables' write rules in one query: an array with, per table of
-/// `synced`, whether a row the mutation touched broke the rule before or
-/// after (`table_text::write_violation`; `$1` user). A rule's subqueries
-/// need no schema prefix for the real table: a Postgres common table
+/// Whether a row the mutation touched broke `table`'s write rule, before or
+/// after (`table_text::write_violation`; `$1` user): a boolean expression.
+/// The real tables need no schema prefix: a Postgres common table
 /// expression without `RECURSIVE` never sees its own name.
+pub fn write_violation(table: &Table, synced: &[Table]) -> String {
+    table_text::write_violation(table, synced, Placeholders::Dollar, "")
+}
+
+/// All tables' write rules in one query: an array with, per table of
+/// `synced`, whether it was broken ([`write_violation`]).
 pub fn write_check(synced: &[Table]) -> String {
     if synced.is_empty() {
         return "SELECT ARRAY[]::boolean[]".into();
     }
     let checks = synced
         .iter()
-        .map(|t| write_violation(t, synced, Placeholders::Dollar, ""))
+        .map(|t| write_violation(t, synced))
         .collect::<Vec<_>>()
         .join(", ");
     format!("SELECT ARRAY[{checks}]")

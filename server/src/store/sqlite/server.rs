@@ -63,7 +63,7 @@ impl SqliteServer {
         app.validate()
             .map_err(|e| StoreError::InvalidApp(e.to_string()))?;
         let tables: Vec<SqliteTable> = app.tables.iter().map(SqliteTable::new).collect();
-        let write_checks = app
+        let write_checks: Vec<WriteCheck> = app
             .tables
             .iter()
             .map(|table| WriteCheck::new(table, &app.tables))
@@ -75,6 +75,17 @@ impl SqliteServer {
         let mutators: usize = versions.all().map(|v| v.app.mutators.len()).sum();
         conn.set_prepared_statement_cache_capacity(16 + 8 * tables.len() + mutators * 4);
         let mutators = compile(&conn, &versions)?;
+        // A rule the validation let through but SQLite cannot run (a
+        // syntax error in a subquery) refuses the app now, naming its table,
+        // rather than failing every mutation later.
+        for (check, table) in write_checks.iter().zip(&versions.current().app.tables) {
+            if let Err(e) = conn.prepare_cached(&check.sql) {
+                return Err(StoreError::InvalidApp(format!(
+                    "write rule of table `{}`: {e}",
+                    table.name
+                )));
+            }
+        }
         Ok(SqliteServer {
             conn,
             versions,
@@ -279,7 +290,11 @@ impl SqliteServer {
                 return Ok(Err(Rejected::failed(&mutator.name, e)));
             }
         }
-        for (check, shape) in self.write_checks.iter().zip(&self.versions.current().shapes) {
+        for (check, shape) in self
+            .write_checks
+            .iter()
+            .zip(&self.versions.current().shapes)
+        {
             let user = check.uses_user.then_some(user_id);
             let mut statement = self.conn.prepare_cached(&check.sql)?;
             // A rule that fails at run time (a type error on this row) is
