@@ -139,14 +139,15 @@ pub fn bookkeeping(d: &Dialect) -> Vec<String> {
 ///
 /// The state before the mutation needs no second snapshot: the touched logs
 /// hold the first image of every row the mutation touched (the row as it
-/// was, or "absent"), so each synced table as it was is its untouched rows
-/// plus its touched log's present rows. The "before" check is the "after"
-/// check run under common table expressions that give each synced table's
-/// name to that union, shadowing the table in the rule's subqueries
-/// (`real_tables` is the prefix that names the real table inside them:
-/// SQLite reads a table expression naming itself as a circular reference,
-/// Postgres never). One check, written once, sees either state, and the
-/// rule's text is not rewritten.
+/// was, or "absent"), so the rows as they were are the log's present rows,
+/// and each synced table as it was is its untouched rows plus its log's
+/// present rows. The "before" check runs the rule under common table
+/// expressions that give each synced table's name to that union, shadowing
+/// the table in the rule's subqueries, while the row itself comes from the
+/// log under the table's name (for `items.list_id`). The rule's text is
+/// never rewritten. `real_tables` is the prefix that names a real table
+/// inside those expressions: SQLite reads a table expression naming itself
+/// as a circular reference, Postgres never.
 pub fn write_violation(
     table: &Table,
     synced: &[Table],
@@ -154,22 +155,17 @@ pub fn write_violation(
     real_tables: &str,
 ) -> String {
     let statement = Statement::parse(&table.access.write).expect("validated rule");
-    let rule = statement.render(style);
+    let broken = format!("NOT coalesce(({}), false)", statement.render(style));
     let t = &table.name;
-    let text = TableText::new(table);
-    let key = &text.key;
-    let broken = format!(
-        "SELECT 1 FROM {t} WHERE ({key}) IN (SELECT {key} FROM _ferry_touched_{t}) \
-         AND NOT coalesce(({rule}), false)"
-    );
+    let key = TableText::new(table).key;
     let as_they_were = synced
         .iter()
         .map(|u| {
             let text = TableText::new(u);
             let (name, cols) = (&u.name, &text.cols);
             let touched = format!("_ferry_touched_{name}");
-            // Always inlined: a rule reads a few rows of each table by
-            // key or index, never the whole table.
+            // Always inlined: a rule reads a few rows of a table, by key,
+            // and a materialised expression would copy the whole table.
             format!(
                 "{name} AS NOT MATERIALIZED (\
                  SELECT {cols} FROM {real_tables}{name} AS _ferry_row \
@@ -180,5 +176,10 @@ pub fn write_violation(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    format!("(EXISTS (WITH {as_they_were} {broken}) OR EXISTS ({broken}))")
+    format!(
+        "(EXISTS (WITH {as_they_were} \
+           SELECT 1 FROM _ferry_touched_{t} AS {t} WHERE _ferry_present AND {broken}) \
+         OR EXISTS (SELECT 1 FROM {t} WHERE ({key}) IN (SELECT {key} FROM _ferry_touched_{t}) \
+           AND {broken}))"
+    )
 }
