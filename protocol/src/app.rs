@@ -129,9 +129,12 @@ impl ColumnType {
 /// the `:user_id` of the authenticated user, evaluated by the server only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Access {
-    /// Which rows a user pulls.
+    /// Which rows a user pulls (protocol v1): the row's own columns only.
     pub read: String,
-    /// Which rows a mutator may change: checked on the row before and after.
+    /// Which rows a mutator may change: checked on the row before the
+    /// mutation, against the tables as they were, and after it, against the
+    /// tables as they are. May read other synced tables through `EXISTS` /
+    /// `IN` subqueries (`docs/protocol.md` §11.5).
     pub write: String,
 }
 

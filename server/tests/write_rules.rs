@@ -20,9 +20,13 @@ use ferrydb_protocol::AppDefinition;
 use ferrydb_server::Config;
 use serde_json::{json, Value as Json};
 
-fn collab() -> AppDefinition {
+fn collab_json() -> Json {
     let path = repo().join("tests/fixtures/collab.json");
-    AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn collab() -> AppDefinition {
+    app_def(&collab_json())
 }
 
 /// A user with a client of their own, whose mutation IDs count up.
@@ -106,7 +110,11 @@ async fn items(url: &str) -> Vec<String> {
 /// Alice owns `groceries` (bob edits, carol views, item `milk`) and `chores`
 /// (bob views, item `dishes`); bob owns `bobs`; dave is in no list.
 async fn lists_of_alice(url: &str) -> (TestServer, [User; 4]) {
-    let server = server(url, collab(), Config::default()).await;
+    lists_of_alice_in(url, collab()).await
+}
+
+async fn lists_of_alice_in(url: &str, app: AppDefinition) -> (TestServer, [User; 4]) {
+    let server = server(url, app, Config::default()).await;
     let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
     let setup = [
         alice.mutation(
@@ -167,6 +175,36 @@ async fn an_editor_edits_items_and_a_viewer_or_non_member_may_not() {
             "forbidden",
             "{url}"
         );
+        assert_eq!(
+            items(&url).await,
+            ["dishes|chores|Dishes", "milk|groceries|Oat milk"],
+            "{url}"
+        );
+    }
+}
+
+/// The items rule written as `list_id IN (subquery)` rather than as a
+/// correlated `EXISTS`: the same answers.
+#[tokio::test]
+async fn an_in_subquery_rule_judges_like_an_exists_one() {
+    let mut json = collab_json();
+    json["tables"][2]["access"]["write"] = json!(
+        "list_id IN (SELECT m.list_id FROM members m \
+         WHERE m.user_id = :user_id AND m.role IN ('owner', 'editor'))"
+    );
+    for url in store_urls().await {
+        let (server, [mut alice, mut bob, mut carol, _]) =
+            lists_of_alice_in(&url, app_def(&json)).await;
+        let edit = json!({"id": "milk", "title": "Oat milk"});
+        assert_eq!(bob.run(&server, "editItem", edit.clone()).await, "ok");
+        assert_eq!(carol.run(&server, "editItem", edit).await, "forbidden");
+        let out_of_chores = json!({"id": "dishes", "listId": "bobs"});
+        let moved = bob.run(&server, "moveItem", out_of_chores).await;
+        assert_eq!(moved, "forbidden", "{url}");
+        let queued = bob.mutation("editItem", json!({"id": "milk", "title": "Bob's"}));
+        let removal = json!({"listId": "groceries", "member": "bob"});
+        assert_eq!(alice.run(&server, "removeMember", removal).await, "ok");
+        assert_eq!(bob.push(&server, &[queued]).await, ["forbidden"], "{url}");
         assert_eq!(
             items(&url).await,
             ["dishes|chores|Dishes", "milk|groceries|Oat milk"],
