@@ -1,5 +1,6 @@
 //! SQL text both stores generate from a synced table's definition: the
-//! pieces their schemas are assembled from. Names are validated by
+//! pieces their schemas are assembled from, and the write-rule check each
+//! runs after a mutation ([`write_violation`]). Names are validated by
 //! the app definition (lowercase `snake_case`, never `_ferry…`), so they
 //! appear unquoted, as in mutators.
 
