@@ -175,11 +175,17 @@ async fn an_editor_edits_items_and_a_viewer_or_non_member_may_not() {
             "forbidden",
             "{url}"
         );
+        // Nor delete one (the row before the change); the editor may.
+        let milk = json!({"id": "milk"});
+        let deleted = carol.run(&server, "deleteItem", milk.clone()).await;
+        assert_eq!(deleted, "forbidden", "{url}");
         assert_eq!(
             items(&url).await,
             ["dishes|chores|Dishes", "milk|groceries|Oat milk"],
             "{url}"
         );
+        assert_eq!(bob.run(&server, "deleteItem", milk).await, "ok", "{url}");
+        assert_eq!(items(&url).await, ["dishes|chores|Dishes"], "{url}");
     }
 }
 
