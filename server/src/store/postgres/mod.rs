@@ -163,6 +163,7 @@ impl PostgresStore {
         let versions = Versions::new(app, recorded);
         let mutators = compile(&pool, &versions).await?;
         prepare_write_rules(&pool, &versions.current().app.tables).await?;
+        analyze_touched_logs(&pool, &tables).await?;
         let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
         Ok(PostgresStore {
             write_check: schema::write_check(&versions.current().app.tables),
@@ -740,6 +741,29 @@ async fn compile(pool: &Pool, versions: &Versions) -> Result<HashMap<(u32, Strin
         }
     }
     Ok(compiled)
+}
+
+/// Gives Postgres statistics for the touched logs, which hold rows only
+/// inside a push's transaction. A log never analysed is estimated at
+/// thousands of rows, and the write check's plan then turns a rule's
+/// `EXISTS` into a hash over the whole table it reads (10 ms per push with
+/// 100,000 memberships) instead of an index lookup per touched row (0.1 ms).
+/// Analysed while empty, a log is estimated at one row; autovacuum, which
+/// only ever sees it empty, keeps it so. Cheap, and run on every start so
+/// databases made by earlier servers get it too.
+async fn analyze_touched_logs(pool: &Pool, tables: &[PgTable]) -> Result<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let logs: Vec<String> = tables
+        .iter()
+        .map(|t| schema::touched_table(&t.name))
+        .collect();
+    let client = pool.get().await.map_err(pool_error)?;
+    client
+        .batch_execute(&format!("ANALYZE {}", logs.join(", ")))
+        .await?;
+    Ok(())
 }
 
 /// Prepares each table's write-rule check once, alone, so a rule the
