@@ -73,7 +73,7 @@ pub(crate) fn check(
             k => {
                 // Every name, wherever it stands: a table after a comma or
                 // inside a function's arguments is still refused.
-                if let Some(name) = k.identifier().filter(|n| n.starts_with("_ferry")) {
+                if let Some(name) = k.identifier().filter(|n| is_ferrys(n)) {
                     findings.push(Finding::Bad(format!(
                         "names `{name}`: names starting with `_ferry` belong to ferrydb"
                     )));
@@ -103,7 +103,7 @@ pub(crate) fn check(
         let is_call = punct_at(tokens, i, '(');
         // `CAST(x AS type)`, `SELECT x AS name`, `FROM t AS alias`.
         let is_named = i >= 2 && tokens[i - 2].kind.is_word("as");
-        if placed[i - 1] || is_keyword || is_call || is_named || name.starts_with("_ferry") {
+        if placed[i - 1] || is_keyword || is_call || is_named || is_ferrys(&name) {
             continue;
         }
         if punct_at(tokens, i, '.') {
@@ -227,7 +227,7 @@ fn source_at<'a>(
         return Some(source);
     }
     source.table = app.table(&name);
-    if source.table.is_none() && !name.starts_with("_ferry") {
+    if source.table.is_none() && !is_ferrys(&name) {
         findings.push(Finding::Bad(
             if app.local_tables.iter().any(|t| t.name == name) {
                 format!(
@@ -258,6 +258,12 @@ fn source_at<'a>(
         source.names.push(alias);
     }
     Some(source)
+}
+
+/// Whether `name` is in ferrydb's namespace. Case-blind: SQLite matches
+/// even quoted names without regard to case.
+fn is_ferrys(name: &str) -> bool {
+    name.to_ascii_lowercase().starts_with("_ferry")
 }
 
 fn punct_at(tokens: &[Token], i: usize, c: char) -> bool {

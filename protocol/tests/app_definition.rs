@@ -168,6 +168,8 @@ fn a_write_rule_may_not_read_local_ferrydb_or_unknown_tables() {
             "EXISTS (SELECT 1 FROM todos t JOIN counters c ON c.id = t.id, _ferry_clients x \
              WHERE x.user_id = :user_id)"
         );
+        // SQLite matches quoted names without regard to case.
+        table(app, "todos")["access"]["read"] = json!("\"_FERRY_version\" = 1");
         table(app, "todo_tags")["access"]["write"] =
             json!("todo_id IN (SELECT id FROM todos WHERE list_id IN (SELECT id FROM listz))");
         table(app, "counters")["access"]["write"] = json!("EXISTS (SELECT 1 FROM main.lists)");
@@ -200,7 +202,12 @@ fn a_write_rule_may_not_read_local_ferrydb_or_unknown_tables() {
         "write rule of table `lists`: names `_ferry_clients`: names starting with `_ferry` \
          belong to ferrydb"
     );
-    assert_eq!(found.len(), 4, "{found:#?}");
+    assert!(found.contains(&Problem::BadRule {
+        table: "todos".into(),
+        rule: "read",
+        message: "names `_FERRY_version`: names starting with `_ferry` belong to ferrydb".into()
+    }));
+    assert_eq!(found.len(), 5, "{found:#?}");
 }
 
 #[test]
