@@ -10,7 +10,7 @@ use crate::engine::live::LiveUpdate;
 use crate::engine::patch::{Patch, Segment};
 use crate::engine::replication::Settled;
 use crate::engine::request::Response;
-use crate::engine::sync::{SyncEvent, SyncStatus};
+use crate::engine::sync::{SubscriptionStatus, SyncEvent, SyncStatus};
 use crate::engine::value::Value;
 use serde::Serialize;
 
@@ -35,6 +35,12 @@ pub enum WorkerMessage {
     /// Call the app's token provider and answer with `token`.
     NeedToken {
         ask: u32,
+    },
+    /// The state of the sync subscription the tab holds as `hold`: on
+    /// holding, then on every change.
+    SyncState {
+        hold: u32,
+        status: SubscriptionStatus,
     },
 }
 
@@ -99,6 +105,10 @@ impl WorkerMessage {
         shape("syncEvent", &[("event", "SyncEventMessage", false)]),
         shape("settled", &[("settled", "Settled", false)]),
         shape("needToken", &[("ask", "number", false)]),
+        shape(
+            "syncState",
+            &[("hold", "number", false), ("status", "SyncSubscriptionStatus", false)],
+        ),
     ];
 
     pub fn tag(&self) -> &'static str {
@@ -111,6 +121,7 @@ impl WorkerMessage {
             WorkerMessage::SyncEvent(_) => "syncEvent",
             WorkerMessage::Settled(_) => "settled",
             WorkerMessage::NeedToken { .. } => "needToken",
+            WorkerMessage::SyncState { .. } => "syncState",
         }
     }
 
@@ -161,6 +172,10 @@ impl WorkerMessage {
             WorkerMessage::SyncEvent(event) => fields.push(("event", e.serialized(event))),
             WorkerMessage::Settled(settled) => fields.push(("settled", e.serialized(settled))),
             WorkerMessage::NeedToken { ask } => fields.push(("ask", e.number(f64::from(*ask)))),
+            WorkerMessage::SyncState { hold, status } => {
+                fields.push(("hold", e.number(f64::from(*hold))));
+                fields.push(("status", e.serialized(status)));
+            }
         }
         e.object(fields)
     }
