@@ -205,9 +205,7 @@ impl Host {
             return self.reply(tab, id, Err(refusal), None);
         }
         let now = self.env.now().monotonic;
-        let released = self
-            .sync_subscriptions
-            .release(now, |&h| h == (tab, hold));
+        let released = self.sync_subscriptions.release(now, |&h| h == (tab, hold));
         let result = if released {
             Ok(Response::Done)
         } else {

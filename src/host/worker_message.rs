@@ -107,7 +107,10 @@ impl WorkerMessage {
         shape("needToken", &[("ask", "number", false)]),
         shape(
             "syncState",
-            &[("hold", "number", false), ("status", "SyncSubscriptionStatus", false)],
+            &[
+                ("hold", "number", false),
+                ("status", "SyncSubscriptionStatus", false),
+            ],
         ),
     ];
 
