@@ -12,6 +12,7 @@ use crate::engine::replication::Settled;
 use crate::engine::request::Response;
 use crate::engine::sync::{SubscriptionStatus, SyncEvent, SyncStatus};
 use crate::engine::value::Value;
+use ferrydb_protocol::SubscriptionPhase;
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -177,11 +178,31 @@ impl WorkerMessage {
             WorkerMessage::NeedToken { ask } => fields.push(("ask", e.number(f64::from(*ask)))),
             WorkerMessage::SyncState { hold, status } => {
                 fields.push(("hold", e.number(f64::from(*hold))));
-                fields.push(("status", e.serialized(status)));
+                fields.push(("status", subscription_status(e, status)));
             }
         }
         e.object(fields)
     }
+}
+
+/// `{state, synced, total, error?}`, by hand: through serde it costs the
+/// wasm a kilobyte more.
+fn subscription_status<E: Encoder>(e: &mut E, status: &SubscriptionStatus) -> E::Out {
+    let state = match status.state {
+        SubscriptionPhase::Pending => "pending",
+        SubscriptionPhase::Complete => "complete",
+        SubscriptionPhase::Error => "error",
+    };
+    let mut fields = vec![
+        ("state", e.text(state)),
+        ("synced", e.number(status.synced as f64)),
+        ("total", e.number(status.total as f64)),
+    ];
+    if let Some(error) = &status.error {
+        let error = vec![("code", e.text(&error.code)), ("message", e.text(&error.message))];
+        fields.push(("error", e.object(error)));
+    }
+    e.object(fields)
 }
 
 /// `{code, message, retryable}`: what `FerryError` is built from.

@@ -26,7 +26,6 @@ use ferrydb_protocol::values::{bind_params, to_json};
 use ferrydb_protocol::{
     AppDefinition, Subscription, SubscriptionError, SubscriptionPhase, SubscriptionState,
 };
-use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 /// How long a subscription stays once nothing holds it, when the app does
@@ -44,12 +43,11 @@ pub struct Desired {
 
 /// What is known of one subscription: the server's last word on it, or
 /// `pending` with nothing synced before it spoke.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SubscriptionStatus {
     pub state: SubscriptionPhase,
     pub synced: u64,
     pub total: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<SubscriptionError>,
 }
 
@@ -74,12 +72,12 @@ pub fn canonical(app: &AppDefinition, query: &str, args: &Json) -> Result<Subscr
         query: query.to_owned(),
         message,
     })?;
-    let args: Map<String, Json> = def
-        .params
-        .iter()
-        .zip(&values)
-        .map(|(param, value)| (param.name.clone(), to_json(param.ty, value)))
-        .collect();
+    // Inserted one by one: collecting into the map would sort (a stable
+    // sort and the B-tree's bulk build are kilobytes of wasm).
+    let mut args = Map::new();
+    for (param, value) in def.params.iter().zip(&values) {
+        args.insert(param.name.clone(), to_json(param.ty, value));
+    }
     Ok(Subscription {
         query: query.to_owned(),
         args: Json::Object(args),
@@ -128,11 +126,11 @@ impl Replica {
         let list: Vec<Json> = desired
             .iter()
             .map(|d| {
-                serde_json::json!({
-                    "query": d.subscription.query,
-                    "args": d.subscription.args,
-                    "ttl": d.ttl_ms,
-                })
+                let mut entry = Map::new();
+                entry.insert("query".into(), d.subscription.query.as_str().into());
+                entry.insert("args".into(), d.subscription.args.clone());
+                entry.insert("ttl".into(), d.ttl_ms.into());
+                Json::Object(entry)
             })
             .collect();
         meta::set(db, META_KEY, Value::Text(Json::Array(list).to_string()))?;
@@ -185,9 +183,14 @@ impl Replica {
 /// (a newer build may have dropped or changed a query: those are left out).
 pub(super) fn load_desired(db: &mut Database, app: &AppDefinition) -> Result<Vec<Desired>> {
     let text = meta::get_text(db, META_KEY)?.unwrap_or_default();
-    let list: Vec<Json> = serde_json::from_str(&text).unwrap_or_default();
+    // Read as any JSON, then by hand: deserializing into a typed `Vec`
+    // would bring serde's type-mismatch errors, and with them float
+    // formatting, into the wasm (~6 KB gzip).
+    let list: Json = serde_json::from_str(&text).unwrap_or_default();
     Ok(list
-        .iter()
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter_map(|entry| {
             let query = entry.get("query")?.as_str()?;
             let subscription = canonical(app, query, entry.get("args")?).ok()?;
