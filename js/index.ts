@@ -15,6 +15,7 @@ import { LiveQuery, toObjects, type Row } from './live.js';
 import { LiveRegistry } from './live_registry.js';
 import { SyncState as SyncView, type Rejection, type SyncEvents, type SyncStatus } from './sync.js';
 import { SyncHolds, type SyncOptions, type SyncSubscription } from './subscriptions.js';
+import { spawnWorker } from './spawn.js';
 import { closedError, Transport } from './transport.js';
 import type {
   ExecResult,
@@ -137,13 +138,14 @@ export class Database<A extends AppDefinition = AppDefinition> {
     }) as unknown as Mutate<A>;
     const key = [options.name, options.user ?? 'anonymous', options.storage ?? 'auto'];
     const workerOptions: WorkerOptions = { type: 'module', name: `ferrydb:${JSON.stringify(key)}` };
-    // Written as one expression so bundlers (Vite, webpack) find and emit the
-    // worker. The options carry the database name, which is not static, so Vite
-    // is told not to read them; it then bundles the worker as one classic
-    // script, which also runs as a module worker.
-    const worker = options.workerUrl
-      ? new SharedWorker(options.workerUrl, workerOptions)
-      : new SharedWorker(new URL('./worker.js', import.meta.url), /* @vite-ignore */ workerOptions);
+    // `spawn.ts` is the one module the build does not minify, and it holds
+    // no comment but the one bundlers read: `new SharedWorker(new URL(...))`
+    // is written as one expression there so bundlers (Vite, webpack) find and
+    // emit the worker. The options carry the database name, which is not
+    // static, so Vite is told not to read them (`@vite-ignore`); it then
+    // bundles the worker as one classic script, which also runs as a module
+    // worker.
+    const worker = spawnWorker(options.workerUrl, workerOptions);
     this.#transport = new Transport(worker.port, (message) => this.#receive(message));
     this.#live = new LiveRegistry(this.#transport);
     this.#holds = new SyncHolds(this.#transport);
