@@ -88,8 +88,11 @@ export type QueryName<A extends AppDefinition> = A extends { readonly queries?: 
 export type QueryArgs<A extends AppDefinition, N extends string> = string extends QueryName<A>
   ? Record<string, JsonValue | undefined>
   : A extends { readonly queries?: readonly (infer Q)[] }
-    ? MutatorArgs<Extract<Q, { readonly name: N }>>
+    ? ParamsArgs<Extract<Q, { readonly name: N }>>
     : never;
+
+/** A query without parameters takes `{}` and nothing else. */
+type ParamsArgs<Q> = Q extends { readonly params: readonly [] } ? Record<string, never> : MutatorArgs<Q>;
 
 /** A column's value in `RowOf`. */
 type ColumnValue<C> = C extends { readonly type: infer T extends ColumnType }
