@@ -199,7 +199,10 @@ fn subscription_status<E: Encoder>(e: &mut E, status: &SubscriptionStatus) -> E:
         ("total", e.number(status.total as f64)),
     ];
     if let Some(error) = &status.error {
-        let error = vec![("code", e.text(&error.code)), ("message", e.text(&error.message))];
+        let error = vec![
+            ("code", e.text(&error.code)),
+            ("message", e.text(&error.message)),
+        ];
         fields.push(("error", e.object(error)));
     }
     e.object(fields)

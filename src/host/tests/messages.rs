@@ -14,10 +14,10 @@ use crate::engine::request::{Response, Stats};
 use crate::engine::sync::{
     StatusError, StatusErrorCode, SubscriptionStatus, SyncEvent, SyncStatus,
 };
-use ferrydb_protocol::{SubscriptionError, SubscriptionPhase};
 use crate::engine::value::{QueryResult, Value};
 use crate::host::tab_message::{Shape, TabMessage};
 use crate::host::worker_message::{JsonEncoder, StorageReport, WorkerMessage};
+use ferrydb_protocol::{SubscriptionError, SubscriptionPhase};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 
