@@ -335,3 +335,28 @@ fn an_app_without_queries_refuses_sync_holds() {
     assert_eq!(reply["error"]["code"], "unknown_query");
     assert!(h.take_fetches().is_empty());
 }
+
+#[test]
+fn after_delete_database_the_new_replica_syncs_what_the_tabs_hold() {
+    let (mut h, tab) = synced();
+    hold(&mut h, tab, 1, "todosOf", json!({"list_id": "l1"}), None);
+    let (fetch, _) = pulled(&mut h).unwrap();
+    h.reply(fetch, pull_ok(2, false));
+    h.settle_storage();
+    h.take();
+    h.call(tab, json!({ "type": "deleteDatabase" }));
+    h.take();
+    h.input(Input::FilesDeleted {
+        result: Ok(()),
+        backend: "memory".into(),
+    });
+    h.settle_storage();
+    let ask = h.posted_of(tab, "needToken");
+    assert_eq!(ask.len(), 1, "the new client asks for a token");
+    h.send(
+        tab,
+        json!({ "type": "token", "ask": ask[0]["ask"], "token": "t2" }),
+    );
+    let (_, set) = pulled(&mut h).expect("the new client's first pull");
+    assert_eq!(set, json!([my_lists(), todos_of("l1")]));
+}
