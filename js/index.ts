@@ -8,12 +8,14 @@
  * status and `durable` promises (`durability.ts`), sync status, events and
  * `server` promises (`sync.ts`).
  */
-import type { AppDefinition, Mutate, Mutation } from './app.js';
+import type { AppDefinition, Mutate, Mutation, QueryArgs, QueryName } from './app.js';
 import { FerryError, type ErrorData } from './errors.js';
 import { Durability } from './durability.js';
 import { LiveQuery, toObjects, type Row } from './live.js';
 import { LiveRegistry } from './live_registry.js';
-import { SyncState, type Rejection, type SyncEvents, type SyncStatus } from './sync.js';
+import { SyncState as SyncView, type Rejection, type SyncEvents, type SyncStatus } from './sync.js';
+import { SyncHolds, type SyncOptions, type SyncSubscription } from './subscriptions.js';
+import { spawnWorker } from './spawn.js';
 import { closedError, Transport } from './transport.js';
 import type {
   ExecResult,
@@ -38,7 +40,13 @@ export type {
   Mutation,
   MutatorArgs,
   MutatorName,
+  QueryArgs,
+  QueryDefinition,
+  QueryName,
+  RowOf,
 } from './app.js';
+export { SyncSubscription } from './subscriptions.js';
+export type { SyncOptions, SyncState, SyncSubscriptionStatus } from './subscriptions.js';
 export type { Rejection, SyncErrorCode, SyncEvents, SyncStatus } from './sync.js';
 export { LiveQuery } from './live.js';
 export type { Listener, QueryState, Row } from './live.js';
@@ -107,10 +115,11 @@ export class Database<A extends AppDefinition = AppDefinition> {
   readonly mutate: Mutate<A>;
   /** Resolves once the worker opened the app's replica; rejects with `app_outdated`, `invalid_app`, ... */
   readonly opened: Promise<void>;
-  readonly #sync = new SyncState();
+  readonly #sync = new SyncView();
   readonly #auth: OpenOptions<A>['auth'];
   readonly #transport: Transport;
   readonly #live: LiveRegistry;
+  readonly #holds: SyncHolds;
   readonly #durability = new Durability();
   readonly #releaseTabLock: () => void;
 
@@ -129,15 +138,17 @@ export class Database<A extends AppDefinition = AppDefinition> {
     }) as unknown as Mutate<A>;
     const key = [options.name, options.user ?? 'anonymous', options.storage ?? 'auto'];
     const workerOptions: WorkerOptions = { type: 'module', name: `ferrydb:${JSON.stringify(key)}` };
-    // Written as one expression so bundlers (Vite, webpack) find and emit the
-    // worker. The options carry the database name, which is not static, so Vite
-    // is told not to read them; it then bundles the worker as one classic
-    // script, which also runs as a module worker.
-    const worker = options.workerUrl
-      ? new SharedWorker(options.workerUrl, workerOptions)
-      : new SharedWorker(new URL('./worker.js', import.meta.url), /* @vite-ignore */ workerOptions);
+    // `spawn.ts` is the one module the build does not minify, and it holds
+    // no comment but the one bundlers read: `new SharedWorker(new URL(...))`
+    // is written as one expression there so bundlers (Vite, webpack) find and
+    // emit the worker. The options carry the database name, which is not
+    // static, so Vite is told not to read them (`@vite-ignore`); it then
+    // bundles the worker as one classic script, which also runs as a module
+    // worker.
+    const worker = spawnWorker(options.workerUrl, workerOptions);
     this.#transport = new Transport(worker.port, (message) => this.#receive(message));
     this.#live = new LiveRegistry(this.#transport);
+    this.#holds = new SyncHolds(this.#transport);
     // Sent before any request, so the worker knows the app before it serves this tab.
     const app = options.app;
     this.opened = app
@@ -184,6 +195,19 @@ export class Database<A extends AppDefinition = AppDefinition> {
   /** Listens for `updateNeeded`, `appOutdated`, `schemaReset`, `rejected` or `unauthorized`; returns the unsubscribe. */
   on<K extends keyof SyncEvents>(event: K, listener: (event: SyncEvents[K]) => void): () => void {
     return this.#sync.on(event, listener);
+  }
+
+  /**
+   * Syncs the rows of the app's query `name` with `args` into the replica
+   * (protocol v2) for as long as the handle is held, and `ttl` ms after
+   * (default 5 minutes). Every tab and component asking for the same query
+   * and arguments shares one subscription in the worker. The handle's
+   * `state` says `pending`/`complete`/`error` and how many rows are synced;
+   * `complete` resolves once every row is there. Rows are read with
+   * `query`/`watch`/`live` as usual.
+   */
+  sync<N extends QueryName<A>>(name: N, args: QueryArgs<A, N>, options: SyncOptions = {}): SyncSubscription {
+    return this.#holds.hold(name, args, options);
   }
 
   /** The outbox as a shared live query, oldest first. */
@@ -339,6 +363,9 @@ export class Database<A extends AppDefinition = AppDefinition> {
         return;
       case 'needToken':
         void this.#answerToken(message.ask);
+        return;
+      case 'syncState':
+        this.#holds.changed(message.hold, message.status);
         return;
       default:
         assertNever(message);

@@ -52,6 +52,8 @@ export interface ResponseOf {
   pauseSync: undefined;
   resumeSync: undefined;
   stats: WorkerStats;
+  syncHold: undefined;
+  syncRelease: undefined;
 }
 
 /**

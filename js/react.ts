@@ -5,7 +5,7 @@
  */
 import { createContext, createElement, useContext, useEffect, useState, useSyncExternalStore } from 'react';
 import type { ReactNode } from 'react';
-import type { AppDefinition, Mutate } from './app.js';
+import type { AppDefinition, Mutate, SyncParams } from './app.js';
 import {
   Database,
   open,
@@ -18,6 +18,7 @@ import {
 import type { QueryState, Row } from './live.js';
 import type { SqlParam } from './protocol.js';
 import { INITIAL_STATUS, type SyncStatus } from './sync.js';
+import type { SyncOptions, SyncState, SyncSubscription } from './subscriptions.js';
 
 // Holds any app's database; hooks take the app type as a parameter.
 type AnyDatabase = Database<any>;
@@ -97,4 +98,29 @@ export function useSuspenseQuery<R = Row>(sql: string, params: SqlParam[] = []):
   if (state.status === 'pending') throw handle.ready();
   if (state.status === 'error') throw state.error;
   return state.rows;
+}
+
+const SYNC_PENDING: SyncState = { status: 'pending', synced: 0, total: 0 };
+const syncPending = (): SyncState => SYNC_PENDING;
+const noListener = (): (() => void) => () => {};
+
+/**
+ * Syncs query `name` with `args` while the component is mounted (and the
+ * subscription's `ttl` after), re-subscribing when the arguments change;
+ * returns the subscription's state. Read the rows with `useQuery`. Name the
+ * app type to check the query and its arguments: `useSync<typeof app>('todosOf', {...})`.
+ */
+export function useSync<A extends AppDefinition = AppDefinition>(...params: SyncParams<A, SyncOptions>): SyncState {
+  const [name, args, options = {}] = params;
+  const db = useFerry();
+  const [handle, setHandle] = useState<SyncSubscription | null>(null);
+  // Arguments compare by value: a new object with the same contents is the
+  // same subscription (the worker compares them canonically too).
+  const key = JSON.stringify([name, args, options.ttl]);
+  useEffect(() => {
+    const held = db.sync(name, args, options);
+    setHandle(held);
+    return () => held.unsubscribe();
+  }, [db, key]);
+  return useSyncExternalStore(handle?.subscribe ?? noListener, handle?.getSnapshot ?? syncPending, syncPending);
 }

@@ -5,7 +5,7 @@
  */
 import { inject, onScopeDispose, provide, shallowRef, toValue, watch } from 'vue';
 import type { App, InjectionKey, MaybeRefOrGetter, ShallowRef } from 'vue';
-import type { AppDefinition, Mutate } from './app.js';
+import type { AppDefinition, Mutate, QueryArgs, QueryName } from './app.js';
 import {
   PENDING_MUTATIONS_SQL,
   REJECTIONS_SQL,
@@ -16,6 +16,7 @@ import {
 import type { LiveQuery, QueryState, Row } from './live.js';
 import type { SqlParam } from './protocol.js';
 import type { SyncStatus } from './sync.js';
+import type { SyncOptions, SyncState, SyncSubscription } from './subscriptions.js';
 
 // Holds any app's database; composables take the app type as a parameter.
 type AnyDatabase = Database<any>;
@@ -82,5 +83,43 @@ export function useQuery<R = Row>(
     { immediate: true, deep: true },
   );
   onScopeDispose(() => stop());
+  return state;
+}
+
+/** `[name, args, options?]` of `useSync`: `args` may be a ref or a getter. */
+type VueSyncParams<A extends AppDefinition> = {
+  [N in QueryName<A>]: [name: N, args: MaybeRefOrGetter<QueryArgs<A, N>>, options?: SyncOptions];
+}[QueryName<A>];
+
+/**
+ * Syncs query `name` with `args` while the calling scope lives (and the
+ * subscription's `ttl` after); `args` may be a ref or getter: when it
+ * changes, the old subscription is released and the new one held. A shallow
+ * ref of the subscription's state. Read the rows with `useQuery`.
+ */
+export function useSync<A extends AppDefinition = AppDefinition>(
+  ...params: VueSyncParams<A>
+): Readonly<ShallowRef<SyncState>> {
+  const [name, args, options = {}] = params;
+  const db = useFerry();
+  const state = shallowRef<SyncState>({ status: 'pending', synced: 0, total: 0 });
+  let held: SyncSubscription | undefined;
+  let stop = () => {};
+  watch(
+    () => JSON.stringify(toValue(args)),
+    () => {
+      stop();
+      held?.unsubscribe();
+      const handle = db.sync(name, toValue(args), options);
+      held = handle;
+      state.value = handle.state;
+      stop = handle.subscribe(() => (state.value = handle.state));
+    },
+    { immediate: true },
+  );
+  onScopeDispose(() => {
+    stop();
+    held?.unsubscribe();
+  });
   return state;
 }

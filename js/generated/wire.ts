@@ -7,6 +7,7 @@
 import type { ErrorData } from '../errors.js';
 import type { LiveUpdate, SqlParam, StorageBackend } from '../protocol.js';
 import type { Settled, SyncEventMessage, WorkerSyncStatus } from '../sync.js';
+import type { SyncSubscriptionStatus } from '../subscriptions.js';
 
 /** Stable error codes (`FerryError.code`). A code is never renamed once shipped. */
 export type FerryErrorCode =
@@ -24,6 +25,7 @@ export type FerryErrorCode =
   | 'write_outside_mutator'
   | 'unknown_mutator'
   | 'bad_arguments'
+  | 'unknown_query'
   | 'mutator_failed'
   | 'forbidden'
   | 'rejected'
@@ -59,7 +61,9 @@ export type TabMessage =
   | { type: 'clearRejections'; id: number }
   | { type: 'pauseSync'; id: number }
   | { type: 'resumeSync'; id: number }
-  | { type: 'stats'; id: number };
+  | { type: 'stats'; id: number }
+  | { type: 'syncHold'; id: number; hold: number; query: string; args: unknown; ttl?: number | null }
+  | { type: 'syncRelease'; id: number; hold: number };
 
 /** Every message the worker sends a tab (`fatal` comes from the worker's JS entry, not from Rust). */
 export type WorkerMessage =
@@ -70,4 +74,5 @@ export type WorkerMessage =
   | { type: 'syncStatus'; status: WorkerSyncStatus }
   | { type: 'syncEvent'; event: SyncEventMessage }
   | { type: 'settled'; settled: Settled }
-  | { type: 'needToken'; ask: number };
+  | { type: 'needToken'; ask: number }
+  | { type: 'syncState'; hold: number; status: SyncSubscriptionStatus };

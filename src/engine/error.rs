@@ -73,7 +73,9 @@ code_table! {
         /// No mutator of that name in the app definition.
         UnknownMutator = "unknown_mutator", "`mutate` named a mutator the app definition does not have (locally, or the server's rejection)";
         /// A mutator's arguments are missing, extra or of the wrong type.
-        BadArguments = "bad_arguments", "a mutator's arguments are missing, extra or of the wrong type (locally, or the server's rejection)";
+        BadArguments = "bad_arguments", "a mutator's or a `sync` query's arguments are missing, extra or of the wrong type (locally, or the server's rejection or subscription state)";
+        /// No query of that name in the app definition.
+        UnknownQuery = "unknown_query", "`sync` named a query the app definition does not have (locally, or the server's subscription state)";
         /// A mutator's statements failed locally; nothing was applied or queued.
         MutatorFailed = "mutator_failed", "a mutator's statement failed (a constraint, say): locally nothing is applied or queued; from the server, a rejection";
         /// The access rules refuse this user the change (a server's rejection).

@@ -248,6 +248,23 @@ impl Engine {
         })
     }
 
+    /// Replaces the group's desired subscriptions (protocol v2) and
+    /// persists them; a changed set wakes the sync client for a pull.
+    pub fn set_desired(&mut self, desired: Vec<sync::Desired>) -> Result<SyncHandled> {
+        let Some(replication) = self.replication.as_mut() else {
+            return Ok(SyncHandled::default());
+        };
+        let changed = replication.replica.set_desired(&mut self.db, desired)?;
+        let commit_seq = self.durability.as_mut().and_then(Durability::capture);
+        let mut handled = if changed {
+            self.sync_event(sync::Event::SubscriptionsChanged)?
+        } else {
+            SyncHandled::default()
+        };
+        handled.commit_seq = handled.commit_seq.or(commit_seq);
+        Ok(handled)
+    }
+
     pub fn open_in_memory() -> Result<Self> {
         Ok(Self::new(Database::open_in_memory()?))
     }

@@ -115,15 +115,18 @@ pub enum Timer {
     Realtime,
     /// Folding the frame log into segments, once storage has been idle a while.
     Checkpoint,
+    /// The earliest TTL of a sync subscription nothing holds.
+    SyncSubscriptions,
 }
 
 impl Timer {
-    pub const ALL: [Timer; 5] = [
+    pub const ALL: [Timer; 6] = [
         Timer::Sync,
         Timer::TokenDeadline,
         Timer::StorageRetry,
         Timer::Realtime,
         Timer::Checkpoint,
+        Timer::SyncSubscriptions,
     ];
 
     /// A small index, for platforms that keep one handle per timer.

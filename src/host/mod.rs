@@ -17,6 +17,7 @@ pub mod interface;
 mod realtime;
 mod storage;
 mod sync_link;
+mod sync_subscriptions;
 pub mod tab_message;
 mod tabs;
 pub mod worker_message;
@@ -34,6 +35,7 @@ use crate::storage::{recover, LogConfig};
 use std::rc::Rc;
 use storage::StorageWriter;
 use sync_link::SyncLink;
+use sync_subscriptions::SyncSubscriptions;
 use tabs::Tabs;
 
 /// Reconnects of the realtime channel and retries of stalled storage use
@@ -50,6 +52,8 @@ pub struct Host {
     online: bool,
     /// Set once a tab opened the app with a sync server.
     sync: Option<SyncLink>,
+    /// What the tabs hold of the app's queries (protocol v2).
+    sync_subscriptions: SyncSubscriptions,
     next_fetch: FetchId,
 }
 
@@ -91,6 +95,7 @@ impl Host {
             storage,
             online,
             sync: None,
+            sync_subscriptions: SyncSubscriptions::default(),
             next_fetch: 1,
         })
     }
@@ -130,6 +135,7 @@ impl Host {
             Timer::StorageRetry => self.storage_retry(),
             Timer::Realtime => self.realtime_reconnect(),
             Timer::Checkpoint => self.checkpoint_fired(),
+            Timer::SyncSubscriptions => self.sync_subscriptions_expire(),
         }
     }
 

@@ -116,6 +116,7 @@ impl Host {
             self.post(updates.tab, WorkerMessage::Live(updates.updates));
         }
         self.carry_out(handled.work);
+        self.tell_subscription_states();
     }
 
     /// Does what the engine asked after a request or sync event.

@@ -123,6 +123,23 @@ pub mod kind {
         }
     }
 
+    /// A non-negative integer below 2^32 that may be missing or `null`.
+    pub struct OptInt;
+    impl FieldKind for OptInt {
+        type Out = Option<u32>;
+        const TS: &'static str = "number | null";
+        const OPTIONAL: bool = true;
+        fn read(f: &impl MessageFields, name: &str) -> Result<Option<u32>, String> {
+            match f.number(name) {
+                None => Ok(None),
+                Some(_) => Int::read(f, name).map(Some),
+            }
+        }
+        fn to_json(v: &Self::Out) -> Option<serde_json::Value> {
+            v.map(serde_json::Value::from)
+        }
+    }
+
     /// SQL parameters; missing is none.
     pub struct Params;
     impl FieldKind for Params {
@@ -248,6 +265,12 @@ tab_messages! {
     PauseSync = "pauseSync" { id: Id = "id" },
     ResumeSync = "resumeSync" { id: Id = "id" },
     Stats = "stats" { id: Id = "id" },
+    /// Holds the sync subscription to query `query` with `args` (protocol v2)
+    /// as the tab's hold `hold`; `ttl` (ms) is how long it stays after the
+    /// last holder lets go.
+    SyncHold = "syncHold" { id: Id = "id", hold: Int = "hold", query: Text = "query", args: Json = "args", ttl: OptInt = "ttl" },
+    /// Lets go of hold `hold`.
+    SyncRelease = "syncRelease" { id: Id = "id", hold: Int = "hold" },
 }
 
 /// A message that could not be read: why, and its call id if it had one

@@ -47,6 +47,11 @@ impl Tabs {
         self.0.len() != before
     }
 
+    /// Why `tab` may not use the replica, if it may not.
+    pub fn refusal(&self, tab: TabId) -> Option<ErrorData> {
+        self.get(tab).and_then(|t| t.refused.clone())
+    }
+
     /// The tabs as token asks see them, in connection order.
     pub fn token_tabs(&self) -> Vec<TokenTab> {
         self.0.iter().map(|(id, s)| (*id, s.auth)).collect()
@@ -90,6 +95,14 @@ impl Host {
             }
             TabMessage::Bye {} => self.tab_gone(tab),
             TabMessage::DeleteDatabase { id } => self.delete_database(tab, id),
+            TabMessage::SyncHold {
+                id,
+                hold,
+                query,
+                args,
+                ttl,
+            } => self.sync_hold(tab, id, hold, &query, &args, ttl),
+            TabMessage::SyncRelease { id, hold } => self.sync_release(tab, id, hold),
             // Requests were handled above.
             _ => {}
         }
@@ -101,11 +114,12 @@ impl Host {
         }
         self.engine.disconnect_tab(tab);
         self.out.push(Output::CloseTab { tab });
+        self.sync_tab_gone(tab);
         // If it was asked for a token, another tab is.
         self.token_tab_gone(tab);
     }
 
-    fn reply(
+    pub(super) fn reply(
         &mut self,
         tab: TabId,
         id: CallId,
@@ -116,7 +130,7 @@ impl Host {
     }
 
     fn call(&mut self, tab: TabId, id: CallId, request: Request) {
-        if let Some(refusal) = self.tabs.get(tab).and_then(|t| t.refused.clone()) {
+        if let Some(refusal) = self.tabs.refusal(tab) {
             return self.reply(tab, id, Err(refusal), None);
         }
         let handled = self.engine.handle(tab, request);
@@ -144,6 +158,7 @@ impl Host {
     ) {
         let mut start = false;
         let mut restart = false;
+        let mut opened_replica = false;
         let was_paused = self.engine.sync_status().is_some_and(|s| s.paused);
         let result = match &app {
             None => Ok(()),
@@ -152,6 +167,7 @@ impl Host {
                 let client_id = self.env.client_id();
                 match self.engine.open_app(tab, app, &client_id, seed) {
                     Ok(opened) => {
+                        opened_replica = opened != AppOpened::Already;
                         start = match (opened, seed) {
                             (AppOpened::Now { sync }, _) => sync,
                             // The first tab gave no server; this one does.
@@ -175,6 +191,10 @@ impl Host {
                 Ok(()) => t.auth = (syncing && server.is_some()).then_some(auth),
                 Err(e) => t.refused = Some(e.clone()),
             }
+        }
+        if opened_replica {
+            // Before the first pull, so that it carries them.
+            self.sync_subscriptions_opened();
         }
         if let (true, Some(base)) = (start, &server) {
             self.start_sync(base);
@@ -254,6 +274,8 @@ impl Host {
         let report = self.storage.report();
         self.broadcast(WorkerMessage::Storage(report));
         if replaced_ok {
+            // The new replica syncs what the tabs hold.
+            self.sync_subscriptions_opened();
             self.restart_sync(was_paused);
         }
     }

@@ -10,8 +10,9 @@ use crate::engine::live::LiveUpdate;
 use crate::engine::patch::{Patch, Segment};
 use crate::engine::replication::Settled;
 use crate::engine::request::Response;
-use crate::engine::sync::{SyncEvent, SyncStatus};
+use crate::engine::sync::{SubscriptionStatus, SyncEvent, SyncStatus};
 use crate::engine::value::Value;
+use ferrydb_protocol::SubscriptionPhase;
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +36,12 @@ pub enum WorkerMessage {
     /// Call the app's token provider and answer with `token`.
     NeedToken {
         ask: u32,
+    },
+    /// The state of the sync subscription the tab holds as `hold`: on
+    /// holding, then on every change.
+    SyncState {
+        hold: u32,
+        status: SubscriptionStatus,
     },
 }
 
@@ -99,6 +106,13 @@ impl WorkerMessage {
         shape("syncEvent", &[("event", "SyncEventMessage", false)]),
         shape("settled", &[("settled", "Settled", false)]),
         shape("needToken", &[("ask", "number", false)]),
+        shape(
+            "syncState",
+            &[
+                ("hold", "number", false),
+                ("status", "SyncSubscriptionStatus", false),
+            ],
+        ),
     ];
 
     pub fn tag(&self) -> &'static str {
@@ -111,6 +125,7 @@ impl WorkerMessage {
             WorkerMessage::SyncEvent(_) => "syncEvent",
             WorkerMessage::Settled(_) => "settled",
             WorkerMessage::NeedToken { .. } => "needToken",
+            WorkerMessage::SyncState { .. } => "syncState",
         }
     }
 
@@ -161,9 +176,36 @@ impl WorkerMessage {
             WorkerMessage::SyncEvent(event) => fields.push(("event", e.serialized(event))),
             WorkerMessage::Settled(settled) => fields.push(("settled", e.serialized(settled))),
             WorkerMessage::NeedToken { ask } => fields.push(("ask", e.number(f64::from(*ask)))),
+            WorkerMessage::SyncState { hold, status } => {
+                fields.push(("hold", e.number(f64::from(*hold))));
+                fields.push(("status", subscription_status(e, status)));
+            }
         }
         e.object(fields)
     }
+}
+
+/// `{state, synced, total, error?}`, by hand: through serde it costs the
+/// wasm a kilobyte more.
+fn subscription_status<E: Encoder>(e: &mut E, status: &SubscriptionStatus) -> E::Out {
+    let state = match status.state {
+        SubscriptionPhase::Pending => "pending",
+        SubscriptionPhase::Complete => "complete",
+        SubscriptionPhase::Error => "error",
+    };
+    let mut fields = vec![
+        ("state", e.text(state)),
+        ("synced", e.number(status.synced as f64)),
+        ("total", e.number(status.total as f64)),
+    ];
+    if let Some(error) = &status.error {
+        let error = vec![
+            ("code", e.text(&error.code)),
+            ("message", e.text(&error.message)),
+        ];
+        fields.push(("error", e.object(error)));
+    }
+    e.object(fields)
 }
 
 /// `{code, message, retryable}`: what `FerryError` is built from.

@@ -8,15 +8,27 @@ import {
   type PendingMutation,
   type QueryState,
   type RejectedMutation,
+  type RowOf,
   type SqlParam,
+  type SyncState,
   type SyncStatus,
+  type SyncSubscription,
   type WriteResult,
 } from 'ferrydb';
-import { useMutate, usePendingMutations, useQuery, useRejections, useSuspenseQuery, useSyncStatus } from 'ferrydb/react';
+import {
+  useMutate,
+  usePendingMutations,
+  useQuery,
+  useRejections,
+  useSuspenseQuery,
+  useSync,
+  useSyncStatus,
+} from 'ferrydb/react';
 import {
   useMutate as useVueMutate,
   usePendingMutations as useVuePending,
   useQuery as useVueQuery,
+  useSync as useVueSync,
   useSyncStatus as useVueSyncStatus,
 } from 'ferrydb/vue';
 
@@ -187,3 +199,103 @@ void writes;
 void reads;
 void codes;
 void hooks;
+
+// Queries (protocol v2): names and arguments checked from the app
+// definition as mutators' are; rows typed from a table's columns.
+const listApp = {
+  version: 1,
+  tables: [
+    {
+      name: 'items',
+      columns: [
+        { name: 'id', type: 'text' },
+        { name: 'list_id', type: 'text' },
+        { name: 'rank', type: 'integer' },
+        { name: 'note', type: 'text', nullable: true },
+        { name: 'done', type: 'boolean' },
+        { name: 'meta', type: 'json', nullable: true },
+        { name: 'blob', type: 'blob' },
+      ],
+      primaryKey: ['id'],
+    },
+  ],
+  mutators: [],
+  queries: [
+    {
+      name: 'listItems',
+      params: [
+        { name: 'list_id', type: 'text' },
+        { name: 'min_rank', type: 'integer', nullable: true },
+      ],
+      parts: [{ table: 'items', where: 'list_id = :list_id' }],
+    },
+    { name: 'everything', params: [], parts: [{ table: 'items', where: 'true' }], syncOnOpen: true },
+  ],
+} as const;
+
+async function subscriptions(): Promise<void> {
+  const lists = open({ name: 'lists', app: listApp, server: '/sync' });
+  const held = lists.sync('listItems', { list_id: 'l1' }, { ttl: 60_000 });
+  expectType<SyncSubscription>(held);
+  expectType<Promise<void>>(held.complete);
+  const state: SyncState = held.state;
+  if (state.status === 'error') expectType<FerryError>(state.error);
+  expectType<number>(state.synced);
+  // @ts-expect-error: only an error state has an error
+  state.error;
+  expectType<() => void>(held.subscribe(() => {}));
+  held.unsubscribe();
+  lists.sync('listItems', { list_id: 'l1', min_rank: null });
+  lists.sync('everything', {});
+  // @ts-expect-error: no such query
+  lists.sync('listThings', { list_id: 'l1' });
+  // @ts-expect-error: `list_id` is required
+  lists.sync('listItems', {});
+  // @ts-expect-error: `list_id` is text
+  lists.sync('listItems', { list_id: 1 });
+  // @ts-expect-error: `ttl` is milliseconds
+  lists.sync('everything', {}, { ttl: '1m' });
+  // An app without queries has none to sync; an untyped one takes any name.
+  // @ts-expect-error: the todo app defines no queries
+  open({ name: 'app', app }).sync('listItems', { list_id: 'l1' });
+  db.sync('anything', { x: 1 });
+
+  type Item = RowOf<typeof listApp, 'items'>;
+  assertTrue<
+    Equals<
+      Item,
+      {
+        id: string;
+        list_id: string;
+        rank: number;
+        note: string | null;
+        done: boolean;
+        meta: unknown;
+        blob: Uint8Array;
+      }
+    >
+  >();
+  const items = await lists.query<Item>('SELECT * FROM items');
+  expectType<string | null>(items[0]!.note);
+  // @ts-expect-error: no such column
+  items[0]!.title;
+}
+
+function subscriptionHooks(): void {
+  const state = useSync<typeof listApp>('listItems', { list_id: 'l1' }, { ttl: 1_000 });
+  assertTrue<Equals<typeof state, SyncState>>();
+  // @ts-expect-error: no such query
+  useSync<typeof listApp>('nope', {});
+  // @ts-expect-error: `list_id` is text
+  useSync<typeof listApp>('listItems', { list_id: 2 });
+  // @ts-expect-error: the arguments belong to the query named
+  useSync<typeof listApp>('everything', { list_id: 'l1' });
+  useSync('anything', { x: 1 });
+  const vue = useVueSync<typeof listApp>('listItems', () => ({ list_id: 'l1' }));
+  expectType<SyncState>(vue.value);
+  // @ts-expect-error: `list_id` is text
+  useVueSync<typeof listApp>('listItems', { list_id: 2 });
+}
+
+void subscriptions;
+void subscriptionHooks;

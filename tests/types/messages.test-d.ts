@@ -109,6 +109,23 @@ export const tab_subscribe = {
   "type": "subscribe"
 } satisfies TabMessage;
 
+export const tab_syncHold = {
+  "args": {
+    "list_id": "l1"
+  },
+  "hold": 2,
+  "id": 21,
+  "query": "todosOf",
+  "ttl": 60000,
+  "type": "syncHold"
+} satisfies TabMessage;
+
+export const tab_syncRelease = {
+  "hold": 2,
+  "id": 22,
+  "type": "syncRelease"
+} satisfies TabMessage;
+
 export const tab_token = {
   "ask": 3,
   "token": "eyJhbGciOi",
@@ -259,6 +276,30 @@ export const worker_syncEvent = {
     "type": "updateNeeded"
   },
   "type": "syncEvent"
+} satisfies WorkerMessage;
+
+export const worker_syncState = {
+  "hold": 2,
+  "status": {
+    "state": "pending",
+    "synced": 40,
+    "total": 120
+  },
+  "type": "syncState"
+} satisfies WorkerMessage;
+
+export const worker_syncState_error = {
+  "hold": 3,
+  "status": {
+    "error": {
+      "code": "bad_arguments",
+      "message": "`list_id` is required"
+    },
+    "state": "error",
+    "synced": 0,
+    "total": 0
+  },
+  "type": "syncState"
 } satisfies WorkerMessage;
 
 export const worker_syncStatus = {

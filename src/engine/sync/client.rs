@@ -75,6 +75,10 @@ pub struct SyncClient {
     /// pages end at the version the download started from, so a poke that
     /// came meanwhile still needs a pull after the last page.
     paging: bool,
+    /// Protocol v2: the subscriptions of the last pull sent. The pages of
+    /// a download carry them unchanged (the server computed the download
+    /// for them); a change meanwhile is sent by the pull after the last page.
+    sent_subscriptions: Option<Vec<ferrydb_protocol::Subscription>>,
     /// No request before this time (backing off).
     retry_at: Option<u64>,
     /// The periodic pull is due at this time.
@@ -109,6 +113,7 @@ impl SyncClient {
             next_request: 1,
             pull_at: None,
             paging: false,
+            sent_subscriptions: None,
             retry_at: None,
             interval_at: None,
             timer_at: None,
@@ -228,6 +233,7 @@ impl SyncClient {
                 // must be set on resume even for the same time.
                 self.timer_at = None;
             }
+            Event::SubscriptionsChanged => self.want_pull(now),
             Event::Resume => {
                 self.paused = false;
                 self.status.paused = false;
@@ -340,6 +346,9 @@ impl SyncClient {
                         .filter(|op| matches!(op, PatchOp::Put { .. }))
                         .count();
                     progress.received += puts as u64;
+                    if !pull.subscriptions.is_empty() {
+                        progress.total = Some(pull.subscriptions.iter().map(|s| s.total).sum());
+                    }
                 }
                 self.paging = pull.more;
                 if !pull.more {
@@ -552,11 +561,13 @@ impl SyncClient {
             if replica.cookie().is_none() && self.status.initial_sync.is_none() {
                 self.status.initial_sync = Some(InitialSync::default());
             }
-            out.push(Effect::SendPull {
-                id,
-                token,
-                request: replica.pull_request(),
-            });
+            let mut request = replica.pull_request();
+            if self.paging {
+                request.subscriptions.clone_from(&self.sent_subscriptions);
+            } else {
+                self.sent_subscriptions.clone_from(&request.subscriptions);
+            }
+            out.push(Effect::SendPull { id, token, request });
         }
         Ok(())
     }

@@ -30,6 +30,12 @@ pub enum Error {
     UnknownMutator(String),
     #[error("bad arguments for mutator `{mutator}`: {message}")]
     BadArguments { mutator: String, message: String },
+    /// A subscription named a query the app definition does not have.
+    #[error("no query named `{0}` in the app definition")]
+    UnknownQuery(String),
+    /// A subscription's arguments are missing, extra or of the wrong type.
+    #[error("bad arguments for query `{query}`: {message}")]
+    BadQueryArguments { query: String, message: String },
     /// The app definition failed validation, or its SQL does not prepare
     /// against the schema it defines.
     #[error("{0}")]
@@ -81,7 +87,8 @@ impl Error {
             Error::MutatorFailed { .. } => ErrorCode::MutatorFailed,
             Error::AppOutdated { .. } => ErrorCode::AppOutdated,
             Error::UnknownMutator(_) => ErrorCode::UnknownMutator,
-            Error::BadArguments { .. } => ErrorCode::BadArguments,
+            Error::BadArguments { .. } | Error::BadQueryArguments { .. } => ErrorCode::BadArguments,
+            Error::UnknownQuery(_) => ErrorCode::UnknownQuery,
             Error::InvalidApp(_) => ErrorCode::InvalidApp,
             Error::BadResponse(_) => ErrorCode::BadResponse,
             Error::Forbidden(_) => ErrorCode::Forbidden,

@@ -81,6 +81,9 @@ pub enum Event {
     /// The app resumed sync: sends at once (the backoff is forgotten), and
     /// lifts a `forbidden` stop.
     Resume,
+    /// The group's desired subscriptions changed (`Replica::set_desired`):
+    /// pull at once, so new ones start syncing and dropped ones' rows leave.
+    SubscriptionsChanged,
 }
 
 /// Something the host must do.
@@ -164,9 +167,8 @@ pub struct SyncStatus {
 pub struct InitialSync {
     /// Rows applied so far (`put`s of every page).
     pub received: u64,
-    /// The rows to expect in all. Protocol v1 does not carry it, so it is
-    /// always `None` for now; the field is there so a progress bar written
-    /// today shows a percentage once a server sends it.
+    /// The rows to expect in all: protocol v2 says it (the sum of the
+    /// subscriptions' `total`s); v1 does not, so it stays `None` there.
     pub total: Option<u64>,
 }
 

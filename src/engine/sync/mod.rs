@@ -20,6 +20,7 @@ mod mutator;
 mod rebase;
 mod replica;
 mod schema;
+mod subscriptions;
 mod token_asks;
 
 pub use backoff::{Backoff, SplitMix64};
@@ -29,6 +30,7 @@ pub use events::{
     Effect, Event, InitialSync, StatusError, StatusErrorCode, SyncConfig, SyncEvent, SyncStatus,
 };
 pub use replica::{Mutated, Opened, PendingMutation, PushApplied, Rejection, Replica};
+pub use subscriptions::{canonical, Desired, SubscriptionStatus, DEFAULT_TTL_MS};
 pub use token_asks::{TokenAsk, TokenAsks, TokenTab, TOKEN_TIMEOUT_MS};
 
 #[cfg(test)]

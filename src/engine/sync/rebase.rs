@@ -54,6 +54,7 @@ impl Replica {
             Ok(changed)
         })?;
         self.cookie = Some(pull.cookie.clone());
+        self.record_states(&pull.subscriptions);
         Ok(changed)
     }
 
@@ -64,6 +65,7 @@ impl Replica {
         let names: Vec<String> = self.app.tables.iter().map(|t| t.name.clone()).collect();
         in_savepoint(db, "ferry_reset", |db| self.rebuild_synced(db, &names))?;
         self.cookie = None;
+        self.forget_states();
         Ok(self.synced_tables().clone())
     }
 

@@ -9,12 +9,14 @@ use super::meta;
 use super::migrate;
 use super::mutator::{compile_all, in_savepoint, CompiledMutator};
 use super::schema::{TableSql, OUTBOX, REJECTIONS};
+use super::subscriptions::{load_desired, Desired};
 use crate::engine::database::{Database, StatementAccess, TableSet};
 use crate::engine::value::Value;
 use ferrydb_protocol::values::to_json;
 use ferrydb_protocol::Row;
 use ferrydb_protocol::{
-    AppDefinition, Cookie, Mutation, MutationResult, PullRequest, PushRequest, PROTOCOL_VERSION,
+    AppDefinition, Cookie, Mutation, MutationResult, PullRequest, PushRequest, SubscriptionState,
+    PROTOCOL_VERSION, PROTOCOL_VERSION_SUBSCRIPTIONS,
 };
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -32,6 +34,10 @@ pub struct Replica {
     /// Cached copy of `_ferry_meta.cookie`, updated only after a commit.
     pub(super) cookie: Option<Cookie>,
     synced: TableSet,
+    /// Protocol v2: the subscriptions the group wants (`_ferry_meta`).
+    pub(super) desired: Vec<Desired>,
+    /// Protocol v2: the server's last word on each wanted subscription.
+    pub(super) states: Vec<SubscriptionState>,
 }
 
 /// What opening did to the replica's schema.
@@ -113,6 +119,8 @@ impl Replica {
                 synced: app.tables.iter().map(|t| t.name.clone()).collect(),
                 tables: app.tables.iter().map(TableSql::new).collect(),
                 cookie: meta::get_cookie(db)?,
+                desired: load_desired(db, &app)?,
+                states: Vec::new(),
                 app,
                 client_id,
                 mutators,
@@ -254,14 +262,21 @@ impl Replica {
         }))
     }
 
+    /// The pull to send: v1, or v2 with the whole desired set when the app
+    /// defines queries.
     pub fn pull_request(&self) -> PullRequest {
+        let subscriptions = self.subscriptions();
         PullRequest {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: if subscriptions.is_some() {
+                PROTOCOL_VERSION_SUBSCRIPTIONS
+            } else {
+                PROTOCOL_VERSION
+            },
             schema_version: self.app.version,
             client_group_id: self.client_group_id().to_owned(),
             client_id: self.client_id.clone(),
             cookie: self.cookie.clone(),
-            subscriptions: None,
+            subscriptions,
         }
     }
 

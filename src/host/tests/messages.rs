@@ -11,10 +11,13 @@ use crate::engine::live::LiveUpdate;
 use crate::engine::patch::{Patch, Segment};
 use crate::engine::replication::{RejectionReason, Settled};
 use crate::engine::request::{Response, Stats};
-use crate::engine::sync::{StatusError, StatusErrorCode, SyncEvent, SyncStatus};
+use crate::engine::sync::{
+    StatusError, StatusErrorCode, SubscriptionStatus, SyncEvent, SyncStatus,
+};
 use crate::engine::value::{QueryResult, Value};
 use crate::host::tab_message::{Shape, TabMessage};
 use crate::host::worker_message::{JsonEncoder, StorageReport, WorkerMessage};
+use ferrydb_protocol::{SubscriptionError, SubscriptionPhase};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 
@@ -161,6 +164,33 @@ fn worker_messages() -> Vec<(&'static str, WorkerMessage)> {
             }),
         ),
         ("needToken", WorkerMessage::NeedToken { ask: 3 }),
+        (
+            "syncState",
+            WorkerMessage::SyncState {
+                hold: 2,
+                status: SubscriptionStatus {
+                    state: SubscriptionPhase::Pending,
+                    synced: 40,
+                    total: 120,
+                    error: None,
+                },
+            },
+        ),
+        (
+            "syncState-error",
+            WorkerMessage::SyncState {
+                hold: 3,
+                status: SubscriptionStatus {
+                    state: SubscriptionPhase::Error,
+                    synced: 0,
+                    total: 0,
+                    error: Some(SubscriptionError {
+                        code: "bad_arguments".into(),
+                        message: "`list_id` is required".into(),
+                    }),
+                },
+            },
+        ),
     ]
 }
 

@@ -7,6 +7,7 @@ mod messages;
 mod realtime;
 mod storage;
 mod sync;
+mod sync_subscriptions;
 mod tabs;
 mod tokens;
 mod typescript;
@@ -133,6 +134,34 @@ impl Harness {
         std::mem::take(&mut self.out)
     }
 
+    /// A new host over the files this one stored (a worker restart), its
+    /// clock at `now`.
+    pub fn reopened(&self, now: u64) -> Harness {
+        let env = Rc::new(TestEnv::default());
+        env.now.set(now);
+        let stored = self
+            .disk
+            .files
+            .keys()
+            .map(|n| (n.clone(), self.disk.files.get(n).unwrap().clone()))
+            .collect();
+        let host = Host::open(
+            Ok(stored),
+            LogConfig::default(),
+            "memory".into(),
+            true,
+            env.clone(),
+        )
+        .unwrap();
+        Harness {
+            host,
+            env,
+            out: Vec::new(),
+            disk: self.disk.clone(),
+            next_call: 1,
+        }
+    }
+
     /// Performs every storage request asked for, successfully, until none is left.
     pub fn settle_storage(&mut self) {
         while let Some(request) = self.take_storage() {
@@ -252,10 +281,15 @@ pub fn to(path: &str, fetches: &[(FetchId, HttpRequest)]) -> Vec<(FetchId, HttpR
 /// A syncing host with one tab that answered its token ask with `token`,
 /// and whose first pull is in flight: (harness, tab, the pull's fetch).
 pub fn syncing() -> (Harness, TabId, FetchId) {
+    syncing_with(&app_json())
+}
+
+/// [`syncing`] for the app definition `app`.
+pub fn syncing_with(app: &str) -> (Harness, TabId, FetchId) {
     let mut h = Harness::new();
     let tab = h.connect();
     h.send(tab, json!({ "type": "hello", "lock": "tab-lock" }));
-    h.open_app(tab, &app_json(), true, true);
+    h.open_app(tab, app, true, true);
     h.settle_storage();
     let ask = h.posted_of(tab, "needToken");
     assert_eq!(ask.len(), 1, "the client asks for a token first");

@@ -65,6 +65,7 @@ pub fn wire_ts() -> String {
 import type {{ ErrorData }} from '../errors.js';
 import type {{ LiveUpdate, SqlParam, StorageBackend }} from '../protocol.js';
 import type {{ Settled, SyncEventMessage, WorkerSyncStatus }} from '../sync.js';
+import type {{ SyncSubscriptionStatus }} from '../subscriptions.js';
 
 /** Stable error codes (`FerryError.code`). A code is never renamed once shipped. */
 export type FerryErrorCode ={error_codes};

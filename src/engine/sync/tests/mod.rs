@@ -7,6 +7,7 @@ mod fuzz;
 mod migrate;
 mod rebase;
 mod replica;
+mod subscriptions;
 mod token_asks;
 
 use super::*;
@@ -39,6 +40,26 @@ pub fn client_with(app: Json) -> (Replica, Database) {
     let mut db = Database::open_in_memory().unwrap();
     let (replica, _) = Replica::open(&mut db, app, "c1").unwrap();
     (replica, db)
+}
+
+/// The sample app with queries (so it syncs by subscription, protocol v2).
+pub fn app_with_queries() -> Json {
+    let mut app = sample_json();
+    app["queries"] = json!([
+        {
+            "name": "todosOf",
+            "params": [
+                { "name": "list_id", "type": "text" },
+                { "name": "min_done", "type": "integer", "nullable": true }
+            ],
+            "parts": [{ "table": "todos", "where": "list_id = :list_id AND owner = :user_id" }]
+        },
+        {
+            "name": "myLists", "params": [], "syncOnOpen": true,
+            "parts": [{ "table": "lists", "where": "owner = :user_id" }]
+        }
+    ]);
+    app
 }
 
 pub fn server() -> SqliteServer {

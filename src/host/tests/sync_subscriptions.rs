@@ -1,0 +1,362 @@
+//! Sync subscriptions in the worker (protocol v2): one per canonical
+//! `(query, args)`, reference-counted across tabs, kept for their TTL, released
+//! with their tab, `syncOnOpen` from open, states told to holders, the
+//! desired set persisted across a worker restart.
+
+use super::*;
+
+/// The test app with two queries: `todosOf(list_id)` and `myLists`
+/// (synced from open).
+fn app_with_queries() -> String {
+    let mut app: Json = serde_json::from_str(&app_json()).unwrap();
+    app["queries"] = json!([
+        {
+            "name": "todosOf",
+            "params": [{ "name": "list_id", "type": "text" }, { "name": "limit", "type": "integer", "nullable": true }],
+            "parts": [{ "table": "todos", "where": "list_id = :list_id AND owner = :user_id" }]
+        },
+        {
+            "name": "myLists", "params": [], "syncOnOpen": true,
+            "parts": [{ "table": "lists", "where": "owner = :user_id" }]
+        }
+    ]);
+    app.to_string()
+}
+
+/// A syncing host of [`app_with_queries`] whose first pull was answered:
+/// (harness, tab).
+fn synced() -> (Harness, TabId) {
+    let (mut h, tab, pull) = syncing_with(&app_with_queries());
+    h.reply(pull, pull_ok(1, false));
+    h.settle_storage();
+    h.take();
+    (h, tab)
+}
+
+fn hold(h: &mut Harness, tab: TabId, hold: u32, query: &str, args: Json, ttl: Option<u32>) -> Json {
+    let mut message = json!({ "type": "syncHold", "hold": hold, "query": query, "args": args });
+    if let Some(ttl) = ttl {
+        message["ttl"] = json!(ttl);
+    }
+    let id = h.call(tab, message);
+    reply_to(h, tab, id)
+}
+
+fn release(h: &mut Harness, tab: TabId, hold: u32) -> Json {
+    let id = h.call(tab, json!({ "type": "syncRelease", "hold": hold }));
+    reply_to(h, tab, id)
+}
+
+/// The reply to call `id`, leaving the other outputs.
+fn reply_to(h: &mut Harness, tab: TabId, id: u64) -> Json {
+    let at = h
+        .out
+        .iter()
+        .position(|o| matches!(o, Output::Post { tab: t, message: WorkerMessage::Reply { id: i, .. } } if *t == tab && *i == id))
+        .expect("a reply");
+    let Output::Post { message, .. } = h.out.remove(at) else {
+        unreachable!()
+    };
+    message.encode(&mut JsonEncoder)
+}
+
+/// The subscriptions of the one pull sent since the last look (`None`: no pull).
+fn pulled(h: &mut Harness) -> Option<(FetchId, Json)> {
+    let pulls = to("pull", &h.take_fetches());
+    assert!(pulls.len() <= 1, "{pulls:?}");
+    let (fetch, request) = pulls.into_iter().next()?;
+    let body: Json = serde_json::from_str(request.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["protocolVersion"], 2);
+    Some((fetch, body["subscriptions"].clone()))
+}
+
+fn my_lists() -> Json {
+    json!({ "query": "myLists", "args": {} })
+}
+
+fn todos_of(list: &str) -> Json {
+    json!({ "query": "todosOf", "args": { "list_id": list, "limit": null } })
+}
+
+/// `syncState` messages to `tab`, as (hold, status).
+fn states(h: &mut Harness, tab: TabId) -> Vec<(u64, Json)> {
+    h.posted_of(tab, "syncState")
+        .into_iter()
+        .map(|m| (m["hold"].as_u64().unwrap(), m["status"].clone()))
+        .collect()
+}
+
+#[test]
+fn sync_on_open_queries_are_in_the_first_pull() {
+    let mut h = Harness::new();
+    let tab = h.connect();
+    h.open_app(tab, &app_with_queries(), true, false);
+    h.settle_storage();
+    let (_, subscriptions) = pulled(&mut h).expect("the first pull");
+    assert_eq!(subscriptions, json!([my_lists()]));
+}
+
+#[test]
+fn two_tabs_holding_the_same_query_share_one_subscription_until_both_let_go() {
+    let (mut h, tab1) = synced();
+    let tab2 = h.connect();
+    h.open_app(tab2, &app_with_queries(), true, true);
+    h.take();
+
+    assert!(hold(
+        &mut h,
+        tab1,
+        1,
+        "todosOf",
+        json!({"list_id": "l1"}),
+        Some(1_000)
+    )
+    .get("error")
+    .is_none());
+    let (fetch, set) = pulled(&mut h).expect("a new subscription pulls at once");
+    assert_eq!(set, json!([my_lists(), todos_of("l1")]));
+    h.reply(fetch, pull_ok(2, false));
+    // The same arguments in another order (and with the nullable one given
+    // as null) are the same subscription: nothing new to pull.
+    hold(
+        &mut h,
+        tab2,
+        7,
+        "todosOf",
+        json!({"limit": null, "list_id": "l1"}),
+        Some(1_000),
+    );
+    assert_eq!(pulled(&mut h), None);
+
+    release(&mut h, tab1, 1);
+    assert_eq!(
+        h.timer(Timer::SyncSubscriptions),
+        None,
+        "tab 2 still holds it"
+    );
+    h.take();
+    release(&mut h, tab2, 7);
+    let expiry = h.timer(Timer::SyncSubscriptions).expect("the TTL runs");
+    assert_eq!(expiry, h.env.now.get() + 1_000);
+    assert_eq!(pulled(&mut h), None, "still wanted during its TTL");
+    h.take();
+    h.fire(Timer::SyncSubscriptions, expiry);
+    let (_, set) = pulled(&mut h).expect("gone from the set, pulled");
+    assert_eq!(set, json!([my_lists()]));
+}
+
+#[test]
+fn holding_again_within_the_ttl_keeps_the_subscription_and_downloads_nothing_again() {
+    let (mut h, tab) = synced();
+    hold(
+        &mut h,
+        tab,
+        1,
+        "todosOf",
+        json!({"list_id": "l1"}),
+        Some(5_000),
+    );
+    let (fetch, _) = pulled(&mut h).unwrap();
+    h.reply(fetch, pull_ok(2, false));
+    release(&mut h, tab, 1);
+    let expiry = h.timer(Timer::SyncSubscriptions).unwrap();
+    h.take();
+    h.env.now.set(expiry - 1);
+    hold(
+        &mut h,
+        tab,
+        2,
+        "todosOf",
+        json!({"list_id": "l1"}),
+        Some(5_000),
+    );
+    assert_eq!(pulled(&mut h), None);
+    assert!(h
+        .out
+        .contains(&Output::ClearTimer(Timer::SyncSubscriptions)));
+    h.take();
+    // The old expiry passes: nothing leaves.
+    h.fire(Timer::SyncSubscriptions, expiry);
+    assert_eq!(pulled(&mut h), None);
+}
+
+#[test]
+fn a_ttl_of_zero_leaves_at_once() {
+    let (mut h, tab) = synced();
+    hold(&mut h, tab, 1, "todosOf", json!({"list_id": "l1"}), Some(0));
+    let (fetch, _) = pulled(&mut h).unwrap();
+    h.reply(fetch, pull_ok(2, false));
+    h.take();
+    release(&mut h, tab, 1);
+    let (_, set) = pulled(&mut h).expect("pulled without it");
+    assert_eq!(set, json!([my_lists()]));
+}
+
+#[test]
+fn a_tab_that_goes_away_releases_its_holds() {
+    let (mut h, tab1) = synced();
+    let tab2 = h.connect();
+    h.open_app(tab2, &app_with_queries(), true, true);
+    hold(
+        &mut h,
+        tab2,
+        1,
+        "todosOf",
+        json!({"list_id": "l2"}),
+        Some(2_000),
+    );
+    let (fetch, _) = pulled(&mut h).unwrap();
+    h.reply(fetch, pull_ok(2, false));
+    h.take();
+    h.input(Input::TabGone { tab: tab2 });
+    let expiry = h.timer(Timer::SyncSubscriptions).expect("its TTL runs");
+    h.take();
+    h.fire(Timer::SyncSubscriptions, expiry);
+    let (_, set) = pulled(&mut h).expect("pulled without it");
+    assert_eq!(set, json!([my_lists()]));
+    // A hold the tab never had is no release.
+    assert_eq!(
+        release(&mut h, tab1, 1)["error"]["code"],
+        "unknown_subscription"
+    );
+}
+
+#[test]
+fn holders_are_told_the_state_at_once_and_on_every_change() {
+    let (mut h, tab) = synced();
+    hold(&mut h, tab, 3, "todosOf", json!({"list_id": "l1"}), None);
+    assert_eq!(
+        states(&mut h, tab),
+        [(3, json!({"state": "pending", "synced": 0, "total": 0}))]
+    );
+    let (fetch, _) = pulled(&mut h).unwrap();
+    let mut page = pull_ok(2, false);
+    page["subscriptions"] = json!([
+        { "query": "myLists", "args": {}, "state": "complete", "synced": 0, "total": 0 },
+        { "query": "todosOf", "args": { "list_id": "l1", "limit": null }, "state": "complete", "synced": 2, "total": 2 }
+    ]);
+    h.reply(fetch, page.clone());
+    assert_eq!(
+        states(&mut h, tab),
+        [(3, json!({"state": "complete", "synced": 2, "total": 2}))]
+    );
+    // A pull that says the same of it tells its holder nothing; the new
+    // holder of another subscription hears of its own.
+    hold(&mut h, tab, 4, "todosOf", json!({"list_id": "l2"}), None);
+    assert_eq!(
+        states(&mut h, tab),
+        [(4, json!({"state": "pending", "synced": 0, "total": 0}))]
+    );
+    let (fetch, _) = pulled(&mut h).unwrap();
+    page["cookie"] = json!(3);
+    page["subscriptions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "query": "todosOf", "args": { "list_id": "l2", "limit": null }, "state": "complete", "synced": 0, "total": 0 }));
+    h.reply(fetch, page);
+    assert_eq!(
+        states(&mut h, tab),
+        [(4, json!({"state": "complete", "synced": 0, "total": 0}))]
+    );
+}
+
+#[test]
+fn the_servers_error_for_a_subscription_reaches_its_holders_with_its_code() {
+    let (mut h, tab) = synced();
+    hold(&mut h, tab, 1, "todosOf", json!({"list_id": "l1"}), None);
+    states(&mut h, tab);
+    let (fetch, _) = pulled(&mut h).unwrap();
+    let mut page = pull_ok(2, false);
+    page["subscriptions"] = json!([
+        { "query": "myLists", "args": {}, "state": "complete", "synced": 0, "total": 0 },
+        { "query": "todosOf", "args": { "list_id": "l1", "limit": null }, "state": "error", "synced": 0, "total": 0,
+          "error": { "code": "unknown_query", "message": "the server has no query `todosOf`" } }
+    ]);
+    h.reply(fetch, page);
+    let told = states(&mut h, tab);
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].1["state"], "error");
+    assert_eq!(told[0].1["error"]["code"], "unknown_query");
+}
+
+#[test]
+fn an_unknown_query_or_bad_arguments_are_refused_at_once_with_their_codes() {
+    let (mut h, tab) = synced();
+    let reply = hold(&mut h, tab, 1, "nope", json!({}), None);
+    assert_eq!(reply["error"]["code"], "unknown_query");
+    let reply = hold(&mut h, tab, 2, "todosOf", json!({"list_id": 5}), None);
+    assert_eq!(reply["error"]["code"], "bad_arguments");
+    let reply = hold(&mut h, tab, 3, "todosOf", json!({"list": "l1"}), None);
+    assert_eq!(reply["error"]["code"], "bad_arguments");
+    assert_eq!(pulled(&mut h), None, "nothing was subscribed");
+    assert_eq!(states(&mut h, tab), []);
+    // A hold id in use is a bad request, not a second holder.
+    hold(&mut h, tab, 4, "myLists", json!({}), None);
+    let reply = hold(&mut h, tab, 4, "myLists", json!({}), None);
+    assert_eq!(reply["error"]["code"], "bad_request");
+}
+
+#[test]
+fn the_desired_set_survives_a_worker_restart_for_its_ttl() {
+    let (mut h, tab) = synced();
+    hold(
+        &mut h,
+        tab,
+        1,
+        "todosOf",
+        json!({"list_id": "l1"}),
+        Some(60_000),
+    );
+    h.settle_storage();
+    h.take();
+
+    let mut r = h.reopened(500);
+    let tab = r.connect();
+    r.open_app(tab, &app_with_queries(), true, false);
+    r.settle_storage();
+    let (fetch, set) = pulled(&mut r).expect("the first pull after the restart");
+    assert_eq!(set, json!([my_lists(), todos_of("l1")]));
+    r.reply(fetch, pull_ok(2, false));
+    // Nothing holds it since the restart: it leaves after its TTL.
+    let expiry = r.timer(Timer::SyncSubscriptions).expect("its TTL runs");
+    assert_eq!(expiry, 500 + 60_000);
+    r.take();
+    r.fire(Timer::SyncSubscriptions, expiry);
+    let (_, set) = pulled(&mut r).expect("pulled without it");
+    assert_eq!(set, json!([my_lists()]));
+}
+
+#[test]
+fn an_app_without_queries_refuses_sync_holds() {
+    let (mut h, tab, pull) = syncing();
+    h.reply(pull, pull_ok(1, false));
+    h.take();
+    let reply = hold(&mut h, tab, 1, "anything", json!({}), None);
+    assert_eq!(reply["error"]["code"], "unknown_query");
+    assert!(h.take_fetches().is_empty());
+}
+
+#[test]
+fn after_delete_database_the_new_replica_syncs_what_the_tabs_hold() {
+    let (mut h, tab) = synced();
+    hold(&mut h, tab, 1, "todosOf", json!({"list_id": "l1"}), None);
+    let (fetch, _) = pulled(&mut h).unwrap();
+    h.reply(fetch, pull_ok(2, false));
+    h.settle_storage();
+    h.take();
+    h.call(tab, json!({ "type": "deleteDatabase" }));
+    h.take();
+    h.input(Input::FilesDeleted {
+        result: Ok(()),
+        backend: "memory".into(),
+    });
+    h.settle_storage();
+    let ask = h.posted_of(tab, "needToken");
+    assert_eq!(ask.len(), 1, "the new client asks for a token");
+    h.send(
+        tab,
+        json!({ "type": "token", "ask": ask[0]["ask"], "token": "t2" }),
+    );
+    let (_, set) = pulled(&mut h).expect("the new client's first pull");
+    assert_eq!(set, json!([my_lists(), todos_of("l1")]));
+}
