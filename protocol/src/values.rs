@@ -15,7 +15,7 @@
 //! `null` from no value).
 
 use crate::value::{Value, MAX_SAFE_INTEGER};
-use crate::{ColumnType, Mutator};
+use crate::{ColumnType, Mutator, Param, Query};
 use serde_json::{Map, Value as Json};
 
 /// Converts a wire value to the SQLite value stored for a column of type `ty`.
@@ -98,28 +98,41 @@ impl std::error::Error for BadArguments {}
 /// the values in declaration order. Unknown keys are refused (they are typos),
 /// missing ones are NULL only when the parameter is nullable.
 pub fn bind_args(mutator: &Mutator, args: &Json) -> Result<Vec<Value>, BadArguments> {
-    let bad = |message: String| BadArguments {
+    bind(&mutator.params, args).map_err(|message| BadArguments {
         mutator: mutator.name.clone(),
         message,
-    };
+    })
+}
+
+/// A subscription's arguments against its query's parameters, by the same
+/// rule as a mutator's (the message without the mutator's name: the pull
+/// answer names the subscription). `:user_id` is not among them: the server
+/// binds it from the token.
+pub fn bind_query_args(query: &Query, args: &Json) -> Result<Vec<Value>, String> {
+    bind(&query.params, args)
+}
+
+fn bind(params: &[Param], args: &Json) -> Result<Vec<Value>, String> {
     let empty = Map::new();
     let object = match args {
         Json::Object(o) => o,
         Json::Null => &empty,
-        other => return Err(bad(format!("arguments must be an object, got {other}"))),
+        other => return Err(format!("arguments must be an object, got {other}")),
     };
-    if let Some(extra) = object.keys().find(|k| mutator.param(k).is_none()) {
-        return Err(bad(format!("unknown argument `{extra}`")));
+    if let Some(extra) = object
+        .keys()
+        .find(|k| !params.iter().any(|p| &p.name == *k))
+    {
+        return Err(format!("unknown argument `{extra}`"));
     }
-    mutator
-        .params
+    params
         .iter()
         .map(|param| {
             let value = object.get(&param.name).unwrap_or(&Json::Null);
             if value.is_null() && !param.nullable {
-                return Err(bad(format!("`{}` is required", param.name)));
+                return Err(format!("`{}` is required", param.name));
             }
-            from_json(param.ty, value).map_err(|e| bad(format!("`{}`: {e}", param.name)))
+            from_json(param.ty, value).map_err(|e| format!("`{}`: {e}", param.name))
         })
         .collect()
 }
