@@ -715,3 +715,62 @@ async fn a_query_part_that_does_not_prepare_is_refused_at_start_naming_it() {
         assert!(message.contains("colour"), "{url}: {message}");
     }
 }
+
+/// Several instances on one Postgres database: a group's view is one, so a
+/// client may pull from any instance; two instances pulling the same group
+/// at once never record over each other — each answers the same patch, or
+/// 503 (a serialization failure the client retries), whatever the timing.
+#[tokio::test]
+async fn instances_on_one_postgres_database_share_each_groups_view() {
+    for url in store_urls().await {
+        if url.starts_with("sqlite:") {
+            continue;
+        }
+        let a = Collab::start(&url, 100).await;
+        let b = Collab::start(&url, 100).await;
+        a.shared_and_private().await;
+        let subscriptions = [my_lists(), list_items("l1")];
+        let first = a.pull("grace", Json::Null, &subscriptions).await;
+
+        // ada writes through the other instance (her next mutation ID is 6).
+        *b.next_ids.lock().unwrap() = a.next_ids.lock().unwrap().clone();
+        b.run(
+            "ada",
+            "addItem",
+            json!({"id": "i3", "list_id": "l1", "title": "eggs"}),
+        )
+        .await;
+        let (on_a, on_b) = tokio::join!(
+            a.pull_reply("grace", "grace", first["cookie"].clone(), &subscriptions),
+            b.pull_reply("grace", "grace", first["cookie"].clone(), &subscriptions),
+        );
+        let mut answered = Vec::new();
+        for reply in [on_a, on_b] {
+            match reply.status {
+                StatusCode::OK => {
+                    assert_eq!(ops(&reply.body), [op("put", "items", "i3")]);
+                    answered.push(reply.body["cookie"].clone());
+                }
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(reply.body["code"], "unavailable");
+                    assert_eq!(reply.body["retryable"], true);
+                }
+                other => panic!("{other}: {}", reply.body),
+            }
+        }
+        assert!(
+            !answered.is_empty(),
+            "one of two concurrent pulls always records"
+        );
+        assert!(answered.windows(2).all(|w| w[0] == w[1]), "{answered:?}");
+        // Recorded once: from either instance, the cookie is caught up and
+        // the old cookie still gets the same patch.
+        let after = b.pull("grace", answered[0].clone(), &subscriptions).await;
+        assert_eq!(ops(&after), []);
+        let again = a
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&again), [op("put", "items", "i3")]);
+        assert_eq!(again["cookie"], answered[0]);
+    }
+}

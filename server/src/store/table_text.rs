@@ -156,7 +156,7 @@ pub fn view_tables(d: &Dialect) -> Vec<String> {
 pub struct ViewText {
     /// Creates the group's view if it has none: `1` group, `2` user.
     pub create: String,
-    /// The view's version, owner and clients: `1` group.
+    /// The view's version, owner, clients and subscriptions: `1` group.
     pub head: String,
     pub held: String,
     /// `1` group, `2` version, `3` subscriptions, `4` clients.
@@ -177,7 +177,8 @@ impl ViewText {
                 p(2)
             ),
             head: format!(
-                "SELECT version, user_id, clients FROM _ferry_views WHERE group_id = {}",
+                "SELECT version, user_id, clients, subscriptions FROM _ferry_views \
+                 WHERE group_id = {}",
                 p(1)
             ),
             held: format!(

@@ -46,6 +46,8 @@ pub struct ViewHead {
     /// Per client of the group: the `lastMutationID` the view last told it,
     /// and the view version at which it did (JSON: `{"c": [8, 3]}`).
     pub clients: String,
+    /// The subscriptions of the last pull that recorded (JSON).
+    pub subscriptions: String,
 }
 
 /// One row a group holds or held.
@@ -72,8 +74,9 @@ pub type Selected = (Row, i64);
 /// locks the group's view until it ends, so two pulls of one group (on any
 /// server instance) never record over each other.
 pub trait ViewTx: PullTx {
-    /// The group's view, created empty (version 0, owned by `user_id`) if
-    /// it has none, and locked for this transaction.
+    /// The group's view, created empty (version 0, owned by `user_id`, no
+    /// subscriptions `[]`, no clients `{}`) if it has none, and locked for
+    /// this transaction.
     fn open_view(&self, group_id: &str, user_id: &str) -> impl Future<Output = Result<ViewHead>>;
 
     /// The rows part `part` of the app's query `query` selects, with
@@ -290,8 +293,12 @@ pub async fn pull_subscribed<T: ViewTx>(
         .collect();
     let subscriptions_json =
         serde_json::to_string(&recorded_subscriptions).expect("subscriptions serialize");
-    tx.record(who.group_id, &head, &subscriptions_json, &changed)
-        .await?;
+    // A pull that changes nothing writes nothing: it stays cheap, and
+    // concurrent ones of the same group do not conflict.
+    if !changed.is_empty() || clients_moved || subscriptions_json != head.subscriptions {
+        tx.record(who.group_id, &head, &subscriptions_json, &changed)
+            .await?;
+    }
     for row in changed {
         if let Some(table) = index_of(&row.table) {
             held.insert((table, row.key.clone()), row);

@@ -624,6 +624,7 @@ impl ViewTx for PgTx<'_> {
             version: row.try_get(0)?,
             user_id: row.try_get(1)?,
             clients: row.try_get(2)?,
+            subscriptions: row.try_get(3)?,
         })
     }
 

@@ -482,6 +482,7 @@ impl ViewTx for SqliteServer {
                 version: r.get(0)?,
                 user_id: r.get(1)?,
                 clients: r.get(2)?,
+                subscriptions: r.get(3)?,
             })
         })?)
     }
