@@ -774,3 +774,121 @@ async fn instances_on_one_postgres_database_share_each_groups_view() {
         assert_eq!(again["cookie"], answered[0]);
     }
 }
+
+/// Reads SSE `data:` payloads from a realtime stream, until it ends.
+struct Events {
+    body: axum::body::Body,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(collab: &Collab, user: &str, group: &str) -> Result<Events, StatusCode> {
+        use tower::ServiceExt;
+        let request = axum::http::Request::get(format!("/sync/events?clientGroupID={group}"))
+            .header(axum::http::header::AUTHORIZATION, format!("Bearer {user}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = collab.server.router.clone().oneshot(request).await.unwrap();
+        match response.status() {
+            StatusCode::OK => Ok(Events {
+                body: response.into_body(),
+                buffer: String::new(),
+            }),
+            other => Err(other),
+        }
+    }
+
+    /// The next event's data, or `None` once the stream has ended.
+    async fn next(&mut self) -> Option<Json> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                match frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    Some(data) => return Some(serde_json::from_str(data).unwrap()),
+                    None => continue,
+                }
+            }
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("an event or the end within 10 s");
+            match frame {
+                Some(frame) => {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+                    }
+                }
+                None => return None,
+            }
+        }
+    }
+}
+
+/// A group's realtime channel is poked only by commits touching a table its
+/// subscriptions read: ada's write to her private list's items pokes her
+/// own channel and not grace's (who syncs lists, not items). v2 pokes carry
+/// no cookie; another user's group cannot be listened to.
+#[tokio::test]
+async fn a_private_write_pokes_only_the_groups_whose_subscriptions_read_its_tables() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        collab.pull("grace", Json::Null, &[my_lists()]).await;
+        collab
+            .pull("ada", Json::Null, &[my_lists(), list_items("l2")])
+            .await;
+        assert_eq!(
+            Events::open(&collab, "mallory", "grace").await.err(),
+            Some(StatusCode::FORBIDDEN),
+            "{url}"
+        );
+        let mut grace = Events::open(&collab, "grace", "grace").await.unwrap();
+        let mut ada = Events::open(&collab, "ada", "ada").await.unwrap();
+        for channel in [&mut grace, &mut ada] {
+            assert_eq!(
+                channel.next().await,
+                Some(json!({"type": "poke", "cookie": null}))
+            );
+        }
+
+        // A membership change reads as grace's lists: she is poked.
+        collab
+            .run(
+                "ada",
+                "addMember",
+                json!({"list_id": "l1", "user_id": "linus", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(
+            grace.next().await,
+            Some(json!({"type": "poke", "cookie": null})),
+            "{url}"
+        );
+        assert_eq!(
+            ada.next().await,
+            Some(json!({"type": "poke", "cookie": null}))
+        );
+
+        // ada's private item: her channel hears it (so every channel's
+        // queue holds it, on Postgres too once the notification arrived) ...
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i7", "list_id": "l2", "title": "candles"}),
+            )
+            .await;
+        assert_eq!(
+            ada.next().await,
+            Some(json!({"type": "poke", "cookie": null}))
+        );
+        // ... and grace's stream, judging every poke before the shutdown,
+        // ends without one.
+        collab.server.state.shut_down();
+        assert_eq!(
+            grace.next().await,
+            None,
+            "{url}: grace was poked by ada's private write"
+        );
+    }
+}

@@ -161,6 +161,8 @@ pub struct ViewText {
     pub held: String,
     /// `1` group, `2` version, `3` subscriptions, `4` clients.
     pub update_head: String,
+    /// The view's owner and subscriptions: `1` group.
+    pub reads: String,
     /// `1` group, `2` table, `3` key, `4` row version, `5` patch version,
     /// `6` present (0/1).
     pub upsert_row: String,
@@ -184,6 +186,10 @@ impl ViewText {
             held: format!(
                 "SELECT table_name, row_key, row_version, patch_version, present \
                  FROM _ferry_view_rows WHERE group_id = {}",
+                p(1)
+            ),
+            reads: format!(
+                "SELECT user_id, subscriptions FROM _ferry_views WHERE group_id = {}",
                 p(1)
             ),
             update_head: format!(
@@ -241,4 +247,20 @@ pub fn row_by_key(table: &Table, mark: char) -> String {
         "SELECT {} FROM {} WHERE ({}) = ({key})",
         text.cols, table.name, text.key
     )
+}
+
+/// Which of `tables` have a row (or tombstone) with a version in
+/// `(mark1, mark2]`: one name per row, read through each row-version index.
+pub fn tables_touched(tables: &[Table], mark: char) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT '{0}' WHERE EXISTS (SELECT 1 FROM _ferry_rowver_{0} \
+                 WHERE version > {mark}1 AND version <= {mark}2)",
+                t.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }

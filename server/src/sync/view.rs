@@ -27,13 +27,14 @@ use super::pull::{reset, PullTx, TableShape};
 use super::push::{foreign, Who};
 use super::versions::Versions;
 use super::{Result, StoreError};
+use ferrydb_protocol::sql::tokenize;
 use ferrydb_protocol::values::bind_query_args;
 use ferrydb_protocol::{
     AppDefinition, Cookie, PatchOp, PullOk, PullRequest, PullResponse, Row, Subscription,
     SubscriptionError, SubscriptionPhase, SubscriptionState, Value, USER_ID_PARAM,
 };
 use serde_json::Value as Json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 /// A group's view record, as a pull finds it.
@@ -530,4 +531,42 @@ async fn patch_of<T: ViewTx>(
         }
     }
     Ok(patch)
+}
+
+/// The synced tables the subscriptions of a group's last pull read: each
+/// part's table and every synced table its condition names. Any mention
+/// counts (a table after a comma in a `FROM` list too): a poke too many
+/// costs an empty pull, one too few a stale screen. `view` is the group's
+/// owner and recorded subscriptions (JSON), if it has a view; a group of
+/// another user is `Forbidden`.
+pub fn group_reads(
+    app: &AppDefinition,
+    user_id: &str,
+    group_id: &str,
+    view: Option<(String, String)>,
+) -> Result<BTreeSet<String>> {
+    let Some((owner, subscriptions)) = view else {
+        return Ok(BTreeSet::new());
+    };
+    if owner != user_id {
+        return Err(StoreError::Forbidden(format!(
+            "client group `{group_id}` belongs to another user"
+        )));
+    }
+    let subscriptions: Vec<Subscription> = serde_json::from_str(&subscriptions)
+        .map_err(|e| StoreError::Internal(format!("a view's subscriptions are not JSON: {e}")))?;
+    let mut tables = BTreeSet::new();
+    for query in subscriptions.iter().filter_map(|s| app.query(&s.query)) {
+        for part in &query.parts {
+            tables.insert(part.table.clone());
+            let tokens = tokenize(&part.condition).expect("validated query");
+            tables.extend(
+                tokens
+                    .iter()
+                    .filter_map(|t| t.kind.identifier())
+                    .filter(|name| app.table(name).is_some()),
+            );
+        }
+    }
+    Ok(tables)
 }

@@ -50,7 +50,7 @@ mod tls;
 mod values;
 
 use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
-use super::table_text::{part_select, row_by_key, view_tables, ViewText};
+use super::table_text::{part_select, row_by_key, tables_touched, view_tables, ViewText};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
     self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Page, Processed,
@@ -65,7 +65,7 @@ use ferrydb_protocol::{
 };
 use futures_util::future::join_all;
 use schema::{pg_type, PgTable};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -176,7 +176,9 @@ impl PostgresStore {
         let versions = Versions::new(app, recorded);
         let mutators = compile(&pool, &versions).await?;
         let parts = compile_queries(&pool, &versions.current().app).await?;
-        let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
+        let app = &versions.current().app;
+        let touched = (!app.tables.is_empty()).then(|| tables_touched(&app.tables, '$'));
+        let listener = listen::Listener::start(config, tls, options.pokes.clone(), touched).await?;
         Ok(PostgresStore {
             write_check: schema::write_check(&tables),
             finish: schema::finish_mutation(&tables),
@@ -282,6 +284,19 @@ impl PostgresStore {
             }
         }
         Ok(PushResponse::Ok { results })
+    }
+
+    /// See `Store::group_reads`.
+    pub async fn group_reads(&self, user_id: &str, group_id: &str) -> Result<BTreeSet<String>> {
+        let client = self.client().await?;
+        let reads = client
+            .prepare_typed_cached(&self.view.reads, &[Type::TEXT])
+            .await?;
+        let view = client
+            .query_opt(&reads, &[&group_id])
+            .await?
+            .map(|row| (row.get(0), row.get(1)));
+        sync::group_reads(&self.versions.current().app, user_id, group_id, view)
     }
 
     /// Handles `POST pull` for the authenticated `user_id`: the core's pull

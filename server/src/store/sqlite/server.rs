@@ -11,7 +11,9 @@ use super::schema::{
     bookkeeping, undo_leftovers, SqliteTable, DIALECT, LAYOUT, LAYOUT_1_LEFTOVERS,
 };
 use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
-use crate::store::table_text::{meta_key, part_select, row_by_key, view_tables, ViewText};
+use crate::store::table_text::{
+    meta_key, part_select, row_by_key, tables_touched, view_tables, ViewText,
+};
 use crate::store::LoggedMutation;
 use crate::sync::{
     self, pull_subscribed, push_mutations, ready, Call, Change, ClientState, HeldRow, Page,
@@ -188,6 +190,30 @@ impl SqliteServer {
             user_id,
             request,
         ))
+    }
+
+    /// The synced tables with a row written at a version in `(from, to]`:
+    /// what the pushes between those versions touched.
+    pub fn tables_touched(&self, from: i64, to: i64) -> Result<BTreeSet<String>> {
+        let app = &self.versions.current().app;
+        if app.tables.is_empty() || from >= to {
+            return Ok(BTreeSet::new());
+        }
+        let mut statement = self
+            .conn
+            .prepare_cached(&tables_touched(&app.tables, '?'))?;
+        let names = statement.query_map([from, to], |r| r.get::<_, String>(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    }
+
+    /// See `Store::group_reads`.
+    pub fn group_reads(&self, user_id: &str, group_id: &str) -> Result<BTreeSet<String>> {
+        let view = self
+            .conn
+            .prepare_cached(&self.view.reads)?
+            .query_row([group_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        sync::group_reads(&self.versions.current().app, user_id, group_id, view)
     }
 
     /// The server's position: the cookie of a pull that is fully caught up.
