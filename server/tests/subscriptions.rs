@@ -690,6 +690,24 @@ async fn another_users_group_is_forbidden() {
             .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{url}");
         assert_nothing_private(&reply.body);
+        // A group that pushed but never pulled is its user's too: another
+        // user's pull of it is refused and takes nothing from its owner.
+        collab
+            .run(
+                "grace",
+                "createList",
+                json!({"id": "g1", "title": "Mine", "owner": "grace"}),
+            )
+            .await;
+        let reply = collab
+            .pull_reply("mallory", "grace", Json::Null, &[my_lists()])
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{url}");
+        let grace = collab.pull("grace", Json::Null, &[my_lists()]).await;
+        assert_eq!(
+            ops(&grace)[1..],
+            [op("put", "lists", "g1"), op("put", "lists", "l1")]
+        );
     }
 }
 

@@ -187,9 +187,14 @@ pub async fn pull_subscribed<T: ViewTx>(
         client_id: &request.client_id,
         group_id: &request.client_group_id,
     };
+    // Checked before the view is opened, which would create it for this
+    // user: a group another user pushed from but never pulled stays theirs.
     let (_, foreign_client) = tx.state(who).await?;
+    if foreign_client {
+        return Err(foreign(who));
+    }
     let mut head = tx.open_view(who.group_id, user_id).await?;
-    if foreign_client || head.user_id != user_id {
+    if head.user_id != user_id {
         return Err(foreign(who));
     }
     let resume = match &request.cookie {

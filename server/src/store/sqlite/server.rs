@@ -175,13 +175,22 @@ impl SqliteServer {
             return Ok(sync::reset(current));
         }
         if request.protocol_version == PROTOCOL_VERSION_SUBSCRIPTIONS {
-            return ready(pull_subscribed(
+            // The view is written: a pull that fails keeps none of it (the
+            // store thread's transaction commits its other jobs).
+            self.conn.execute_batch("SAVEPOINT server_pull")?;
+            let answer = ready(pull_subscribed(
                 &*self,
                 &self.versions,
                 self.page_size,
                 user_id,
                 request,
             ));
+            let end = match answer {
+                Ok(_) => "RELEASE server_pull",
+                Err(_) => "ROLLBACK TO server_pull; RELEASE server_pull",
+            };
+            self.conn.execute_batch(end)?;
+            return answer;
         }
         ready(sync::pull(
             &*self,
