@@ -85,8 +85,11 @@ pub struct Pokes {
     /// (since the poke before), so a v2 channel pokes only the groups whose
     /// subscriptions read one of them. A poke not listed (sent by
     /// [`Pokes::send`], or long gone) may have touched anything.
-    touched: Arc<Mutex<VecDeque<(i64, Arc<BTreeSet<String>>)>>>,
+    touched: Arc<Mutex<VecDeque<(i64, Touched)>>>,
 }
+
+/// The synced tables a poke's commits touched.
+pub type Touched = Arc<BTreeSet<String>>;
 
 /// How many pokes' touched tables are remembered (as many as a receiver
 /// may fall behind before it skips to the newest).
@@ -117,7 +120,7 @@ impl Pokes {
     }
 
     /// The tables the commits poked as `version` touched, if known.
-    pub fn touched(&self, version: i64) -> Option<Arc<BTreeSet<String>>> {
+    pub fn touched(&self, version: i64) -> Option<Touched> {
         let touched = self.touched.lock().expect("pokes");
         touched
             .iter()
