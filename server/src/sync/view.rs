@@ -251,35 +251,9 @@ pub async fn pull_subscribed<T: ViewTx>(
         }
     }
     let next = head.version + 1;
-    let mut changed = Vec::new();
-    for ((table, key), &row_version) in &selected {
-        let entry = held.get(&(*table, key.clone()));
-        if entry.is_none_or(|e| !e.present || e.row_version != row_version) {
-            changed.push(HeldRow {
-                table: tables[*table].name.clone(),
-                key: key.clone(),
-                row_version,
-                patch_version: next,
-                present: true,
-            });
-        }
-    }
-    for (position, row) in &held {
-        if row.present && !selected.contains_key(position) {
-            changed.push(HeldRow {
-                patch_version: next,
-                present: false,
-                ..row.clone()
-            });
-        }
-    }
-    changed.extend(unserved.into_iter().map(|row| HeldRow {
-        patch_version: next,
-        present: false,
-        ..row
-    }));
-    let mut clients: BTreeMap<String, (u64, i64)> =
-        serde_json::from_str(&head.clients).unwrap_or_default();
+    let changed = diff(tables, &selected, &held, unserved, next);
+    let mut clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
+        .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
     let mut clients_moved = false;
     for (client, last) in tx.changed_clients(who.group_id, -1).await? {
         if clients.get(&client).is_none_or(|(told, _)| *told != last) {
@@ -400,6 +374,43 @@ pub async fn pull_subscribed<T: ViewTx>(
         more,
         subscriptions: states,
     }))
+}
+
+/// What moves at view version `next`: a selected row that is new to the
+/// view, was removed, or whose row version changed is present; a present
+/// row no part selects any more (gone, no longer visible, subscription
+/// dropped), and every present row of a table the client's version does not
+/// know (`unserved`), is absent.
+fn diff(
+    tables: &[TableShape],
+    selected: &BTreeMap<(usize, String), i64>,
+    held: &BTreeMap<(usize, String), HeldRow>,
+    unserved: Vec<HeldRow>,
+    next: i64,
+) -> Vec<HeldRow> {
+    let entered = selected.iter().filter_map(|((table, key), &row_version)| {
+        let entry = held.get(&(*table, key.clone()));
+        entry
+            .is_none_or(|e| !e.present || e.row_version != row_version)
+            .then(|| HeldRow {
+                table: tables[*table].name.clone(),
+                key: key.clone(),
+                row_version,
+                patch_version: next,
+                present: true,
+            })
+    });
+    let left = held
+        .iter()
+        .filter(|(position, row)| row.present && !selected.contains_key(*position))
+        .map(|(_, row)| row.clone())
+        .chain(unserved)
+        .map(|row| HeldRow {
+            patch_version: next,
+            present: false,
+            ..row
+        });
+    entered.chain(left).collect()
 }
 
 /// The rows one subscription selects for `user_id`: (table index, key
