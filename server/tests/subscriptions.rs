@@ -677,6 +677,42 @@ async fn protocol_versions_are_checked_with_clear_messages() {
     }
 }
 
+/// A table with a composite key (`members`: list and user) syncs by query
+/// like any other: its rows arrive whole, and leave as `del`s of both key
+/// columns.
+#[tokio::test]
+async fn rows_with_composite_keys_are_put_and_deleted_by_their_whole_key() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        let members = [json!({"query": "listMembers", "args": {"list_id": "l1"}})];
+        let first = collab.pull("grace", Json::Null, &members).await;
+        let rows: Vec<&Json> = first["patch"].as_array().unwrap()[1..].iter().collect();
+        assert_eq!(
+            rows,
+            [
+                &json!({"type": "put", "table": "members", "row": {"list_id": "l1", "user_id": "ada", "role": "owner"}}),
+                &json!({"type": "put", "table": "members", "row": {"list_id": "l1", "user_id": "grace", "role": "editor"}})
+            ],
+            "{url}"
+        );
+        collab
+            .run(
+                "grace",
+                "removeMember",
+                json!({"list_id": "l1", "user_id": "ada"}),
+            )
+            .await;
+        let next = collab
+            .pull("grace", first["cookie"].clone(), &members)
+            .await;
+        assert_eq!(
+            next["patch"],
+            json!([{"type": "del", "table": "members", "key": {"list_id": "l1", "user_id": "ada"}}])
+        );
+    }
+}
+
 /// A group belongs to the user who first pulled it: another user naming it
 /// is refused, and learns nothing of it.
 #[tokio::test]

@@ -50,7 +50,7 @@ mod tls;
 mod values;
 
 use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
-use super::table_text::{part_select, row_by_key, tables_touched, view_tables, ViewText};
+use super::table_text::{part_select, tables_touched, view_tables, ViewText};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
     self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Page, Processed,
@@ -126,7 +126,7 @@ pub struct PostgresStore {
     finish: String,
     /// Per query of the app and part: the statement selecting its rows.
     parts: Vec<Vec<PgPart>>,
-    /// Per table: a row by key.
+    /// Per table: the rows with the keys in its key columns' arrays.
     by_key: Vec<String>,
     view: ViewText,
     page_size: usize,
@@ -188,7 +188,7 @@ impl PostgresStore {
                 .app
                 .tables
                 .iter()
-                .map(|t| row_by_key(t, '$'))
+                .map(schema::rows_by_keys)
                 .collect(),
             view: ViewText::new('$'),
             pool,
@@ -736,42 +736,52 @@ impl ViewTx for PgTx<'_> {
         Ok(())
     }
 
-    /// One round trip: a query per key, pipelined.
+    /// One statement for all the keys: each key column's values as an array,
+    /// unnested back into key tuples.
     async fn rows(&self, table: usize, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
         let t = &self.store.tables[table];
-        let types: Vec<Type> = t.key.iter().map(|(_, ty)| pg_type(*ty)).collect();
+        let wrong =
+            || StoreError::Internal(format!("a view key of the wrong type for `{}`", t.name));
+        let mut columns: Vec<Param> = Vec::with_capacity(t.key.len());
+        for (i, (_, ty)) in t.key.iter().enumerate() {
+            let values = keys.iter().map(|key| key.get(i));
+            columns.push(match ty {
+                ColumnType::Integer => Box::new(
+                    values
+                        .map(|v| match v {
+                            Some(Value::Integer(n)) => Some(*n),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<i64>>>()
+                        .ok_or_else(wrong)?,
+                ),
+                _ => Box::new(
+                    values
+                        .map(|v| match v {
+                            Some(Value::Text(text)) if !text.contains('\0') => Some(text.clone()),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<String>>>()
+                        .ok_or_else(wrong)?,
+                ),
+            });
+        }
+        let types: Vec<Type> = t
+            .key
+            .iter()
+            .map(|(_, ty)| match ty {
+                ColumnType::Integer => Type::INT8_ARRAY,
+                _ => Type::TEXT_ARRAY,
+            })
+            .collect();
         let statement = self
             .tx
             .prepare_typed_cached(&self.store.by_key[table], &types)
             .await?;
-        let bound = keys
-            .iter()
-            .map(|key| {
-                t.key
-                    .iter()
-                    .zip(key)
-                    .map(|((_, ty), value)| values::key_param(*ty, value))
-                    .collect::<Option<Vec<Param>>>()
-                    .ok_or_else(|| {
-                        StoreError::Internal(format!(
-                            "a view key of the wrong type for `{}`",
-                            t.name
-                        ))
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bound: Vec<Vec<&(dyn ToSql + Sync)>> = bound.iter().map(|p| refs(p)).collect();
-        let found = join_all(
-            bound
-                .iter()
-                .map(|params| self.tx.query_opt(&statement, params)),
-        )
-        .await;
+        let found = self.tx.query(&statement, &refs(&columns)).await?;
         let mut rows = Vec::with_capacity(found.len());
-        for row in found {
-            if let Some(row) = row? {
-                rows.push(to_row(&row, 0, &t.columns)?);
-            }
+        for row in &found {
+            rows.push(to_row(row, 0, &t.columns)?);
         }
         Ok(rows)
     }
