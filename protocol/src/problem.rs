@@ -91,6 +91,13 @@ pub enum Problem {
         mutator: String,
         param: String,
     },
+    /// A query (protocol v2) that cannot be served: `part` names the table
+    /// of the part at fault, if the problem is in one.
+    BadQuery {
+        query: String,
+        part: Option<String>,
+        message: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -159,6 +166,16 @@ impl fmt::Display for Problem {
                 f,
                 "mutator `{mutator}` declares parameter `{param}` but no statement uses it"
             ),
+            Problem::BadQuery {
+                query,
+                part: Some(table),
+                message,
+            } => write!(f, "part `{table}` of query `{query}`: {message}"),
+            Problem::BadQuery {
+                query,
+                part: None,
+                message,
+            } => write!(f, "query `{query}`: {message}"),
         }
     }
 }

@@ -70,6 +70,17 @@ pub(crate) fn app(app: &AppDefinition) -> Result<(), AppError> {
         }
         check_mutator(app, mutator, &mut problems);
     }
+    let mut query_names = Vec::new();
+    for query in &app.queries {
+        check_name("query", &query.name, true, &mut problems);
+        if !first_time(&mut query_names, query.name.as_str()) {
+            problems.push(Problem::Duplicate {
+                kind: "query",
+                name: query.name.clone(),
+            });
+        }
+        check_query(app, query, &mut problems);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -331,6 +342,154 @@ fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut V
                 mutator: name.clone(),
                 param: param.name.clone(),
             });
+        }
+    }
+}
+
+/// Functions that make a row's membership depend on other rows when used
+/// outside a subquery (`count(*) > 2` over what?).
+#[rustfmt::skip]
+const AGGREGATES: &[&str] = &[
+    "count", "sum", "avg", "min", "max", "total", "group_concat", "string_agg", "array_agg",
+    "json_group_array", "json_group_object", "jsonb_agg", "json_agg", "bool_and", "bool_or",
+    "every",
+];
+
+/// A query (protocol v2) is a read permission: each part selects whole rows
+/// of one synced table with a condition the server alone evaluates, over
+/// synced tables only, binding `:user_id` from the token and every other
+/// parameter from the subscription's arguments.
+pub(crate) fn check_query(app: &AppDefinition, query: &crate::Query, problems: &mut Vec<Problem>) {
+    let name = &query.name;
+    let bad = |part: Option<&str>, message: String| Problem::BadQuery {
+        query: name.clone(),
+        part: part.map(str::to_owned),
+        message,
+    };
+    let mut declared = Vec::new();
+    for param in &query.params {
+        check_name("parameter", &param.name, true, problems);
+        if param.name == USER_ID_PARAM {
+            problems.push(bad(
+                None,
+                format!("declares `{USER_ID_PARAM}`, which the server always binds from the token"),
+            ));
+        } else if !first_time(&mut declared, param.name.as_str()) {
+            problems.push(Problem::Duplicate {
+                kind: "parameter",
+                name: format!("{name}.{}", param.name),
+            });
+        }
+    }
+    if query.sync_on_open && !query.params.is_empty() {
+        problems.push(bad(
+            None,
+            "`syncOnOpen` needs a query without parameters (it is subscribed to with `{}`)".into(),
+        ));
+    }
+    if query.parts.is_empty() {
+        problems.push(bad(None, "has no parts".into()));
+    }
+    let mut tables = Vec::new();
+    let mut used = Vec::new();
+    for part in &query.parts {
+        let table = part.table.as_str();
+        let bad = |message: String| bad(Some(table), message);
+        if app.table(table).is_none() {
+            problems.push(bad(if app.local_tables.iter().any(|t| t.name == table) {
+                "is a local table, which never syncs".into()
+            } else {
+                "is not a synced table of this app".into()
+            }));
+        } else if !first_time(&mut tables, table) {
+            problems.push(bad(
+                "is listed twice: a query has at most one part per table (join the conditions with OR)"
+                    .into(),
+            ));
+        }
+        let tokens = match tokenize(&part.condition) {
+            Ok(t) if t.is_empty() => {
+                problems.push(bad("`where` is empty (write `true` for every row)".into()));
+                continue;
+            }
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(bad(e.to_string()));
+                continue;
+            }
+        };
+        let mut depth = 0usize;
+        for (i, token) in tokens.iter().enumerate() {
+            match &token.kind {
+                TokenKind::Punct('(') => depth += 1,
+                TokenKind::Punct(')') => depth = depth.saturating_sub(1),
+                TokenKind::Punct(';') => {
+                    problems.push(bad("`where` must be one expression, without `;`".into()))
+                }
+                TokenKind::Param(p) => {
+                    if p != USER_ID_PARAM && !declared.contains(&p.as_str()) {
+                        problems.push(bad(format!(
+                            "uses parameter `:{p}`, which the query does not declare"
+                        )));
+                    }
+                    first_time(&mut used, p.clone());
+                }
+                k if depth == 0 => {
+                    let word = k.identifier().filter(|_| matches!(k, TokenKind::Word(_)));
+                    let clause = match word.as_deref() {
+                        Some(w @ ("limit" | "offset")) => Some(w.to_ascii_uppercase()),
+                        Some("order")
+                            if tokens.get(i + 1).is_some_and(|t| t.kind.is_word("by")) =>
+                        {
+                            Some("ORDER BY".into())
+                        }
+                        Some("group")
+                            if tokens.get(i + 1).is_some_and(|t| t.kind.is_word("by")) =>
+                        {
+                            Some("GROUP BY".into())
+                        }
+                        Some(f) if AGGREGATES.contains(&f) && next_is(&tokens, i, '(') => {
+                            Some(format!("the aggregate `{f}`"))
+                        }
+                        _ => None,
+                    };
+                    if let Some(clause) = clause {
+                        problems.push(bad(format!(
+                            "{clause} is only allowed inside a subquery: whether a row is selected \
+                             must not depend on other rows' order or count"
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Checked on every name, not only after FROM: `FROM a, _ferry_x`
+        // hides the second table from `referenced_tables`.
+        for ident in tokens.iter().filter_map(|t| t.kind.identifier()) {
+            if ident.to_ascii_lowercase().starts_with("_ferry") {
+                problems.push(bad(format!(
+                    "names `{ident}`: names starting with `_ferry` belong to ferrydb"
+                )));
+            } else if app.local_tables.iter().any(|t| t.name == ident) {
+                problems.push(bad(format!(
+                    "names local table `{ident}`: queries run on the server, which has none"
+                )));
+            }
+        }
+        for named in referenced_tables(&tokens) {
+            if app.table(&named).is_none() && !app.local_tables.iter().any(|t| t.name == named) {
+                problems.push(bad(format!(
+                    "refers to unknown table `{named}` (subqueries may read synced tables only)"
+                )));
+            }
+        }
+    }
+    for param in &query.params {
+        if param.name != USER_ID_PARAM && !used.contains(&param.name) {
+            problems.push(bad(
+                None,
+                format!("declares parameter `{}` but no part uses it", param.name),
+            ));
         }
     }
 }

@@ -15,7 +15,7 @@
 //! `null` from no value).
 
 use crate::value::{Value, MAX_SAFE_INTEGER};
-use crate::{ColumnType, Mutator, Param};
+use crate::{ColumnType, Mutator, Param, Query};
 use serde_json::{Map, Value as Json};
 
 /// Converts a wire value to the SQLite value stored for a column of type `ty`.
@@ -102,6 +102,14 @@ pub fn bind_args(mutator: &Mutator, args: &Json) -> Result<Vec<Value>, BadArgume
         mutator: mutator.name.clone(),
         message,
     })
+}
+
+/// A subscription's arguments against its query's parameters, by the same
+/// rule as a mutator's (the message without the mutator's name: the pull
+/// answer names the subscription). `:user_id` is not among them: the server
+/// binds it from the token.
+pub fn bind_query_args(query: &Query, args: &Json) -> Result<Vec<Value>, String> {
+    bind_params(&query.params, args)
 }
 
 /// [`bind_args`] over any declared parameters (a mutator's, or a query's:

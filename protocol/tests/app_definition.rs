@@ -447,3 +447,178 @@ fn a_mutator_that_names_ferrydbs_own_tables_is_refused() {
         "{found:#?}"
     );
 }
+
+fn collab() -> Json {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/collab.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Edits the collaborative sample's `listItems` query and returns what
+/// loading the app reports about queries.
+fn query_problems(edit: impl FnOnce(&mut Json)) -> Vec<String> {
+    let mut app = collab();
+    let queries = app["queries"].as_array_mut().unwrap();
+    edit(
+        queries
+            .iter_mut()
+            .find(|q| q["name"] == "listItems")
+            .unwrap(),
+    );
+    problems(app)
+        .into_iter()
+        .filter(|p| matches!(p, Problem::BadQuery { .. } | Problem::Duplicate { .. }))
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn assert_refused(found: &[String], expected: &str) {
+    assert!(
+        found.iter().any(|p| p.contains(expected)),
+        "expected a problem containing {expected:?}, got {found:#?}"
+    );
+}
+
+#[test]
+fn the_collaborative_sample_with_queries_loads() {
+    let app = AppDefinition::from_json(&collab().to_string()).unwrap();
+    assert!(app.query("myLists").unwrap().sync_on_open);
+    let items = &app.query("listItems").unwrap().parts[0];
+    assert_eq!(items.statement().params, ["list_id", "user_id"]);
+}
+
+#[test]
+fn query_parameters_are_declared_typed_used_and_never_user_id() {
+    let found = query_problems(|q| {
+        q["parts"][0]["where"] = json!("list_id = :list_id AND title = :missing");
+    });
+    assert_refused(
+        &found,
+        "part `items` of query `listItems`: uses parameter `:missing`, which the query does not declare",
+    );
+    let found = query_problems(|q| {
+        q["params"] =
+            json!([{"name": "list_id", "type": "text"}, {"name": "spare", "type": "integer"}]);
+    });
+    assert_refused(
+        &found,
+        "query `listItems`: declares parameter `spare` but no part uses it",
+    );
+    let found = query_problems(|q| {
+        q["params"] =
+            json!([{"name": "list_id", "type": "text"}, {"name": "user_id", "type": "text"}]);
+    });
+    assert_refused(
+        &found,
+        "query `listItems`: declares `user_id`, which the server always binds",
+    );
+    let found = query_problems(|q| q["syncOnOpen"] = json!(true));
+    assert_refused(&found, "`syncOnOpen` needs a query without parameters");
+    // Untyped: the shape decoder names the field.
+    let mut app = collab();
+    app["queries"][1]["params"][0] = json!({"name": "list_id"});
+    let err = AppDefinition::from_json(&app.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("queries[1].params[0]") && err.contains("type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn query_names_are_like_mutator_names_and_unique() {
+    let found = query_problems(|q| q["name"] = json!("myLists"));
+    assert_refused(&found, "query `myLists` is defined twice");
+    let mut app = collab();
+    app["queries"][1]["name"] = json!("list items");
+    let found = problems(app);
+    assert!(
+        found.iter().any(|p| matches!(p,
+            Problem::BadName { kind: "query", name, .. } if name == "list items")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn each_part_names_one_synced_table_once() {
+    let found = query_problems(|q| q["parts"][0]["table"] = json!("drafts"));
+    assert_refused(
+        &found,
+        "part `drafts` of query `listItems`: is a local table",
+    );
+    let found = query_problems(|q| q["parts"][0]["table"] = json!("nope"));
+    assert_refused(
+        &found,
+        "part `nope` of query `listItems`: is not a synced table",
+    );
+    let found = query_problems(|q| {
+        q["parts"] = json!([
+            {"table": "items", "where": "list_id = :list_id"},
+            {"table": "items", "where": "title = :list_id"}
+        ]);
+    });
+    assert_refused(&found, "part `items` of query `listItems`: is listed twice");
+    let found = query_problems(|q| q["parts"] = json!([]));
+    assert_refused(&found, "query `listItems`: has no parts");
+}
+
+/// A part's condition reads synced tables only: never ferrydb's own
+/// bookkeeping (another user's clients) nor local tables (the server has
+/// none), however the name is hidden (`FROM members, _ferry_clients`).
+#[test]
+fn a_query_reads_synced_tables_only_however_they_are_named() {
+    for (condition, expected) in [
+        (
+            "list_id = :list_id AND EXISTS (SELECT 1 FROM members, _ferry_clients)",
+            "names `_ferry_clients`: names starting with `_ferry` belong to ferrydb",
+        ),
+        (
+            "list_id = :list_id AND EXISTS (SELECT 1 FROM members, drafts)",
+            "names local table `drafts`",
+        ),
+        (
+            "list_id = :list_id AND EXISTS (SELECT 1 FROM secrets)",
+            "refers to unknown table `secrets`",
+        ),
+    ] {
+        let found = query_problems(|q| q["parts"][0]["where"] = json!(condition));
+        assert_refused(&found, expected);
+    }
+}
+
+/// A row's membership may not depend on other rows' order or count, and a
+/// condition is one expression; inside a subquery both are fine.
+#[test]
+fn order_limits_and_aggregates_only_inside_subqueries_and_no_statements() {
+    for (condition, expected) in [
+        (
+            "list_id = :list_id LIMIT 10",
+            "LIMIT is only allowed inside a subquery",
+        ),
+        (
+            "list_id = :list_id OFFSET 1",
+            "OFFSET is only allowed inside a subquery",
+        ),
+        (
+            "list_id = :list_id ORDER BY id",
+            "ORDER BY is only allowed inside a subquery",
+        ),
+        (
+            "list_id = :list_id AND count(*) > 1",
+            "the aggregate `count` is only allowed",
+        ),
+        (
+            "list_id = :list_id; DELETE FROM items",
+            "must be one expression, without `;`",
+        ),
+    ] {
+        let found = query_problems(|q| q["parts"][0]["where"] = json!(condition));
+        assert_refused(&found, expected);
+    }
+    let mut app = collab();
+    app["queries"][1]["parts"][0]["where"] = json!(
+        "list_id = :list_id AND id IN (SELECT id FROM items i WHERE i.list_id = :list_id \
+         ORDER BY title LIMIT 5) AND (SELECT count(*) FROM members WHERE user_id = :user_id) > 0"
+    );
+    AppDefinition::from_json(&app.to_string()).unwrap();
+}

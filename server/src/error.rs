@@ -35,15 +35,8 @@ impl AppError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    pub fn protocol_version(got: u32) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "protocol_version",
-            format!(
-                "this server speaks sync protocol {}, not {got}",
-                ferrydb_protocol::PROTOCOL_VERSION
-            ),
-        )
+    pub fn protocol_version(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "protocol_version", message)
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {

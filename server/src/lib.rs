@@ -97,6 +97,9 @@ pub struct ServerState {
     pub config: Config,
     /// `None`: no app definition was given; only static files are served.
     pub store: Option<Store>,
+    /// The app defines queries: pulls speak protocol v2 (sync by
+    /// subscription) and v1 pulls are refused; otherwise pulls speak v1.
+    pub pulls_by_subscription: bool,
     pub pokes: Pokes,
     pub metrics: Metrics,
     pub switches: demo::Switches,
@@ -112,6 +115,7 @@ impl ServerState {
         app: Option<(AppDefinition, &str)>,
     ) -> Result<Arc<ServerState>, StoreError> {
         let pokes = Pokes::new();
+        let pulls_by_subscription = app.as_ref().is_some_and(|(app, _)| !app.queries.is_empty());
         let store = match app {
             Some((app, url)) => {
                 let options = StoreOptions {
@@ -124,6 +128,7 @@ impl ServerState {
         };
         Ok(Arc::new(ServerState {
             store,
+            pulls_by_subscription,
             pokes,
             metrics: Metrics::default(),
             switches: demo::Switches::default(),

@@ -4,15 +4,26 @@
 //! that missed pokes while disconnected catches up at once; then one poke per
 //! version the store announces. Pokes carry no data, only "pull". When the
 //! server shuts down, each stream ends with an SSE `retry:` hint.
+//!
+//! Protocol v2 (`?clientGroupID=g`, on a server whose app defines queries):
+//! the channel belongs to that group (another user's group is refused), and
+//! a poke whose commits touched none of the tables the group's
+//! subscriptions read (as recorded by its last pull) is not sent: the fact
+//! that another user's rows changed never reaches it. A poke whose tables
+//! are unknown, or one after the stream fell behind, is sent. v2 pokes
+//! carry no cookie (the cookie is the group's view version, not the
+//! server's).
 
 use crate::error::AppError;
 use crate::metrics::Metrics;
+use crate::store::StoreError;
 use crate::ServerState;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use ferrydb_protocol::{Cookie, ServerEvent};
 use futures_util::stream::{self, Stream};
+use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -25,12 +36,27 @@ use tokio::sync::broadcast::error::RecvError;
 /// reconnects with its own jittered backoff.)
 pub const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    #[serde(rename = "clientGroupID")]
+    client_group_id: Option<String>,
+}
+
 pub async fn events(
     State(state): State<Arc<ServerState>>,
+    Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    state.authorize(&headers).await?;
+    let user = state.authorize(&headers).await?;
     let store = state.sync_store()?;
+    let group = match query.client_group_id {
+        Some(group) if state.pulls_by_subscription => {
+            // Refuses another user's group before anything is sent.
+            store.group_reads(&user, &group).await?;
+            Some(Group { user, id: group })
+        }
+        _ => None,
+    };
     let mut closing = state.closing();
     if *closing.borrow_and_update() {
         return Err(AppError::unavailable("this server is shutting down"));
@@ -38,7 +64,7 @@ pub async fn events(
     let limit = state.config.limits.realtime_connections as u64;
     // Count first, then check: two connections racing for the last slot
     // cannot both get it.
-    let connection = Connection::open(state.clone());
+    let connection = Connection::open(state.clone(), group);
     if connection.count > limit {
         return Err(AppError::unavailable(format!(
             "this server holds at most {limit} realtime connections"
@@ -49,15 +75,24 @@ pub async fn events(
     let stream = stream::unfold(
         (Next::Poke(first), receiver, closing, connection),
         |(next, mut receiver, mut closing, connection)| async move {
+            let mut fell_behind = false;
             let version = match next {
                 Next::Poke(version) => version,
                 Next::End => return None,
                 Next::Wait => loop {
+                    // Pokes already sent are judged before the shutdown is:
+                    // a stream ends having handled every poke before it.
                     tokio::select! {
+                        biased;
                         received = receiver.recv() => match received {
-                            Ok(version) => break version,
-                            // Fell behind: the newest poke says all the skipped ones said.
-                            Err(RecvError::Lagged(_)) => continue,
+                            Ok(version) if fell_behind || connection.concerned_by(version).await => break version,
+                            Ok(_) => continue,
+                            // Fell behind: the newest poke says all the skipped
+                            // ones said, whatever they touched.
+                            Err(RecvError::Lagged(_)) => {
+                                fell_behind = true;
+                                continue;
+                            }
                             Err(RecvError::Closed) => return None,
                         },
                         // The server is stopping: a last event with the retry
@@ -78,7 +113,10 @@ pub async fn events(
                 metrics.sync_lag.observe(announced.elapsed());
             }
             let poke = ServerEvent::Poke {
-                cookie: Some(Cookie::Integer(version)),
+                cookie: match connection.group {
+                    Some(_) => None,
+                    None => Some(Cookie::Integer(version)),
+                },
             };
             let event = Event::default().data(serde_json::to_string(&poke).expect("serializes"));
             Some((Ok(event), (Next::Wait, receiver, closing, connection)))
@@ -106,12 +144,43 @@ enum Next {
 struct Connection {
     state: Arc<ServerState>,
     count: u64,
+    /// The v2 client group it pokes, if any.
+    group: Option<Group>,
+}
+
+struct Group {
+    user: String,
+    id: String,
 }
 
 impl Connection {
-    fn open(state: Arc<ServerState>) -> Connection {
+    fn open(state: Arc<ServerState>, group: Option<Group>) -> Connection {
         let count = state.metrics.realtime_clients.fetch_add(1, Relaxed) + 1;
-        Connection { state, count }
+        Connection {
+            state,
+            count,
+            group,
+        }
+    }
+
+    /// Whether the poke of `version` concerns this connection: always for
+    /// a v1 channel; for a group's, when its commits touched a table the
+    /// group's subscriptions read now (asked of the store on each poke, as
+    /// every pull may change them), or when that cannot be known.
+    async fn concerned_by(&self, version: i64) -> bool {
+        let (Some(group), Some(touched)) = (&self.group, self.state.pokes.touched(version)) else {
+            return true;
+        };
+        let Ok(store) = self.state.sync_store() else {
+            return true;
+        };
+        match store.group_reads(&group.user, &group.id).await {
+            Ok(reads) => !reads.is_disjoint(&touched),
+            // Another user pulled the group since this channel opened on it
+            // (it had no view then): it is theirs, and so are its pokes.
+            Err(StoreError::Forbidden(_)) => false,
+            Err(_) => true,
+        }
     }
 }
 

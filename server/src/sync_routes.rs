@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrydb_protocol::{
     MutationResult, PullRequest, PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_SUBSCRIPTIONS,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -70,6 +71,7 @@ pub async fn pull(
     let user = state.authorize(&headers).await?;
     let request: PullRequest = parse(body)?;
     no_nul([&request.client_id, &request.client_group_id])?;
+    pull_version(state.pulls_by_subscription, &request)?;
     let started = Instant::now();
     let response = state.sync_store()?.pull(&user, request).await?;
     metrics.pull_duration.observe(started.elapsed());
@@ -82,9 +84,30 @@ pub async fn pull(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Which protocol a pull must speak: v2 when the app defines queries (they
+/// are then the read permissions, and a v1 pull would bypass them), v1
+/// otherwise (nothing to subscribe to). Pushes are the same in both.
+fn pull_version(by_subscription: bool, request: &PullRequest) -> Result<(), AppError> {
+    match (by_subscription, request.protocol_version) {
+        (true, PROTOCOL_VERSION_SUBSCRIPTIONS) if request.subscriptions.is_none() => Err(
+            AppError::bad_request("a protocol 2 pull lists its `subscriptions` (`[]` for none)"),
+        ),
+        (true, PROTOCOL_VERSION_SUBSCRIPTIONS) | (false, PROTOCOL_VERSION) => Ok(()),
+        (true, got) => Err(AppError::protocol_version(format!(
+            "this server syncs by subscription (sync protocol {PROTOCOL_VERSION_SUBSCRIPTIONS}); \
+             a protocol {got} client cannot pull from it: update the client"
+        ))),
+        (false, got) => Err(AppError::protocol_version(format!(
+            "this server's app defines no queries: its pulls speak sync protocol \
+             {PROTOCOL_VERSION}, not {got}"
+        ))),
+    }
+}
+
 /// Parses a request body: too large → 413, not JSON or the wrong shape →
-/// 400 `bad_request`, another protocol version → 400 `protocol_version`
-/// (checked first, so a future client learns why even if its shape changed).
+/// 400 `bad_request`, a protocol version this server does not speak → 400
+/// `protocol_version` (checked first, so a future client learns why even if
+/// its shape changed). Pushes are the same in protocols 1 and 2.
 fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, AppError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -101,8 +124,13 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
     let versioned: Versioned = serde_json::from_slice(&bytes)
         .map_err(|e| AppError::bad_request(format!("the body is not a JSON object: {e}")))?;
     match versioned.protocol_version {
-        Some(PROTOCOL_VERSION) => {}
-        Some(other) => return Err(AppError::protocol_version(other)),
+        Some(PROTOCOL_VERSION | PROTOCOL_VERSION_SUBSCRIPTIONS) => {}
+        Some(other) => {
+            return Err(AppError::protocol_version(format!(
+                "this server speaks sync protocols {PROTOCOL_VERSION} and \
+                 {PROTOCOL_VERSION_SUBSCRIPTIONS}, not {other}"
+            )))
+        }
         None => return Err(AppError::bad_request("missing protocolVersion")),
     }
     serde_json::from_slice(&bytes)

@@ -405,7 +405,7 @@ async fn bad_requests_get_a_code_and_apply_nothing() {
                 Some("u"),
                 {
                     let mut body = push_body("c", &[increment(1)]);
-                    body["protocolVersion"] = json!(2);
+                    body["protocolVersion"] = json!(3);
                     body.to_string().into_bytes()
                 },
                 400,

@@ -123,15 +123,15 @@ async fn lists_of_alice_in(url: &str, app: AppDefinition) -> (TestServer, [User;
         ),
         alice.mutation(
             "addMember",
-            json!({"listId": "groceries", "member": "bob", "role": "editor"}),
+            json!({"list_id": "groceries", "user_id": "bob", "role": "editor"}),
         ),
         alice.mutation(
             "addMember",
-            json!({"listId": "groceries", "member": "carol", "role": "viewer"}),
+            json!({"list_id": "groceries", "user_id": "carol", "role": "viewer"}),
         ),
         alice.mutation(
             "addItem",
-            json!({"id": "milk", "listId": "groceries", "title": "Milk"}),
+            json!({"id": "milk", "list_id": "groceries", "title": "Milk"}),
         ),
         alice.mutation(
             "createList",
@@ -139,11 +139,11 @@ async fn lists_of_alice_in(url: &str, app: AppDefinition) -> (TestServer, [User;
         ),
         alice.mutation(
             "addMember",
-            json!({"listId": "chores", "member": "bob", "role": "viewer"}),
+            json!({"list_id": "chores", "user_id": "bob", "role": "viewer"}),
         ),
         alice.mutation(
             "addItem",
-            json!({"id": "dishes", "listId": "chores", "title": "Dishes"}),
+            json!({"id": "dishes", "list_id": "chores", "title": "Dishes"}),
         ),
     ];
     assert_eq!(alice.push(&server, &setup).await, ["ok"; 7], "{url}");
@@ -169,7 +169,7 @@ async fn an_editor_edits_items_and_a_viewer_or_non_member_may_not() {
             "{url}"
         );
         // Nor may they add an item to the list (the row after the change).
-        let add = json!({"id": "eggs", "listId": "groceries", "title": "Eggs"});
+        let add = json!({"id": "eggs", "list_id": "groceries", "title": "Eggs"});
         assert_eq!(
             carol.run(&server, "addItem", add).await,
             "forbidden",
@@ -204,11 +204,11 @@ async fn an_in_subquery_rule_judges_like_an_exists_one() {
         let edit = json!({"id": "milk", "title": "Oat milk"});
         assert_eq!(bob.run(&server, "editItem", edit.clone()).await, "ok");
         assert_eq!(carol.run(&server, "editItem", edit).await, "forbidden");
-        let out_of_chores = json!({"id": "dishes", "listId": "bobs"});
+        let out_of_chores = json!({"id": "dishes", "list_id": "bobs"});
         let moved = bob.run(&server, "moveItem", out_of_chores).await;
         assert_eq!(moved, "forbidden", "{url}");
         let queued = bob.mutation("editItem", json!({"id": "milk", "title": "Bob's"}));
-        let removal = json!({"listId": "groceries", "member": "bob"});
+        let removal = json!({"list_id": "groceries", "user_id": "bob"});
         assert_eq!(alice.run(&server, "removeMember", removal).await, "ok");
         assert_eq!(bob.push(&server, &[queued]).await, ["forbidden"], "{url}");
         assert_eq!(
@@ -223,7 +223,7 @@ async fn an_in_subquery_rule_judges_like_an_exists_one() {
 async fn an_item_moves_only_between_lists_the_user_may_edit() {
     for url in store_urls().await {
         let (server, [_, mut bob, ..]) = lists_of_alice(&url).await;
-        let moving = |id: &str, to: &str| json!({"id": id, "listId": to});
+        let moving = |id: &str, to: &str| json!({"id": id, "list_id": to});
         // Into a list bob only views: the row after the change breaks the rule.
         let into_chores = bob.run(&server, "moveItem", moving("milk", "chores")).await;
         assert_eq!(into_chores, "forbidden", "{url}");
@@ -248,7 +248,7 @@ async fn a_mutator_cannot_give_its_user_a_role_and_use_it() {
         let before_members = members(&url).await;
         // dave makes himself editor of alice's list and edits its item: the
         // membership breaks the members rule (he is not its owner).
-        let escalate = |role: &str, list: &str, item: &str| json!({"listId": list, "member": "dave", "role": role, "id": item, "title": "pwned"});
+        let escalate = |role: &str, list: &str, item: &str| json!({"list_id": list, "user_id": "dave", "role": role, "id": item, "title": "pwned"});
         let editor = escalate("editor", "groceries", "milk");
         assert_eq!(
             dave.run(&server, "joinAndEditItem", editor).await,
@@ -273,9 +273,9 @@ async fn a_mutator_cannot_give_its_user_a_role_and_use_it() {
         // themselves its owner, so the membership passes its rule. Even
         // then, the item's row before the mutation is judged against the
         // members as they were before it, when dave was no member: forbidden.
-        let left = json!({"listId": "chores", "member": "bob"});
+        let left = json!({"list_id": "chores", "user_id": "bob"});
         assert_eq!(alice.run(&server, "removeMember", left).await, "ok");
-        let left = json!({"listId": "chores", "member": "alice"});
+        let left = json!({"list_id": "chores", "user_id": "alice"});
         assert_eq!(alice.run(&server, "removeMember", left).await, "ok");
         let take = escalate("owner", "chores", "dishes");
         assert_eq!(
@@ -288,7 +288,7 @@ async fn a_mutator_cannot_give_its_user_a_role_and_use_it() {
             "{url}"
         );
         // In two mutations it is allowed: the second starts with dave as owner.
-        let join = json!({"listId": "chores", "member": "dave", "role": "owner"});
+        let join = json!({"list_id": "chores", "user_id": "dave", "role": "owner"});
         assert_eq!(dave.run(&server, "addMember", join).await, "ok", "{url}");
         let edit = json!({"id": "dishes", "title": "Dave's dishes"});
         assert_eq!(dave.run(&server, "editItem", edit).await, "ok", "{url}");
@@ -309,10 +309,10 @@ async fn a_write_queued_before_the_user_was_removed_is_rejected() {
             bob.mutation("editItem", json!({"id": "milk", "title": "Bob's milk"})),
             bob.mutation(
                 "addItem",
-                json!({"id": "eggs", "listId": "bobs", "title": "Eggs"}),
+                json!({"id": "eggs", "list_id": "bobs", "title": "Eggs"}),
             ),
         ];
-        let removal = json!({"listId": "groceries", "member": "bob"});
+        let removal = json!({"list_id": "groceries", "user_id": "bob"});
         assert_eq!(alice.run(&server, "removeMember", removal).await, "ok");
         // The queue moves on past the rejected write.
         assert_eq!(
@@ -343,9 +343,9 @@ async fn only_a_lists_owner_manages_its_members_and_title() {
     for url in store_urls().await {
         let (server, [mut alice, mut bob, ..]) = lists_of_alice(&url).await;
         // An editor may neither add members nor promote himself …
-        let add = json!({"listId": "groceries", "member": "dave", "role": "editor"});
+        let add = json!({"list_id": "groceries", "user_id": "dave", "role": "editor"});
         assert_eq!(bob.run(&server, "addMember", add).await, "forbidden");
-        let promote = json!({"listId": "groceries", "member": "bob", "role": "owner"});
+        let promote = json!({"list_id": "groceries", "user_id": "bob", "role": "owner"});
         assert_eq!(bob.run(&server, "setRole", promote).await, "forbidden");
         let rename = json!({"id": "groceries", "title": "Bob's now"});
         assert_eq!(bob.run(&server, "renameList", rename).await, "forbidden");

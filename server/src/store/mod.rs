@@ -22,7 +22,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::{SqliteServer, SqliteStore};
 
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
@@ -80,16 +81,52 @@ pub struct StoreOptions {
 pub struct Pokes {
     sender: broadcast::Sender<i64>,
     newest: Arc<RwLock<Option<(i64, Instant)>>>,
+    /// For the most recent pokes, the synced tables their commits touched
+    /// (since the poke before), so a v2 channel pokes only the groups whose
+    /// subscriptions read one of them. A poke not listed (sent by
+    /// [`Pokes::send`], or long gone) may have touched anything.
+    touched: Arc<Mutex<VecDeque<(i64, Touched)>>>,
 }
+
+/// The synced tables a poke's commits touched.
+pub type Touched = Arc<BTreeSet<String>>;
+
+/// How many pokes' touched tables are remembered (as many as a receiver
+/// may fall behind before it skips to the newest).
+const TOUCHED_KEPT: usize = 64;
 
 impl Pokes {
     pub fn new() -> Pokes {
         // Receivers that fall this far behind skip to the newest poke: a poke
         // only says "pull", so skipping loses nothing.
         Pokes {
-            sender: broadcast::channel(64).0,
+            sender: broadcast::channel(TOUCHED_KEPT).0,
             newest: Arc::default(),
+            touched: Arc::default(),
         }
+    }
+
+    /// Pokes `version`, whose commits (since the previous poke) touched
+    /// exactly `tables`.
+    pub fn send_touching(&self, version: i64, tables: BTreeSet<String>) {
+        {
+            let mut touched = self.touched.lock().expect("pokes");
+            if touched.len() == TOUCHED_KEPT {
+                touched.pop_front();
+            }
+            touched.push_back((version, Arc::new(tables)));
+        }
+        self.send(version);
+    }
+
+    /// The tables the commits poked as `version` touched, if known.
+    pub fn touched(&self, version: i64) -> Option<Touched> {
+        let touched = self.touched.lock().expect("pokes");
+        touched
+            .iter()
+            .rev()
+            .find(|(v, _)| *v == version)
+            .map(|(_, tables)| tables.clone())
     }
 
     pub fn send(&self, version: i64) {
@@ -146,6 +183,17 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.pull(user_id, request).await,
             Store::Postgres(s) => s.pull(user_id, request).await,
+        }
+    }
+
+    /// The synced tables the subscriptions of `group_id`'s last pull read
+    /// (protocol v2: what can change what it selects); empty if it never
+    /// pulled. Another user's group is `Forbidden`: not even the fact that
+    /// it changed may reach them.
+    pub async fn group_reads(&self, user_id: &str, group_id: &str) -> Result<BTreeSet<String>> {
+        match self {
+            Store::Sqlite(s) => s.group_reads(user_id, group_id).await,
+            Store::Postgres(s) => s.group_reads(user_id, group_id).await,
         }
     }
 

@@ -187,3 +187,143 @@ pub fn write_violation(
         TableText::new(table).key_matches(&format!("{t}."), "_ferry_key.")
     )
 }
+
+/// Protocol v2's view of each client group (`sync::view`), the same in
+/// every store: the group's view version, owner, last subscriptions (JSON)
+/// and the `lastMutationID`s it told its clients (JSON); and every row the
+/// group holds or held, with the row's version and the view version of its
+/// last patch. Created if missing on every start, in the opening
+/// transaction: the tables are additive, so a database keeps its layout and
+/// a server of the previous release still opens it (it never reads them).
+pub fn view_tables(d: &Dialect) -> Vec<String> {
+    let Dialect {
+        integer: int, text, ..
+    } = d;
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS _ferry_views (group_id {text} PRIMARY KEY, \
+             user_id {text} NOT NULL, version {int} NOT NULL, subscriptions {text} NOT NULL, \
+             clients {text} NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS _ferry_view_rows (group_id {text} NOT NULL, \
+             table_name {text} NOT NULL, row_key {text} NOT NULL, row_version {int} NOT NULL, \
+             patch_version {int} NOT NULL, present {int} NOT NULL, \
+             PRIMARY KEY (group_id, table_name, row_key))"
+        ),
+    ]
+}
+
+/// The view record's statements, the same text in both stores but for the
+/// placeholder mark (`?` or `$`).
+pub struct ViewText {
+    /// Creates the group's view if it has none: `1` group, `2` user.
+    pub create: String,
+    /// The view's version, owner, clients and subscriptions: `1` group.
+    pub head: String,
+    pub held: String,
+    /// `1` group, `2` version, `3` subscriptions, `4` clients.
+    pub update_head: String,
+    /// The view's owner and subscriptions: `1` group.
+    pub reads: String,
+    /// `1` group, `2` table, `3` key, `4` row version, `5` patch version,
+    /// `6` present (0/1).
+    pub upsert_row: String,
+}
+
+impl ViewText {
+    pub fn new(mark: char) -> ViewText {
+        let p = |n: u8| format!("{mark}{n}");
+        ViewText {
+            create: format!(
+                "INSERT INTO _ferry_views (group_id, user_id, version, subscriptions, clients) \
+                 VALUES ({}, {}, 0, '[]', '{{}}') ON CONFLICT (group_id) DO NOTHING",
+                p(1),
+                p(2)
+            ),
+            head: format!(
+                "SELECT version, user_id, clients, subscriptions FROM _ferry_views \
+                 WHERE group_id = {}",
+                p(1)
+            ),
+            held: format!(
+                "SELECT table_name, row_key, row_version, patch_version, present \
+                 FROM _ferry_view_rows WHERE group_id = {}",
+                p(1)
+            ),
+            reads: format!(
+                "SELECT user_id, subscriptions FROM _ferry_views WHERE group_id = {}",
+                p(1)
+            ),
+            update_head: format!(
+                "UPDATE _ferry_views SET version = {}, subscriptions = {}, clients = {} \
+                 WHERE group_id = {}",
+                p(2),
+                p(3),
+                p(4),
+                p(1)
+            ),
+            upsert_row: format!(
+                "INSERT INTO _ferry_view_rows \
+                 (group_id, table_name, row_key, row_version, patch_version, present) \
+                 VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (group_id, table_name, row_key) \
+                 DO UPDATE SET row_version = excluded.row_version, \
+                 patch_version = excluded.patch_version, present = excluded.present",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6)
+            ),
+        }
+    }
+}
+
+/// A query part as a statement over table `table`: the key columns and the
+/// row version of every row `condition` (rendered with its placeholders)
+/// selects. The row version is read in a subquery so the condition's
+/// unqualified names can only mean the table's columns.
+pub fn part_select(table: &Table, condition: &str) -> String {
+    let t = &table.name;
+    let keys = TableText::list(&format!("{t}."), &table.primary_key);
+    let matches = table
+        .primary_key
+        .iter()
+        .map(|k| format!("v.{k} = {t}.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "SELECT {keys}, coalesce((SELECT v.version FROM _ferry_rowver_{t} v WHERE {matches}), 0) \
+         FROM {t} WHERE ({condition})"
+    )
+}
+
+/// A row of `table` by key: `mark1…markN` the key columns.
+pub fn row_by_key(table: &Table, mark: char) -> String {
+    let text = TableText::new(table);
+    let key = (1..=table.primary_key.len())
+        .map(|i| format!("{mark}{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {} FROM {} WHERE ({}) = ({key})",
+        text.cols, table.name, text.key
+    )
+}
+
+/// Which of `tables` have a row (or tombstone) with a version in
+/// `(mark1, mark2]`: one name per row, read through each row-version index.
+pub fn tables_touched(tables: &[Table], mark: char) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT '{0}' WHERE EXISTS (SELECT 1 FROM _ferry_rowver_{0} \
+                 WHERE version > {mark}1 AND version <= {mark}2)",
+                t.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}

@@ -2,7 +2,8 @@
 //! idempotent retries, gaps, rejection classification, ownership) and pull
 //! (incremental changes, paged full syncs and their cursor, resets). It
 //! decides everything a client can observe; a store only answers the narrow
-//! questions of [`PushTx`] and [`PullTx`] inside a transaction it owns.
+//! questions of [`PushTx`], [`PullTx`] and [`ViewTx`] (protocol v2's view of
+//! each client group) inside a transaction it owns.
 //!
 //! Both traits are async because the Postgres store talks to its database
 //! over the network (and pipelines the questions it can); the SQLite store
@@ -14,10 +15,12 @@ mod cursor;
 mod pull;
 mod push;
 mod versions;
+mod view;
 
 pub use pull::{pull, reset, Change, Page, PullTx, TableShape};
 pub use push::{push_mutations, Call, Chunk, ClientState, Processed, PushTx, Rejected, Who};
 pub use versions::{Served, Versions};
+pub use view::{group_reads, pull_subscribed, HeldRow, Selected, ViewHead, ViewTx};
 
 use std::future::Future;
 use std::pin::pin;

@@ -67,7 +67,7 @@ impl TableShape {
     }
 
     /// A row of the store as this version knows it.
-    fn row(&self, mut row: Row) -> Row {
+    pub(super) fn row(&self, mut row: Row) -> Row {
         if self.narrower {
             row.retain(|name, _| self.columns.iter().any(|(c, _)| c == name));
         }

@@ -4,6 +4,13 @@
 //! change commits, and only then). Every instance, the pushing one included,
 //! hears the notification and pokes its realtime clients.
 //!
+//! Each notification carries the version its push reached; the listener
+//! asks which synced tables have rows written since the previous one it
+//! heard (`touched`, read through the row-version indexes, once per
+//! instance and notification) and pokes with them, so protocol v2 channels
+//! poke only the groups whose subscriptions read one of them. The payload
+//! stays a bare version, so instances of the previous release still read it.
+//!
 //! The connection is checked with a heartbeat and reopened with backoff when
 //! it drops; after reconnecting the listener pokes once with the current
 //! version, since notifications sent while it was away are lost (pokes are
@@ -39,14 +46,17 @@ impl Drop for Listener {
 impl Listener {
     /// Connects and starts listening; returns once `LISTEN` took effect, so
     /// every notification after `start` returns reaches `pokes`.
+    /// `touched`: the statement naming the synced tables with a row written
+    /// at a version in `($1, $2]` (`None`: the app has no tables).
     pub async fn start(
         mut config: Config,
         tls: MakeRustlsConnect,
         pokes: Pokes,
+        touched: Option<String>,
     ) -> Result<Listener> {
         config.application_name(APPLICATION_NAME);
         let (ready, started) = oneshot::channel();
-        let task = tokio::spawn(run(config, tls, pokes, ready));
+        let task = tokio::spawn(run(config, tls, pokes, touched, ready));
         match started.await {
             Ok(Ok(())) => Ok(Listener(task)),
             Ok(Err(e)) => Err(e),
@@ -61,12 +71,13 @@ async fn run(
     config: Config,
     tls: MakeRustlsConnect,
     pokes: Pokes,
+    touched: Option<String>,
     ready: oneshot::Sender<Result<()>>,
 ) {
     let mut ready = Some(ready);
     let mut retry = FIRST_RETRY;
     loop {
-        match listen_once(&config, &tls, &pokes, &mut ready).await {
+        match listen_once(&config, &tls, &pokes, touched.as_deref(), &mut ready).await {
             // Served for a while before it dropped: reconnect at once.
             Ok(()) => retry = FIRST_RETRY,
             Err(message) => {
@@ -87,6 +98,7 @@ async fn listen_once(
     config: &Config,
     tls: &MakeRustlsConnect,
     pokes: &Pokes,
+    touched: Option<&str>,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> Result<()> {
     let (client, mut connection) = config
@@ -111,7 +123,7 @@ async fn listen_once(
             }
         }
     });
-    let result = serve(&client, pokes, ready, &mut inbox).await;
+    let result = serve(&client, pokes, touched, ready, &mut inbox).await;
     drop(client);
     driver.abort();
     result
@@ -120,6 +132,7 @@ async fn listen_once(
 async fn serve(
     client: &Client,
     pokes: &Pokes,
+    touched: Option<&str>,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
     inbox: &mut mpsc::UnboundedReceiver<String>,
 ) -> Result<()> {
@@ -127,17 +140,22 @@ async fn serve(
         .batch_execute(&format!("LISTEN {POKE_CHANNEL}"))
         .await
         .map_err(|e| connect_error(&e))?;
+    // The version every notification from now on is after: where the first
+    // one's touched tables are counted from.
+    let mut heard: Option<i64> = client
+        .query_one("SELECT value FROM _ferry_version", &[])
+        .await
+        .ok()
+        .map(|row| row.get(0));
     match ready.take() {
         Some(ready) => {
             let _ = ready.send(Ok(()));
         }
-        // A reconnect: pokes sent while we were away are lost, so poke once.
+        // A reconnect: pokes sent while we were away are lost, so poke once
+        // (touching anything).
         None => {
-            if let Ok(row) = client
-                .query_one("SELECT value FROM _ferry_version", &[])
-                .await
-            {
-                pokes.send(row.get(0));
+            if let Some(version) = heard {
+                pokes.send(version);
             }
         }
     }
@@ -147,7 +165,17 @@ async fn serve(
         tokio::select! {
             payload = inbox.recv() => match payload {
                 Some(payload) => match payload.parse::<i64>() {
-                    Ok(version) => pokes.send(version),
+                    Ok(version) => {
+                        let since = heard.filter(|since| *since < version);
+                        heard = heard.max(Some(version));
+                        match (since, touched) {
+                            (Some(since), Some(sql)) => match client.query(sql, &[&since, &version]).await {
+                                Ok(rows) => pokes.send_touching(version, rows.iter().map(|r| r.get(0)).collect()),
+                                Err(_) => pokes.send(version),
+                            },
+                            _ => pokes.send(version),
+                        }
+                    }
                     Err(_) => tracing::warn!("poke listener: ignoring a notification that is not a version"),
                 },
                 None => return Ok(()),

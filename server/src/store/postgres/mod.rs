@@ -50,21 +50,22 @@ mod tls;
 mod values;
 
 use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
+use super::table_text::{part_select, tables_touched, view_tables, ViewText};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
-    self, push_mutations, Call, Change, ClientState, Page, Processed, PullTx, PushTx, Rejected,
-    Versions, Who,
+    self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Page, Processed,
+    PullTx, PushTx, Rejected, Selected, Versions, ViewHead, ViewTx, Who,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::{
     AppDefinition, ColumnType, PullRequest, PullResponse, PushRequest, PushResponse, RejectionCode,
-    Row, Table,
+    Row, Table, Value, PROTOCOL_VERSION_SUBSCRIPTIONS, USER_ID_PARAM,
 };
 use futures_util::future::join_all;
 use schema::{pg_type, PgTable};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -123,9 +124,21 @@ pub struct PostgresStore {
     mutators: HashMap<(u32, String), PgMutator>,
     write_check: String,
     finish: String,
+    /// Per query of the app and part: the statement selecting its rows.
+    parts: Vec<Vec<PgPart>>,
+    /// Per table: the rows with the keys in its key columns' arrays.
+    by_key: Vec<String>,
+    view: ViewText,
     page_size: usize,
     push_slots: tokio::sync::Semaphore,
     _listener: listen::Listener,
+}
+
+/// A query part's statement, and the type each placeholder binds.
+struct PgPart {
+    sql: String,
+    table: usize,
+    types: Vec<ColumnType>,
 }
 
 struct PgMutator {
@@ -164,10 +177,22 @@ impl PostgresStore {
         let mutators = compile(&pool, &versions).await?;
         prepare_write_rules(&pool, &versions.current().app.tables).await?;
         analyze_touched_logs(&pool, &tables).await?;
-        let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
+        let parts = compile_queries(&pool, &versions.current().app).await?;
+        let app = &versions.current().app;
+        let touched = (!app.tables.is_empty()).then(|| tables_touched(&app.tables, '$'));
+        let listener = listen::Listener::start(config, tls, options.pokes.clone(), touched).await?;
         Ok(PostgresStore {
             write_check: schema::write_check(&versions.current().app.tables),
             finish: schema::finish_mutation(&tables),
+            parts,
+            by_key: versions
+                .current()
+                .app
+                .tables
+                .iter()
+                .map(schema::rows_by_keys)
+                .collect(),
+            view: ViewText::new('$'),
             pool,
             versions,
             tables,
@@ -263,9 +288,25 @@ impl PostgresStore {
         Ok(PushResponse::Ok { results })
     }
 
+    /// See `Store::group_reads`.
+    pub async fn group_reads(&self, user_id: &str, group_id: &str) -> Result<BTreeSet<String>> {
+        let client = self.client().await?;
+        let reads = client
+            .prepare_typed_cached(&self.view.reads, &[Type::TEXT])
+            .await?;
+        let view = client
+            .query_opt(&reads, &[&group_id])
+            .await?
+            .map(|row| (row.get(0), row.get(1)));
+        sync::group_reads(&self.versions.current().app, user_id, group_id, view)
+    }
+
     /// Handles `POST pull` for the authenticated `user_id`: the core's pull
     /// over one snapshot, so the version and the rows agree.
     pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
+        if request.protocol_version == PROTOCOL_VERSION_SUBSCRIPTIONS {
+            return self.pull_subscribed(user_id, request).await;
+        }
         let mut client = self.client().await?;
         let tx = client
             .build_transaction()
@@ -275,6 +316,29 @@ impl PostgresStore {
             .await?;
         let pg = PgTx::new(self, &tx);
         let response = sync::pull(&pg, &self.versions, self.page_size, user_id, &request).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+}
+
+impl PostgresStore {
+    /// A v2 pull: one `REPEATABLE READ` snapshot, so the rows it selects,
+    /// the values it sends and the `lastMutationID`s it reports agree, and
+    /// read-write, for the view it records. Its first statement locks the
+    /// group's view row; a second pull of the same group (on any instance)
+    /// that committed after this snapshot was taken makes the lock fail with
+    /// a serialization error, which the client retries (503): never a view
+    /// recorded over another.
+    async fn pull_subscribed(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        let pg = PgTx::new(self, &tx);
+        let response =
+            pull_subscribed(&pg, &self.versions, self.page_size, user_id, &request).await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -560,6 +624,171 @@ impl PullTx for PgTx<'_> {
     }
 }
 
+impl ViewTx for PgTx<'_> {
+    async fn open_view(&self, group_id: &str, user_id: &str) -> Result<ViewHead> {
+        let view = &self.store.view;
+        let create = self
+            .tx
+            .prepare_typed_cached(&view.create, &[Type::TEXT, Type::TEXT])
+            .await?;
+        self.tx.execute(&create, &[&group_id, &user_id]).await?;
+        let head = self
+            .tx
+            .prepare_typed_cached(&format!("{} FOR UPDATE", view.head), &[Type::TEXT])
+            .await?;
+        let row = self.tx.query_one(&head, &[&group_id]).await?;
+        Ok(ViewHead {
+            version: row.try_get(0)?,
+            user_id: row.try_get(1)?,
+            clients: row.try_get(2)?,
+            subscriptions: row.try_get(3)?,
+        })
+    }
+
+    async fn select(&self, query: usize, part: usize, params: &[Value]) -> Result<Vec<Selected>> {
+        let part = &self.store.parts[query][part];
+        let types: Vec<Type> = part.types.iter().map(|ty| pg_type(*ty)).collect();
+        let statement = self.tx.prepare_typed_cached(&part.sql, &types).await?;
+        let bound: Vec<Param> = part
+            .types
+            .iter()
+            .zip(params)
+            .map(|(ty, value)| values::to_param(*ty, value))
+            .collect();
+        let rows = self.tx.query(&statement, &refs(&bound)).await?;
+        let key = &self.store.tables[part.table].key;
+        rows.iter()
+            .map(|r| Ok((to_row(r, 0, key)?, r.try_get(key.len())?)))
+            .collect()
+    }
+
+    async fn held(&self, group_id: &str) -> Result<Vec<HeldRow>> {
+        let held = self
+            .tx
+            .prepare_typed_cached(&self.store.view.held, &[Type::TEXT])
+            .await?;
+        let rows = self.tx.query(&held, &[&group_id]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HeldRow {
+                    table: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    row_version: r.try_get(2)?,
+                    patch_version: r.try_get(3)?,
+                    present: r.try_get::<_, i64>(4)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// One round trip: the head and every changed row, pipelined.
+    async fn record(
+        &self,
+        group_id: &str,
+        head: &ViewHead,
+        subscriptions: &str,
+        rows: &[HeldRow],
+    ) -> Result<()> {
+        let view = &self.store.view;
+        let text = Type::TEXT;
+        let update = self
+            .tx
+            .prepare_typed_cached(
+                &view.update_head,
+                &[text.clone(), Type::INT8, text.clone(), text.clone()],
+            )
+            .await?;
+        let upsert = self
+            .tx
+            .prepare_typed_cached(
+                &view.upsert_row,
+                &[
+                    text.clone(),
+                    text.clone(),
+                    text,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::INT8,
+                ],
+            )
+            .await?;
+        let presence: Vec<i64> = rows.iter().map(|r| r.present as i64).collect();
+        let params: Vec<[&(dyn ToSql + Sync); 6]> = rows
+            .iter()
+            .zip(&presence)
+            .map(|(row, present)| {
+                [
+                    &group_id as &(dyn ToSql + Sync),
+                    &row.table,
+                    &row.key,
+                    &row.row_version,
+                    &row.patch_version,
+                    present,
+                ]
+            })
+            .collect();
+        let upserts = join_all(params.iter().map(|p| self.tx.execute(&upsert, p)));
+        let head_params: [&(dyn ToSql + Sync); 4] =
+            [&group_id, &head.version, &subscriptions, &head.clients];
+        let (updated, upserted) = tokio::join!(self.tx.execute(&update, &head_params), upserts);
+        updated?;
+        for done in upserted {
+            done?;
+        }
+        Ok(())
+    }
+
+    /// One statement for all the keys: each key column's values as an array,
+    /// unnested back into key tuples.
+    async fn rows(&self, table: usize, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let t = &self.store.tables[table];
+        let wrong =
+            || StoreError::Internal(format!("a view key of the wrong type for `{}`", t.name));
+        let mut columns: Vec<Param> = Vec::with_capacity(t.key.len());
+        for (i, (_, ty)) in t.key.iter().enumerate() {
+            let values = keys.iter().map(|key| key.get(i));
+            columns.push(match ty {
+                ColumnType::Integer => Box::new(
+                    values
+                        .map(|v| match v {
+                            Some(Value::Integer(n)) => Some(*n),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<i64>>>()
+                        .ok_or_else(wrong)?,
+                ),
+                _ => Box::new(
+                    values
+                        .map(|v| match v {
+                            Some(Value::Text(text)) if !text.contains('\0') => Some(text.clone()),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<String>>>()
+                        .ok_or_else(wrong)?,
+                ),
+            });
+        }
+        let types: Vec<Type> = t
+            .key
+            .iter()
+            .map(|(_, ty)| match ty {
+                ColumnType::Integer => Type::INT8_ARRAY,
+                _ => Type::TEXT_ARRAY,
+            })
+            .collect();
+        let statement = self
+            .tx
+            .prepare_typed_cached(&self.store.by_key[table], &types)
+            .await?;
+        let found = self.tx.query(&statement, &refs(&columns)).await?;
+        let mut rows = Vec::with_capacity(found.len());
+        for row in &found {
+            rows.push(to_row(row, 0, &t.columns)?);
+        }
+        Ok(rows)
+    }
+}
+
 /// The connection pool for `url`, and what the poke listener connects with.
 fn connect(url: &str) -> Result<(Pool, tokio_postgres::Config, MakeRustlsConnect)> {
     let (mut config, tls) = tls::parse(url)?;
@@ -619,6 +848,9 @@ async fn schema_transaction(
         for sql in bookkeeping.into_iter().chain(extra) {
             tx.batch_execute(&sql).await?;
         }
+    }
+    for sql in view_tables(&schema::DIALECT) {
+        tx.batch_execute(&sql).await?;
     }
     let schema = Schema(&tx);
     let done = match evolve(&schema, app, mode).await {
@@ -786,6 +1018,50 @@ async fn prepare_write_rules(pool: &Pool, synced: &[Table]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Renders every part of the app's queries for Postgres and prepares it
+/// once against the real schema: one that does not prepare refuses the
+/// app, naming the query and the part.
+async fn compile_queries(pool: &Pool, app: &AppDefinition) -> Result<Vec<Vec<PgPart>>> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let mut compiled = Vec::with_capacity(app.queries.len());
+    for query in &app.queries {
+        let mut parts = Vec::with_capacity(query.parts.len());
+        for part in &query.parts {
+            let table = app
+                .tables
+                .iter()
+                .position(|t| t.name == part.table)
+                .expect("validated: a part's table is synced");
+            let statement = part.statement();
+            let types: Vec<ColumnType> = statement
+                .params
+                .iter()
+                .map(|name| match query.param(name) {
+                    Some(param) => param.ty,
+                    None if name == USER_ID_PARAM => ColumnType::Text,
+                    None => unreachable!("validated: every parameter is declared or :user_id"),
+                })
+                .collect();
+            let sql = part_select(&app.tables[table], &statement.render(Placeholders::Dollar));
+            let pg_types: Vec<Type> = types.iter().map(|ty| pg_type(*ty)).collect();
+            if let Err(e) = client.prepare_typed(&sql, &pg_types).await {
+                if error::is_transient(&e) {
+                    return Err(e.into());
+                }
+                return Err(StoreError::InvalidApp(format!(
+                    "part `{}` of query `{}` does not run on Postgres: {}",
+                    part.table,
+                    query.name,
+                    error::describe(&e)
+                )));
+            }
+            parts.push(PgPart { sql, table, types });
+        }
+        compiled.push(parts);
+    }
+    Ok(compiled)
 }
 
 fn to_row(

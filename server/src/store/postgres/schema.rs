@@ -324,3 +324,24 @@ pub const FINISH_TYPES: &[Type] = &[
     Type::TEXT,
     Type::TEXT,
 ];
+
+/// The rows of `table` whose keys are among the tuples made of its key
+/// columns' arrays (`$1` the first key column's values, `$2` the second's,
+/// …): a page of a v2 pull's `put`s in one statement.
+pub fn rows_by_keys(table: &Table) -> String {
+    let text = TableText::new(table);
+    let arrays = table
+        .primary_key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let ty = table.column(k).expect("key column").ty;
+            format!("${}::{}[]", i + 1, ty.postgres_type())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {} FROM {} WHERE ({}) IN (SELECT * FROM unnest({arrays}))",
+        text.cols, table.name, text.key
+    )
+}

@@ -16,6 +16,7 @@ pub use server::SqliteServer;
 use super::evolve::Plan;
 use super::{moved, LoggedMutation, Result, StoreError, StoreOptions};
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
@@ -119,16 +120,24 @@ impl SqliteStore {
 
     pub async fn push(&self, user_id: &str, request: PushRequest) -> Result<PushResponse> {
         let user = user_id.to_owned();
-        let (response, version) = self
+        let (response, version, touched) = self
             .call(move |s| {
+                let before = s.version()?;
                 let response = s.push(&user, &request)?;
-                Ok::<_, StoreError>((response, s.version()?))
+                let after = s.version()?;
+                Ok::<_, StoreError>((response, after, s.tables_touched(before, after)?))
             })
             .await??;
         if moved(&response) {
-            self.options.pokes.send(version);
+            self.options.pokes.send_touching(version, touched);
         }
         Ok(response)
+    }
+
+    /// See `Store::group_reads`.
+    pub async fn group_reads(&self, user_id: &str, group_id: &str) -> Result<BTreeSet<String>> {
+        let (user, group) = (user_id.to_owned(), group_id.to_owned());
+        self.call(move |s| s.group_reads(&user, &group)).await?
     }
 
     pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {

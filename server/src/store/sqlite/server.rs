@@ -11,17 +11,20 @@ use super::schema::{
     bookkeeping, undo_leftovers, SqliteTable, WriteCheck, DIALECT, LAYOUT, LAYOUT_1_LEFTOVERS,
 };
 use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
-use crate::store::table_text::meta_key;
+use crate::store::table_text::{
+    meta_key, part_select, row_by_key, tables_touched, view_tables, ViewText,
+};
 use crate::store::LoggedMutation;
 use crate::sync::{
-    self, push_mutations, ready, Call, Change, ClientState, Page, Processed, PullTx, PushTx,
-    Rejected, Result, StoreError, Versions, Who,
+    self, pull_subscribed, push_mutations, ready, Call, Change, ClientState, HeldRow, Page,
+    Processed, PullTx, PushTx, Rejected, Result, Selected, StoreError, Versions, ViewHead, ViewTx,
+    Who,
 };
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::values::to_json;
 use ferrydb_protocol::{
     AppDefinition, ColumnType, PullRequest, PullResponse, PushRequest, PushResponse, RejectionCode,
-    Row, Table, Value,
+    Row, Table, Value, PROTOCOL_VERSION_SUBSCRIPTIONS,
 };
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +40,11 @@ pub struct SqliteServer {
     /// Per table, in the order of `tables`.
     write_checks: Vec<WriteCheck>,
     mutators: Mutators,
+    /// Per query of the app and part: the statement selecting its rows.
+    parts: Vec<Vec<String>>,
+    /// Per table: a row by key.
+    by_key: Vec<String>,
+    view: ViewText,
     /// Rows per page of a full sync (`more` pages the rest).
     page_size: usize,
     /// Client groups whose next pull is answered with `resetReplica`.
@@ -71,9 +79,17 @@ impl SqliteServer {
         let recorded = schema_transaction(&conn, &app, Mode::Start)?.1;
         let versions = Versions::new(app, recorded);
         // Every statement the server runs stays prepared: a handful per
-        // table, the bookkeeping, and each served mutator's (rusqlite keeps 16).
+        // table, the bookkeeping and the view's, each served mutator's and
+        // each query part's (rusqlite keeps 16).
         let mutators: usize = versions.all().map(|v| v.app.mutators.len()).sum();
-        conn.set_prepared_statement_cache_capacity(16 + 8 * tables.len() + mutators * 4);
+        let parts: usize = versions
+            .current()
+            .app
+            .queries
+            .iter()
+            .map(|q| q.parts.len())
+            .sum();
+        conn.set_prepared_statement_cache_capacity(16 + 9 * tables.len() + mutators * 4 + parts);
         let mutators = compile(&conn, &versions)?;
         // A rule the validation let through but SQLite cannot run (a
         // syntax error in a subquery) refuses the app now, naming its table,
@@ -86,12 +102,23 @@ impl SqliteServer {
                 )));
             }
         }
+        let parts = compile_queries(&conn, &versions.current().app)?;
+        let by_key = versions
+            .current()
+            .app
+            .tables
+            .iter()
+            .map(|t| row_by_key(t, '?'))
+            .collect();
         Ok(SqliteServer {
             conn,
             versions,
             tables,
             write_checks,
             mutators,
+            parts,
+            by_key,
+            view: ViewText::new('?'),
             page_size: 100,
             reset_demanded: BTreeSet::new(),
         })
@@ -166,6 +193,24 @@ impl SqliteServer {
         {
             return Ok(sync::reset(current));
         }
+        if request.protocol_version == PROTOCOL_VERSION_SUBSCRIPTIONS {
+            // The view is written: a pull that fails keeps none of it (the
+            // store thread's transaction commits its other jobs).
+            self.conn.execute_batch("SAVEPOINT server_pull")?;
+            let answer = ready(pull_subscribed(
+                &*self,
+                &self.versions,
+                self.page_size,
+                user_id,
+                request,
+            ));
+            let end = match answer {
+                Ok(_) => "RELEASE server_pull",
+                Err(_) => "ROLLBACK TO server_pull; RELEASE server_pull",
+            };
+            self.conn.execute_batch(end)?;
+            return answer;
+        }
         ready(sync::pull(
             &*self,
             &self.versions,
@@ -173,6 +218,30 @@ impl SqliteServer {
             user_id,
             request,
         ))
+    }
+
+    /// The synced tables with a row written at a version in `(from, to]`:
+    /// what the pushes between those versions touched.
+    pub fn tables_touched(&self, from: i64, to: i64) -> Result<BTreeSet<String>> {
+        let app = &self.versions.current().app;
+        if app.tables.is_empty() || from >= to {
+            return Ok(BTreeSet::new());
+        }
+        let mut statement = self
+            .conn
+            .prepare_cached(&tables_touched(&app.tables, '?'))?;
+        let names = statement.query_map([from, to], |r| r.get::<_, String>(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    }
+
+    /// See `Store::group_reads`.
+    pub fn group_reads(&self, user_id: &str, group_id: &str) -> Result<BTreeSet<String>> {
+        let view = self
+            .conn
+            .prepare_cached(&self.view.reads)?
+            .query_row([group_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        sync::group_reads(&self.versions.current().app, user_id, group_id, view)
     }
 
     /// The server's position: the cookie of a pull that is fully caught up.
@@ -458,6 +527,96 @@ impl PullTx for SqliteServer {
     }
 }
 
+impl ViewTx for SqliteServer {
+    /// The store thread's transaction (`BEGIN IMMEDIATE`) already holds
+    /// SQLite's one write lock: the view is this pull's alone.
+    async fn open_view(&self, group_id: &str, user_id: &str) -> Result<ViewHead> {
+        self.conn
+            .prepare_cached(&self.view.create)?
+            .execute([group_id, user_id])?;
+        let mut head = self.conn.prepare_cached(&self.view.head)?;
+        Ok(head.query_row([group_id], |r| {
+            Ok(ViewHead {
+                version: r.get(0)?,
+                user_id: r.get(1)?,
+                clients: r.get(2)?,
+                subscriptions: r.get(3)?,
+            })
+        })?)
+    }
+
+    async fn select(&self, query: usize, part: usize, params: &[Value]) -> Result<Vec<Selected>> {
+        let app = &self.versions.current().app;
+        let table = app
+            .tables
+            .iter()
+            .position(|t| t.name == app.queries[query].parts[part].table)
+            .expect("validated: a part's table is synced");
+        let key = &self.versions.current().shapes[table].key;
+        let mut statement = self.conn.prepare_cached(&self.parts[query][part])?;
+        let rows = statement.query_map(params_from_iter(params), |r| {
+            Ok((wire_row(r, 0, key)?, r.get(key.len())?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn held(&self, group_id: &str) -> Result<Vec<HeldRow>> {
+        let mut statement = self.conn.prepare_cached(&self.view.held)?;
+        let rows = statement.query_map([group_id], |r| {
+            Ok(HeldRow {
+                table: r.get(0)?,
+                key: r.get(1)?,
+                row_version: r.get(2)?,
+                patch_version: r.get(3)?,
+                present: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn record(
+        &self,
+        group_id: &str,
+        head: &ViewHead,
+        subscriptions: &str,
+        rows: &[HeldRow],
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(&self.view.update_head)?
+            .execute(rusqlite::params![
+                group_id,
+                head.version,
+                subscriptions,
+                head.clients
+            ])?;
+        let mut upsert = self.conn.prepare_cached(&self.view.upsert_row)?;
+        for row in rows {
+            upsert.execute(rusqlite::params![
+                group_id,
+                row.table,
+                row.key,
+                row.row_version,
+                row.patch_version,
+                row.present
+            ])?;
+        }
+        Ok(())
+    }
+
+    async fn rows(&self, table: usize, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let columns = &self.versions.current().shapes[table].columns;
+        let mut statement = self.conn.prepare_cached(&self.by_key[table])?;
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            let row = statement
+                .query_row(params_from_iter(key), |r| wire_row(r, 0, columns))
+                .optional()?;
+            found.extend(row);
+        }
+        Ok(found)
+    }
+}
+
 /// Columns `start..` of a result row in their wire form.
 fn wire_row(
     r: &rusqlite::Row<'_>,
@@ -532,6 +691,9 @@ fn prepare_schema(
                  read (a newer server made it?): start this server on a new database"
             )))
         }
+    }
+    for sql in view_tables(&DIALECT) {
+        conn.execute_batch(&sql)?;
     }
     let schema = Schema(conn);
     let plan = ready(evolve(&schema, app, mode))?;
@@ -637,6 +799,32 @@ fn compile(conn: &Connection, versions: &Versions) -> Result<Mutators> {
         }
     }
     Ok(compiled)
+}
+
+/// Renders every part of the app's queries for SQLite and prepares it once
+/// against the real schema: one that does not prepare refuses the app,
+/// naming the query and the part.
+fn compile_queries(conn: &Connection, app: &AppDefinition) -> Result<Vec<Vec<String>>> {
+    app.queries
+        .iter()
+        .map(|query| {
+            query
+                .parts
+                .iter()
+                .map(|part| {
+                    let table = app.table(&part.table).expect("validated: a synced table");
+                    let sql = part_select(table, &part.statement().render(Placeholders::Question));
+                    match conn.prepare_cached(&sql) {
+                        Ok(_) => Ok(sql),
+                        Err(e) => Err(StoreError::InvalidApp(format!(
+                            "part `{}` of query `{}` does not run on SQLite: {e}",
+                            part.table, query.name
+                        ))),
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -753,6 +941,8 @@ mod tests {
                 "_ferry_server_rejections",
                 "_ferry_touched_notes",
                 "_ferry_version",
+                "_ferry_view_rows",
+                "_ferry_views",
                 "notes"
             ]
         );

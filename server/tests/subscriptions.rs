@@ -1,0 +1,956 @@
+//! Protocol v2, sync by subscription, over HTTP on every store: the
+//! collaborative sample (`tests/fixtures/collab.json`: lists shared through
+//! `members`, their items) synced by query. What a user relies on: only the
+//! subscribed rows arrive, nothing of a row they may not read leaves the
+//! server (not even its key), rows that leave the subscriptions (dropped,
+//! revoked) are deleted, a repeated response loses nothing, paging reports
+//! progress, and every error has its code.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{server, store_urls, TestServer};
+use ferrydb_protocol::AppDefinition;
+use ferrydb_server::Config;
+use serde_json::{json, Value as Json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+fn collab_app() -> AppDefinition {
+    let path = common::repo().join("tests/fixtures/collab.json");
+    AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A collaborative server, with each client's next mutation ID.
+struct Collab {
+    server: TestServer,
+    next_ids: Mutex<HashMap<String, u64>>,
+}
+
+fn my_lists() -> Json {
+    json!({"query": "myLists", "args": {}})
+}
+
+fn list_items(list: &str) -> Json {
+    json!({"query": "listItems", "args": {"list_id": list}})
+}
+
+impl Collab {
+    async fn start(url: &str, page_size: usize) -> Collab {
+        let mut config = Config::default();
+        config.limits.page_size = page_size;
+        Collab {
+            server: server(url, collab_app(), config).await,
+            next_ids: Mutex::default(),
+        }
+    }
+
+    /// Runs one mutation as `user` from the client (and group) named after
+    /// them; it must apply.
+    async fn run(&self, user: &str, name: &str, args: Json) {
+        let id = {
+            let mut ids = self.next_ids.lock().unwrap();
+            let next = ids.entry(user.to_owned()).or_insert(0);
+            *next += 1;
+            *next
+        };
+        let body = json!({
+            "protocolVersion": 2, "schemaVersion": 1,
+            "clientGroupID": user, "clientID": user,
+            "mutations": [{"id": id, "name": name, "args": args, "timestamp": 0}],
+        });
+        let reply = self.server.post("/sync/push", user, &body).await;
+        assert_eq!(common::codes(&reply), ["ok"], "{name} {}", reply.body);
+    }
+
+    /// A v2 pull of `user`'s group (named after the user) that must succeed.
+    async fn pull(&self, user: &str, cookie: Json, subscriptions: &[Json]) -> Json {
+        let reply = self.pull_reply(user, user, cookie, subscriptions).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
+    async fn pull_reply(
+        &self,
+        user: &str,
+        group: &str,
+        cookie: Json,
+        subscriptions: &[Json],
+    ) -> common::Reply {
+        let body = json!({
+            "protocolVersion": 2, "schemaVersion": 1,
+            "clientGroupID": group, "clientID": group,
+            "cookie": cookie, "subscriptions": subscriptions,
+        });
+        self.server.post("/sync/pull", user, &body).await
+    }
+
+    /// ada's list `l1` shared with grace (editor) with item `i1`, and ada's
+    /// private list `l2` with item `i2`.
+    async fn shared_and_private(&self) {
+        self.run(
+            "ada",
+            "createList",
+            json!({"id": "l1", "title": "Groceries", "owner": "ada"}),
+        )
+        .await;
+        self.run(
+            "ada",
+            "addMember",
+            json!({"list_id": "l1", "user_id": "grace", "role": "editor"}),
+        )
+        .await;
+        self.run(
+            "ada",
+            "addItem",
+            json!({"id": "i1", "list_id": "l1", "title": "milk"}),
+        )
+        .await;
+        self.run(
+            "ada",
+            "createList",
+            json!({"id": "l2", "title": "Surprise party", "owner": "ada"}),
+        )
+        .await;
+        self.run(
+            "ada",
+            "addItem",
+            json!({"id": "i2", "list_id": "l2", "title": "cake"}),
+        )
+        .await;
+    }
+}
+
+/// `(op, table, id)` of each patch entry: `put` rows by their `id`, `del`
+/// keys by theirs (both tables here have an `id` key).
+fn ops(response: &Json) -> Vec<(String, String, String)> {
+    response["patch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| {
+            let kind = op["type"].as_str().unwrap().to_owned();
+            let table = op["table"].as_str().unwrap_or("").to_owned();
+            let id = match kind.as_str() {
+                "put" => op["row"]["id"].as_str().unwrap().to_owned(),
+                "del" => op["key"]["id"].as_str().unwrap().to_owned(),
+                _ => String::new(),
+            };
+            (kind, table, id)
+        })
+        .collect()
+}
+
+fn op(kind: &str, table: &str, id: &str) -> (String, String, String) {
+    (kind.into(), table.into(), id.into())
+}
+
+/// `(query, state, synced, total)` per subscription entry.
+fn states(response: &Json) -> Vec<(String, String, u64, u64)> {
+    response["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["query"].as_str().unwrap().to_owned(),
+                s["state"].as_str().unwrap().to_owned(),
+                s["synced"].as_u64().unwrap(),
+                s["total"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn state(query: &str, phase: &str, synced: u64, total: u64) -> (String, String, u64, u64) {
+    (query.into(), phase.into(), synced, total)
+}
+
+/// Nothing of ada's private list appears anywhere in `body`: not its rows'
+/// keys, not their values. (The subscription entries echo the arguments the
+/// client sent, which may name the list: they are checked by their counts.)
+fn assert_nothing_private(body: &Json) {
+    let mut body = body.clone();
+    if let Some(entries) = body["subscriptions"].as_array_mut() {
+        for entry in entries {
+            entry["args"] = Json::Null;
+        }
+    }
+    let text = body.to_string();
+    for secret in ["l2", "i2", "Surprise party", "cake"] {
+        assert!(!text.contains(secret), "{secret:?} leaked in {text}");
+    }
+}
+
+#[tokio::test]
+async fn members_share_a_list_and_only_the_subscribed_lists_items_arrive() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i3", "list_id": "l1", "title": "eggs"}),
+            )
+            .await;
+
+        let grace = collab
+            .pull("grace", Json::Null, &[my_lists(), list_items("l1")])
+            .await;
+        assert_eq!(
+            ops(&grace),
+            [
+                op("clear", "", ""),
+                op("put", "lists", "l1"),
+                op("put", "items", "i1"),
+                op("put", "items", "i3")
+            ],
+            "{url}"
+        );
+        assert_eq!(
+            states(&grace),
+            [
+                state("myLists", "complete", 1, 1),
+                state("listItems", "complete", 2, 2)
+            ]
+        );
+        assert_eq!(grace["more"], false);
+        assert_nothing_private(&grace);
+
+        // ada holds both lists but only the items of the list she opened.
+        let ada = collab
+            .pull("ada", Json::Null, &[my_lists(), list_items("l1")])
+            .await;
+        assert_eq!(
+            ops(&ada),
+            [
+                op("clear", "", ""),
+                op("put", "lists", "l1"),
+                op("put", "lists", "l2"),
+                op("put", "items", "i1"),
+                op("put", "items", "i3")
+            ]
+        );
+        // Her own client's mutations are acknowledged as in v1.
+        assert_eq!(ada["lastMutationIDChanges"], json!({"ada": 6}));
+        assert_eq!(grace["lastMutationIDChanges"], json!({}));
+
+        // grace edits the shared item; ada's next pull brings exactly it.
+        collab
+            .run(
+                "grace",
+                "editItem",
+                json!({"id": "i1", "title": "oat milk", "done": true}),
+            )
+            .await;
+        let next = collab
+            .pull(
+                "ada",
+                ada["cookie"].clone(),
+                &[my_lists(), list_items("l1")],
+            )
+            .await;
+        assert_eq!(ops(&next), [op("put", "items", "i1")]);
+        assert_eq!(
+            next["patch"][0]["row"],
+            json!({"id": "i1", "list_id": "l1", "title": "oat milk", "done": true})
+        );
+        assert!(next["cookie"].as_i64() > ada["cookie"].as_i64());
+    }
+}
+
+/// ada writes a private list and items after grace synced: grace's
+/// incremental pull is empty and names nothing of them, and so is her full
+/// pull, even when she asks for the private list's items by ID.
+#[tokio::test]
+async fn a_private_write_never_reaches_another_user_not_even_its_keys() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab
+            .run(
+                "ada",
+                "createList",
+                json!({"id": "l1", "title": "Groceries", "owner": "ada"}),
+            )
+            .await;
+        collab
+            .run(
+                "ada",
+                "addMember",
+                json!({"list_id": "l1", "user_id": "grace", "role": "viewer"}),
+            )
+            .await;
+        let subscriptions = [my_lists(), list_items("l1"), list_items("l2")];
+        let before = collab.pull("grace", Json::Null, &subscriptions).await;
+        assert_eq!(
+            ops(&before),
+            [op("clear", "", ""), op("put", "lists", "l1")],
+            "{url}"
+        );
+
+        collab
+            .run(
+                "ada",
+                "createList",
+                json!({"id": "l2", "title": "Surprise party", "owner": "ada"}),
+            )
+            .await;
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i2", "list_id": "l2", "title": "cake"}),
+            )
+            .await;
+
+        let incremental = collab
+            .pull("grace", before["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&incremental), []);
+        assert_eq!(
+            incremental["cookie"], before["cookie"],
+            "nothing changed for grace"
+        );
+        assert_nothing_private(&incremental);
+        assert_eq!(
+            states(&incremental),
+            [
+                state("myLists", "complete", 1, 1),
+                state("listItems", "complete", 0, 0),
+                state("listItems", "complete", 0, 0)
+            ]
+        );
+
+        let full = collab.pull("grace", Json::Null, &subscriptions).await;
+        assert_eq!(ops(&full), [op("clear", "", ""), op("put", "lists", "l1")]);
+        assert_nothing_private(&full);
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_subscriptions_rows_come_back_as_del() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        let first = collab
+            .pull(
+                "ada",
+                Json::Null,
+                &[my_lists(), list_items("l1"), list_items("l2")],
+            )
+            .await;
+        assert_eq!(
+            states(&first)[2],
+            state("listItems", "complete", 1, 1),
+            "{url}"
+        );
+
+        let dropped = collab
+            .pull(
+                "ada",
+                first["cookie"].clone(),
+                &[my_lists(), list_items("l1")],
+            )
+            .await;
+        assert_eq!(ops(&dropped), [op("del", "items", "i2")]);
+        assert_eq!(dropped["patch"][0]["key"], json!({"id": "i2"}));
+    }
+}
+
+/// A member removed from a list: their next pull deletes the list and its
+/// items from their replica, and their subscription to it selects nothing.
+#[tokio::test]
+async fn a_removed_member_loses_the_lists_rows_on_the_next_pull() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        let subscriptions = [my_lists(), list_items("l1")];
+        let first = collab.pull("grace", Json::Null, &subscriptions).await;
+        assert_eq!(ops(&first).len(), 3, "{url}: clear, i1, l1");
+
+        collab
+            .run(
+                "ada",
+                "removeMember",
+                json!({"list_id": "l1", "user_id": "grace"}),
+            )
+            .await;
+        let revoked = collab
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(
+            ops(&revoked),
+            [op("del", "lists", "l1"), op("del", "items", "i1")]
+        );
+        assert_eq!(
+            states(&revoked),
+            [
+                state("myLists", "complete", 0, 0),
+                state("listItems", "complete", 0, 0)
+            ]
+        );
+        // And a write to the list afterwards tells her nothing.
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i9", "list_id": "l1", "title": "secret"}),
+            )
+            .await;
+        let after = collab
+            .pull("grace", revoked["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&after), []);
+        assert!(!after.to_string().contains("i9"));
+    }
+}
+
+/// A response lost on the way: the client pulls again from the cookie it
+/// had, and gets the same patches (the view remembers them).
+#[tokio::test]
+async fn a_repeated_pull_from_an_older_cookie_gets_the_same_patches_again() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        let subscriptions = [my_lists(), list_items("l1")];
+        let first = collab.pull("grace", Json::Null, &subscriptions).await;
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i3", "list_id": "l1", "title": "eggs"}),
+            )
+            .await;
+        collab
+            .run(
+                "ada",
+                "removeMember",
+                json!({"list_id": "l1", "user_id": "ada"}),
+            )
+            .await;
+        collab
+            .run(
+                "grace",
+                "editItem",
+                json!({"id": "i1", "title": "oat milk", "done": false}),
+            )
+            .await;
+        let lost = collab
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        let again = collab
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(
+            ops(&lost),
+            [op("put", "items", "i1"), op("put", "items", "i3")],
+            "{url}"
+        );
+        assert_eq!(again["patch"], lost["patch"]);
+        assert_eq!(again["cookie"], lost["cookie"]);
+        assert_eq!(again["lastMutationIDChanges"], json!({"grace": 1}));
+        assert_eq!(lost["lastMutationIDChanges"], json!({"grace": 1}));
+    }
+}
+
+/// A cookie the server could not have written gets `resetReplica`: from its
+/// future, a tampered cursor, a v1 cursor, a negative version.
+#[tokio::test]
+async fn a_tampered_or_future_cookie_gets_reset_replica() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 1).await;
+        collab.shared_and_private().await;
+        let subscriptions = [my_lists(), list_items("l1")];
+        let first = collab.pull("ada", Json::Null, &subscriptions).await;
+        let cursor = first["cookie"]
+            .as_str()
+            .expect("a page of one row has a cursor")
+            .to_owned();
+        let version = cursor.split(':').nth(2).unwrap().parse::<i64>().unwrap();
+        for cookie in [
+            json!(version + 1),
+            json!(-1),
+            json!(cursor.replace(&format!(":{version}:"), &format!(":{}:", version + 5))),
+            json!(cursor.replace("view:", "full:")),
+            json!(format!("view:-:{version}:7:[\"l1\"]")),
+            json!(format!("view:-:{version}:0:[1]")),
+            json!(format!("view:-:{version}:0:[\"l1\"")),
+            json!(format!("view:{version}:{version}:0:[\"l1\"]")),
+        ] {
+            let reply = collab.pull("ada", cookie.clone(), &subscriptions).await;
+            assert_eq!(
+                reply,
+                json!({"type": "schemaMismatch", "serverSchemaVersion": 1, "action": "resetReplica"}),
+                "{url}: {cookie}"
+            );
+        }
+        // The cursor the server made still pages on.
+        let next = collab.pull("ada", json!(cursor), &subscriptions).await;
+        assert_eq!(next["type"], "ok");
+    }
+}
+
+/// More rows than a page: every page but the last says `more` and
+/// `pending` with a growing `synced`; the last is `complete`, its cookie the
+/// view version, and each row came exactly once.
+#[tokio::test]
+async fn a_large_subscription_is_paged_with_growing_progress() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 2).await;
+        collab
+            .run(
+                "ada",
+                "createList",
+                json!({"id": "l1", "title": "Groceries", "owner": "ada"}),
+            )
+            .await;
+        for i in 0..5 {
+            collab
+                .run(
+                    "ada",
+                    "addItem",
+                    json!({"id": format!("i{i}"), "list_id": "l1", "title": "x"}),
+                )
+                .await;
+        }
+        let subscriptions = [list_items("l1")];
+        let mut cookie = Json::Null;
+        let mut pages = Vec::new();
+        loop {
+            let page = collab.pull("ada", cookie, &subscriptions).await;
+            cookie = page["cookie"].clone();
+            let more = page["more"] == true;
+            pages.push(page);
+            if !more {
+                break;
+            }
+        }
+        let progress: Vec<_> = pages.iter().map(|p| states(p)[0].clone()).collect();
+        assert_eq!(
+            progress,
+            [
+                state("listItems", "pending", 2, 5),
+                state("listItems", "pending", 4, 5),
+                state("listItems", "complete", 5, 5)
+            ],
+            "{url}"
+        );
+        let sent: Vec<_> = pages.iter().flat_map(ops).collect();
+        let expected: Vec<_> = std::iter::once(op("clear", "", ""))
+            .chain((0..5).map(|i| op("put", "items", &format!("i{i}"))))
+            .collect();
+        assert_eq!(sent, expected);
+        assert!(pages[..2].iter().all(|p| p["cookie"].is_string()));
+        assert!(cookie.is_i64());
+        let caught_up = collab.pull("ada", cookie.clone(), &subscriptions).await;
+        assert_eq!(ops(&caught_up), []);
+        assert_eq!(caught_up["cookie"], cookie);
+    }
+}
+
+/// An unknown query or bad arguments: that subscription is an `error`
+/// entry with its code and syncs nothing; the rest of the pull goes on.
+#[tokio::test]
+async fn unknown_queries_and_bad_arguments_are_per_subscription_errors() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        let subscriptions = [
+            json!({"query": "everything", "args": {}}),
+            json!({"query": "listItems", "args": {"list_id": 7}}),
+            json!({"query": "listItems", "args": {}}),
+            json!({"query": "listItems", "args": {"list_id": "l1", "user_id": "ada"}}),
+            my_lists(),
+        ];
+        let reply = collab.pull("grace", Json::Null, &subscriptions).await;
+        let errors: Vec<_> = reply["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["state"].as_str().unwrap(),
+                    s["error"]["code"].as_str(),
+                    s["error"]["message"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            errors[0],
+            (
+                "error",
+                Some("unknown_query"),
+                Some("this server defines no query `everything`")
+            ),
+            "{url}"
+        );
+        assert_eq!(
+            errors[1],
+            (
+                "error",
+                Some("bad_arguments"),
+                Some("bad arguments for query `listItems`: `list_id`: expected a string, got 7")
+            )
+        );
+        assert_eq!(
+            errors[2],
+            (
+                "error",
+                Some("bad_arguments"),
+                Some("bad arguments for query `listItems`: `list_id` is required")
+            )
+        );
+        assert_eq!(
+            errors[3],
+            (
+                "error",
+                Some("bad_arguments"),
+                Some("bad arguments for query `listItems`: unknown argument `user_id`")
+            )
+        );
+        assert_eq!(errors[4], ("complete", None, None));
+        assert_eq!(ops(&reply), [op("clear", "", ""), op("put", "lists", "l1")]);
+    }
+}
+
+/// Pulls speak v2 on an app with queries (a v1 client is told to update),
+/// v1 on an app without; pushes speak both.
+#[tokio::test]
+async fn protocol_versions_are_checked_with_clear_messages() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        let v1 = common::pull_body("grace", Json::Null);
+        let reply = collab.server.post("/sync/pull", "grace", &v1).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(reply.body["code"], "protocol_version");
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("syncs by subscription")
+                && reply.body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("update the client"),
+            "{}",
+            reply.body
+        );
+        let mut missing = v1.clone();
+        missing["protocolVersion"] = json!(2);
+        let reply = collab.server.post("/sync/pull", "grace", &missing).await;
+        assert_eq!(
+            (reply.status, reply.body["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!("bad_request"))
+        );
+        // v1 pushes still land.
+        let push = common::push_body(
+            "grace",
+            &[(
+                1,
+                "createList",
+                json!({"id": "g", "title": "t", "owner": "grace"}),
+            )],
+        );
+        assert_eq!(
+            common::codes(&collab.server.post("/sync/push", "grace", &push).await),
+            ["ok"]
+        );
+        drop(collab);
+    }
+    for url in store_urls().await {
+        let sample = common::sample_server(&url).await;
+        let mut v2 = common::pull_body("c", Json::Null);
+        v2["protocolVersion"] = json!(2);
+        v2["subscriptions"] = json!([]);
+        let reply = sample.post("/sync/pull", "u", &v2).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(reply.body["code"], "protocol_version");
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("defines no queries"),
+            "{}",
+            reply.body
+        );
+    }
+}
+
+/// A table with a composite key (`members`: list and user) syncs by query
+/// like any other: its rows arrive whole, and leave as `del`s of both key
+/// columns.
+#[tokio::test]
+async fn rows_with_composite_keys_are_put_and_deleted_by_their_whole_key() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        collab
+            .run(
+                "ada",
+                "addMember",
+                json!({"list_id": "l1", "user_id": "carol", "role": "viewer"}),
+            )
+            .await;
+        let members = [json!({"query": "listMembers", "args": {"list_id": "l1"}})];
+        let first = collab.pull("grace", Json::Null, &members).await;
+        let rows: Vec<&Json> = first["patch"].as_array().unwrap()[1..].iter().collect();
+        assert_eq!(
+            rows,
+            [
+                &json!({"type": "put", "table": "members", "row": {"list_id": "l1", "user_id": "ada", "role": "owner"}}),
+                &json!({"type": "put", "table": "members", "row": {"list_id": "l1", "user_id": "carol", "role": "viewer"}}),
+                &json!({"type": "put", "table": "members", "row": {"list_id": "l1", "user_id": "grace", "role": "editor"}})
+            ],
+            "{url}"
+        );
+        collab
+            .run(
+                "ada",
+                "removeMember",
+                json!({"list_id": "l1", "user_id": "carol"}),
+            )
+            .await;
+        let next = collab
+            .pull("grace", first["cookie"].clone(), &members)
+            .await;
+        assert_eq!(
+            next["patch"],
+            json!([{"type": "del", "table": "members", "key": {"list_id": "l1", "user_id": "carol"}}])
+        );
+    }
+}
+
+/// A group belongs to the user who first pulled it: another user naming it
+/// is refused, and learns nothing of it.
+#[tokio::test]
+async fn another_users_group_is_forbidden() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        collab.pull("ada", Json::Null, &[my_lists()]).await;
+        let reply = collab
+            .pull_reply("mallory", "ada", Json::Null, &[my_lists()])
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{url}");
+        assert_nothing_private(&reply.body);
+        // A group that pushed but never pulled is its user's too: another
+        // user's pull of it is refused and takes nothing from its owner.
+        collab
+            .run(
+                "grace",
+                "createList",
+                json!({"id": "g1", "title": "Mine", "owner": "grace"}),
+            )
+            .await;
+        let reply = collab
+            .pull_reply("mallory", "grace", Json::Null, &[my_lists()])
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{url}");
+        let grace = collab.pull("grace", Json::Null, &[my_lists()]).await;
+        assert_eq!(
+            ops(&grace)[1..],
+            [op("put", "lists", "g1"), op("put", "lists", "l1")]
+        );
+    }
+}
+
+/// A part the store cannot prepare (here: an unknown column, which only the
+/// database can judge) stops the server at start, naming query and part.
+#[tokio::test]
+async fn a_query_part_that_does_not_prepare_is_refused_at_start_naming_it() {
+    for url in store_urls().await {
+        let path = common::repo().join("tests/fixtures/collab.json");
+        let mut json: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        json["queries"][1]["parts"][0]["where"] = json!("list_id = :list_id AND colour = 'red'");
+        let app = common::app_def(&json);
+        let started =
+            ferrydb_server::ServerState::start(Config::default(), Some((app, &url))).await;
+        let message = match started {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{url}: a part that does not prepare was served"),
+        };
+        assert!(
+            message.contains("part `items` of query `listItems`"),
+            "{url}: {message}"
+        );
+        assert!(message.contains("colour"), "{url}: {message}");
+    }
+}
+
+/// Several instances on one Postgres database: a group's view is one, so a
+/// client may pull from any instance; two instances pulling the same group
+/// at once never record over each other — each answers the same patch, or
+/// 503 (a serialization failure the client retries), whatever the timing.
+#[tokio::test]
+async fn instances_on_one_postgres_database_share_each_groups_view() {
+    for url in store_urls().await {
+        if url.starts_with("sqlite:") {
+            continue;
+        }
+        let a = Collab::start(&url, 100).await;
+        let b = Collab::start(&url, 100).await;
+        a.shared_and_private().await;
+        let subscriptions = [my_lists(), list_items("l1")];
+        let first = a.pull("grace", Json::Null, &subscriptions).await;
+
+        // ada writes through the other instance (her next mutation ID is 6).
+        *b.next_ids.lock().unwrap() = a.next_ids.lock().unwrap().clone();
+        b.run(
+            "ada",
+            "addItem",
+            json!({"id": "i3", "list_id": "l1", "title": "eggs"}),
+        )
+        .await;
+        let (on_a, on_b) = tokio::join!(
+            a.pull_reply("grace", "grace", first["cookie"].clone(), &subscriptions),
+            b.pull_reply("grace", "grace", first["cookie"].clone(), &subscriptions),
+        );
+        let mut answered = Vec::new();
+        for reply in [on_a, on_b] {
+            match reply.status {
+                StatusCode::OK => {
+                    assert_eq!(ops(&reply.body), [op("put", "items", "i3")]);
+                    answered.push(reply.body["cookie"].clone());
+                }
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(reply.body["code"], "unavailable");
+                    assert_eq!(reply.body["retryable"], true);
+                }
+                other => panic!("{other}: {}", reply.body),
+            }
+        }
+        assert!(
+            !answered.is_empty(),
+            "one of two concurrent pulls always records"
+        );
+        assert!(answered.windows(2).all(|w| w[0] == w[1]), "{answered:?}");
+        // Recorded once: from either instance, the cookie is caught up and
+        // the old cookie still gets the same patch.
+        let after = b.pull("grace", answered[0].clone(), &subscriptions).await;
+        assert_eq!(ops(&after), []);
+        let again = a
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&again), [op("put", "items", "i3")]);
+        assert_eq!(again["cookie"], answered[0]);
+    }
+}
+
+/// Reads SSE `data:` payloads from a realtime stream, until it ends.
+struct Events {
+    body: axum::body::Body,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(collab: &Collab, user: &str, group: &str) -> Result<Events, StatusCode> {
+        use tower::ServiceExt;
+        let request = axum::http::Request::get(format!("/sync/events?clientGroupID={group}"))
+            .header(axum::http::header::AUTHORIZATION, format!("Bearer {user}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = collab.server.router.clone().oneshot(request).await.unwrap();
+        match response.status() {
+            StatusCode::OK => Ok(Events {
+                body: response.into_body(),
+                buffer: String::new(),
+            }),
+            other => Err(other),
+        }
+    }
+
+    /// The next event's data, or `None` once the stream has ended.
+    async fn next(&mut self) -> Option<Json> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                match frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    Some(data) => return Some(serde_json::from_str(data).unwrap()),
+                    None => continue,
+                }
+            }
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), self.body.frame())
+                .await
+                .expect("an event or the end within 10 s");
+            match frame {
+                Some(frame) => {
+                    if let Ok(data) = frame.unwrap().into_data() {
+                        self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+                    }
+                }
+                None => return None,
+            }
+        }
+    }
+}
+
+/// A group's realtime channel is poked only by commits touching a table its
+/// subscriptions read: ada's write to her private list's items pokes her
+/// own channel and not grace's (who syncs lists, not items). v2 pokes carry
+/// no cookie; another user's group cannot be listened to.
+#[tokio::test]
+async fn a_private_write_pokes_only_the_groups_whose_subscriptions_read_its_tables() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        collab.pull("grace", Json::Null, &[my_lists()]).await;
+        collab
+            .pull("ada", Json::Null, &[my_lists(), list_items("l2")])
+            .await;
+        assert_eq!(
+            Events::open(&collab, "mallory", "grace").await.err(),
+            Some(StatusCode::FORBIDDEN),
+            "{url}"
+        );
+        let mut grace = Events::open(&collab, "grace", "grace").await.unwrap();
+        let mut ada = Events::open(&collab, "ada", "ada").await.unwrap();
+        for channel in [&mut grace, &mut ada] {
+            assert_eq!(
+                channel.next().await,
+                Some(json!({"type": "poke", "cookie": null}))
+            );
+        }
+
+        // A membership change reads as grace's lists: she is poked.
+        collab
+            .run(
+                "ada",
+                "addMember",
+                json!({"list_id": "l1", "user_id": "linus", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(
+            grace.next().await,
+            Some(json!({"type": "poke", "cookie": null})),
+            "{url}"
+        );
+        assert_eq!(
+            ada.next().await,
+            Some(json!({"type": "poke", "cookie": null}))
+        );
+
+        // ada's private item: her channel hears it (so every channel's
+        // queue holds it, on Postgres too once the notification arrived) ...
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i7", "list_id": "l2", "title": "candles"}),
+            )
+            .await;
+        assert_eq!(
+            ada.next().await,
+            Some(json!({"type": "poke", "cookie": null}))
+        );
+        // ... and grace's stream, judging every poke before the shutdown,
+        // ends without one.
+        collab.server.state.shut_down();
+        assert_eq!(
+            grace.next().await,
+            None,
+            "{url}: grace was poked by ada's private write"
+        );
+    }
+}
