@@ -13,7 +13,7 @@ fn app_with_queries() -> String {
         {
             "name": "todosOf",
             "params": [{ "name": "list_id", "type": "text" }, { "name": "limit", "type": "integer", "nullable": true }],
-            "parts": [{ "table": "todos", "where": "list_id = :list_id AND owner = :user_id" }]
+            "parts": [{ "table": "todos", "where": "list_id = :list_id AND owner = :user_id AND (:limit IS NULL OR length(title) <= :limit)" }]
         },
         {
             "name": "myLists", "params": [], "syncOnOpen": true,

@@ -52,7 +52,7 @@ pub fn app_with_queries() -> Json {
                 { "name": "list_id", "type": "text" },
                 { "name": "min_done", "type": "integer", "nullable": true }
             ],
-            "parts": [{ "table": "todos", "where": "list_id = :list_id AND owner = :user_id" }]
+            "parts": [{ "table": "todos", "where": "list_id = :list_id AND owner = :user_id AND (:min_done IS NULL OR done >= :min_done)" }]
         },
         {
             "name": "myLists", "params": [], "syncOnOpen": true,
