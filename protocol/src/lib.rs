@@ -10,6 +10,7 @@
 //!   travels between JSON and SQL (mutator arguments are checked here, once).
 
 pub mod app;
+#[cfg(feature = "sql-checks")]
 mod condition;
 pub mod decode;
 pub mod evolve;

@@ -3,6 +3,7 @@
 //! collected so a developer fixes the file in one pass.
 
 use crate::app::{AppDefinition, Column, Table, USER_ID_PARAM};
+#[cfg(feature = "sql-checks")]
 use crate::condition::{self, Finding};
 pub use crate::problem::{AppError, Problem};
 use crate::sql::{tokenize, Statement, Token, TokenKind};
@@ -22,6 +23,7 @@ const RESERVED: &[&str] = &[
 
 /// Words that may appear in an access rule without naming a column.
 #[rustfmt::skip]
+#[cfg(feature = "sql-checks")]
 const RULE_KEYWORDS: &[&str] = &[
     "and", "or", "not", "is", "null", "true", "false", "in", "like", "glob", "between", "case",
     "when", "then", "else", "end", "cast", "as", "collate", "escape", "distinct", "isnull",
@@ -234,7 +236,20 @@ fn check_rule(
             _ => {}
         }
     }
-    for finding in condition::check(app, table, &tokens, RULE_KEYWORDS) {
+    resolve_rule_names(app, table, rule, &tokens, problems);
+}
+
+/// Every name a rule reads must resolve: its subqueries' tables (synced
+/// ones only), their aliases and columns (see `condition.rs`).
+#[cfg(feature = "sql-checks")]
+fn resolve_rule_names(
+    app: &AppDefinition,
+    table: &Table,
+    rule: &'static str,
+    tokens: &[Token],
+    problems: &mut Vec<Problem>,
+) {
+    for finding in condition::check(app, table, tokens, RULE_KEYWORDS) {
         problems.push(match finding {
             Finding::UnknownColumn(column) => Problem::UnknownColumn {
                 table: table.name.clone(),
@@ -245,11 +260,52 @@ fn check_rule(
                     "write rule"
                 },
             },
-            Finding::Bad(message) => bad(message),
+            Finding::Bad(message) => Problem::BadRule {
+                table: table.name.clone(),
+                rule,
+                message,
+            },
         });
     }
 }
 
+/// Without `sql-checks` (the SDK): only the server runs rules, and it
+/// resolves their names when it starts.
+#[cfg(not(feature = "sql-checks"))]
+fn resolve_rule_names(_: &AppDefinition, _: &Table, _: &str, _: &[Token], _: &mut Vec<Problem>) {}
+
+/// The tables a mutator statement reads and writes must be synced ones
+/// (the server's check, with `sql-checks`: on a client the engine prepares
+/// every statement when the app opens, and SQLite names an unknown table).
+#[cfg(feature = "sql-checks")]
+fn check_mutator_tables(
+    app: &AppDefinition,
+    name: &str,
+    tokens: &[Token],
+    problems: &mut Vec<Problem>,
+) {
+    for table in referenced_tables(tokens) {
+        if app.table(&table).is_some() {
+            continue;
+        }
+        problems.push(if app.local_tables.iter().any(|t| t.name == table) {
+            Problem::LocalTableInMutator {
+                mutator: name.to_owned(),
+                table,
+            }
+        } else {
+            Problem::UnknownTable {
+                mutator: name.to_owned(),
+                table,
+            }
+        });
+    }
+}
+
+#[cfg(not(feature = "sql-checks"))]
+fn check_mutator_tables(_: &AppDefinition, _: &str, _: &[Token], _: &mut Vec<Problem>) {}
+
+#[cfg(feature = "sql-checks")]
 fn next_is(tokens: &[Token], i: usize, c: char) -> bool {
     matches!(tokens.get(i + 1), Some(Token { kind: TokenKind::Punct(p), .. }) if *p == c)
 }
@@ -319,22 +375,7 @@ fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut V
                 });
             }
         }
-        for table in referenced_tables(&tokens) {
-            if app.table(&table).is_some() {
-                continue;
-            }
-            problems.push(if app.local_tables.iter().any(|t| t.name == table) {
-                Problem::LocalTableInMutator {
-                    mutator: name.clone(),
-                    table,
-                }
-            } else {
-                Problem::UnknownTable {
-                    mutator: name.clone(),
-                    table,
-                }
-            });
-        }
+        check_mutator_tables(app, name, &tokens, problems);
     }
     for param in &mutator.params {
         if !used.contains(&param.name) {
@@ -349,6 +390,7 @@ fn check_mutator(app: &AppDefinition, mutator: &crate::Mutator, problems: &mut V
 /// Functions that make a row's membership depend on other rows when used
 /// outside a subquery (`count(*) > 2` over what?).
 #[rustfmt::skip]
+#[cfg(feature = "sql-checks")]
 const AGGREGATES: &[&str] = &[
     "count", "sum", "avg", "min", "max", "total", "group_concat", "string_agg", "array_agg",
     "json_group_array", "json_group_object", "jsonb_agg", "json_agg", "bool_and", "bool_or",
@@ -407,83 +449,9 @@ pub(crate) fn check_query(app: &AppDefinition, query: &crate::Query, problems: &
                     .into(),
             ));
         }
-        let tokens = match tokenize(&part.condition) {
-            Ok(t) if t.is_empty() => {
-                problems.push(bad("`where` is empty (write `true` for every row)".into()));
-                continue;
-            }
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(bad(e.to_string()));
-                continue;
-            }
-        };
-        let mut depth = 0usize;
-        for (i, token) in tokens.iter().enumerate() {
-            match &token.kind {
-                TokenKind::Punct('(') => depth += 1,
-                TokenKind::Punct(')') => depth = depth.saturating_sub(1),
-                TokenKind::Punct(';') => {
-                    problems.push(bad("`where` must be one expression, without `;`".into()))
-                }
-                TokenKind::Param(p) => {
-                    if p != USER_ID_PARAM && !declared.contains(&p.as_str()) {
-                        problems.push(bad(format!(
-                            "uses parameter `:{p}`, which the query does not declare"
-                        )));
-                    }
-                    first_time(&mut used, p.clone());
-                }
-                k if depth == 0 => {
-                    let word = k.identifier().filter(|_| matches!(k, TokenKind::Word(_)));
-                    let clause = match word.as_deref() {
-                        Some(w @ ("limit" | "offset")) => Some(w.to_ascii_uppercase()),
-                        Some("order")
-                            if tokens.get(i + 1).is_some_and(|t| t.kind.is_word("by")) =>
-                        {
-                            Some("ORDER BY".into())
-                        }
-                        Some("group")
-                            if tokens.get(i + 1).is_some_and(|t| t.kind.is_word("by")) =>
-                        {
-                            Some("GROUP BY".into())
-                        }
-                        Some(f) if AGGREGATES.contains(&f) && next_is(&tokens, i, '(') => {
-                            Some(format!("the aggregate `{f}`"))
-                        }
-                        _ => None,
-                    };
-                    if let Some(clause) = clause {
-                        problems.push(bad(format!(
-                            "{clause} is only allowed inside a subquery: whether a row is selected \
-                             must not depend on other rows' order or count"
-                        )));
-                    }
-                }
-                _ => {}
-            }
-        }
-        // Checked on every name, not only after FROM: `FROM a, _ferry_x`
-        // hides the second table from `referenced_tables`.
-        for ident in tokens.iter().filter_map(|t| t.kind.identifier()) {
-            if ident.to_ascii_lowercase().starts_with("_ferry") {
-                problems.push(bad(format!(
-                    "names `{ident}`: names starting with `_ferry` belong to ferrydb"
-                )));
-            } else if app.local_tables.iter().any(|t| t.name == ident) {
-                problems.push(bad(format!(
-                    "names local table `{ident}`: queries run on the server, which has none"
-                )));
-            }
-        }
-        for named in referenced_tables(&tokens) {
-            if app.table(&named).is_none() && !app.local_tables.iter().any(|t| t.name == named) {
-                problems.push(bad(format!(
-                    "refers to unknown table `{named}` (subqueries may read synced tables only)"
-                )));
-            }
-        }
+        check_part_condition(&part.condition, &declared, &mut used, app, &bad, problems);
     }
+    #[cfg(feature = "sql-checks")]
     for param in &query.params {
         if param.name != USER_ID_PARAM && !used.contains(&param.name) {
             problems.push(bad(
@@ -499,6 +467,7 @@ pub(crate) fn check_query(app: &AppDefinition, query: &crate::Query, problems: &
 /// functions (`FROM json_each(…)`). A shallow reading: tables after a comma in
 /// a `FROM` list are not seen here, and are checked when the engine prepares
 /// the statement.
+#[cfg(feature = "sql-checks")]
 fn referenced_tables(tokens: &[Token]) -> Vec<String> {
     let mut ctes = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
@@ -544,4 +513,102 @@ fn first_time<T: PartialEq>(seen: &mut Vec<T>, item: T) -> bool {
         seen.push(item);
     }
     new
+}
+
+/// The SQL of a query part's `where` (see [`check_query`]): parameters
+/// declared, one expression, nothing that makes a row's membership depend on
+/// other rows, no ferrydb or local tables. Only the server runs parts, and
+/// only with `sql-checks` is this compiled (the SDK leaves it out).
+#[cfg(feature = "sql-checks")]
+fn check_part_condition(
+    condition: &str,
+    declared: &[&str],
+    used: &mut Vec<String>,
+    app: &AppDefinition,
+    bad: &dyn Fn(String) -> Problem,
+    problems: &mut Vec<Problem>,
+) {
+    let tokens = match tokenize(condition) {
+        Ok(t) if t.is_empty() => {
+            problems.push(bad("`where` is empty (write `true` for every row)".into()));
+            return;
+        }
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(bad(e.to_string()));
+            return;
+        }
+    };
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        match &token.kind {
+            TokenKind::Punct('(') => depth += 1,
+            TokenKind::Punct(')') => depth = depth.saturating_sub(1),
+            TokenKind::Punct(';') => {
+                problems.push(bad("`where` must be one expression, without `;`".into()))
+            }
+            TokenKind::Param(p) => {
+                if p != USER_ID_PARAM && !declared.contains(&p.as_str()) {
+                    problems.push(bad(format!(
+                        "uses parameter `:{p}`, which the query does not declare"
+                    )));
+                }
+                first_time(used, p.clone());
+            }
+            k if depth == 0 => {
+                let word = k.identifier().filter(|_| matches!(k, TokenKind::Word(_)));
+                let clause = match word.as_deref() {
+                    Some(w @ ("limit" | "offset")) => Some(w.to_ascii_uppercase()),
+                    Some("order") if tokens.get(i + 1).is_some_and(|t| t.kind.is_word("by")) => {
+                        Some("ORDER BY".into())
+                    }
+                    Some("group") if tokens.get(i + 1).is_some_and(|t| t.kind.is_word("by")) => {
+                        Some("GROUP BY".into())
+                    }
+                    Some(f) if AGGREGATES.contains(&f) && next_is(&tokens, i, '(') => {
+                        Some(format!("the aggregate `{f}`"))
+                    }
+                    _ => None,
+                };
+                if let Some(clause) = clause {
+                    problems.push(bad(format!(
+                        "{clause} is only allowed inside a subquery: whether a row is selected \
+                             must not depend on other rows' order or count"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Checked on every name, not only after FROM: `FROM a, _ferry_x`
+    // hides the second table from `referenced_tables`.
+    for ident in tokens.iter().filter_map(|t| t.kind.identifier()) {
+        if ident.to_ascii_lowercase().starts_with("_ferry") {
+            problems.push(bad(format!(
+                "names `{ident}`: names starting with `_ferry` belong to ferrydb"
+            )));
+        } else if app.local_tables.iter().any(|t| t.name == ident) {
+            problems.push(bad(format!(
+                "names local table `{ident}`: queries run on the server, which has none"
+            )));
+        }
+    }
+    for named in referenced_tables(&tokens) {
+        if app.table(&named).is_none() && !app.local_tables.iter().any(|t| t.name == named) {
+            problems.push(bad(format!(
+                "refers to unknown table `{named}` (subqueries may read synced tables only)"
+            )));
+        }
+    }
+}
+
+#[cfg(not(feature = "sql-checks"))]
+fn check_part_condition(
+    _: &str,
+    _: &[&str],
+    _: &mut Vec<String>,
+    _: &AppDefinition,
+    _: &dyn Fn(String) -> Problem,
+    _: &mut Vec<Problem>,
+) {
 }
