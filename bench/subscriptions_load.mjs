@@ -1,5 +1,5 @@
 // Sync by subscription under load (protocol v2), against the reference server
-// over loopback, per store, with the collaborative app (`tests/e2e/collab`):
+// over loopback, per store, with the collaborative app (`tests/fixtures/collab.json`):
 //   node bench/subscriptions_load.mjs [--quick] [--postgres URL] [--users N] [--rows N]
 // - `users` users (1,000 by default) each own one list with a few items, hold
 //   the realtime channel of their client group open, and are subscribed to
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startServer, newPostgresDatabase, root } from '../tests/e2e/harness.mjs';
 
-const APP = join(root, 'tests', 'e2e', 'collab', 'app.json');
+const APP = join(root, 'tests', 'fixtures', 'collab.json');
 const V2 = 2;
 
 async function post(url, path, user, body) {

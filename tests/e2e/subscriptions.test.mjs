@@ -1,7 +1,7 @@
 // Sync by subscription end to end (protocol v2): two users, ada and grace,
 // each on a device of their own (a browser profile) with real tabs, the
 // reference server on SQLite (or Postgres with FERRYDB_E2E_STORE), and the
-// collaborative app of `collab/app.json`: lists shared through `members`,
+// collaborative app of `tests/fixtures/collab.json`: lists shared through `members`,
 // items synced per list by the `listItems` subscription.
 // Assertions are about what each user's replica holds; how fast is the
 // benchmark's business.
@@ -21,7 +21,7 @@ const profiles = [];
 before(async () => {
   site = await buildTestSite();
   storeDir = await mkdtemp(join(tmpdir(), 'ferrydb-subscriptions-'));
-  const appPath = join(root, 'tests', 'e2e', 'collab', 'app.json');
+  const appPath = join(root, 'tests', 'fixtures', 'collab.json');
   app = JSON.parse(await readFile(appPath, 'utf8'));
   server = await startServer(['--app', appPath, '--store', await freshStore(storeDir, 'collab'), '--dev-auth', '--static', site]);
 });
@@ -99,7 +99,7 @@ test(`sharing, editing, unsubscribing and revoking a list between two users (${s
 
   // Ada shares it: the list (myLists, synced from open) and its items
   // (grace's subscription) appear in both of grace's tabs.
-  assert.equal(await mutate(ada, 'share', { list_id: 'groceries', user_id: 'grace', role: 'editor' }), 'ok');
+  assert.equal(await mutate(ada, 'addMember', { list_id: 'groceries', user_id: 'grace', role: 'editor' }), 'ok');
   for (const page of [grace1, grace2]) {
     await eventually(async () => (await itemTitles(page, 'groceries')).join() === 'milk', 30000, 'the shared items arrive');
     assert.equal(await count(page, "SELECT count(*) AS n FROM lists WHERE id = 'groceries'"), 1);
@@ -108,7 +108,7 @@ test(`sharing, editing, unsubscribing and revoking a list between two users (${s
 
   // Grace's second tab holds the same subscription; her edit reaches ada.
   await subscribe(grace2, 'groceries', 'groceries', 60_000);
-  assert.equal(await mutate(grace2, 'renameItem', { id: 'i1', title: 'oat milk' }), 'ok');
+  assert.equal(await mutate(grace2, 'editItem', { id: 'i1', title: 'oat milk' }), 'ok');
   await eventually(async () => (await itemTitles(ada, 'groceries')).join() === 'oat milk', 30000, "grace's edit reaches ada");
 
   // One tab lets go: the other still holds it, the rows stay.
@@ -119,7 +119,7 @@ test(`sharing, editing, unsubscribing and revoking a list between two users (${s
   // is rejected `forbidden` and the list with its items leaves her replica.
   await grace2.evaluate(() => window.db.pauseSync());
   const offlineEdit = grace2.evaluate(async () => {
-    const m = window.db.mutate.renameItem({ id: 'i1', title: 'almond milk' });
+    const m = window.db.mutate.editItem({ id: 'i1', title: 'almond milk' });
     await m.local;
     return m.server.then(
       () => 'ok',
@@ -127,7 +127,7 @@ test(`sharing, editing, unsubscribing and revoking a list between two users (${s
     );
   });
   await eventually(async () => (await itemTitles(grace1, 'groceries')).join() === 'almond milk', 30000, 'the edit shows at once in both tabs');
-  assert.equal(await mutate(ada, 'unshare', { list_id: 'groceries', user_id: 'grace' }), 'ok');
+  assert.equal(await mutate(ada, 'removeMember', { list_id: 'groceries', user_id: 'grace' }), 'ok');
   await grace2.evaluate(() => window.db.resumeSync());
   assert.equal(await offlineEdit, 'forbidden');
   for (const page of [grace1, grace2]) {
