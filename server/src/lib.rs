@@ -101,6 +101,8 @@ pub struct ServerState {
     /// subscription) and v1 pulls are refused; otherwise pulls speak v1.
     pub pulls_by_subscription: bool,
     pub pokes: Pokes,
+    /// This instance's v2 realtime channels and how pokes route among them.
+    pub routes: realtime::Routes,
     pub metrics: Metrics,
     pub switches: demo::Switches,
     pub rate: RateLimiter,
@@ -130,6 +132,7 @@ impl ServerState {
             store,
             pulls_by_subscription,
             pokes,
+            routes: realtime::Routes::default(),
             metrics: Metrics::default(),
             switches: demo::Switches::default(),
             rate: RateLimiter::new(

@@ -7,16 +7,18 @@
 //!
 //! Protocol v2 (`?clientGroupID=g`, on a server whose app defines queries):
 //! the channel belongs to that group (another user's group is refused), and
-//! a poke whose commits touched none of the tables the group's
-//! subscriptions read (as recorded by its last pull) is not sent: the fact
-//! that another user's rows changed never reaches it. A poke whose tables
-//! are unknown, or one after the stream fell behind, is sent. v2 pokes
+//! a poke is sent only if its commits concern the group: its next pull
+//! would change what it holds (`sync::route`). The routing of each poke is
+//! computed once, for every v2 channel of this instance, in one store
+//! transaction ([`Routes`]); so the fact that another user's rows changed
+//! never reaches a group. A poke whose commits are unknown, one after the
+//! stream fell behind, or one the store could not route, is sent. v2 pokes
 //! carry no cookie (the cookie is the group's view version, not the
 //! server's).
 
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::StoreError;
+use crate::sync::Listener;
 use crate::ServerState;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -24,11 +26,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use ferrydb_protocol::{Cookie, ServerEvent};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::OnceCell;
 
 /// What a closing stream asks its client to wait before reconnecting: long
 /// enough for a restarted server or another instance to take over, short
@@ -153,9 +157,96 @@ struct Group {
     id: String,
 }
 
+impl Group {
+    fn listener(&self) -> Listener {
+        (self.user.clone(), self.id.clone())
+    }
+}
+
+/// How many pokes' routings are kept (as many as the channel remembers).
+const ROUTINGS_KEPT: usize = 64;
+
+/// This instance's v2 channels, and the routing of the recent pokes among
+/// them: the first channel to judge a poke routes it for all of them (one
+/// store transaction), the others wait for that answer.
+#[derive(Default)]
+pub struct Routes {
+    /// Open v2 channels, counted per (user, group).
+    listening: Mutex<BTreeMap<Listener, usize>>,
+    routings: Mutex<VecDeque<(i64, Arc<OnceCell<Option<Routing>>>)>>,
+}
+
+/// One poke's routing: the channels it was computed for, and of those the
+/// ones it concerns.
+struct Routing {
+    asked: BTreeSet<Listener>,
+    concerned: BTreeSet<Listener>,
+}
+
+impl Routes {
+    fn listen(&self, listener: Listener) {
+        *self.listening.lock().expect("routes").entry(listener).or_default() += 1;
+    }
+
+    fn leave(&self, listener: &Listener) {
+        let mut listening = self.listening.lock().expect("routes");
+        if let Some(count) = listening.get_mut(listener) {
+            *count -= 1;
+            if *count == 0 {
+                listening.remove(listener);
+            }
+        }
+    }
+
+    /// The routing of poke `version` (`None`: it could not be computed).
+    async fn routing(
+        &self,
+        state: &ServerState,
+        version: i64,
+        since: i64,
+    ) -> Arc<OnceCell<Option<Routing>>> {
+        let cell = {
+            let mut routings = self.routings.lock().expect("routes");
+            match routings.iter().find(|(v, _)| *v == version) {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    if routings.len() == ROUTINGS_KEPT {
+                        routings.pop_front();
+                    }
+                    let cell = Arc::new(OnceCell::new());
+                    routings.push_back((version, cell.clone()));
+                    cell
+                }
+            }
+        };
+        cell.get_or_init(|| async {
+            let asked: BTreeSet<Listener> = self
+                .listening
+                .lock()
+                .expect("routes")
+                .keys()
+                .cloned()
+                .collect();
+            let store = state.sync_store().ok()?;
+            match store.route(since, asked.iter().cloned().collect()).await {
+                Ok(concerned) => Some(Routing { asked, concerned }),
+                Err(e) => {
+                    tracing::warn!(error = %e, version, "cannot route a poke: sending it to every channel");
+                    None
+                }
+            }
+        })
+        .await;
+        cell
+    }
+}
+
 impl Connection {
     fn open(state: Arc<ServerState>, group: Option<Group>) -> Connection {
         let count = state.metrics.realtime_clients.fetch_add(1, Relaxed) + 1;
+        if let Some(group) = &group {
+            state.routes.listen(group.listener());
+        }
         Connection {
             state,
             count,
@@ -164,22 +255,20 @@ impl Connection {
     }
 
     /// Whether the poke of `version` concerns this connection: always for
-    /// a v1 channel; for a group's, when its commits touched a table the
-    /// group's subscriptions read now (asked of the store on each poke, as
-    /// every pull may change them), or when that cannot be known.
+    /// a v1 channel; for a group's, when the poke's routing says so, or when
+    /// that cannot be known (its commits are unknown, the routing failed,
+    /// or the channel opened after it was computed).
     async fn concerned_by(&self, version: i64) -> bool {
-        let (Some(group), Some(touched)) = (&self.group, self.state.pokes.touched(version)) else {
+        let (Some(group), Some(since)) = (&self.group, self.state.pokes.since(version)) else {
             return true;
         };
-        let Ok(store) = self.state.sync_store() else {
-            return true;
-        };
-        match store.group_reads(&group.user, &group.id).await {
-            Ok(reads) => !reads.is_disjoint(&touched),
-            // Another user pulled the group since this channel opened on it
-            // (it had no view then): it is theirs, and so are its pokes.
-            Err(StoreError::Forbidden(_)) => false,
-            Err(_) => true,
+        let routing = self.state.routes.routing(&self.state, version, since).await;
+        let listener = group.listener();
+        match routing.get() {
+            Some(Some(routing)) if routing.asked.contains(&listener) => {
+                routing.concerned.contains(&listener)
+            }
+            _ => true,
         }
     }
 }
@@ -187,5 +276,8 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.state.metrics.realtime_clients.fetch_sub(1, Relaxed);
+        if let Some(group) = &self.group {
+            self.state.routes.leave(&group.listener());
+        }
     }
 }

@@ -23,6 +23,7 @@ pub use sqlite::{SqliteServer, SqliteStore};
 
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
 use std::collections::{BTreeSet, VecDeque};
+use crate::sync::Listener;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::broadcast;
@@ -81,52 +82,50 @@ pub struct StoreOptions {
 pub struct Pokes {
     sender: broadcast::Sender<i64>,
     newest: Arc<RwLock<Option<(i64, Instant)>>>,
-    /// For the most recent pokes, the synced tables their commits touched
-    /// (since the poke before), so a v2 channel pokes only the groups whose
-    /// subscriptions read one of them. A poke not listed (sent by
-    /// [`Pokes::send`], or long gone) may have touched anything.
-    touched: Arc<Mutex<VecDeque<(i64, Touched)>>>,
+    /// For the most recent pokes, the version of the poke before, whose
+    /// commits the poke's come after: what a v2 channel's routing reads
+    /// (`sync::route`). A poke not listed (sent by [`Pokes::send`], or long
+    /// gone) may have touched anything.
+    after: Arc<Mutex<VecDeque<(i64, i64)>>>,
 }
 
-/// The synced tables a poke's commits touched.
-pub type Touched = Arc<BTreeSet<String>>;
-
-/// How many pokes' touched tables are remembered (as many as a receiver
-/// may fall behind before it skips to the newest).
-const TOUCHED_KEPT: usize = 64;
+/// How many pokes' predecessors are remembered (as many as a receiver may
+/// fall behind before it skips to the newest).
+const REMEMBERED: usize = 64;
 
 impl Pokes {
     pub fn new() -> Pokes {
         // Receivers that fall this far behind skip to the newest poke: a poke
         // only says "pull", so skipping loses nothing.
         Pokes {
-            sender: broadcast::channel(TOUCHED_KEPT).0,
+            sender: broadcast::channel(REMEMBERED).0,
             newest: Arc::default(),
-            touched: Arc::default(),
+            after: Arc::default(),
         }
     }
 
-    /// Pokes `version`, whose commits (since the previous poke) touched
-    /// exactly `tables`.
-    pub fn send_touching(&self, version: i64, tables: BTreeSet<String>) {
+    /// Pokes `version`, whose commits are exactly those after version
+    /// `since`.
+    pub fn send_after(&self, version: i64, since: i64) {
         {
-            let mut touched = self.touched.lock().expect("pokes");
-            if touched.len() == TOUCHED_KEPT {
-                touched.pop_front();
+            let mut after = self.after.lock().expect("pokes");
+            if after.len() == REMEMBERED {
+                after.pop_front();
             }
-            touched.push_back((version, Arc::new(tables)));
+            after.push_back((version, since));
         }
         self.send(version);
     }
 
-    /// The tables the commits poked as `version` touched, if known.
-    pub fn touched(&self, version: i64) -> Option<Touched> {
-        let touched = self.touched.lock().expect("pokes");
-        touched
+    /// The version whose successors the commits poked as `version` are, if
+    /// known.
+    pub fn since(&self, version: i64) -> Option<i64> {
+        let after = self.after.lock().expect("pokes");
+        after
             .iter()
             .rev()
             .find(|(v, _)| *v == version)
-            .map(|(_, tables)| tables.clone())
+            .map(|(_, since)| *since)
     }
 
     pub fn send(&self, version: i64) {
@@ -194,6 +193,16 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.group_reads(user_id, group_id).await,
             Store::Postgres(s) => s.group_reads(user_id, group_id).await,
+        }
+    }
+
+    /// Of these `listeners` (v2 realtime channels of this instance), those
+    /// whose groups the commits after version `since` concern
+    /// (`sync::route`), computed in one transaction.
+    pub async fn route(&self, since: i64, listeners: Vec<Listener>) -> Result<BTreeSet<Listener>> {
+        match self {
+            Store::Sqlite(s) => s.route(since, listeners).await,
+            Store::Postgres(s) => s.route(since, &listeners).await,
         }
     }
 

@@ -211,6 +211,9 @@ pub fn view_tables(d: &Dialect) -> Vec<String> {
              patch_version {int} NOT NULL, present {int} NOT NULL, \
              PRIMARY KEY (group_id, table_name, row_key))"
         ),
+        // Poke routing finds the groups holding a written row by its key.
+        "CREATE INDEX IF NOT EXISTS _ferry_view_rows_key ON _ferry_view_rows (table_name, row_key)"
+            .into(),
     ]
 }
 
@@ -226,6 +229,8 @@ pub struct ViewText {
     pub update_head: String,
     /// The view's owner and subscriptions: `1` group.
     pub reads: String,
+    /// Every group's entry of one row: `1` table, `2` key.
+    pub holders: String,
     /// `1` group, `2` table, `3` key, `4` row version, `5` patch version,
     /// `6` present (0/1).
     pub upsert_row: String,
@@ -250,6 +255,12 @@ impl ViewText {
                 "SELECT table_name, row_key, row_version, patch_version, present \
                  FROM _ferry_view_rows WHERE group_id = {}",
                 p(1)
+            ),
+            holders: format!(
+                "SELECT group_id, row_key, row_version, present FROM _ferry_view_rows \
+                 WHERE table_name = {} AND row_key = {}",
+                p(1),
+                p(2)
             ),
             reads: format!(
                 "SELECT user_id, subscriptions FROM _ferry_views WHERE group_id = {}",
@@ -312,18 +323,26 @@ pub fn row_by_key(table: &Table, mark: char) -> String {
     )
 }
 
-/// Which of `tables` have a row (or tombstone) with a version in
-/// `(mark1, mark2]`: one name per row, read through each row-version index.
-pub fn tables_touched(tables: &[Table], mark: char) -> String {
-    tables
-        .iter()
-        .map(|t| {
-            format!(
-                "SELECT '{0}' WHERE EXISTS (SELECT 1 FROM _ferry_rowver_{0} \
-                 WHERE version > {mark}1 AND version <= {mark}2)",
-                t.name
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ")
+/// The keys of `table` written at a version after `mark1` (deleted ones
+/// too: a tombstone keeps its entry), with their row version, read through
+/// the row-version index.
+pub fn written_keys(table: &Table, mark: char) -> String {
+    format!(
+        "SELECT {}, version FROM _ferry_rowver_{} WHERE version > {mark}1",
+        table.primary_key.join(", "),
+        table.name
+    )
+}
+
+/// [`part_select`] among the rows written at a version after placeholder
+/// `since` only (the condition's own placeholders come before it), found
+/// through the row-version index and then by key.
+pub fn part_select_written(table: &Table, condition: &str, since: &str) -> String {
+    let t = &table.name;
+    format!(
+        "{} AND ({}) IN (SELECT {} FROM _ferry_rowver_{t} WHERE version > {since})",
+        part_select(table, condition),
+        TableText::list(&format!("{t}."), &table.primary_key),
+        table.primary_key.join(", ")
+    )
 }

@@ -14,11 +14,13 @@
 mod cursor;
 mod pull;
 mod push;
+mod routing;
 mod versions;
 mod view;
 
 pub use pull::{pull, reset, Change, Page, PullTx, TableShape};
 pub use push::{push_mutations, Call, Chunk, ClientState, Processed, PushTx, Rejected, Who};
+pub use routing::{route, Holder, Listener, RouteTx};
 pub use versions::{Served, Versions};
 pub use view::{group_reads, pull_subscribed, HeldRow, Selected, ViewHead, ViewTx};
 

@@ -468,7 +468,7 @@ async fn evaluate<T: ViewTx>(
 }
 
 /// A key row as the view writes it: a JSON array of its values in key order.
-fn key_text(shape: &TableShape, key: &Row) -> Result<String> {
+pub(super) fn key_text(shape: &TableShape, key: &Row) -> Result<String> {
     let values = shape
         .key
         .iter()

@@ -5,10 +5,9 @@
 //! hears the notification and pokes its realtime clients.
 //!
 //! Each notification carries the version its push reached; the listener
-//! asks which synced tables have rows written since the previous one it
-//! heard (`touched`, read through the row-version indexes, once per
-//! instance and notification) and pokes with them, so protocol v2 channels
-//! poke only the groups whose subscriptions read one of them. The payload
+//! pokes it with the version of the notification it heard before, so
+//! protocol v2 channels route the poke by what was written between the two
+//! (`sync::route`, run by each instance for its own channels). The payload
 //! stays a bare version, so instances of the previous release still read it.
 //!
 //! The connection is checked with a heartbeat and reopened with backoff when
@@ -46,17 +45,14 @@ impl Drop for Listener {
 impl Listener {
     /// Connects and starts listening; returns once `LISTEN` took effect, so
     /// every notification after `start` returns reaches `pokes`.
-    /// `touched`: the statement naming the synced tables with a row written
-    /// at a version in `($1, $2]` (`None`: the app has no tables).
     pub async fn start(
         mut config: Config,
         tls: MakeRustlsConnect,
         pokes: Pokes,
-        touched: Option<String>,
     ) -> Result<Listener> {
         config.application_name(APPLICATION_NAME);
         let (ready, started) = oneshot::channel();
-        let task = tokio::spawn(run(config, tls, pokes, touched, ready));
+        let task = tokio::spawn(run(config, tls, pokes, ready));
         match started.await {
             Ok(Ok(())) => Ok(Listener(task)),
             Ok(Err(e)) => Err(e),
@@ -71,13 +67,12 @@ async fn run(
     config: Config,
     tls: MakeRustlsConnect,
     pokes: Pokes,
-    touched: Option<String>,
     ready: oneshot::Sender<Result<()>>,
 ) {
     let mut ready = Some(ready);
     let mut retry = FIRST_RETRY;
     loop {
-        match listen_once(&config, &tls, &pokes, touched.as_deref(), &mut ready).await {
+        match listen_once(&config, &tls, &pokes, &mut ready).await {
             // Served for a while before it dropped: reconnect at once.
             Ok(()) => retry = FIRST_RETRY,
             Err(message) => {
@@ -98,7 +93,6 @@ async fn listen_once(
     config: &Config,
     tls: &MakeRustlsConnect,
     pokes: &Pokes,
-    touched: Option<&str>,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> Result<()> {
     let (client, mut connection) = config
@@ -123,7 +117,7 @@ async fn listen_once(
             }
         }
     });
-    let result = serve(&client, pokes, touched, ready, &mut inbox).await;
+    let result = serve(&client, pokes, ready, &mut inbox).await;
     drop(client);
     driver.abort();
     result
@@ -132,7 +126,6 @@ async fn listen_once(
 async fn serve(
     client: &Client,
     pokes: &Pokes,
-    touched: Option<&str>,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
     inbox: &mut mpsc::UnboundedReceiver<String>,
 ) -> Result<()> {
@@ -141,7 +134,7 @@ async fn serve(
         .await
         .map_err(|e| connect_error(&e))?;
     // The version every notification from now on is after: where the first
-    // one's touched tables are counted from.
+    // one's commits are counted from.
     let mut heard: Option<i64> = client
         .query_one("SELECT value FROM _ferry_version", &[])
         .await
@@ -168,12 +161,9 @@ async fn serve(
                     Ok(version) => {
                         let since = heard.filter(|since| *since < version);
                         heard = heard.max(Some(version));
-                        match (since, touched) {
-                            (Some(since), Some(sql)) => match client.query(sql, &[&since, &version]).await {
-                                Ok(rows) => pokes.send_touching(version, rows.iter().map(|r| r.get(0)).collect()),
-                                Err(_) => pokes.send(version),
-                            },
-                            _ => pokes.send(version),
+                        match since {
+                            Some(since) => pokes.send_after(version, since),
+                            None => pokes.send(version),
                         }
                     }
                     Err(_) => tracing::warn!("poke listener: ignoring a notification that is not a version"),

@@ -50,11 +50,11 @@ mod tls;
 mod values;
 
 use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
-use super::table_text::{part_select, tables_touched, view_tables, ViewText};
+use super::table_text::{part_select, part_select_written, view_tables, written_keys, ViewText};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
-    self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Page, Processed,
-    PullTx, PushTx, Rejected, Selected, Versions, ViewHead, ViewTx, Who,
+    self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Holder, Listener,
+    Page, Processed, PullTx, PushTx, Rejected, RouteTx, Selected, Versions, ViewHead, ViewTx, Who,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
@@ -63,7 +63,7 @@ use ferrydb_protocol::{
     AppDefinition, ColumnType, PullRequest, PullResponse, PushRequest, PushResponse, RejectionCode,
     Row, Table, Value, PROTOCOL_VERSION_SUBSCRIPTIONS, USER_ID_PARAM,
 };
-use futures_util::future::join_all;
+use futures_util::future::{join_all, try_join_all};
 use schema::{pg_type, PgTable};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,6 +126,11 @@ pub struct PostgresStore {
     finish: String,
     /// Per query of the app and part: the statement selecting its rows.
     parts: Vec<Vec<PgPart>>,
+    /// Per query of the app and part: the statement selecting its rows
+    /// among those written after a version (poke routing).
+    written_parts: Vec<Vec<String>>,
+    /// Per table: the keys written after a version.
+    written: Vec<String>,
     /// Per table: the rows with the keys in its key columns' arrays.
     by_key: Vec<String>,
     view: ViewText,
@@ -179,12 +184,30 @@ impl PostgresStore {
         analyze_touched_logs(&pool, &tables).await?;
         let parts = compile_queries(&pool, &versions.current().app).await?;
         let app = &versions.current().app;
-        let touched = (!app.tables.is_empty()).then(|| tables_touched(&app.tables, '$'));
-        let listener = listen::Listener::start(config, tls, options.pokes.clone(), touched).await?;
+        let written_parts = app
+            .queries
+            .iter()
+            .map(|query| {
+                query
+                    .parts
+                    .iter()
+                    .map(|part| {
+                        let statement = part.statement();
+                        let since = format!("${}", statement.params.len() + 1);
+                        let table = app.table(&part.table).expect("validated: a synced table");
+                        part_select_written(table, &statement.render(Placeholders::Dollar), &since)
+                    })
+                    .collect()
+            })
+            .collect();
+        let written = app.tables.iter().map(|t| written_keys(t, '$')).collect();
+        let listener = listen::Listener::start(config, tls, options.pokes.clone()).await?;
         Ok(PostgresStore {
             write_check: schema::write_check(&versions.current().app.tables),
             finish: schema::finish_mutation(&tables),
             parts,
+            written_parts,
+            written,
             by_key: versions
                 .current()
                 .app
@@ -299,6 +322,21 @@ impl PostgresStore {
             .await?
             .map(|row| (row.get(0), row.get(1)));
         sync::group_reads(&self.versions.current().app, user_id, group_id, view)
+    }
+
+    /// See `Store::route`: one read-only snapshot, its questions pipelined.
+    pub async fn route(&self, since: i64, listeners: &[Listener]) -> Result<BTreeSet<Listener>> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let pg = PgTx::new(self, &tx);
+        let concerned = sync::route(&pg, &self.versions, since, listeners).await?;
+        tx.commit().await?;
+        Ok(concerned)
     }
 
     /// Handles `POST pull` for the authenticated `user_id`: the core's pull
@@ -620,6 +658,91 @@ impl PullTx for PgTx<'_> {
         let rows = self.tx.query(&query, &[&group_id, &since]).await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64)))
+            .collect()
+    }
+}
+
+impl RouteTx for PgTx<'_> {
+    async fn views(&self, groups: &[String]) -> Result<Vec<(String, String, String)>> {
+        let reads = self
+            .tx
+            .prepare_typed_cached(&self.store.view.reads, &[Type::TEXT])
+            .await?;
+        let reads = &reads;
+        let views = try_join_all(
+            groups
+                .iter()
+                .map(|group| async move { self.tx.query_opt(reads, &[group]).await }),
+        )
+        .await?;
+        groups
+            .iter()
+            .zip(views)
+            .filter_map(|(group, row)| row.map(|row| (group, row)))
+            .map(|(group, row)| Ok((group.clone(), row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn written(&self, table: usize, since: i64) -> Result<Vec<Selected>> {
+        let statement = self
+            .tx
+            .prepare_typed_cached(&self.store.written[table], &[Type::INT8])
+            .await?;
+        let rows = self.tx.query(&statement, &[&since]).await?;
+        let key = &self.store.tables[table].key;
+        rows.iter()
+            .map(|r| Ok((to_row(r, 0, key)?, r.try_get(key.len())?)))
+            .collect()
+    }
+
+    async fn holders(&self, table: &str, keys: &[String]) -> Result<Vec<Holder>> {
+        let holders = self
+            .tx
+            .prepare_typed_cached(&self.store.view.holders, &[Type::TEXT, Type::TEXT])
+            .await?;
+        let holders = &holders;
+        let found = try_join_all(
+            keys.iter()
+                .map(|key| async move { self.tx.query(holders, &[&table, key]).await }),
+        )
+        .await?;
+        found
+            .iter()
+            .flatten()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get::<_, i64>(3)? != 0,
+                ))
+            })
+            .collect()
+    }
+
+    async fn select_written(
+        &self,
+        query: usize,
+        part: usize,
+        params: &[Value],
+        since: i64,
+    ) -> Result<Vec<Selected>> {
+        let sql = &self.store.written_parts[query][part];
+        let part = &self.store.parts[query][part];
+        let mut types: Vec<Type> = part.types.iter().map(|ty| pg_type(*ty)).collect();
+        types.push(Type::INT8);
+        let statement = self.tx.prepare_typed_cached(sql, &types).await?;
+        let mut bound: Vec<Param> = part
+            .types
+            .iter()
+            .zip(params)
+            .map(|(ty, value)| values::to_param(*ty, value))
+            .collect();
+        bound.push(Box::new(since));
+        let rows = self.tx.query(&statement, &refs(&bound)).await?;
+        let key = &self.store.tables[part.table].key;
+        rows.iter()
+            .map(|r| Ok((to_row(r, 0, key)?, r.try_get(key.len())?)))
             .collect()
     }
 }

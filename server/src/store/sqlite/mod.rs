@@ -15,6 +15,7 @@ pub use server::SqliteServer;
 
 use super::evolve::Plan;
 use super::{moved, LoggedMutation, Result, StoreError, StoreOptions};
+use crate::sync::Listener;
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -120,16 +121,15 @@ impl SqliteStore {
 
     pub async fn push(&self, user_id: &str, request: PushRequest) -> Result<PushResponse> {
         let user = user_id.to_owned();
-        let (response, version, touched) = self
+        let (response, before, after) = self
             .call(move |s| {
                 let before = s.version()?;
                 let response = s.push(&user, &request)?;
-                let after = s.version()?;
-                Ok::<_, StoreError>((response, after, s.tables_touched(before, after)?))
+                Ok::<_, StoreError>((response, before, s.version()?))
             })
             .await??;
         if moved(&response) {
-            self.options.pokes.send_touching(version, touched);
+            self.options.pokes.send_after(after, before);
         }
         Ok(response)
     }
@@ -138,6 +138,11 @@ impl SqliteStore {
     pub async fn group_reads(&self, user_id: &str, group_id: &str) -> Result<BTreeSet<String>> {
         let (user, group) = (user_id.to_owned(), group_id.to_owned());
         self.call(move |s| s.group_reads(&user, &group)).await?
+    }
+
+    /// See `Store::route`: one job, so one transaction.
+    pub async fn route(&self, since: i64, listeners: Vec<Listener>) -> Result<BTreeSet<Listener>> {
+        self.call(move |s| s.route(since, &listeners)).await?
     }
 
     pub async fn pull(&self, user_id: &str, request: PullRequest) -> Result<PullResponse> {

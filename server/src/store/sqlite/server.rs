@@ -12,13 +12,13 @@ use super::schema::{
 };
 use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use crate::store::table_text::{
-    meta_key, part_select, row_by_key, tables_touched, view_tables, ViewText,
+    meta_key, part_select, part_select_written, row_by_key, view_tables, written_keys, ViewText,
 };
 use crate::store::LoggedMutation;
 use crate::sync::{
-    self, pull_subscribed, push_mutations, ready, Call, Change, ClientState, HeldRow, Page,
-    Processed, PullTx, PushTx, Rejected, Result, Selected, StoreError, Versions, ViewHead, ViewTx,
-    Who,
+    self, pull_subscribed, push_mutations, ready, Call, Change, ClientState, HeldRow, Holder,
+    Listener, Page, Processed, PullTx, PushTx, Rejected, Result, RouteTx, Selected, StoreError,
+    Versions, ViewHead, ViewTx, Who,
 };
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::values::to_json;
@@ -42,6 +42,11 @@ pub struct SqliteServer {
     mutators: Mutators,
     /// Per query of the app and part: the statement selecting its rows.
     parts: Vec<Vec<String>>,
+    /// Per query of the app and part: the statement selecting its rows
+    /// among those written after a version (poke routing).
+    written_parts: Vec<Vec<String>>,
+    /// Per table: the keys written after a version.
+    written: Vec<String>,
     /// Per table: a row by key.
     by_key: Vec<String>,
     view: ViewText,
@@ -89,7 +94,9 @@ impl SqliteServer {
             .iter()
             .map(|q| q.parts.len())
             .sum();
-        conn.set_prepared_statement_cache_capacity(16 + 9 * tables.len() + mutators * 4 + parts);
+        conn.set_prepared_statement_cache_capacity(
+            16 + 10 * tables.len() + mutators * 4 + 2 * parts,
+        );
         let mutators = compile(&conn, &versions)?;
         // A rule the validation let through but SQLite cannot run (a
         // syntax error in a subquery) refuses the app now, naming its table,
@@ -103,6 +110,28 @@ impl SqliteServer {
             }
         }
         let parts = compile_queries(&conn, &versions.current().app)?;
+        let app = &versions.current().app;
+        let written_parts = app
+            .queries
+            .iter()
+            .map(|query| {
+                query
+                    .parts
+                    .iter()
+                    .map(|part| {
+                        let statement = part.statement();
+                        let since = format!("?{}", statement.params.len() + 1);
+                        let table = app.table(&part.table).expect("validated: a synced table");
+                        part_select_written(
+                            table,
+                            &statement.render(Placeholders::Question),
+                            &since,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let written = app.tables.iter().map(|t| written_keys(t, '?')).collect();
         let by_key = versions
             .current()
             .app
@@ -117,6 +146,8 @@ impl SqliteServer {
             write_checks,
             mutators,
             parts,
+            written_parts,
+            written,
             by_key,
             view: ViewText::new('?'),
             page_size: 100,
@@ -220,18 +251,9 @@ impl SqliteServer {
         ))
     }
 
-    /// The synced tables with a row written at a version in `(from, to]`:
-    /// what the pushes between those versions touched.
-    pub fn tables_touched(&self, from: i64, to: i64) -> Result<BTreeSet<String>> {
-        let app = &self.versions.current().app;
-        if app.tables.is_empty() || from >= to {
-            return Ok(BTreeSet::new());
-        }
-        let mut statement = self
-            .conn
-            .prepare_cached(&tables_touched(&app.tables, '?'))?;
-        let names = statement.query_map([from, to], |r| r.get::<_, String>(0))?;
-        Ok(names.collect::<Result<_, _>>()?)
+    /// See `Store::route`.
+    pub fn route(&self, since: i64, listeners: &[Listener]) -> Result<BTreeSet<Listener>> {
+        ready(sync::route(self, &self.versions, since, listeners))
     }
 
     /// See `Store::group_reads`.
@@ -614,6 +636,67 @@ impl ViewTx for SqliteServer {
             found.extend(row);
         }
         Ok(found)
+    }
+}
+
+impl RouteTx for SqliteServer {
+    async fn views(&self, groups: &[String]) -> Result<Vec<(String, String, String)>> {
+        let mut statement = self.conn.prepare_cached(&self.view.reads)?;
+        let mut views = Vec::with_capacity(groups.len());
+        for group in groups {
+            let view = statement
+                .query_row([group], |r| Ok((group.clone(), r.get(0)?, r.get(1)?)))
+                .optional()?;
+            views.extend(view);
+        }
+        Ok(views)
+    }
+
+    async fn written(&self, table: usize, since: i64) -> Result<Vec<Selected>> {
+        let key = &self.versions.current().shapes[table].key;
+        let mut statement = self.conn.prepare_cached(&self.written[table])?;
+        let rows = statement.query_map([since], |r| {
+            Ok((wire_row(r, 0, key)?, r.get(key.len())?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn holders(&self, table: &str, keys: &[String]) -> Result<Vec<Holder>> {
+        let mut statement = self.conn.prepare_cached(&self.view.holders)?;
+        let mut holders = Vec::new();
+        for key in keys {
+            let rows = statement.query_map([table, key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            for row in rows {
+                holders.push(row?);
+            }
+        }
+        Ok(holders)
+    }
+
+    async fn select_written(
+        &self,
+        query: usize,
+        part: usize,
+        params: &[Value],
+        since: i64,
+    ) -> Result<Vec<Selected>> {
+        let app = &self.versions.current().app;
+        let table = app
+            .tables
+            .iter()
+            .position(|t| t.name == app.queries[query].parts[part].table)
+            .expect("validated: a part's table is synced");
+        let key = &self.versions.current().shapes[table].key;
+        let mut statement = self
+            .conn
+            .prepare_cached(&self.written_parts[query][part])?;
+        let bound = params.iter().cloned().chain([Value::Integer(since)]);
+        let rows = statement.query_map(params_from_iter(bound), |r| {
+            Ok((wire_row(r, 0, key)?, r.get(key.len())?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
