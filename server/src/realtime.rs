@@ -185,7 +185,12 @@ struct Routing {
 
 impl Routes {
     fn listen(&self, listener: Listener) {
-        *self.listening.lock().expect("routes").entry(listener).or_default() += 1;
+        *self
+            .listening
+            .lock()
+            .expect("routes")
+            .entry(listener)
+            .or_default() += 1;
     }
 
     fn leave(&self, listener: &Listener) {

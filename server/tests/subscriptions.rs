@@ -48,15 +48,21 @@ impl Collab {
     /// Runs one mutation as `user` from the client (and group) named after
     /// them; it must apply.
     async fn run(&self, user: &str, name: &str, args: Json) {
+        self.run_from(user, user, name, args).await
+    }
+
+    /// Runs one mutation as `user` from the client (and group) `client`; it
+    /// must apply.
+    async fn run_from(&self, user: &str, client: &str, name: &str, args: Json) {
         let id = {
             let mut ids = self.next_ids.lock().unwrap();
-            let next = ids.entry(user.to_owned()).or_insert(0);
+            let next = ids.entry(client.to_owned()).or_insert(0);
             *next += 1;
             *next
         };
         let body = json!({
             "protocolVersion": 2, "schemaVersion": 1,
-            "clientGroupID": user, "clientID": user,
+            "clientGroupID": client, "clientID": client,
             "mutations": [{"id": id, "name": name, "args": args, "timestamp": 0}],
         });
         let reply = self.server.post("/sync/push", user, &body).await;
@@ -886,12 +892,13 @@ impl Events {
     }
 }
 
-/// A group's realtime channel is poked only by commits touching a table its
-/// subscriptions read: ada's write to her private list's items pokes her
-/// own channel and not grace's (who syncs lists, not items). v2 pokes carry
-/// no cookie; another user's group cannot be listened to.
+/// A group's realtime channel is poked only by commits that change what it
+/// holds or its clients' `lastMutationID`s: a membership change to a list
+/// grace is in does not change her lists, and ada's write to her private
+/// list's items pokes ada's own channel only. v2 pokes carry no cookie;
+/// another user's group cannot be listened to.
 #[tokio::test]
-async fn a_private_write_pokes_only_the_groups_whose_subscriptions_read_its_tables() {
+async fn a_private_write_pokes_only_the_groups_it_concerns() {
     for url in store_urls().await {
         let collab = Collab::start(&url, 100).await;
         collab.shared_and_private().await;
@@ -913,7 +920,8 @@ async fn a_private_write_pokes_only_the_groups_whose_subscriptions_read_its_tabl
             );
         }
 
-        // A membership change reads as grace's lists: she is poked.
+        // linus joins l1: grace's lists stay the same; ada's client hears
+        // its mutation was processed.
         collab
             .run(
                 "ada",
@@ -921,11 +929,6 @@ async fn a_private_write_pokes_only_the_groups_whose_subscriptions_read_its_tabl
                 json!({"list_id": "l1", "user_id": "linus", "role": "viewer"}),
             )
             .await;
-        assert_eq!(
-            grace.next().await,
-            Some(json!({"type": "poke", "cookie": null})),
-            "{url}"
-        );
         assert_eq!(
             ada.next().await,
             Some(json!({"type": "poke", "cookie": null}))
@@ -950,7 +953,215 @@ async fn a_private_write_pokes_only_the_groups_whose_subscriptions_read_its_tabl
         assert_eq!(
             grace.next().await,
             None,
-            "{url}: grace was poked by ada's private write"
+            "{url}: grace was poked by a commit that changes nothing she holds"
         );
+    }
+}
+
+/// The crowd of [`pokes_reach_exactly_the_groups_whose_view_a_commit_changes`].
+const CROWD: usize = 120;
+
+fn crowd_user(n: usize) -> String {
+    format!("u{n:03}")
+}
+
+/// `CROWD` users, each with a private list `p<n>` holding item `i<n>`;
+/// u000's list `shared` holds `s1` and has u001…u009 as editors; u010 is
+/// subscribed to `shared`'s items without being a member. Every user wrote
+/// from their phone (client and group `<user>-phone`) and pulled their lists
+/// and their lists' items into their group `<user>`, whose realtime channel
+/// is open, its first poke read.
+async fn crowd(url: &str) -> (Collab, Vec<Events>) {
+    let collab = Collab::start(url, 1000).await;
+    futures_util::future::join_all((0..CROWD).map(|n| {
+        let collab = &collab;
+        async move {
+            let user = crowd_user(n);
+            let phone = format!("{user}-phone");
+            let list = format!("p{n}");
+            collab
+                .run_from(
+                    &user,
+                    &phone,
+                    "createList",
+                    json!({"id": list, "title": "mine", "owner": user}),
+                )
+                .await;
+            collab
+                .run_from(
+                    &user,
+                    &phone,
+                    "addItem",
+                    json!({"id": format!("i{n}"), "list_id": list, "title": "todo"}),
+                )
+                .await;
+        }
+    }))
+    .await;
+    let owner = crowd_user(0);
+    let phone = format!("{owner}-phone");
+    collab
+        .run_from(
+            &owner,
+            &phone,
+            "createList",
+            json!({"id": "shared", "title": "ours", "owner": owner}),
+        )
+        .await;
+    for n in 1..10 {
+        collab
+            .run_from(
+                &owner,
+                &phone,
+                "addMember",
+                json!({"list_id": "shared", "user_id": crowd_user(n), "role": "editor"}),
+            )
+            .await;
+    }
+    collab
+        .run_from(
+            &owner,
+            &phone,
+            "addItem",
+            json!({"id": "s1", "list_id": "shared", "title": "plan"}),
+        )
+        .await;
+    futures_util::future::join_all((0..CROWD).map(|n| {
+        let collab = &collab;
+        async move {
+            let mut subscriptions = vec![my_lists(), list_items(&format!("p{n}"))];
+            if n <= 10 {
+                subscriptions.push(list_items("shared"));
+            }
+            collab
+                .pull(&crowd_user(n), Json::Null, &subscriptions)
+                .await;
+        }
+    }))
+    .await;
+    let mut channels = Vec::with_capacity(CROWD);
+    for n in 0..CROWD {
+        let user = crowd_user(n);
+        let mut channel = Events::open(&collab, &user, &user).await.unwrap();
+        assert_eq!(
+            channel.next().await,
+            Some(json!({"type": "poke", "cookie": null}))
+        );
+        channels.push(channel);
+    }
+    (collab, channels)
+}
+
+/// On a fresh crowd on store `store` (of `store_urls`), crowd user
+/// `writer` runs mutation `name` from their phone; then: the users whose
+/// channels were poked, each exactly once. `first` is one user who must be
+/// (its poke shows the commit was announced on this instance, Postgres
+/// included); then the server shuts down and every stream, having judged
+/// every poke before, ends.
+async fn poked_by(
+    store: usize,
+    first: usize,
+    writer: usize,
+    name: &str,
+    args: Json,
+) -> Vec<String> {
+    let url = store_urls().await.swap_remove(store);
+    let (collab, mut channels) = crowd(&url).await;
+    let user = crowd_user(writer);
+    collab
+        .run_from(&user, &format!("{user}-phone"), name, args)
+        .await;
+    let poke = Some(json!({"type": "poke", "cookie": null}));
+    assert_eq!(channels[first].next().await, poke, "{url}");
+    collab.server.state.shut_down();
+    let mut poked = vec![crowd_user(first)];
+    for (n, channel) in channels.iter_mut().enumerate() {
+        let mut count = usize::from(n == first);
+        while let Some(event) = channel.next().await {
+            assert_eq!(Some(event), poke, "{url}");
+            count += 1;
+        }
+        assert!(count <= 1, "{url}: {} poked {count} times", crowd_user(n));
+        if count == 1 && n != first {
+            poked.push(crowd_user(n));
+        }
+    }
+    poked.sort();
+    poked
+}
+
+fn crowd_users(numbers: impl IntoIterator<Item = usize>) -> Vec<String> {
+    numbers.into_iter().map(crowd_user).collect()
+}
+
+/// Among 120 connected users, each write pokes exactly the groups whose
+/// next pull it changes: a private row only its owner's, a shared row and
+/// a row entering a shared list only the list's members', a new member
+/// only that member's (the list and its items move in), a removed member
+/// only theirs (they move out). Nobody else learns that anything changed.
+#[tokio::test]
+async fn pokes_reach_exactly_the_groups_whose_view_a_commit_changes() {
+    for store in 0..store_urls().await.len() {
+        let private = poked_by(
+            store,
+            57,
+            57,
+            "editItem",
+            json!({"id": "i57", "title": "done", "done": true}),
+        )
+        .await;
+        assert_eq!(private, crowd_users([57]), "store {store}: a private row");
+
+        let shared = poked_by(
+            store,
+            0,
+            3,
+            "editItem",
+            json!({"id": "s1", "title": "plan, v2"}),
+        )
+        .await;
+        assert_eq!(shared, crowd_users(0..10), "store {store}: a shared row");
+
+        let entering = poked_by(
+            store,
+            0,
+            5,
+            "addItem",
+            json!({"id": "s2", "list_id": "shared", "title": "tickets"}),
+        )
+        .await;
+        assert_eq!(
+            entering,
+            crowd_users(0..10),
+            "store {store}: a row entering"
+        );
+
+        // u010 is subscribed to the list's items already; u011 only to
+        // their lists, which `shared` joins.
+        for (n, what) in [(10, "the items"), (11, "the list")] {
+            let added = poked_by(
+                store,
+                n,
+                0,
+                "addMember",
+                json!({"list_id": "shared", "user_id": crowd_user(n), "role": "viewer"}),
+            )
+            .await;
+            assert_eq!(
+                added,
+                crowd_users([n]),
+                "store {store}: a member added ({what})"
+            );
+        }
+
+        let removed = poked_by(
+            store,
+            9,
+            0,
+            "removeMember",
+            json!({"list_id": "shared", "user_id": crowd_user(9)}),
+        )
+        .await;
+        assert_eq!(removed, crowd_users([9]), "store {store}: a member removed");
     }
 }

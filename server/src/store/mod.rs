@@ -21,9 +21,9 @@ pub use crate::sync::{Result, StoreError};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteServer, SqliteStore};
 
+use crate::sync::Listener;
 use ferrydb_protocol::{AppDefinition, PullRequest, PullResponse, PushRequest, PushResponse};
 use std::collections::{BTreeSet, VecDeque};
-use crate::sync::Listener;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::broadcast;

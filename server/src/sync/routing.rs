@@ -24,7 +24,7 @@
 //! pulled) or owned by another user than its listener is never concerned.
 
 use super::pull::TableShape;
-use super::view::{key_text, Selected, ViewTx};
+use super::view::{key_text, Selected, ViewHead, ViewTx};
 use super::{Result, StoreError, Versions};
 use ferrydb_protocol::sql::tokenize;
 use ferrydb_protocol::values::bind_query_args;
@@ -42,10 +42,8 @@ pub type Holder = (String, String, i64, bool);
 /// What routing asks of a store, inside one read transaction (one snapshot
 /// on Postgres), besides a pull's questions.
 pub trait RouteTx: ViewTx {
-    /// The owner and recorded subscriptions (JSON) of those of `groups`
-    /// that have a view: (group, owner, subscriptions).
-    fn views(&self, groups: &[String])
-        -> impl Future<Output = Result<Vec<(String, String, String)>>>;
+    /// The heads of the views of those of `groups` that have one.
+    fn views(&self, groups: &[String]) -> impl Future<Output = Result<Vec<(String, ViewHead)>>>;
 
     /// The keys of table `table` (the app's index) written at a version
     /// after `since`, deleted ones too, with their row version now.
@@ -110,10 +108,10 @@ pub async fn route<T: RouteTx>(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut groups: BTreeMap<String, (String, Vec<BoundPart>)> = BTreeMap::new();
-    for (group, owner, subscriptions) in tx.views(&ids).await? {
-        let parts = bound_parts(app, tables, &owner, &subscriptions)?;
-        groups.insert(group, (owner, parts));
+    let mut groups: BTreeMap<String, (ViewHead, Vec<BoundPart>)> = BTreeMap::new();
+    for (group, head) in tx.views(&ids).await? {
+        let parts = bound_parts(app, tables, &head.user_id, &head.subscriptions)?;
+        groups.insert(group, (head, parts));
     }
     let mut concerned: BTreeSet<String> = BTreeSet::new();
 
@@ -135,11 +133,23 @@ pub async fn route<T: RouteTx>(
         }
     }
 
-    // (told)
-    let pending: Vec<&String> = groups.keys().filter(|g| !concerned.contains(*g)).collect();
-    let told = try_join_all(pending.iter().map(|g| tx.changed_clients(g, since))).await?;
-    for (group, clients) in pending.into_iter().zip(told) {
-        if !clients.is_empty() {
+    // (told): a client's `lastMutationID` moved past what the view told it.
+    let pending: Vec<(&String, &ViewHead)> = groups
+        .iter()
+        .filter(|(group, _)| !concerned.contains(*group))
+        .map(|(group, (head, _))| (group, head))
+        .collect();
+    let changed = try_join_all(pending.iter().map(|(g, _)| tx.changed_clients(g, since))).await?;
+    for ((group, head), changed) in pending.into_iter().zip(changed) {
+        if changed.is_empty() {
+            continue;
+        }
+        let told: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
+            .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
+        if changed
+            .iter()
+            .any(|(client, last)| told.get(client).is_none_or(|(t, _)| t != last))
+        {
             concerned.insert(group.clone());
         }
     }
@@ -195,8 +205,10 @@ pub async fn route<T: RouteTx>(
                 .collect::<Result<_>>()
         })
         .collect::<Result<_>>()?;
-    let full_checks: Vec<&(&String, BTreeSet<usize>, Vec<(bool, usize)>)> =
-        checks.iter().filter(|(_, moved, _)| !moved.is_empty()).collect();
+    let full_checks: Vec<&(&String, BTreeSet<usize>, Vec<(bool, usize)>)> = checks
+        .iter()
+        .filter(|(_, moved, _)| !moved.is_empty())
+        .collect();
     let held = try_join_all(full_checks.iter().map(|(group, _, _)| tx.held(group))).await?;
     let held: BTreeMap<&String, _> = full_checks
         .iter()
@@ -235,7 +247,10 @@ pub async fn route<T: RouteTx>(
     Ok(listeners
         .iter()
         .filter(|(user, group)| {
-            concerned.contains(group) && groups.get(group).is_some_and(|(owner, _)| owner == user)
+            concerned.contains(group)
+                && groups
+                    .get(group)
+                    .is_some_and(|(head, _)| &head.user_id == user)
         })
         .cloned()
         .collect())
@@ -255,7 +270,10 @@ fn bound_parts(
     let index_of = |name: &str| tables.iter().position(|t| t.name == name);
     let mut parts = Vec::new();
     for subscription in &subscriptions {
-        let Some(query_index) = app.queries.iter().position(|q| q.name == subscription.query)
+        let Some(query_index) = app
+            .queries
+            .iter()
+            .position(|q| q.name == subscription.query)
         else {
             continue;
         };

@@ -663,23 +663,31 @@ impl PullTx for PgTx<'_> {
 }
 
 impl RouteTx for PgTx<'_> {
-    async fn views(&self, groups: &[String]) -> Result<Vec<(String, String, String)>> {
-        let reads = self
+    async fn views(&self, groups: &[String]) -> Result<Vec<(String, ViewHead)>> {
+        let head = self
             .tx
-            .prepare_typed_cached(&self.store.view.reads, &[Type::TEXT])
+            .prepare_typed_cached(&self.store.view.head, &[Type::TEXT])
             .await?;
-        let reads = &reads;
+        let head = &head;
         let views = try_join_all(
             groups
                 .iter()
-                .map(|group| async move { self.tx.query_opt(reads, &[group]).await }),
+                .map(|group| async move { self.tx.query_opt(head, &[group]).await }),
         )
         .await?;
         groups
             .iter()
             .zip(views)
             .filter_map(|(group, row)| row.map(|row| (group, row)))
-            .map(|(group, row)| Ok((group.clone(), row.try_get(0)?, row.try_get(1)?)))
+            .map(|(group, row)| {
+                let head = ViewHead {
+                    version: row.try_get(0)?,
+                    user_id: row.try_get(1)?,
+                    clients: row.try_get(2)?,
+                    subscriptions: row.try_get(3)?,
+                };
+                Ok((group.clone(), head))
+            })
             .collect()
     }
 

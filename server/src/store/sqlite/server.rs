@@ -640,14 +640,21 @@ impl ViewTx for SqliteServer {
 }
 
 impl RouteTx for SqliteServer {
-    async fn views(&self, groups: &[String]) -> Result<Vec<(String, String, String)>> {
-        let mut statement = self.conn.prepare_cached(&self.view.reads)?;
+    async fn views(&self, groups: &[String]) -> Result<Vec<(String, ViewHead)>> {
+        let mut statement = self.conn.prepare_cached(&self.view.head)?;
         let mut views = Vec::with_capacity(groups.len());
         for group in groups {
             let view = statement
-                .query_row([group], |r| Ok((group.clone(), r.get(0)?, r.get(1)?)))
+                .query_row([group], |r| {
+                    Ok(ViewHead {
+                        version: r.get(0)?,
+                        user_id: r.get(1)?,
+                        clients: r.get(2)?,
+                        subscriptions: r.get(3)?,
+                    })
+                })
                 .optional()?;
-            views.extend(view);
+            views.extend(view.map(|head| (group.clone(), head)));
         }
         Ok(views)
     }
@@ -655,9 +662,8 @@ impl RouteTx for SqliteServer {
     async fn written(&self, table: usize, since: i64) -> Result<Vec<Selected>> {
         let key = &self.versions.current().shapes[table].key;
         let mut statement = self.conn.prepare_cached(&self.written[table])?;
-        let rows = statement.query_map([since], |r| {
-            Ok((wire_row(r, 0, key)?, r.get(key.len())?))
-        })?;
+        let rows =
+            statement.query_map([since], |r| Ok((wire_row(r, 0, key)?, r.get(key.len())?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -689,9 +695,7 @@ impl RouteTx for SqliteServer {
             .position(|t| t.name == app.queries[query].parts[part].table)
             .expect("validated: a part's table is synced");
         let key = &self.versions.current().shapes[table].key;
-        let mut statement = self
-            .conn
-            .prepare_cached(&self.written_parts[query][part])?;
+        let mut statement = self.conn.prepare_cached(&self.written_parts[query][part])?;
         let bound = params.iter().cloned().chain([Value::Integer(since)]);
         let rows = statement.query_map(params_from_iter(bound), |r| {
             Ok((wire_row(r, 0, key)?, r.get(key.len())?))
