@@ -958,6 +958,74 @@ async fn a_private_write_pokes_only_the_groups_it_concerns() {
     }
 }
 
+/// Several instances on one Postgres database route as one: a commit made
+/// through one instance pokes, on another, exactly the channels there
+/// whose groups it concerns (each instance routes for its own channels).
+#[tokio::test]
+async fn instances_on_one_postgres_database_route_pokes_as_one() {
+    for url in store_urls().await {
+        if url.starts_with("sqlite:") {
+            continue;
+        }
+        let a = Collab::start(&url, 100).await;
+        let b = Collab::start(&url, 100).await;
+        a.shared_and_private().await;
+        a.pull("grace", Json::Null, &[my_lists(), list_items("l1")])
+            .await;
+        a.pull("ada", Json::Null, &[my_lists(), list_items("l2")])
+            .await;
+        let mut grace = Events::open(&b, "grace", "grace").await.unwrap();
+        let mut ada = Events::open(&b, "ada", "ada").await.unwrap();
+        for channel in [&mut grace, &mut ada] {
+            assert_eq!(
+                channel.next().await,
+                Some(json!({"type": "poke", "cookie": null}))
+            );
+        }
+        // Through `a`, from a device whose group listens nowhere.
+        a.run_from(
+            "ada",
+            "ada-phone",
+            "addItem",
+            json!({"id": "i8", "list_id": "l2", "title": "balloons"}),
+        )
+        .await;
+        assert_eq!(
+            ada.next().await,
+            Some(json!({"type": "poke", "cookie": null}))
+        );
+        b.server.state.shut_down();
+        assert_eq!(grace.next().await, None, "grace was poked on `b`");
+
+        // A shared row pokes grace's group, wherever it listens (ada pulls
+        // first: the poke of i8, if `a` hears it late, concerns her no more).
+        a.pull("ada", Json::Null, &[my_lists(), list_items("l2")])
+            .await;
+        let mut grace = Events::open(&a, "grace", "grace").await.unwrap();
+        let mut ada = Events::open(&a, "ada", "ada").await.unwrap();
+        for channel in [&mut grace, &mut ada] {
+            assert_eq!(
+                channel.next().await,
+                Some(json!({"type": "poke", "cookie": null}))
+            );
+        }
+        *b.next_ids.lock().unwrap() = a.next_ids.lock().unwrap().clone();
+        b.run_from(
+            "ada",
+            "ada-phone",
+            "editItem",
+            json!({"id": "i1", "title": "oat milk"}),
+        )
+        .await;
+        assert_eq!(
+            grace.next().await,
+            Some(json!({"type": "poke", "cookie": null}))
+        );
+        a.server.state.shut_down();
+        assert_eq!(ada.next().await, None, "ada does not sync l1's items");
+    }
+}
+
 /// The crowd of [`pokes_reach_exactly_the_groups_whose_view_a_commit_changes`].
 const CROWD: usize = 120;
 
