@@ -1,15 +1,18 @@
 // Sync by subscription under load (protocol v2), against the reference server
 // over loopback, per store, with the collaborative app (`tests/fixtures/collab.json`):
 //   node bench/subscriptions_load.mjs [--quick] [--postgres URL] [--users N] [--rows N]
+//     [--writes N] [--server PATH]
 // - `users` users (1,000 by default) each own one list with a few items, hold
 //   the realtime channel of their client group open, and are subscribed to
 //   their lists (`myLists`) and their list's items (`listItems`);
-// - one of them writes an item: how many channels are poked (only the
-//   writer's own group can see it) and how long until the writer's other
-//   device is poked and its pull has the row (write → data on another device);
+// - one of them writes an item, `writes` times (21 by default): how many
+//   channels each write pokes (only the writer's own group can see it) and
+//   how long until the writer's other device is poked and its pull has the
+//   row (write → data on another device; median and slowest);
 // - the cost of a pull after a commit that concerns nothing the group
 //   subscribed to (time and patch length; the patch must be empty);
 // - initial sync through a subscription: one list of `rows` items, paged.
+// `--server PATH` runs another build of the server (say, main's, to compare).
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startServer, newPostgresDatabase, root } from '../tests/e2e/harness.mjs';
@@ -98,8 +101,19 @@ const subscriptionsOf = (list) => [
   { query: 'listItems', args: { list_id: list } },
 ];
 
-export async function subscriptionsOneStore(store, { quick, users = quick ? 100 : 1000, rows = quick ? 5000 : 100_000 }) {
-  const server = await startServer(['--app', APP, '--store', store, '--dev-auth', '--max-realtime', '5000', '--rate', '0']);
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+export async function subscriptionsOneStore(
+  store,
+  { quick, users = quick ? 100 : 1000, rows = quick ? 5000 : 100_000, writes = quick ? 5 : 21, binary },
+) {
+  const server = await startServer(
+    ['--app', APP, '--store', store, '--dev-auth', '--max-realtime', '5000', '--rate', '0'],
+    binary ? { binary } : undefined,
+  );
   const controller = new AbortController();
   try {
     const url = server.url;
@@ -117,22 +131,31 @@ export async function subscriptionsOneStore(store, { quick, users = quick ? 100 
     // The writer's other device: same user, its own group, subscribed alike.
     const other = group(url, 'user0', 'g0-other', subscriptionsOf('list0'));
     await other.pull();
-    let otherPoked;
-    const poked = new Promise((resolve) => (otherPoked = resolve));
+    let otherPoked = () => {};
     await listen(url, 'user0', other.id, () => otherPoked(), controller.signal);
 
-    const t0 = performance.now();
-    await groups[0].push('addItem', { id: 'hot', list_id: 'list0', title: 'hot' });
-    await poked;
-    const ops = await other.pull();
-    const write_to_data_ms = performance.now() - t0;
-    if (!ops.some((op) => op.type === 'put' && op.row.id === 'hot')) throw new Error('the other device did not get the row');
-    // Pokes are in flight to everyone a commit concerns; wait for quiet.
-    await new Promise((r) => setTimeout(r, 500));
-    const poked_channels = pokes.filter((n) => n > 0).length;
+    const latencies = [];
+    const pokedPerWrite = [];
+    for (let w = 0; w < writes; w++) {
+      pokes.fill(0);
+      const poked = new Promise((resolve) => (otherPoked = resolve));
+      const t0 = performance.now();
+      await groups[0].push('addItem', { id: `hot${w}`, list_id: 'list0', title: 'hot' });
+      await poked;
+      const ops = await other.pull();
+      latencies.push(performance.now() - t0);
+      if (!ops.some((op) => op.type === 'put' && op.row.id === `hot${w}`)) throw new Error('the other device did not get the row');
+      // Pokes are in flight to everyone a commit concerns; wait for quiet.
+      await new Promise((r) => setTimeout(r, quick ? 200 : 500));
+      pokedPerWrite.push(pokes.filter((n) => n > 0).length);
+    }
+    const poked_channels = median(pokedPerWrite);
+    const poked_channels_max = Math.max(...pokedPerWrite);
+    const write_to_data_ms = median(latencies);
+    const write_to_data_max_ms = Math.max(...latencies);
 
     // A pull after a commit that concerns nothing user1 subscribed to.
-    await groups[0].push('addItem', { id: 'hot2', list_id: 'list0', title: 'hot2' });
+    await groups[0].push('addItem', { id: 'unrelated', list_id: 'list0', title: 'hot2' });
     const p0 = performance.now();
     const unrelated = await groups[1].pull();
     const unrelated_pull_ms = performance.now() - p0;
@@ -155,7 +178,7 @@ export async function subscriptionsOneStore(store, { quick, users = quick ? 100 
     const initial_sync_rows_per_s = got / ((performance.now() - s0) / 1000);
     if (got < rows) throw new Error(`initial sync got ${got} of ${rows} items`);
 
-    return { users, poked_channels, write_to_data_ms, unrelated_pull_ms, unrelated_pull_ops: unrelated.length, initial_sync_rows: rows, initial_sync_rows_per_s };
+    return { users, writes, poked_channels, poked_channels_max, write_to_data_ms, write_to_data_max_ms, unrelated_pull_ms, unrelated_pull_ops: unrelated.length, initial_sync_rows: rows, initial_sync_rows_per_s };
   } finally {
     controller.abort();
     await server.stop();
@@ -175,6 +198,8 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const options = { quick };
   if (option('--users')) options.users = Number(option('--users'));
   if (option('--rows')) options.rows = Number(option('--rows'));
+  if (option('--writes')) options.writes = Number(option('--writes'));
+  if (option('--server')) options.binary = option('--server');
   for (const [name, store] of Object.entries(stores)) {
     console.log(name, JSON.stringify(await subscriptionsOneStore(store, options)));
   }
