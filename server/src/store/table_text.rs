@@ -211,7 +211,9 @@ pub fn view_tables(d: &Dialect) -> Vec<String> {
              patch_version {int} NOT NULL, present {int} NOT NULL, \
              PRIMARY KEY (group_id, table_name, row_key))"
         ),
-        // Poke routing finds the groups holding a written row by its key.
+        // Poke routing finds the clients whose mutations a commit processed,
+        // and the groups holding a written row by its key.
+        "CREATE INDEX IF NOT EXISTS _ferry_clients_version ON _ferry_clients (version)".into(),
         "CREATE INDEX IF NOT EXISTS _ferry_view_rows_key ON _ferry_view_rows (table_name, row_key)"
             .into(),
     ]
@@ -320,6 +322,15 @@ pub fn row_by_key(table: &Table, mark: char) -> String {
     format!(
         "SELECT {} FROM {} WHERE ({}) = ({key})",
         text.cols, table.name, text.key
+    )
+}
+
+/// Every client with a mutation processed after version `mark1`: its
+/// group, itself and its `lastMutationID`.
+pub fn processed_clients(mark: char) -> String {
+    format!(
+        "SELECT client_group_id, client_id, last_mutation_id FROM _ferry_clients \
+         WHERE version > {mark}1"
     )
 }
 

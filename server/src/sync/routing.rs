@@ -49,6 +49,10 @@ pub trait RouteTx: ViewTx {
     /// after `since`, deleted ones too, with their row version now.
     fn written(&self, table: usize, since: i64) -> impl Future<Output = Result<Vec<Selected>>>;
 
+    /// Every client with a mutation processed after version `since`:
+    /// (group, client, its `lastMutationID`).
+    fn processed(&self, since: i64) -> impl Future<Output = Result<Vec<(String, String, u64)>>>;
+
     /// Every group's view entry of these keys (JSON arrays) of `table`.
     fn holders(&self, table: &str, keys: &[String]) -> impl Future<Output = Result<Vec<Holder>>>;
 
@@ -134,23 +138,14 @@ pub async fn route<T: RouteTx>(
     }
 
     // (told): a client's `lastMutationID` moved past what the view told it.
-    let pending: Vec<(&String, &ViewHead)> = groups
-        .iter()
-        .filter(|(group, _)| !concerned.contains(*group))
-        .map(|(group, (head, _))| (group, head))
-        .collect();
-    let changed = try_join_all(pending.iter().map(|(g, _)| tx.changed_clients(g, since))).await?;
-    for ((group, head), changed) in pending.into_iter().zip(changed) {
-        if changed.is_empty() {
+    for (group, client, last) in tx.processed(since).await? {
+        let Some((head, _)) = groups.get(&group) else {
             continue;
-        }
+        };
         let told: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
             .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
-        if changed
-            .iter()
-            .any(|(client, last)| told.get(client).is_none_or(|(t, _)| t != last))
-        {
-            concerned.insert(group.clone());
+        if told.get(&client).is_none_or(|(told, _)| *told != last) {
+            concerned.insert(group);
         }
     }
 

@@ -50,7 +50,9 @@ mod tls;
 mod values;
 
 use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
-use super::table_text::{part_select, part_select_written, view_tables, written_keys, ViewText};
+use super::table_text::{
+    part_select, part_select_written, processed_clients, view_tables, written_keys, ViewText,
+};
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
     self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Holder, Listener,
@@ -700,6 +702,17 @@ impl RouteTx for PgTx<'_> {
         let key = &self.store.tables[table].key;
         rows.iter()
             .map(|r| Ok((to_row(r, 0, key)?, r.try_get(key.len())?)))
+            .collect()
+    }
+
+    async fn processed(&self, since: i64) -> Result<Vec<(String, String, u64)>> {
+        let statement = self
+            .tx
+            .prepare_typed_cached(&processed_clients('$'), &[Type::INT8])
+            .await?;
+        let rows = self.tx.query(&statement, &[&since]).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<_, i64>(2)? as u64)))
             .collect()
     }
 

@@ -12,7 +12,8 @@ use super::schema::{
 };
 use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use crate::store::table_text::{
-    meta_key, part_select, part_select_written, row_by_key, view_tables, written_keys, ViewText,
+    meta_key, part_select, part_select_written, processed_clients, row_by_key, view_tables,
+    written_keys, ViewText,
 };
 use crate::store::LoggedMutation;
 use crate::sync::{
@@ -664,6 +665,14 @@ impl RouteTx for SqliteServer {
         let mut statement = self.conn.prepare_cached(&self.written[table])?;
         let rows =
             statement.query_map([since], |r| Ok((wire_row(r, 0, key)?, r.get(key.len())?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn processed(&self, since: i64) -> Result<Vec<(String, String, u64)>> {
+        let mut statement = self.conn.prepare_cached(&processed_clients('?'))?;
+        let rows = statement.query_map([since], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
