@@ -173,8 +173,12 @@ const ROUTINGS_KEPT: usize = 64;
 pub struct Routes {
     /// Open v2 channels, counted per (user, group).
     listening: Mutex<BTreeMap<Listener, usize>>,
-    routings: Mutex<VecDeque<(i64, Arc<OnceCell<Option<Routing>>>)>>,
+    routings: Mutex<VecDeque<(i64, Routed)>>,
 }
+
+/// A poke's routing, computed by the first channel that asks (`None`: it
+/// could not be).
+type Routed = Arc<OnceCell<Option<Routing>>>;
 
 /// One poke's routing: the channels it was computed for, and of those the
 /// ones it concerns.
@@ -204,12 +208,7 @@ impl Routes {
     }
 
     /// The routing of poke `version` (`None`: it could not be computed).
-    async fn routing(
-        &self,
-        state: &ServerState,
-        version: i64,
-        since: i64,
-    ) -> Arc<OnceCell<Option<Routing>>> {
+    async fn routing(&self, state: &ServerState, version: i64, since: i64) -> Routed {
         let cell = {
             let mut routings = self.routings.lock().expect("routes");
             match routings.iter().find(|(v, _)| *v == version) {

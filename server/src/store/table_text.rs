@@ -345,15 +345,34 @@ pub fn written_keys(table: &Table, mark: char) -> String {
     )
 }
 
-/// [`part_select`] among the rows written at a version after placeholder
-/// `since` only (the condition's own placeholders come before it), found
-/// through the row-version index and then by key.
+/// What [`part_select`] selects, among the rows written at a version after
+/// placeholder `since` only (the condition's own placeholders come before
+/// it). The written keys are read first, through the row-version index,
+/// and each row then by its key: the materialised expression and the
+/// `CROSS JOIN` (which SQLite never reorders) keep a planner from scanning
+/// the table instead. Its key columns are renamed so the condition's
+/// unqualified names still mean only the table's columns.
 pub fn part_select_written(table: &Table, condition: &str, since: &str) -> String {
     let t = &table.name;
+    let renamed = table
+        .primary_key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{k} AS _ferry_k{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let matches = table
+        .primary_key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{t}.{k} = _ferry_w._ferry_k{i}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     format!(
-        "{} AND ({}) IN (SELECT {} FROM _ferry_rowver_{t} WHERE version > {since})",
-        part_select(table, condition),
-        TableText::list(&format!("{t}."), &table.primary_key),
-        table.primary_key.join(", ")
+        "WITH _ferry_w AS MATERIALIZED (SELECT {renamed}, version AS _ferry_version \
+         FROM _ferry_rowver_{t} WHERE version > {since}) \
+         SELECT {}, _ferry_w._ferry_version FROM _ferry_w CROSS JOIN {t} \
+         WHERE {matches} AND ({condition})",
+        TableText::list(&format!("{t}."), &table.primary_key)
     )
 }

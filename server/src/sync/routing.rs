@@ -26,7 +26,7 @@
 use super::pull::TableShape;
 use super::view::{key_text, Selected, ViewHead, ViewTx};
 use super::{Result, StoreError, Versions};
-use ferrydb_protocol::sql::tokenize;
+use ferrydb_protocol::sql::{tokenize, TokenKind};
 use ferrydb_protocol::values::bind_query_args;
 use ferrydb_protocol::{AppDefinition, Subscription, Value, USER_ID_PARAM};
 use futures_util::future::try_join_all;
@@ -65,6 +65,14 @@ pub trait RouteTx: ViewTx {
         params: &[Value],
         since: i64,
     ) -> impl Future<Output = Result<Vec<Selected>>>;
+}
+
+/// What decides whether a group entered rows: its selections (`runs`
+/// indexes, `true` if in full) and the tables they evaluate in full.
+struct Check<'a> {
+    group: &'a String,
+    moved: BTreeSet<usize>,
+    uses: Vec<(bool, usize)>,
 }
 
 /// One part of a group's subscriptions, bound to its arguments.
@@ -112,9 +120,10 @@ pub async fn route<T: RouteTx>(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let shapes = part_shapes(app, tables);
     let mut groups: BTreeMap<String, (ViewHead, Vec<BoundPart>)> = BTreeMap::new();
     for (group, head) in tx.views(&ids).await? {
-        let parts = bound_parts(app, tables, &head.user_id, &head.subscriptions)?;
+        let parts = bound_parts(app, &shapes, &head.user_id, &head.subscriptions)?;
         groups.insert(group, (head, parts));
     }
     let mut concerned: BTreeSet<String> = BTreeSet::new();
@@ -153,7 +162,7 @@ pub async fn route<T: RouteTx>(
     // distinct one run once, all at once (pipelined on Postgres).
     let mut selections: BTreeMap<(bool, usize, usize, String), usize> = BTreeMap::new();
     let mut runs: Vec<(bool, &BoundPart)> = Vec::new();
-    let mut checks: Vec<(&String, BTreeSet<usize>, Vec<(bool, usize)>)> = Vec::new();
+    let mut checks: Vec<Check> = Vec::new();
     for (group, (_, parts)) in &groups {
         if concerned.contains(group) {
             continue;
@@ -179,7 +188,7 @@ pub async fn route<T: RouteTx>(
             uses.push((full, run));
         }
         if !uses.is_empty() {
-            checks.push((group, moved, uses));
+            checks.push(Check { group, moved, uses });
         }
     }
     let selected = try_join_all(runs.iter().map(|(full, part)| async move {
@@ -200,17 +209,10 @@ pub async fn route<T: RouteTx>(
                 .collect::<Result<_>>()
         })
         .collect::<Result<_>>()?;
-    let full_checks: Vec<&(&String, BTreeSet<usize>, Vec<(bool, usize)>)> = checks
-        .iter()
-        .filter(|(_, moved, _)| !moved.is_empty())
-        .collect();
-    let held = try_join_all(full_checks.iter().map(|(group, _, _)| tx.held(group))).await?;
-    let held: BTreeMap<&String, _> = full_checks
-        .iter()
-        .map(|(group, _, _)| *group)
-        .zip(held)
-        .collect();
-    for (group, moved, uses) in &checks {
+    let full: Vec<&Check> = checks.iter().filter(|c| !c.moved.is_empty()).collect();
+    let held = try_join_all(full.iter().map(|c| tx.held(c.group))).await?;
+    let held: BTreeMap<&String, _> = full.iter().map(|c| c.group).zip(held).collect();
+    for Check { group, moved, uses } in &checks {
         let mut entered = false;
         // What the group's parts over the moved tables select, in full.
         let mut selects: BTreeMap<(usize, &str), i64> = BTreeMap::new();
@@ -251,18 +253,68 @@ pub async fn route<T: RouteTx>(
         .collect())
 }
 
+/// What routing needs of one part of a query, read once per poke: the
+/// table it selects (the app's index), its placeholders' names in order,
+/// and the synced tables its condition reads.
+struct PartShape {
+    table: usize,
+    params: Vec<String>,
+    reads: BTreeSet<usize>,
+}
+
+/// Per query of the app and part, its shape (`None`: a table this server
+/// does not serve).
+fn part_shapes(app: &AppDefinition, tables: &[TableShape]) -> Vec<Vec<Option<PartShape>>> {
+    let index_of = |name: &str| tables.iter().position(|t| t.name == name);
+    app.queries
+        .iter()
+        .map(|query| {
+            query
+                .parts
+                .iter()
+                .map(|part| {
+                    let table = index_of(&part.table)?;
+                    let tokens = tokenize(&part.condition).expect("validated query");
+                    // Any mention of a table counts (a column named like one
+                    // too: a part evaluated in full when it need not be costs
+                    // time, never a missed poke), except the part's own table
+                    // qualifying a column (`items.list_id`): that is the row
+                    // itself, not other rows. A subquery over the table names
+                    // it in its `FROM` without a dot, so it counts.
+                    let reads = tokens
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, token)| {
+                            let read = index_of(&token.kind.identifier()?)?;
+                            let qualifies = read == table
+                                && tokens
+                                    .get(i + 1)
+                                    .is_some_and(|next| next.kind == TokenKind::Punct('.'));
+                            (!qualifies).then_some(read)
+                        })
+                        .collect();
+                    Some(PartShape {
+                        table,
+                        params: part.statement().params,
+                        reads,
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The parts of the subscriptions a group recorded (`subscriptions`, JSON),
 /// bound for its owner `user_id`. Subscriptions to a query this server no
 /// longer defines, or whose arguments no longer bind, select nothing.
 fn bound_parts(
     app: &AppDefinition,
-    tables: &[TableShape],
+    shapes: &[Vec<Option<PartShape>>],
     user_id: &str,
     subscriptions: &str,
 ) -> Result<Vec<BoundPart>> {
     let subscriptions: Vec<Subscription> = serde_json::from_str(subscriptions)
         .map_err(|e| StoreError::Internal(format!("a view's subscriptions are not JSON: {e}")))?;
-    let index_of = |name: &str| tables.iter().position(|t| t.name == name);
     let mut parts = Vec::new();
     for subscription in &subscriptions {
         let Some(query_index) = app
@@ -276,12 +328,11 @@ fn bound_parts(
         let Ok(args) = bind_query_args(query, &subscription.args) else {
             continue;
         };
-        for (part_index, part) in query.parts.iter().enumerate() {
-            let Some(table) = index_of(&part.table) else {
+        for (part_index, shape) in shapes[query_index].iter().enumerate() {
+            let Some(shape) = shape else {
                 continue;
             };
-            let params = part
-                .statement()
+            let params = shape
                 .params
                 .iter()
                 .map(
@@ -292,21 +343,12 @@ fn bound_parts(
                     },
                 )
                 .collect();
-            // Any mention counts (a column named like a table too): a part
-            // evaluated in full when it need not be costs time, never a
-            // missed poke.
-            let reads = tokenize(&part.condition)
-                .expect("validated query")
-                .iter()
-                .filter_map(|t| t.kind.identifier())
-                .filter_map(|name| index_of(&name))
-                .collect();
             parts.push(BoundPart {
                 query: query_index,
                 part: part_index,
-                table,
+                table: shape.table,
                 params,
-                reads,
+                reads: shape.reads.clone(),
             });
         }
     }
