@@ -347,12 +347,14 @@ pub fn written_keys(table: &Table, mark: char) -> String {
 
 /// What [`part_select`] selects, among the rows written at a version after
 /// placeholder `since` only (the condition's own placeholders come before
-/// it). The written keys are read first, through the row-version index,
-/// and each row then by its key: the materialised expression and the
-/// `CROSS JOIN` (which SQLite never reorders) keep a planner from scanning
-/// the table instead. Its key columns are renamed so the condition's
-/// unqualified names still mean only the table's columns.
-pub fn part_select_written(table: &Table, condition: &str, since: &str) -> String {
+/// it). The written keys are read first, through the row-version index
+/// (materialised: a few rows), and each row then by its key, never by a
+/// scan of the table, whatever a planner estimates: SQLite never reorders
+/// a `CROSS JOIN`; Postgres, whose generic plan would hash the whole table,
+/// gets the row from a `LATERAL` subquery it cannot flatten (`OFFSET 0`)
+/// when `lateral`. The keys are renamed so the condition's unqualified
+/// names still mean only the table's columns.
+pub fn part_select_written(table: &Table, condition: &str, since: &str, lateral: bool) -> String {
     let t = &table.name;
     let renamed = table
         .primary_key
@@ -368,11 +370,17 @@ pub fn part_select_written(table: &Table, condition: &str, since: &str) -> Strin
         .map(|(i, k)| format!("{t}.{k} = _ferry_w._ferry_k{i}"))
         .collect::<Vec<_>>()
         .join(" AND ");
+    let rows = match lateral {
+        true => format!(
+            "CROSS JOIN LATERAL (SELECT * FROM {t} WHERE {matches} OFFSET 0) AS {t} \
+             WHERE ({condition})"
+        ),
+        false => format!("CROSS JOIN {t} WHERE {matches} AND ({condition})"),
+    };
     format!(
         "WITH _ferry_w AS MATERIALIZED (SELECT {renamed}, version AS _ferry_version \
          FROM _ferry_rowver_{t} WHERE version > {since}) \
-         SELECT {}, _ferry_w._ferry_version FROM _ferry_w CROSS JOIN {t} \
-         WHERE {matches} AND ({condition})",
+         SELECT {}, _ferry_w._ferry_version FROM _ferry_w {rows}",
         TableText::list(&format!("{t}."), &table.primary_key)
     )
 }

@@ -127,6 +127,7 @@ impl SqliteServer {
                             table,
                             &statement.render(Placeholders::Question),
                             &since,
+                            false,
                         )
                     })
                     .collect()
