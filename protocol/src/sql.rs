@@ -180,6 +180,9 @@ pub enum Placeholders {
     Question,
     /// Postgres: `$1`, `$2`, …
     Dollar,
+    /// Columns `<prefix>1`, `<prefix>2`, … of a joined row: a statement run
+    /// once for many argument lists, one row each.
+    Columns(&'static str),
 }
 
 /// A SQL statement whose `:named` parameters were found, ready to be rendered
@@ -237,9 +240,10 @@ impl Statement {
             match piece {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Param(i) => {
-                    out.push(match style {
-                        Placeholders::Question => '?',
-                        Placeholders::Dollar => '$',
+                    out.push_str(match style {
+                        Placeholders::Question => "?",
+                        Placeholders::Dollar => "$",
+                        Placeholders::Columns(prefix) => prefix,
                     });
                     out.push_str(&(i + 1).to_string());
                 }

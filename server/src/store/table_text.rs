@@ -346,15 +346,23 @@ pub fn written_keys(table: &Table, mark: char) -> String {
 }
 
 /// What [`part_select`] selects, among the rows written at a version after
-/// placeholder `since` only (the condition's own placeholders come before
+/// placeholder `since` only (the condition's other placeholders come before
 /// it). The written keys are read first, through the row-version index
 /// (materialised: a few rows), and each row then by its key, never by a
 /// scan of the table, whatever a planner estimates: SQLite never reorders
-/// a `CROSS JOIN`; Postgres, whose generic plan would hash the whole table,
-/// gets the row from a `LATERAL` subquery it cannot flatten (`OFFSET 0`)
-/// when `lateral`. The keys are renamed so the condition's unqualified
-/// names still mean only the table's columns.
-pub fn part_select_written(table: &Table, condition: &str, since: &str, lateral: bool) -> String {
+/// a `CROSS JOIN`. On Postgres (`batch`: a row source `_ferry_a` of
+/// argument lists, `_ferry_i` numbering them, which the condition's
+/// parameters name as its columns), one statement serves many argument
+/// lists, and each row comes from a `LATERAL` subquery it cannot flatten
+/// (`OFFSET 0`), so no generic plan hashes the whole table. The keys are
+/// renamed so the condition's unqualified names mean only the table's
+/// columns.
+pub fn part_select_written(
+    table: &Table,
+    condition: &str,
+    since: &str,
+    batch: Option<&str>,
+) -> String {
     let t = &table.name;
     let renamed = table
         .primary_key
@@ -370,17 +378,20 @@ pub fn part_select_written(table: &Table, condition: &str, since: &str, lateral:
         .map(|(i, k)| format!("{t}.{k} = _ferry_w._ferry_k{i}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let rows = match lateral {
-        true => format!(
-            "CROSS JOIN LATERAL (SELECT * FROM {t} WHERE {matches} OFFSET 0) AS {t} \
-             WHERE ({condition})"
-        ),
-        false => format!("CROSS JOIN {t} WHERE {matches} AND ({condition})"),
-    };
-    format!(
+    let keys = TableText::list(&format!("{t}."), &table.primary_key);
+    let written = format!(
         "WITH _ferry_w AS MATERIALIZED (SELECT {renamed}, version AS _ferry_version \
-         FROM _ferry_rowver_{t} WHERE version > {since}) \
-         SELECT {}, _ferry_w._ferry_version FROM _ferry_w {rows}",
-        TableText::list(&format!("{t}."), &table.primary_key)
-    )
+         FROM _ferry_rowver_{t} WHERE version > {since})"
+    );
+    match batch {
+        Some(args) => format!(
+            "{written} SELECT _ferry_a._ferry_i, {keys}, _ferry_w._ferry_version FROM _ferry_w \
+             CROSS JOIN LATERAL (SELECT * FROM {t} WHERE {matches} OFFSET 0) AS {t} \
+             CROSS JOIN {args} WHERE ({condition})"
+        ),
+        None => format!(
+            "{written} SELECT {keys}, _ferry_w._ferry_version FROM _ferry_w CROSS JOIN {t} \
+             WHERE {matches} AND ({condition})"
+        ),
+    }
 }

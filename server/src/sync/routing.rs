@@ -56,15 +56,16 @@ pub trait RouteTx: ViewTx {
     /// Every group's view entry of these keys (JSON arrays) of `table`.
     fn holders(&self, table: &str, keys: &[String]) -> impl Future<Output = Result<Vec<Holder>>>;
 
-    /// What [`ViewTx::select`] selects, among the rows written after
-    /// `since` only.
+    /// What [`ViewTx::select`] selects among the rows written after
+    /// `since` only, for each of several argument lists at once: each row
+    /// with the index of the list that selects it.
     fn select_written(
         &self,
         query: usize,
         part: usize,
-        params: &[Value],
+        params: &[&[Value]],
         since: i64,
-    ) -> impl Future<Output = Result<Vec<Selected>>>;
+    ) -> impl Future<Output = Result<Vec<(usize, Selected)>>>;
 }
 
 /// What decides whether a group entered rows: its selections (`runs`
@@ -191,15 +192,38 @@ pub async fn route<T: RouteTx>(
             checks.push(Check { group, moved, uses });
         }
     }
-    let selected = try_join_all(runs.iter().map(|(full, part)| async move {
-        if *full {
-            tx.select(part.query, part.part, &part.params).await
-        } else {
-            tx.select_written(part.query, part.part, &part.params, since)
-                .await
+    // Full evaluations one by one; selections of the written rows one
+    // statement per part, for all the argument lists that need it.
+    let mut batches: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for (run, (full, part)) in runs.iter().enumerate() {
+        if !full {
+            batches
+                .entry((part.query, part.part))
+                .or_default()
+                .push(run);
         }
-    }))
+    }
+    let full_runs: Vec<usize> = (0..runs.len()).filter(|&run| runs[run].0).collect();
+    let (full_rows, batch_rows) = futures_util::future::try_join(
+        try_join_all(full_runs.iter().map(|&run| {
+            let part = runs[run].1;
+            tx.select(part.query, part.part, &part.params)
+        })),
+        try_join_all(batches.iter().map(|(&(query, part), batch)| {
+            let params: Vec<&[Value]> = batch.iter().map(|&run| &runs[run].1.params[..]).collect();
+            async move { tx.select_written(query, part, &params, since).await }
+        })),
+    )
     .await?;
+    let mut selected: Vec<Vec<Selected>> = vec![Vec::new(); runs.len()];
+    for (run, rows) in full_runs.into_iter().zip(full_rows) {
+        selected[run] = rows;
+    }
+    for (batch, rows) in batches.values().zip(batch_rows) {
+        for (i, row) in rows {
+            selected[batch[i]].push(row);
+        }
+    }
     let selected: Vec<Vec<(String, i64)>> = runs
         .iter()
         .zip(selected)

@@ -195,13 +195,31 @@ impl PostgresStore {
                     .iter()
                     .map(|part| {
                         let statement = part.statement();
-                        let since = format!("${}", statement.params.len() + 1);
                         let table = app.table(&part.table).expect("validated: a synced table");
+                        // `$1` the version, `$2` the lists' numbers, then
+                        // one array per parameter.
+                        let arrays = statement
+                            .params
+                            .iter()
+                            .enumerate()
+                            .map(|(i, name)| {
+                                let ty = match query.param(name) {
+                                    Some(param) => param.ty,
+                                    None => ColumnType::Text,
+                                };
+                                format!(", ${}::{}[]", i + 3, pg_type(ty).name())
+                            })
+                            .collect::<String>();
+                        let columns = (1..=statement.params.len())
+                            .map(|i| format!(", _ferry_p{i}"))
+                            .collect::<String>();
+                        let args =
+                            format!("unnest($2::int8[]{arrays}) AS _ferry_a (_ferry_i{columns})");
                         part_select_written(
                             table,
-                            &statement.render(Placeholders::Dollar),
-                            &since,
-                            true,
+                            &statement.render(Placeholders::Columns("_ferry_a._ferry_p")),
+                            "$1",
+                            Some(&args),
                         )
                     })
                     .collect()
@@ -750,29 +768,34 @@ impl RouteTx for PgTx<'_> {
             .collect()
     }
 
+    /// One statement for every argument list: each parameter's values as
+    /// an array, unnested into one row per list.
     async fn select_written(
         &self,
         query: usize,
         part: usize,
-        params: &[Value],
+        params: &[&[Value]],
         since: i64,
-    ) -> Result<Vec<Selected>> {
+    ) -> Result<Vec<(usize, Selected)>> {
         let sql = &self.store.written_parts[query][part];
         let part = &self.store.parts[query][part];
-        let mut types: Vec<Type> = part.types.iter().map(|ty| pg_type(*ty)).collect();
-        types.push(Type::INT8);
+        let mut types = vec![Type::INT8, Type::INT8_ARRAY];
+        let mut bound: Vec<Param> = vec![
+            Box::new(since),
+            Box::new((0..params.len() as i64).collect::<Vec<i64>>()),
+        ];
+        for (i, ty) in part.types.iter().enumerate() {
+            types.push(values::array_type(*ty));
+            bound.push(values::to_array(*ty, params.iter().map(|list| &list[i])));
+        }
         let statement = self.tx.prepare_typed_cached(sql, &types).await?;
-        let mut bound: Vec<Param> = part
-            .types
-            .iter()
-            .zip(params)
-            .map(|(ty, value)| values::to_param(*ty, value))
-            .collect();
-        bound.push(Box::new(since));
         let rows = self.tx.query(&statement, &refs(&bound)).await?;
         let key = &self.store.tables[part.table].key;
         rows.iter()
-            .map(|r| Ok((to_row(r, 0, key)?, r.try_get(key.len())?)))
+            .map(|r| {
+                let list = r.try_get::<_, i64>(0)? as usize;
+                Ok((list, (to_row(r, 1, key)?, r.try_get(key.len() + 1)?)))
+            })
             .collect()
     }
 }

@@ -37,6 +37,78 @@ pub fn to_param(ty: ColumnType, value: &Value) -> Param {
     }
 }
 
+/// The Postgres array type of a parameter of type `ty`.
+pub fn array_type(ty: ColumnType) -> tokio_postgres::types::Type {
+    use tokio_postgres::types::Type;
+    match ty {
+        ColumnType::Integer => Type::INT8_ARRAY,
+        ColumnType::Real => Type::FLOAT8_ARRAY,
+        ColumnType::Text => Type::TEXT_ARRAY,
+        ColumnType::Blob => Type::BYTEA_ARRAY,
+        ColumnType::Boolean => Type::BOOL_ARRAY,
+        ColumnType::Json => Type::JSONB_ARRAY,
+    }
+}
+
+/// Checked arguments of one parameter (one per argument list) as a
+/// Postgres array of the declared type, each converted as [`to_param`]
+/// converts it.
+pub fn to_array<'a>(ty: ColumnType, values: impl Iterator<Item = &'a Value>) -> Param {
+    match ty {
+        ColumnType::Integer => Box::new(
+            values
+                .map(|v| match v {
+                    Value::Integer(i) => Some(*i),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        ColumnType::Real => Box::new(
+            values
+                .map(|v| match v {
+                    Value::Real(r) => Some(*r),
+                    Value::Integer(i) => Some(*i as f64),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        ColumnType::Text => Box::new(
+            values
+                .map(|v| match v {
+                    Value::Text(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        ColumnType::Blob => Box::new(
+            values
+                .map(|v| match v {
+                    Value::Blob(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        ColumnType::Boolean => Box::new(
+            values
+                .map(|v| match v {
+                    Value::Integer(i) => Some(*i != 0),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        ColumnType::Json => Box::new(
+            values
+                .map(|v| match v {
+                    Value::Text(t) => {
+                        Some(serde_json::from_str::<Json>(t).unwrap_or(Json::String(t.clone())))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
 /// A key value from a paging cursor, if it has the key column's type (and,
 /// for text, no NUL: Postgres text cannot hold one, so no row has such a
 /// key, and binding it would fail the query).
