@@ -151,7 +151,7 @@ function Items({ list, run }) {
         id="add-item"
         placeholder="Add an item"
         label="Add"
-        onSubmit={(title) => run('addItem', { id: newId(), listId: list.id, title, at: now(), by: tab })}
+        onSubmit={(title) => run('addItem', { id: newId(), listId: list.id, owner: user, title, at: now(), by: tab })}
       />
       {items.status === 'error' && <p className="error">{items.error.message}</p>}
       <ul className="item-list" id="items">
