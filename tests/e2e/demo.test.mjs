@@ -52,6 +52,9 @@ const counter = async (tab) => Number(await text(tab, '#counter'));
 /** Rows of `table` in the replica of the tab's user. */
 const rowsIn = async (tab, table) => (await tab.evaluate((sql) => window.ferry.query(sql), `SELECT count(*) AS n FROM ${table}`))[0].n;
 
+/** Scrolls the inspector's last line into view, for a screenshot. */
+const showInspector = (tab) => tab.$eval('.inspector', (el) => el.scrollIntoView({ block: 'end' }));
+
 /** One picture of several tabs side by side, made by the browser alone. */
 async function sideBySide(pictures, path) {
   const page = await deviceB.newTab();
@@ -178,6 +181,7 @@ test('offline in both browsers: writes queue, then drain; the counter converges 
   assert.ok(!(await titles(b1)).includes('written offline'), 'B cannot see A while A is offline');
   await a1.click('#view-outbox');
   await a1.waitForSelector('#outbox li:has-text("increment")');
+  await showInspector(a1);
   await a1.screenshot({ path: join(shots, 'offline-inspector.png') });
   await a1.click('#view-tab');
 
@@ -208,6 +212,7 @@ test('a write the server refuses: gone from every tab, with the reason in the in
   await a2.waitForSelector('#rejections li:has-text("forbidden")', { timeout: 10000 });
   await sameTitles([a1, a2, a3], before);
   assert.match(await text(a2, '#view-rejected'), /Rejected \(1\)/);
+  await showInspector(a2);
   await a2.screenshot({ path: join(shots, 'rejection.png') });
   await a2.click('#clear-rejections');
   await a2.waitForSelector('#view-rejected:text("Rejected (0)")');
