@@ -272,14 +272,24 @@ test(`ada shares a list with grace: both edit it from their own browsers; unshar
   await grace.waitForSelector('#rejections li:has-text("renameList"):has-text("forbidden")', { timeout: 10000 });
   await grace.waitForSelector('.list-link.active .name:text-is("Groceries")');
 
-  // Ada unshares: the list, its members and its items leave grace's replica.
+  // Grace goes offline and ticks an item; ada unshares meanwhile. Back
+  // online, grace's tick is refused, and the list, its members and its
+  // items leave her replica.
+  await setOffline(grace, true);
+  await grace.click('#items li:nth-child(2) input[type="checkbox"]');
+  await grace.waitForSelector('#items li.done:nth-child(2)');
   await a1.click('#unshare-list');
-  await eventually(async () => (await grace.$$('#lists li')).length === 0, 10000, 'the list leaves grace\'s page');
+  for (const tab of [a1, b1]) await tab.waitForSelector('#share-list');
+  // The server has the unshare before grace's tick arrives.
+  await a1.waitForSelector('#tab-mutations li:first-child:has-text("unshareList") .stage.ok[title="server: ok"]');
+  await setOffline(grace, false);
+  await grace.waitForSelector('#rejections li:has-text("toggleItem"):has-text("forbidden")', { timeout: 10000 });
+  await eventually(async () => (await grace.$$('#lists li')).length === 0, 10000, "the list leaves grace's page");
   for (const table of ['lists', 'members', 'items']) {
     await eventually(async () => (await rowsIn(grace, table)) === 0, 10000, `no ${table} rows left in grace's replica`);
   }
-  for (const tab of [a1, b1]) await tab.waitForSelector('#share-list');
   assert.deepEqual(await titles(a1), [...shared, 'from ada'], "ada keeps the list and grace's edits");
+  assert.equal((await a1.$$('#items li.done')).length, 1, "grace's refused tick never reaches ada");
   await grace.close();
 });
 
