@@ -4,9 +4,10 @@ import { useHeldSync } from './held.js';
 import { newId, now, otherUser, tab, user } from './session.js';
 import { track } from './tracked.js';
 
-// Every list the user is a member of (the `myLists` subscription syncs them
-// from open), whether the other user is a member too, and the items the
-// replica holds: only the open list's, which its `listItems` subscription syncs.
+// Every list the user owns or was given a share of (the `myLists`
+// subscription syncs them from open), whether it is shared with the other
+// user, and the items the replica holds of it: only the open list's are
+// synced (by its `listItems` subscription).
 const LISTS_SQL = `SELECT l.id, l.name, l.owner, count(i.id) AS total, coalesce(sum(i.done), 0) AS done,
     EXISTS (SELECT 1 FROM members m WHERE m.list_id = l.id AND m.user_id = ?) AS shared
   FROM lists l LEFT JOIN items i ON i.list_id = l.id
