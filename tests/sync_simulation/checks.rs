@@ -18,7 +18,17 @@ use ferrydb_protocol::{
     PushResponse, RejectionCode, SubscriptionPhase,
 };
 use serde_json::Value as Json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the sharing world's oracle expects of a push, before the server
+/// runs it.
+pub struct PushPrediction {
+    /// Mutations to be rejected `forbidden`, each with whether its user had
+    /// seen its target and can no longer read it.
+    forbidden: Vec<(u64, bool)>,
+    /// The memberships (list, user) before the push.
+    members: BTreeSet<(String, String)>,
+}
 
 /// Counter id → value, from a snapshot of synced rows.
 fn counters(view: &View) -> Counters {
@@ -100,28 +110,30 @@ impl Sim {
         self.stats.responses_checked += 1;
     }
 
-    /// Sharing world: the mutations of `request` that the server must
-    /// reject `forbidden`, judged against its tables before the push, with
-    /// whether their user had lost read access to the target they saw:
-    /// an edit, deletion or move of an existing item of a list where the
-    /// user is not owner or editor; a rename or deletion of an existing list
-    /// the user does not own. Only mutations the server has not processed
-    /// yet count, and only in a push with no mutation that could give its
-    /// user a role (creating a list, a membership naming them): nothing else
-    /// in a push of one user can change what it may write.
-    pub fn predict_forbidden(&self, c: usize, request: &PushRequest) -> Vec<(u64, bool)> {
-        let Some(oracle) = &self.oracle else {
-            return Vec::new();
-        };
+    /// Sharing world, before the server runs `request`: the mutations it
+    /// must reject `forbidden`, judged against its tables now, with whether
+    /// their user had lost read access to the target they saw: an edit,
+    /// deletion or move of an existing item of a list where the user is not
+    /// owner or editor; a rename or deletion of an existing list the user
+    /// does not own. Only mutations the server has not processed yet count,
+    /// and only in a push with no mutation that could give its user a role
+    /// (creating a list, a membership naming them): nothing else in a push
+    /// of one user can change what it may write.
+    pub fn predict_push(&self, c: usize, request: &PushRequest) -> Option<PushPrediction> {
+        let oracle = self.oracle.as_ref()?;
         let client = &self.clients[c];
         let user = client.user;
+        let tables = oracle.tables();
+        let members = tables.memberships();
         let grants = request.mutations.iter().any(|m| {
             m.name == "createList" || m.args.get("user_id").and_then(Json::as_str) == Some(user)
         });
         if grants {
-            return Vec::new();
+            return Some(PushPrediction {
+                forbidden: Vec::new(),
+                members,
+            });
         }
-        let tables = oracle.tables();
         let processed = self.server.last_mutation_id(&client.id).unwrap();
         let mut forbidden = Vec::new();
         for m in request.mutations.iter().filter(|m| m.id > processed) {
@@ -142,22 +154,30 @@ impl Sim {
                 forbidden.push((m.id, revoked));
             }
         }
-        forbidden
+        Some(PushPrediction { forbidden, members })
     }
 
-    /// The server rejected the `forbidden` mutations predicted for this push.
+    /// After the server answered `request`: it rejected the mutations
+    /// predicted `forbidden`. Counts the memberships the push added and
+    /// removed.
     pub fn check_push(
         &mut self,
         c: usize,
         request: &PushRequest,
         response: &PushResponse,
-        forbidden: &[(u64, bool)],
+        prediction: Option<PushPrediction>,
     ) {
+        let (Some(oracle), Some(prediction)) = (&self.oracle, prediction) else {
+            return;
+        };
+        let members = oracle.tables().memberships();
+        self.stats.shares += members.difference(&prediction.members).count() as u64;
+        self.stats.revocations += prediction.members.difference(&members).count() as u64;
         let PushResponse::Ok { results } = response else {
             return;
         };
-        for (id, revoked) in forbidden {
-            let result = results.iter().find(|r| r.id() == *id);
+        for (id, revoked) in prediction.forbidden {
+            let result = results.iter().find(|r| r.id() == id);
             assert!(
                 matches!(
                     result,
@@ -169,22 +189,10 @@ impl Sim {
                 "seed {}: {} #{id} of {:?} must be forbidden, got {result:?}",
                 self.seed,
                 self.clients[c].id,
-                request.mutations.iter().find(|m| m.id == *id)
+                request.mutations.iter().find(|m| m.id == id)
             );
             self.stats.forbidden_predicted += 1;
-            self.stats.forbidden_after_revocation += u64::from(*revoked);
-        }
-        for result in results {
-            let Some(m) = request.mutations.iter().find(|m| m.id == result.id()) else {
-                continue;
-            };
-            if matches!(result, MutationResult::Ok { .. }) {
-                match m.name.as_str() {
-                    "addMember" => self.stats.shares += 1,
-                    "removeMember" => self.stats.revocations += 1,
-                    _ => {}
-                }
-            }
+            self.stats.forbidden_after_revocation += u64::from(revoked);
         }
     }
 
@@ -252,7 +260,7 @@ impl Sim {
             let _ = oracle.mutate(&mut db, name, args, 0);
         }
         let expected = oracle.snapshot(&mut db).unwrap();
-        assert_eq!(local, expected, "seed {seed}: {id} after a rebase");
+        assert_eq!(local, expected, "seed {seed}: {} after a rebase", self.clients[c].id);
         self.stats.rebases_checked += 1;
     }
 

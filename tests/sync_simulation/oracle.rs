@@ -9,7 +9,7 @@ use super::world::View;
 use ferrydb_protocol::{Row, Subscription};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value as Json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// A row's table and primary key values (in key order; every key column of
@@ -117,6 +117,14 @@ impl Tables {
     /// Whether `user` may write the items of list `list` (owner or editor).
     pub fn edits(&self, list: &str, user: &str) -> bool {
         matches!(self.role(list, user), Some("owner" | "editor"))
+    }
+
+    /// Every (list, user) membership.
+    pub fn memberships(&self) -> BTreeSet<(String, String)> {
+        self.members
+            .iter()
+            .map(|m| (m.list_id.clone(), m.user_id.clone()))
+            .collect()
     }
 
     pub fn item(&self, id: &str) -> Option<&Item> {

@@ -262,11 +262,13 @@ impl Sim {
             }
             Payload::Reply(event, view) => {
                 if message.life == self.clients[c].life {
+                    // The cookie of a response the client takes (a late one
+                    // is ignored: the replica is then not at its state).
                     let cookie = match &event {
                         Event::PullResponse {
+                            id,
                             response: PullResponse::Ok(ok),
-                            ..
-                        } => Some(ok.cookie.clone()),
+                        } if self.clients[c].node.sync.awaits(*id) => Some(ok.cookie.clone()),
                         _ => None,
                     };
                     self.handle(c, event);
@@ -289,9 +291,9 @@ impl Sim {
             }
             Payload::Push(id, request) => {
                 self.stats.pushes += 1;
-                let forbidden = self.predict_forbidden(c, &request);
+                let prediction = self.predict_push(c, &request);
                 let response = self.server.push(user, &request).unwrap();
-                self.check_push(c, &request, &response, &forbidden);
+                self.check_push(c, &request, &response, prediction);
                 if let PushResponse::Ok { results } = &response {
                     if results
                         .iter()
