@@ -18,7 +18,7 @@ use ferrydb_protocol::{
     PushResponse, RejectionCode, SubscriptionPhase,
 };
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// What the sharing world's oracle expects of a push, before the server
 /// runs it.
@@ -26,8 +26,8 @@ pub struct PushPrediction {
     /// Mutations to be rejected `forbidden`, each with whether its user had
     /// seen its target and can no longer read it.
     forbidden: Vec<(u64, bool)>,
-    /// The memberships (list, user) before the push.
-    members: BTreeSet<(String, String)>,
+    /// The memberships before the push: (list, user) → role.
+    members: BTreeMap<(String, String), String>,
 }
 
 /// Counter id → value, from a snapshot of synced rows.
@@ -171,8 +171,9 @@ impl Sim {
             return;
         };
         let members = oracle.tables().memberships();
-        self.stats.shares += members.difference(&prediction.members).count() as u64;
-        self.stats.revocations += prediction.members.difference(&members).count() as u64;
+        let before = &prediction.members;
+        self.stats.shares += members.keys().filter(|k| !before.contains_key(*k)).count() as u64;
+        self.stats.revocations += before.keys().filter(|k| !members.contains_key(*k)).count() as u64;
         let PushResponse::Ok { results } = response else {
             return;
         };

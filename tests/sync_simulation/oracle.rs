@@ -9,7 +9,7 @@ use super::world::View;
 use ferrydb_protocol::{Row, Subscription};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value as Json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A row's table and primary key values (in key order; every key column of
@@ -119,11 +119,11 @@ impl Tables {
         matches!(self.role(list, user), Some("owner" | "editor"))
     }
 
-    /// Every (list, user) membership.
-    pub fn memberships(&self) -> BTreeSet<(String, String)> {
+    /// Every membership: (list, user) → role.
+    pub fn memberships(&self) -> BTreeMap<(String, String), String> {
         self.members
             .iter()
-            .map(|m| (m.list_id.clone(), m.user_id.clone()))
+            .map(|m| ((m.list_id.clone(), m.user_id.clone()), m.role.clone()))
             .collect()
     }
 
