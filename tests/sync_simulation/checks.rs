@@ -14,8 +14,8 @@ use ferrydb::engine::database::Database;
 use ferrydb::engine::sync::Replica;
 use ferrydb::engine::value::Value;
 use ferrydb_protocol::{
-    Cookie, MutationResult, PatchOp, PullOk, PullRequest, PullResponse, PushRequest,
-    PushResponse, RejectionCode, SubscriptionPhase,
+    Cookie, MutationResult, PatchOp, PullOk, PullRequest, PullResponse, PushRequest, PushResponse,
+    RejectionCode, SubscriptionPhase,
 };
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -58,7 +58,9 @@ impl Sim {
     }
 
     /// Sharing world: right after the server answered `request` (the
-    /// response may yet be lost): every `put` is of a row the request's
+    /// response may yet be lost): each subscription's state is right (its
+    /// total what it selects now, and complete unless pages follow or
+    /// came before); every `put` is of a row the request's
     /// subscriptions select for its user now, with its current value, and
     /// every `del` names a key they selected when an earlier pull of the
     /// group was answered. (Not necessarily one the group was sent: a row
@@ -72,11 +74,28 @@ impl Sim {
             return;
         };
         let client = &mut self.clients[c];
+        let tables = oracle.tables();
         let selected: BTreeMap<_, _> = subscriptions
             .iter()
-            .flat_map(|s| oracle.tables().selected(client.user, s))
+            .flat_map(|s| tables.selected(client.user, s))
             .collect();
         let seed = self.seed;
+        // Each subscription's total is what it selects now; a response that
+        // is not a later page of a download brings every one complete.
+        let first_page = !matches!(request.cookie, Some(Cookie::Text(_)));
+        assert_eq!(ok.subscriptions.len(), subscriptions.len(), "seed {seed}");
+        for (state, subscription) in ok.subscriptions.iter().zip(subscriptions) {
+            let total = tables.selected(client.user, subscription).len() as u64;
+            let complete = first_page && !ok.more;
+            assert!(
+                (state.query == subscription.query && state.args == subscription.args)
+                    && state.total == total
+                    && (!complete
+                        || (state.state == SubscriptionPhase::Complete && state.synced == total)),
+                "seed {seed}: {} was told {state:?} for a subscription that selects {total} rows",
+                client.id
+            );
+        }
         for op in &ok.patch {
             match op {
                 PatchOp::Put { table, row } => {
@@ -150,7 +169,8 @@ impl Sim {
                 _ => None,
             };
             if let Some(list) = list {
-                let revoked = tables.role(list, user).is_none() && client.saw_target.contains(&m.id);
+                let revoked =
+                    tables.role(list, user).is_none() && client.saw_target.contains(&m.id);
                 forbidden.push((m.id, revoked));
             }
         }
@@ -173,7 +193,8 @@ impl Sim {
         let members = oracle.tables().memberships();
         let before = &prediction.members;
         self.stats.shares += members.keys().filter(|k| !before.contains_key(*k)).count() as u64;
-        self.stats.revocations += before.keys().filter(|k| !members.contains_key(*k)).count() as u64;
+        self.stats.revocations +=
+            before.keys().filter(|k| !members.contains_key(*k)).count() as u64;
         let PushResponse::Ok { results } = response else {
             return;
         };
@@ -261,7 +282,11 @@ impl Sim {
             let _ = oracle.mutate(&mut db, name, args, 0);
         }
         let expected = oracle.snapshot(&mut db).unwrap();
-        assert_eq!(local, expected, "seed {seed}: {} after a rebase", self.clients[c].id);
+        assert_eq!(
+            local, expected,
+            "seed {seed}: {} after a rebase",
+            self.clients[c].id
+        );
         self.stats.rebases_checked += 1;
     }
 

@@ -157,10 +157,18 @@ impl Tables {
         let member = |list: &str| self.role(list, user).is_some();
         let list_arg = || subscription.args["list_id"].as_str().unwrap().to_owned();
         let lists = |keep: &dyn Fn(&List) -> bool| -> Vec<(Key, Row)> {
-            self.lists.iter().filter(|l| keep(l)).map(list_row).collect()
+            self.lists
+                .iter()
+                .filter(|l| keep(l))
+                .map(list_row)
+                .collect()
         };
         let items = |keep: &dyn Fn(&Item) -> bool| -> Vec<(Key, Row)> {
-            self.items.iter().filter(|i| keep(i)).map(item_row).collect()
+            self.items
+                .iter()
+                .filter(|i| keep(i))
+                .map(item_row)
+                .collect()
         };
         match subscription.query.as_str() {
             "myLists" => lists(&|l| member(&l.id)),

@@ -130,10 +130,7 @@ impl Sim {
                 "addMember",
                 json!({"list_id": list, "user_id": someone, "role": role}),
             ),
-            7 | 8 => (
-                "removeMember",
-                json!({"list_id": list, "user_id": someone}),
-            ),
+            7 | 8 => ("removeMember", json!({"list_id": list, "user_id": someone})),
             9 => (
                 "setRole",
                 json!({"list_id": list, "user_id": someone, "role": role}),
@@ -144,7 +141,10 @@ impl Sim {
             ),
             13..=15 => {
                 let done = [Json::Null, json!(true), json!(false)][r.below(3) as usize].clone();
-                ("editItem", json!({"id": item, "title": title, "done": done}))
+                (
+                    "editItem",
+                    json!({"id": item, "title": title, "done": done}),
+                )
             }
             16 => ("deleteItem", json!({ "id": item })),
             17 | 18 => ("moveItem", json!({"id": item, "list_id": list})),

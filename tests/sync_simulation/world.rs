@@ -44,7 +44,9 @@ impl Mode {
             Mode::Subscriptions => (&SHARING, "sharing_simulation.json"),
         };
         let load = || {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(file);
             AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
         };
         cell.get_or_init(load).clone()
