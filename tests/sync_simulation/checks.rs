@@ -58,9 +58,9 @@ impl Sim {
     }
 
     /// Sharing world: right after the server answered `request` (the
-    /// response may yet be lost): each subscription's state is right (its
-    /// total what it selects now, and complete unless pages follow or
-    /// came before); every `put` is of a row the request's
+    /// response may yet be lost): each subscription's state is right (on a
+    /// first page, its total is what it selects now, and it is complete
+    /// unless pages follow); every `put` is of a row the request's
     /// subscriptions select for its user now, with its current value, and
     /// every `del` names a key they selected when an earlier pull of the
     /// group was answered. (Not necessarily one the group was sent: a row
@@ -80,18 +80,18 @@ impl Sim {
             .flat_map(|s| tables.selected(client.user, s))
             .collect();
         let seed = self.seed;
-        // Each subscription's total is what it selects now; a response that
-        // is not a later page of a download brings every one complete.
+        // A response that is not a later page of a download is at the view
+        // version just computed: each subscription's total is what it
+        // selects now, and without more pages every one is complete.
         let first_page = !matches!(request.cookie, Some(Cookie::Text(_)));
         assert_eq!(ok.subscriptions.len(), subscriptions.len(), "seed {seed}");
         for (state, subscription) in ok.subscriptions.iter().zip(subscriptions) {
             let total = tables.selected(client.user, subscription).len() as u64;
-            let complete = first_page && !ok.more;
+            let complete = state.state == SubscriptionPhase::Complete && state.synced == total;
             assert!(
                 (state.query == subscription.query && state.args == subscription.args)
-                    && state.total == total
-                    && (!complete
-                        || (state.state == SubscriptionPhase::Complete && state.synced == total)),
+                    && (!first_page || state.total == total)
+                    && (!first_page || ok.more || complete),
                 "seed {seed}: {} was told {state:?} for a subscription that selects {total} rows",
                 client.id
             );
