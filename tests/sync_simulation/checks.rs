@@ -178,8 +178,9 @@ impl Sim {
     }
 
     /// After the server answered `request`: it rejected the mutations
-    /// predicted `forbidden`. Counts the memberships the push added and
-    /// removed.
+    /// predicted `forbidden`, and the memberships of a list others were in
+    /// changed only if the pushing user owned it (nobody joins a shared list
+    /// on their own). Counts the memberships the push added and removed.
     pub fn check_push(
         &mut self,
         c: usize,
@@ -192,6 +193,26 @@ impl Sim {
         };
         let members = oracle.tables().memberships();
         let before = &prediction.members;
+        let user = self.clients[c].user;
+        let changed = members
+            .iter()
+            .filter(|(key, role)| before.get(*key) != Some(role))
+            .chain(before.iter().filter(|(key, _)| !members.contains_key(*key)));
+        for ((list, member), _) in changed {
+            let shared = before.keys().any(|(l, u)| l == list && u != user);
+            let owned = before
+                .get(&(list.clone(), user.to_owned()))
+                .map(String::as_str)
+                == Some("owner");
+            assert!(
+                !shared || owned,
+                "seed {}: {} ({user}) changed {member}'s membership of list {list}, which \
+                 others are in and {user} does not own: {:?}",
+                self.seed,
+                self.clients[c].id,
+                request.mutations
+            );
+        }
         self.stats.shares += members.keys().filter(|k| !before.contains_key(*k)).count() as u64;
         self.stats.revocations +=
             before.keys().filter(|k| !members.contains_key(*k)).count() as u64;
