@@ -31,6 +31,8 @@ mod checks;
 mod oracle;
 #[path = "sync_simulation/sharing.rs"]
 mod sharing;
+#[path = "sync_simulation/sharing_checks.rs"]
+mod sharing_checks;
 #[path = "sync_simulation/workload.rs"]
 mod workload;
 #[path = "sync_simulation/world.rs"]
