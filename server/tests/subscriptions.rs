@@ -425,8 +425,8 @@ async fn a_repeated_pull_from_an_older_cookie_gets_the_same_patches_again() {
         collab
             .run(
                 "ada",
-                "removeMember",
-                json!({"list_id": "l1", "user_id": "ada"}),
+                "addMember",
+                json!({"list_id": "l1", "user_id": "carol", "role": "viewer"}),
             )
             .await;
         collab
