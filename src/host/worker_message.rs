@@ -158,16 +158,16 @@ impl WorkerMessage {
                     .iter()
                     .map(|update| {
                         let subscription = e.number(f64::from(update.subscription));
-                        match &update.change {
-                            Ok(patch) => {
-                                let patch = patch_value(e, patch);
-                                e.object(vec![("subscription", subscription), ("patch", patch)])
-                            }
-                            Err(error) => {
-                                let error = error_value(e, error);
-                                e.object(vec![("subscription", subscription), ("error", error)])
-                            }
-                        }
+                        let change = match &update.change {
+                            Ok(patch) => ("patch", patch_value(e, patch)),
+                            Err(error) => ("error", error_value(e, error)),
+                        };
+                        let complete = e.flag(update.complete);
+                        e.object(vec![
+                            ("subscription", subscription),
+                            change,
+                            ("complete", complete),
+                        ])
                     })
                     .collect();
                 fields.push(("updates", e.list(list)));
@@ -277,6 +277,17 @@ fn response_value<E: Encoder>(e: &mut E, response: &Response) -> E::Out {
             let fields = vec![
                 ("columns", names(e, &result.columns)),
                 ("rows", rows(e, &result.rows)),
+            ];
+            e.object(fields)
+        }
+        Response::Live {
+            rows: result,
+            complete,
+        } => {
+            let fields = vec![
+                ("columns", names(e, &result.columns)),
+                ("rows", rows(e, &result.rows)),
+                ("complete", e.flag(*complete)),
             ];
             e.object(fields)
         }

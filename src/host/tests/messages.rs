@@ -66,7 +66,18 @@ fn worker_messages() -> Vec<(&'static str, WorkerMessage)> {
             "reply-rows",
             WorkerMessage::Reply {
                 id: 4,
-                result: Ok(Response::Rows(rows)),
+                result: Ok(Response::Rows(rows.clone())),
+                seq: None,
+            },
+        ),
+        (
+            "reply-live",
+            WorkerMessage::Reply {
+                id: 5,
+                result: Ok(Response::Live {
+                    rows,
+                    complete: false,
+                }),
                 seq: None,
             },
         ),
@@ -130,10 +141,12 @@ fn worker_messages() -> Vec<(&'static str, WorkerMessage)> {
                             Segment::Rows(vec![vec![Value::Integer(3), Value::Real(2.5)]]),
                         ],
                     }),
+                    complete: false,
                 },
                 LiveUpdate {
                     subscription: 7,
                     change: Err(error(ErrorCode::SqlError, "no such table: gone")),
+                    complete: true,
                 },
             ]),
         ),
