@@ -116,13 +116,21 @@ impl Replica {
     /// it holds nothing back (its holders see the error).
     pub fn pending_tables(&self) -> TableSet {
         let mut tables = TableSet::new();
-        for desired in &self.desired {
-            let status = self.subscription_status(&desired.subscription);
-            if status.state != SubscriptionPhase::Pending {
+        for Desired { subscription, .. } in &self.desired {
+            let answered = self.states.iter().any(|s| {
+                s.state != SubscriptionPhase::Pending
+                    && s.query == subscription.query
+                    && s.args == subscription.args
+            });
+            if answered {
                 continue;
             }
-            if let Some(query) = self.app.query(&desired.subscription.query) {
-                tables.extend(query.parts.iter().map(|part| part.table.clone()));
+            for part in self
+                .app
+                .query(&subscription.query)
+                .map_or(&[][..], |q| &q.parts)
+            {
+                tables.insert(part.table.clone());
             }
         }
         tables
