@@ -42,7 +42,7 @@ use ferrydb_protocol::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 
 /// A group's view record, as a pull finds it.
@@ -369,6 +369,12 @@ pub async fn pull_subscribed<T: ViewTx>(
     // 4. Per subscription: how much of it the client holds once each page
     // is applied (a row it held before, or one this paging sends, up to
     // that page), and its total.
+    // Hashed, not searched: an initial sync looks up every row.
+    let page_of: HashMap<&(usize, String), (usize, bool)> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, (position, row))| (*position, (i / size, row.present)))
+        .collect();
     let progress: Vec<Result<(Vec<u64>, u64), SubscriptionError>> = evaluated
         .iter()
         .map(|evaluated| {
@@ -376,19 +382,20 @@ pub async fn pull_subscribed<T: ViewTx>(
             let mut held_before = 0;
             let mut per_page = vec![0u64; pages.len().max(1)];
             for position in rows {
+                if let Some(&(page, present)) = page_of.get(position) {
+                    per_page[page] += present as u64;
+                    continue;
+                }
+                // Not sent from here on: held if the client got it before
+                // the cookie or on an earlier page of this paging.
                 let Some(row) = held.get(position).filter(|row| row.present) else {
                     continue;
                 };
                 let sent_before = base.is_some_and(|b| row.patch_version <= b);
                 let in_paging =
                     row.patch_version <= at && base.is_none_or(|b| row.patch_version > b);
-                if sent_before || (in_paging && after.as_ref().is_some_and(|a| position <= a)) {
+                if sent_before || in_paging {
                     held_before += 1;
-                } else if in_paging {
-                    let index = pending
-                        .binary_search_by(|(p, _)| (*p).cmp(position))
-                        .expect("a row this paging sends is pending");
-                    per_page[index / size] += 1;
                 }
             }
             let synced = per_page
