@@ -200,9 +200,9 @@ pub fn write_violation(
 /// transaction: the tables are additive, so a database keeps its layout and
 /// a server of the previous release still opens it (it never reads them).
 ///
-/// Beside them, each group's paging record (`sync::view::Paging`, JSON),
-/// and where text does not compare bytewise by default, an index in the
-/// order pages read the view rows in.
+/// Beside them, each group's paging record (`sync::view::Paging`, JSON).
+/// View keys compare bytewise (the order pages read them in), declared so
+/// where text does not by default.
 pub fn view_tables(d: &Dialect) -> Vec<String> {
     let Dialect {
         integer: int,
@@ -218,7 +218,8 @@ pub fn view_tables(d: &Dialect) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS _ferry_view_rows (group_id {text} NOT NULL, \
-             table_name {text} NOT NULL, row_key {text} NOT NULL, row_version {int} NOT NULL, \
+             table_name {text} NOT NULL, row_key {text}{bytewise} NOT NULL, \
+             row_version {int} NOT NULL, \
              patch_version {int} NOT NULL, present {int} NOT NULL, \
              PRIMARY KEY (group_id, table_name, row_key))"
         ),
@@ -227,10 +228,15 @@ pub fn view_tables(d: &Dialect) -> Vec<String> {
              paging {text} NOT NULL)"
         ),
     ];
+    // Keys are bytewise in the primary key of a table made so; one made
+    // before (by an earlier server) gets an index in that order.
     if !bytewise.is_empty() {
         tables.push(format!(
-            "CREATE INDEX IF NOT EXISTS _ferry_view_rows_bytewise \
-             ON _ferry_view_rows (group_id, table_name, row_key{bytewise})"
+            "DO $$ BEGIN IF (SELECT collation_name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '_ferry_view_rows' \
+             AND column_name = 'row_key') IS DISTINCT FROM 'C' THEN \
+             CREATE INDEX IF NOT EXISTS _ferry_view_rows_bytewise \
+             ON _ferry_view_rows (group_id, table_name, row_key{bytewise}); END IF; END $$"
         ));
     }
     tables
