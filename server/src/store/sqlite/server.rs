@@ -987,6 +987,7 @@ mod tests {
                 "_ferry_server_rejections",
                 "_ferry_touched_notes",
                 "_ferry_version",
+                "_ferry_view_pages",
                 "_ferry_view_rows",
                 "_ferry_views",
                 "notes"
