@@ -8,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { startServer, launchProfile, root } from '../tests/e2e/harness.mjs';
 import { loadOneStore } from './server_load.mjs';
+import { initialSyncOneStore, freshStores, median as medianOf } from './initial_sync_load.mjs';
 import { seedServer } from './sync_seed.mjs';
 
 const args = process.argv.slice(2);
@@ -291,7 +292,8 @@ try {
   ];
   // `systems.<name>` holds exactly KEYS (numbers, or null where not
   // applicable); everything else (p95s, extra timings, configurations, notes,
-  // the server load per store) is under `details.<name>`.
+  // the server load and the initial sync load per store) is under
+  // `details.<name>`.
   const report = { browser: profile.context.browser()?.version() ?? 'chromium', systems: {}, details: {} };
   const details = { date: new Date().toISOString(), quick, rounds };
   const p95 = {};
@@ -324,6 +326,15 @@ try {
       load[name] = await loadOneStore(store, { quick });
       console.log(`server load, ${name} store: ${JSON.stringify(load[name])}`);
     }
+    // Initial sync, v1 full sync against v2 through one subscription, per store.
+    const initialSync = {};
+    for (const kind of Object.keys(stores)) {
+      const fresh = await freshStores(kind, { dir: join(root, 'target'), admin: postgres, tag: `bench_${Date.now()}` });
+      const figures = await initialSyncOneStore(fresh, { rows: quick ? 5000 : 100_000, rounds: 3 });
+      initialSync[kind] = Object.fromEntries(Object.entries(figures).map(([key, xs]) => [key, medianOf(xs)]));
+      console.log(`initial sync, ${kind} store: ${JSON.stringify(initialSync[kind])}`);
+    }
+    report.details.ferrydb.initial_sync_load = initialSync;
     report.systems.ferrydb.server_push_per_s = load.sqlite.push_per_s;
     report.systems.ferrydb.server_pull_rows_per_s = load.sqlite.pull_rows_per_s;
     report.details.ferrydb.server_load = load;

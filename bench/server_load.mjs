@@ -44,6 +44,12 @@ async function pushesPerSecond(url, clients, each) {
 
 /** Loads `rows` counters, then times a full initial sync of them by a new client. */
 async function pullRowsPerSecond(url, rows) {
+  await loadCounters(url, rows);
+  return fullSyncRowsPerSecond(url, rows, 'reader');
+}
+
+/** Pushes `rows` counters (`r0000000`, …), a thousand mutations a request. */
+export async function loadCounters(url, rows) {
   const batch = 1000;
   for (let start = 0, id = 1; start < rows; start += batch, id++) {
     const mutations = [];
@@ -52,12 +58,16 @@ async function pullRowsPerSecond(url, rows) {
     }
     await post(url, 'push', 'loader', pushBody('loader', mutations));
   }
+}
+
+/** Times a v1 full sync (every page) by the new client `reader`: rows/s. */
+export async function fullSyncRowsPerSecond(url, rows, reader) {
   const started = performance.now();
   let cookie = null;
   let received = 0;
   for (;;) {
     const reply = await post(url, 'pull', 'reader', {
-      protocolVersion: 1, schemaVersion: 1, clientGroupID: 'reader', clientID: 'reader', cookie,
+      protocolVersion: 1, schemaVersion: 1, clientGroupID: reader, clientID: reader, cookie,
     });
     received += reply.patch.filter((op) => op.type === 'put').length;
     cookie = reply.cookie;

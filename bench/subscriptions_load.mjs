@@ -106,6 +106,29 @@ const median = (values) => {
   return sorted[Math.floor(sorted.length / 2)];
 };
 
+/** Pushes list `list` of user `bulk` with `rows` items (`b0000000`, …), a thousand a request. */
+export async function loadList(url, list, rows) {
+  await group(url, 'bulk', `${list}-owner`, []).push('createList', { id: list, title: list, owner: 'bulk' });
+  for (let i = 0; i < rows; ) {
+    const mutations = [];
+    for (let k = 0; k < 1000 && i < rows; k++, i++) mutations.push({ name: 'addItem', args: { id: `b${String(i).padStart(7, '0')}`, list_id: list, title: `row ${i}` } });
+    await post(url, 'push', 'bulk', {
+      protocolVersion: V2, schemaVersion: 1, clientGroupID: `${list}-loader`, clientID: `${list}-loader`,
+      mutations: mutations.map((m, k) => ({ id: i - mutations.length + k + 1, ...m, timestamp: 0 })),
+    });
+  }
+}
+
+/** Times the initial sync of list `list`'s items (every page) by the new group `reader` of `bulk`: rows/s. */
+export async function subscriptionSyncRowsPerSecond(url, list, rows, reader) {
+  const g = group(url, 'bulk', reader, subscriptionsOf(list));
+  const started = performance.now();
+  const got = (await g.pull()).filter((op) => op.type === 'put' && op.table === 'items').length;
+  const rowsPerSecond = got / ((performance.now() - started) / 1000);
+  if (got < rows) throw new Error(`initial sync got ${got} of ${rows} items`);
+  return rowsPerSecond;
+}
+
 export async function subscriptionsOneStore(
   store,
   { quick, users = quick ? 100 : 1000, rows = quick ? 5000 : 100_000, writes = quick ? 5 : 21, binary },
@@ -162,21 +185,8 @@ export async function subscriptionsOneStore(
     if (unrelated.length !== 0) throw new Error(`an unrelated pull carried ${unrelated.length} ops`);
 
     // Initial sync through a subscription.
-    const big = group(url, 'bulk', 'bulk', subscriptionsOf('big'));
-    await big.push('createList', { id: 'big', title: 'Big', owner: 'bulk' });
-    for (let i = 0; i < rows; ) {
-      const mutations = [];
-      for (let k = 0; k < 1000 && i < rows; k++, i++) mutations.push({ name: 'addItem', args: { id: `b${String(i).padStart(7, '0')}`, list_id: 'big', title: `row ${i}` } });
-      await post(url, 'push', 'bulk', {
-        protocolVersion: V2, schemaVersion: 1, clientGroupID: 'bulk-loader', clientID: 'bulk-loader',
-        mutations: mutations.map((m, k) => ({ id: i - mutations.length + k + 1, ...m, timestamp: 0 })),
-      });
-    }
-    const reader = group(url, 'bulk', 'bulk-reader', subscriptionsOf('big'));
-    const s0 = performance.now();
-    const got = (await reader.pull()).filter((op) => op.type === 'put' && op.table === 'items').length;
-    const initial_sync_rows_per_s = got / ((performance.now() - s0) / 1000);
-    if (got < rows) throw new Error(`initial sync got ${got} of ${rows} items`);
+    await loadList(url, 'big', rows);
+    const initial_sync_rows_per_s = await subscriptionSyncRowsPerSecond(url, 'big', rows, 'bulk-reader');
 
     return { users, writes, poked_channels, poked_channels_max, write_to_data_ms, write_to_data_max_ms, unrelated_pull_ms, unrelated_pull_ops: unrelated.length, initial_sync_rows: rows, initial_sync_rows_per_s };
   } finally {

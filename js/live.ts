@@ -3,20 +3,27 @@
  * React's `useSyncExternalStore` and Vue's `shallowRef` bind to directly.
  */
 import { FerryError } from './errors.js';
-import type { Patch, RawRows, SqlValue } from './protocol.js';
+import type { LiveRows, Patch, RawRows, SqlValue } from './protocol.js';
 
 export type Row = Record<string, SqlValue>;
 
-/** A query is pending until its first result; an error keeps the last rows. */
+/**
+ * A query is pending until its first result; an error keeps the last rows.
+ * `complete` is false while the replica still awaits rows of a table the
+ * query reads: a subscription (`db.sync`) over one of them is `pending`
+ * (or, for an app without queries, the first download is not finished).
+ * Rows that are not complete may grow: show a loading state rather than
+ * "nothing here".
+ */
 export type QueryState<R> =
-  | { status: 'pending' }
-  | { status: 'ok'; rows: readonly R[] }
-  | { status: 'error'; error: FerryError; rows: readonly R[] | undefined };
+  | { status: 'pending'; complete: false }
+  | { status: 'ok'; rows: readonly R[]; complete: boolean }
+  | { status: 'error'; error: FerryError; rows: readonly R[] | undefined; complete: boolean };
 
 export type Listener = () => void;
 
 export class LiveQuery<R = Row> {
-  #state: QueryState<R> = { status: 'pending' };
+  #state: QueryState<R> = { status: 'pending', complete: false };
   /** The rows every patch from the worker is relative to (kept through errors). */
   #rows: R[] = [];
   #columns: string[] = [];
@@ -83,16 +90,22 @@ export class LiveQuery<R = Row> {
   }
 
   /** @internal The first result. */
-  _setRows(raw: RawRows): void {
+  _setRows(raw: LiveRows): void {
     this.#columns = raw.columns;
     this.#rows = toObjects<R>(raw);
-    this.#set({ status: 'ok', rows: this.#rows });
+    this.#set({ status: 'ok', rows: this.#rows, complete: raw.complete });
   }
 
   /** @internal A later result: unchanged rows stay the same objects. */
-  _applyPatch(patch: Patch): void {
+  _applyPatch(patch: Patch, complete: boolean): void {
     if (patch.columns) this.#columns = patch.columns;
     const old = this.#rows;
+    const [only] = patch.segments;
+    if (!patch.columns && patch.segments.length === 1 && Array.isArray(only) && only[0] === 0 && only[1] === old.length) {
+      // Every row kept (completeness flipped, or an error ended): the same array.
+      this.#set({ status: 'ok', rows: old, complete });
+      return;
+    }
     const rows: R[] = [];
     for (const segment of patch.segments) {
       if (Array.isArray(segment)) {
@@ -103,13 +116,13 @@ export class LiveQuery<R = Row> {
       }
     }
     this.#rows = rows;
-    this.#set({ status: 'ok', rows });
+    this.#set({ status: 'ok', rows, complete });
   }
 
   /** @internal */
-  _setError(error: FerryError): void {
+  _setError(error: FerryError, complete = this.#state.complete): void {
     const rows = this.#state.status === 'pending' ? undefined : this.#state.rows;
-    this.#set({ status: 'error', error, rows });
+    this.#set({ status: 'error', error, rows, complete });
   }
 
   #set(state: QueryState<R>): void {

@@ -5,7 +5,7 @@
  */
 import { FerryError } from './errors.js';
 import { LiveQuery } from './live.js';
-import type { LiveUpdate, RawRows, SqlParam } from './protocol.js';
+import type { LiveRows, LiveUpdate, SqlParam } from './protocol.js';
 import type { Transport } from './transport.js';
 
 export class LiveRegistry {
@@ -27,7 +27,7 @@ export class LiveRegistry {
     });
     this.#live.set(subscription, new WeakRef(handle as LiveQuery<unknown>));
     this.#collected.register(handle, subscription, handle);
-    this.#transport.call({ type: 'subscribe', subscription, sql, params }, (raw) => raw as RawRows).then(
+    this.#transport.call({ type: 'subscribe', subscription, sql, params }, (raw) => raw as LiveRows).then(
       (raw) => this.#live.has(subscription) && handle._setRows(raw),
       (error: FerryError) => {
         // A query that failed to start holds nothing in the worker.
@@ -54,8 +54,8 @@ export class LiveRegistry {
     for (const update of updates) {
       const handle = this.#live.get(update.subscription)?.deref();
       if (!handle) continue;
-      if ('error' in update) handle._setError(new FerryError(update.error));
-      else handle._applyPatch(update.patch);
+      if ('error' in update) handle._setError(new FerryError(update.error), update.complete);
+      else handle._applyPatch(update.patch, update.complete);
     }
   }
 

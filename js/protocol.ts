@@ -19,6 +19,11 @@ export interface RawRows {
   rows: SqlValue[][];
 }
 
+/** A live query's first result, and whether it is complete (see `QueryState`). */
+export interface LiveRows extends RawRows {
+  complete: boolean;
+}
+
 export interface ExecResult {
   rowsAffected: number;
   lastInsertRowid: number | bigint;
@@ -45,7 +50,7 @@ export interface ResponseOf {
   exec: ExecResult;
   execMany: ExecResult;
   query: RawRows;
-  subscribe: RawRows;
+  subscribe: LiveRows;
   unsubscribe: undefined;
   mutate: { mutationId: number };
   clearRejections: undefined;
@@ -66,7 +71,10 @@ export interface Patch {
   segments: Array<[from: number, count: number] | { rows: SqlValue[][] }>;
 }
 
-export type LiveUpdate = { subscription: number; patch: Patch } | { subscription: number; error: ErrorData };
+/** A live query's change, and whether it is now complete (a flip alone keeps every row). */
+export type LiveUpdate =
+  | { subscription: number; patch: Patch; complete: boolean }
+  | { subscription: number; error: ErrorData; complete: boolean };
 
 /** `indexeddb+opfs`: the frame log in IndexedDB, checkpoint segments in OPFS (the default). */
 export type StorageBackend = 'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory';

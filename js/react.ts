@@ -76,13 +76,14 @@ export function useRejections(): QueryState<RejectedMutation> {
   return useQuery<RejectedMutation>(REJECTIONS_SQL);
 }
 
-const PENDING: QueryState<never> = { status: 'pending' };
+const PENDING: QueryState<never> = { status: 'pending', complete: false };
 const serverSnapshot = (): QueryState<never> => PENDING;
 
 /**
  * A live query's state: `pending`, then `ok` with rows, or `error` (keeping the
- * last rows). Unchanged rows keep their identity across updates, so memoised
- * row components skip re-rendering.
+ * last rows), and `complete` (false while a subscription over a table it reads
+ * is still `pending`: see `QueryState`). Unchanged rows keep their identity
+ * across updates, so memoised row components skip re-rendering.
  */
 export function useQuery<R = Row>(sql: string, params: SqlParam[] = []): QueryState<R> {
   const db = useFerry();

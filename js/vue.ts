@@ -62,15 +62,16 @@ export function useRejections(): Readonly<ShallowRef<QueryState<RejectedMutation
 }
 
 /**
- * A shallow ref holding a live query's state. `sql` and `params` may be refs or
- * getters: when they change, the query is replaced.
+ * A shallow ref holding a live query's state (with `complete`: see
+ * `QueryState`). `sql` and `params` may be refs or getters: when they change,
+ * the query is replaced.
  */
 export function useQuery<R = Row>(
   sql: MaybeRefOrGetter<string>,
   params: MaybeRefOrGetter<SqlParam[]> = [],
 ): Readonly<ShallowRef<QueryState<R>>> {
   const db = useFerry();
-  const state = shallowRef<QueryState<R>>({ status: 'pending' });
+  const state = shallowRef<QueryState<R>>({ status: 'pending', complete: false });
   let stop = () => {};
   watch(
     () => [toValue(sql), toValue(params)] as const,

@@ -34,4 +34,4 @@ node --test --test-timeout=900000 --test-reporter=spec tests/e2e/
 echo "== browser sync tests again, server on Postgres (a new database per server)"
 # The cluster started above; a missing one fails here, it is never skipped.
 FERRYDB_E2E_STORE=$pgurl node --test --test-timeout=900000 --test-reporter=spec \
-  tests/e2e/sync.test.mjs tests/e2e/sync_*.test.mjs tests/e2e/subscriptions.test.mjs
+  tests/e2e/sync.test.mjs tests/e2e/sync_*.test.mjs tests/e2e/subscriptions.test.mjs tests/e2e/demo.test.mjs

@@ -7,8 +7,17 @@
 //! server but invisible to the client). After the faults stop and everything
 //! settles, every replica must equal what the server holds for its user, every
 //! mutation must have run exactly once on the server, no outbox may be left,
-//! rejection logs must match the server's, and each shared counter must equal
-//! the sum of its accepted increments.
+//! and rejection logs must match the server's.
+//!
+//! Two worlds run it. Protocol v1 (`Mode::Rules`, the sample app): each
+//! shared counter must also equal the sum of its accepted increments.
+//! Protocol v2 (`Mode::Subscriptions`, lists shared through `members`):
+//! users share lists and revoke them, keep writing to lists just taken from
+//! them, and each replica changes its subscriptions; an oracle computes from
+//! the server's tables what each replica must hold (exactly the rows its
+//! subscriptions select), checks every response as the server sends it
+//! (nothing of a row the subscriptions do not select, `del` only of keys the
+//! group held), and predicts the writes the server must reject `forbidden`.
 //!
 //! `FERRYDB_SIM_STEPS` (steps per seed, default 4000, three seeds) and `FERRYDB_SIM_SEED`
 //! (run one seed) tune it; a failure prints the seed to replay.
@@ -18,13 +27,19 @@
 
 #[path = "sync_simulation/checks.rs"]
 mod checks;
+#[path = "sync_simulation/oracle.rs"]
+mod oracle;
+#[path = "sync_simulation/sharing.rs"]
+mod sharing;
+#[path = "sync_simulation/sharing_checks.rs"]
+mod sharing_checks;
 #[path = "sync_simulation/workload.rs"]
 mod workload;
 #[path = "sync_simulation/world.rs"]
 mod world;
 
 use ferrydb::engine::sync::Event;
-use world::{Sim, CLIENTS};
+use world::{Mode, Sim};
 
 /// What happened in one run (printed with `--nocapture`).
 #[derive(Default, Debug)]
@@ -40,6 +55,19 @@ pub struct Stats {
     pub resets: u64,
     pub rejected: u64,
     pub rebases_checked: u64,
+    /// Sharing world: subscription sets changed, memberships added and
+    /// removed (accepted by the server), `del`s sent (and of those, of a key
+    /// the group was never sent), pull responses checked, `forbidden`
+    /// rejections predicted (and of those, writes to a target the user had
+    /// seen and can no longer read).
+    pub subscription_changes: u64,
+    pub shares: u64,
+    pub revocations: u64,
+    pub dels: u64,
+    pub dels_of_unsent: u64,
+    pub responses_checked: u64,
+    pub forbidden_predicted: u64,
+    pub forbidden_after_revocation: u64,
 }
 
 /// Prints the seed if the run panics, so the failure can be replayed.
@@ -53,13 +81,19 @@ impl Drop for SeedReport {
     }
 }
 
-fn run(seed: u64, steps: u64) -> Stats {
+fn run(mode: Mode, seed: u64, steps: u64) -> Stats {
     let _report = SeedReport(seed);
-    let dir = std::env::temp_dir().join(format!("ferrydb-sim-{}-{seed}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "ferrydb-sim-{mode:?}-{}-{seed}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut sim = Sim::new(seed, &dir);
-    for c in 0..CLIENTS {
+    let mut sim = Sim::new(mode, seed, &dir);
+    for c in 0..mode.clients() {
+        if mode == Mode::Subscriptions {
+            sim.subscribe_on_open(c);
+        }
         sim.handle(c, Event::Online);
     }
     for _ in 0..steps {
@@ -73,8 +107,9 @@ fn run(seed: u64, steps: u64) -> Stats {
     stats
 }
 
-#[test]
-fn replicas_converge_under_an_unreliable_network() {
+/// Runs `mode`'s world for each seed, the steps `FERRYDB_SIM_STEPS` says;
+/// returns each seed's steps and stats.
+fn run_seeds(mode: Mode) -> Vec<(u64, u64, Stats)> {
     let steps: u64 = std::env::var("FERRYDB_SIM_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -86,16 +121,45 @@ fn replicas_converge_under_an_unreliable_network() {
         Some(seed) => vec![seed],
         None => vec![1, 2, 3],
     };
-    for seed in seeds {
-        let started = std::time::Instant::now();
-        let stats = run(seed, steps);
-        eprintln!(
-            "seed {seed}: {steps} steps in {:?}: {stats:?}",
-            started.elapsed()
-        );
-        assert!(
-            stats.mutations > steps / 4,
-            "seed {seed}: too few mutations ({stats:?})"
-        );
+    seeds
+        .into_iter()
+        .map(|seed| {
+            let started = std::time::Instant::now();
+            let stats = run(mode, seed, steps);
+            eprintln!(
+                "{mode:?} seed {seed}: {steps} steps in {:?}: {stats:?}",
+                started.elapsed()
+            );
+            assert!(
+                stats.mutations > steps / 4,
+                "seed {seed}: too few mutations ({stats:?})"
+            );
+            (seed, steps, stats)
+        })
+        .collect()
+}
+
+#[test]
+fn replicas_converge_under_an_unreliable_network() {
+    run_seeds(Mode::Rules);
+}
+
+#[test]
+fn subscribed_replicas_converge_to_exactly_what_their_subscriptions_select() {
+    for (seed, steps, stats) in run_seeds(Mode::Subscriptions) {
+        // Every path was taken (a short run, `FERRYDB_SIM_STEPS`, may miss some).
+        if steps >= 2_000 {
+            let taken = [
+                stats.subscription_changes,
+                stats.shares,
+                stats.revocations,
+                stats.dels,
+                stats.forbidden_after_revocation,
+            ];
+            assert!(
+                taken.iter().all(|&n| n > 0),
+                "seed {seed}: a path was never taken ({stats:?})"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@ import { useFerry } from 'ferrydb/react';
 import { Counter } from './Counter.jsx';
 import { Inspector } from './Inspector.jsx';
 import { Lists } from './Lists.jsx';
+import { Replica } from './Replica.jsx';
 import { SyncPanel } from './SyncPanel.jsx';
 import { USERS, otherUser, pageFor, tab, user } from './session.js';
 
@@ -10,7 +11,10 @@ export function SignIn() {
   return (
     <main className="sign-in">
       <h1>ferrydb demo</h1>
-      <p>Sign in as one of the two demo users. Each has their own lists; the two never see each other's data, even in one browser.</p>
+      <p>
+        Sign in as one of the two demo users. Each has their own lists and sees only those, even in one browser, until they
+        share one with the other: then both edit it live, each from their own browser.
+      </p>
       <div className="users">
         {USERS.map((who) => (
           <a key={who} className="button primary" href={pageFor(who)} data-user={who}>
@@ -80,6 +84,7 @@ export function App() {
         <Lists onError={onError} />
         <aside className="side">
           <Counter onError={onError} />
+          <Replica />
           <Inspector />
         </aside>
       </div>

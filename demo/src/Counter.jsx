@@ -1,5 +1,6 @@
 import { useState } from 'react';
 import { useFerry, useQuery } from 'ferrydb/react';
+import { useHeldSync } from './held.js';
 import { user } from './session.js';
 import { track } from './tracked.js';
 
@@ -11,6 +12,8 @@ const TAPS_KEY = `ferry-demo:taps:${user}`;
 
 export function Counter({ onError }) {
   const db = useFerry();
+  // Synced from open (`syncOnOpen`); held here too, so the inspector lists it.
+  useHeldSync('myCounters');
   const counter = useQuery('SELECT value FROM counters WHERE id = ?', [COUNTER_ID]);
   // Taps from this browser, kept across reloads, to check the total against.
   const [taps, setTaps] = useState(() => Number(localStorage.getItem(TAPS_KEY)) || 0);
@@ -22,7 +25,7 @@ export function Counter({ onError }) {
   };
   return (
     <section className="card counter">
-      <h2>Shared counter <span className="muted">· all of {user}'s devices</span></h2>
+      <h2>Counter <span className="muted">· all of {user}'s devices</span></h2>
       <p className="muted small">
         Go offline in two browsers, tap in each, then come back online: every device ends on the sum of all taps.
       </p>

@@ -1,9 +1,15 @@
 import { memo, useState } from 'react';
 import { useFerry, useQuery } from 'ferrydb/react';
+import { useHeldSync } from './held.js';
 import { newId, now, otherUser, tab, user } from './session.js';
 import { track } from './tracked.js';
 
-const LISTS_SQL = `SELECT l.id, l.name, count(i.id) AS total, coalesce(sum(i.done), 0) AS done
+// Every list the user owns or was given a share of (the `myLists`
+// subscription syncs them from open), whether it is shared with the other
+// user, and the items the replica holds of it: only the open list's are
+// synced (by its `listItems` subscription).
+const LISTS_SQL = `SELECT l.id, l.name, l.owner, count(i.id) AS total, coalesce(sum(i.done), 0) AS done,
+    EXISTS (SELECT 1 FROM members m WHERE m.list_id = l.id AND m.user_id = ?) AS shared
   FROM lists l LEFT JOIN items i ON i.list_id = l.id
   GROUP BY l.id ORDER BY l.created_at, l.id`;
 
@@ -86,7 +92,32 @@ const Item = memo(function Item({ item, first, last, run, onMove }) {
   );
 });
 
+/** The owner's controls: rename, share with the other user or unshare, delete. */
+function OwnerHead({ list, run }) {
+  return (
+    <header className="card-head">
+      <Editable className="list-name" value={list.name} onSave={(name) => run('renameList', { id: list.id, name })} />
+      <span className="head-actions">
+        {list.shared ? (
+          <button type="button" className="link" id="unshare-list" onClick={() => run('unshareList', { listId: list.id, user: otherUser })}>
+            Unshare from {otherUser}
+          </button>
+        ) : (
+          <button type="button" className="link" id="share-list" onClick={() => run('shareList', { listId: list.id, user: otherUser })}>
+            Share with {otherUser}
+          </button>
+        )}
+        <button type="button" className="link danger" id="delete-list" onClick={() => run('deleteList', { id: list.id })}>
+          Delete list
+        </button>
+      </span>
+    </header>
+  );
+}
+
 function Items({ list, run }) {
+  const mine = list.owner === user;
+  const sync = useHeldSync('listItems', { listId: list.id });
   const items = useQuery(ITEMS_SQL, [list.id]);
   const rows = items.rows ?? [];
   // Moving between two neighbours takes the midpoint of their positions, so
@@ -100,14 +131,23 @@ function Items({ list, run }) {
     const position = beyond ? (rows[target].position + beyond.position) / 2 : edge;
     run('moveItem', { id: item.id, position, at: now(), by: tab });
   };
+  // Only a list's owner may write the list itself (the server checks the
+  // row before and after): handing it away, or renaming another's list, is refused.
+  const refused = mine
+    ? ['giveList', { id: list.id, owner: otherUser }, `Hands this list to ${otherUser}`]
+    : ['renameList', { id: list.id, name: `${list.name} (renamed by ${user})` }, `Renames ${list.owner}'s list`];
   return (
     <section className="items card">
-      <header className="card-head">
-        <Editable className="list-name" value={list.name} onSave={(name) => run('renameList', { id: list.id, name })} />
-        <button type="button" className="link danger" id="delete-list" onClick={() => run('deleteList', { id: list.id })}>
-          Delete list
-        </button>
-      </header>
+      {mine ? (
+        <OwnerHead list={list} run={run} />
+      ) : (
+        <header className="card-head">
+          <span className="list-name">{list.name}</span>
+          <span className="muted small" id="shared-by">
+            shared by {list.owner}
+          </span>
+        </header>
+      )}
       <AddForm
         id="add-item"
         placeholder="Add an item"
@@ -120,16 +160,20 @@ function Items({ list, run }) {
           <Item key={item.id} item={item} first={i === 0} last={i === rows.length - 1} run={run} onMove={move} />
         ))}
       </ul>
-      {rows.length === 0 && items.status === 'ok' && <p className="muted empty">No items yet.</p>}
+      {rows.length === 0 && sync.status === 'complete' && <p className="muted empty">No items yet.</p>}
+      {sync.status === 'pending' && (
+        <p className="muted empty">
+          Syncing the items… {sync.synced} of {sync.total}
+        </p>
+      )}
+      {sync.status === 'error' && <p className="error">{sync.error.message}</p>}
       <p className="muted small">
         <button
           type="button"
           className="link"
           id="forbidden-write"
-          title={`Adds an item owned by ${otherUser}: it shows at once, then the server refuses it`}
-          onClick={() =>
-            run('addItem', { id: newId(), listId: list.id, owner: otherUser, title: `${otherUser}'s item?`, at: now(), by: tab })
-          }
+          title={`${refused[2]}: it shows at once, then the server refuses it`}
+          onClick={() => run(refused[0], refused[1])}
         >
           Try a write the server refuses
         </button>
@@ -140,11 +184,14 @@ function Items({ list, run }) {
 
 export function Lists({ onError }) {
   const db = useFerry();
-  const lists = useQuery(LISTS_SQL);
+  // Synced from open (`syncOnOpen`); held here too, so the inspector lists it.
+  const sync = useHeldSync('myLists');
+  const lists = useQuery(LISTS_SQL, [otherUser]);
   const [chosen, setChosen] = useState(null);
   const run = (name, args) => track(db, name, args, onError);
   const rows = lists.rows ?? [];
-  // The chosen list, or the first one if it was deleted (maybe in another tab).
+  // The chosen list, or the first one if it left (deleted, maybe in another
+  // tab, or no longer shared with this user).
   const selected = rows.find((l) => l.id === chosen) ?? rows[0];
   return (
     <div className="lists">
@@ -161,9 +208,14 @@ export function Lists({ onError }) {
                 onClick={() => setChosen(l.id)}
               >
                 <span className="name">{l.name}</span>
-                <span className="muted count">
-                  {l.done}/{l.total}
-                </span>
+                {l.owner !== user && <span className="tag">from {l.owner}</span>}
+                {l.owner === user && l.shared ? <span className="tag">shared</span> : null}
+                {/* Only the open list's items are synced, so only its count is known. */}
+                {l === selected && (
+                  <span className="muted count">
+                    {l.done}/{l.total}
+                  </span>
+                )}
               </button>
             </li>
           ))}
@@ -183,7 +235,11 @@ export function Lists({ onError }) {
         <Items key={selected.id} list={selected} run={run} />
       ) : (
         <section className="card items empty-state">
-          <p>{lists.status === 'pending' ? 'Opening the replica…' : 'Create a list to start. Then open this page in another tab.'}</p>
+          <p>
+            {lists.status === 'pending' || sync.status === 'pending'
+              ? 'Opening the replica…'
+              : `Create a list to start, then share it with ${otherUser}, or open this page in another tab.`}
+          </p>
         </section>
       )}
     </div>

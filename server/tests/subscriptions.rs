@@ -37,11 +37,55 @@ fn list_items(list: &str) -> Json {
 
 impl Collab {
     async fn start(url: &str, page_size: usize) -> Collab {
+        Collab::start_with(url, page_size, collab_app()).await
+    }
+
+    async fn start_with(url: &str, page_size: usize, app: AppDefinition) -> Collab {
         let mut config = Config::default();
         config.limits.page_size = page_size;
         Collab {
-            server: server(url, collab_app(), config).await,
+            server: server(url, app, config).await,
             next_ids: Mutex::default(),
+        }
+    }
+
+    /// Pulls from `cookie` until a page says no `more`: the pages.
+    async fn pull_pages(&self, user: &str, mut cookie: Json, subscriptions: &[Json]) -> Vec<Json> {
+        let mut pages = Vec::new();
+        loop {
+            let page = self.pull(user, cookie, subscriptions).await;
+            cookie = page["cookie"].clone();
+            let more = page["more"] == true;
+            pages.push(page);
+            if !more {
+                return pages;
+            }
+        }
+    }
+
+    /// ada's list `l1` with items `i0`…`i{n-1}`, shared with `member` if any.
+    async fn list_of(&self, items: usize, member: Option<&str>) {
+        self.run(
+            "ada",
+            "createList",
+            json!({"id": "l1", "title": "Groceries", "owner": "ada"}),
+        )
+        .await;
+        if let Some(member) = member {
+            self.run(
+                "ada",
+                "addMember",
+                json!({"list_id": "l1", "user_id": member, "role": "editor"}),
+            )
+            .await;
+        }
+        for i in 0..items {
+            self.run(
+                "ada",
+                "addItem",
+                json!({"id": format!("i{i}"), "list_id": "l1", "title": "x"}),
+            )
+            .await;
         }
     }
 
@@ -431,8 +475,8 @@ async fn a_repeated_pull_from_an_older_cookie_gets_the_same_patches_again() {
         collab
             .run(
                 "ada",
-                "removeMember",
-                json!({"list_id": "l1", "user_id": "ada"}),
+                "addMember",
+                json!({"list_id": "l1", "user_id": "carol", "role": "viewer"}),
             )
             .await;
         collab
@@ -552,6 +596,233 @@ async fn a_large_subscription_is_paged_with_growing_progress() {
         let caught_up = collab.pull("ada", cookie.clone(), &subscriptions).await;
         assert_eq!(ops(&caught_up), []);
         assert_eq!(caught_up["cookie"], cookie);
+    }
+}
+
+/// A write while a paged sync is read: the pages stay those of the view
+/// version they started at (no page carries the new values), and the pull
+/// after the last page, from that version, brings every row that changed
+/// or entered meanwhile, once; the replica ends equal to the list.
+#[tokio::test]
+async fn a_write_during_paging_comes_with_the_pull_after_the_last_page() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 2).await;
+        collab.list_of(5, None).await;
+        let subscriptions = [list_items("l1")];
+        let first = collab.pull("ada", Json::Null, &subscriptions).await;
+        assert_eq!(states(&first), [state("listItems", "pending", 2, 5)]);
+        for (id, title) in [("i0", "sent, then edited"), ("i4", "edited before sent")] {
+            collab
+                .run(
+                    "ada",
+                    "editItem",
+                    json!({"id": id, "title": title, "done": false}),
+                )
+                .await;
+        }
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i5", "list_id": "l1", "title": "new"}),
+            )
+            .await;
+
+        let rest = collab
+            .pull_pages("ada", first["cookie"].clone(), &subscriptions)
+            .await;
+        let last = rest.last().unwrap();
+        assert!(last["cookie"].is_i64(), "{url}");
+        let paged: Vec<_> = std::iter::once(&first).chain(&rest).flat_map(ops).collect();
+        assert!(
+            !paged.contains(&op("put", "items", "i5")),
+            "{url}: {paged:?}"
+        );
+        for page in std::iter::once(&first).chain(&rest) {
+            assert!(!page.to_string().contains("edited"), "{url}: {page}");
+        }
+
+        let caught_up = collab
+            .pull_pages("ada", last["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(
+            caught_up.iter().flat_map(ops).collect::<Vec<_>>(),
+            [
+                op("put", "items", "i0"),
+                op("put", "items", "i4"),
+                op("put", "items", "i5")
+            ],
+            "{url}"
+        );
+        assert_eq!(
+            states(caught_up.last().unwrap()),
+            [state("listItems", "complete", 6, 6)]
+        );
+        let mut replica: HashMap<String, Json> = HashMap::new();
+        for page in std::iter::once(&first).chain(&rest).chain(&caught_up) {
+            for entry in page["patch"].as_array().unwrap() {
+                if entry["type"] == "put" {
+                    replica.insert(
+                        entry["row"]["id"].as_str().unwrap().into(),
+                        entry["row"]["title"].clone(),
+                    );
+                }
+            }
+        }
+        let expected: HashMap<String, Json> = [
+            ("i0", "sent, then edited"),
+            ("i1", "x"),
+            ("i2", "x"),
+            ("i3", "x"),
+            ("i4", "edited before sent"),
+            ("i5", "new"),
+        ]
+        .into_iter()
+        .map(|(id, title)| (id.to_owned(), json!(title)))
+        .collect();
+        assert_eq!(replica, expected, "{url}");
+    }
+}
+
+/// Access revoked while a paged sync is read: the pages left carry nothing
+/// of the list (not a row the user can no longer read, not an edit made
+/// before the revocation), and the pull after them deletes what she got.
+#[tokio::test]
+async fn a_revocation_during_paging_sends_nothing_more_of_the_list() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 2).await;
+        collab.list_of(5, Some("grace")).await;
+        let subscriptions = [list_items("l1")];
+        let first = collab.pull("grace", Json::Null, &subscriptions).await;
+        assert_eq!(
+            ops(&first),
+            [
+                op("clear", "", ""),
+                op("put", "items", "i0"),
+                op("put", "items", "i1")
+            ],
+            "{url}"
+        );
+        collab
+            .run(
+                "ada",
+                "editItem",
+                json!({"id": "i3", "title": "secret", "done": false}),
+            )
+            .await;
+        collab
+            .run(
+                "ada",
+                "removeMember",
+                json!({"list_id": "l1", "user_id": "grace"}),
+            )
+            .await;
+
+        let rest = collab
+            .pull_pages("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        let rest_ops: Vec<_> = rest.iter().flat_map(ops).collect();
+        assert_eq!(rest_ops, [], "{url}");
+        for page in &rest {
+            assert!(!page.to_string().contains("secret"), "{url}: {page}");
+        }
+        let last = rest.last().unwrap();
+        let revoked = collab
+            .pull("grace", last["cookie"].clone(), &subscriptions)
+            .await;
+        assert!(!revoked.to_string().contains("secret"), "{url}");
+        let revoked_ops = ops(&revoked);
+        assert!(
+            revoked_ops.iter().all(|(kind, _, _)| kind == "del"),
+            "{url}: {revoked_ops:?}"
+        );
+        for id in ["i0", "i1"] {
+            assert!(revoked_ops.contains(&op("del", "items", id)), "{url}");
+        }
+        assert_eq!(states(&revoked), [state("listItems", "complete", 0, 0)]);
+    }
+}
+
+/// Two subscriptions selecting some of the same rows, over two tables,
+/// paged: each row comes once, and each subscription's progress counts
+/// its own rows as the pages bring them.
+#[tokio::test]
+async fn paging_two_subscriptions_that_share_rows_counts_each() {
+    let mut app: Json = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("tests/fixtures/collab.json")).unwrap(),
+    )
+    .unwrap();
+    app["queries"].as_array_mut().unwrap().push(json!({
+        "name": "myItems",
+        "params": [],
+        "parts": [{
+            "table": "items",
+            "where": "list_id IN (SELECT list_id FROM members WHERE user_id = :user_id)"
+        }]
+    }));
+    let app = AppDefinition::from_json(&app.to_string()).unwrap();
+    for url in store_urls().await {
+        let collab = Collab::start_with(&url, 2, app.clone()).await;
+        for (list, items) in [
+            ("l1", ["a0", "a1", "a2", "a3"].as_slice()),
+            ("l2", &["b0", "b1", "b2"]),
+        ] {
+            collab
+                .run(
+                    "ada",
+                    "createList",
+                    json!({"id": list, "title": list, "owner": "ada"}),
+                )
+                .await;
+            for item in items {
+                collab
+                    .run(
+                        "ada",
+                        "addItem",
+                        json!({"id": item, "list_id": list, "title": "x"}),
+                    )
+                    .await;
+            }
+        }
+        let my_items = json!({"query": "myItems", "args": {}});
+        let subscriptions = [my_lists(), list_items("l1"), my_items];
+        let pages = collab.pull_pages("ada", Json::Null, &subscriptions).await;
+        let progress: Vec<Vec<_>> = pages
+            .iter()
+            .map(|p| states(p).iter().map(|(_, _, synced, _)| *synced).collect())
+            .collect();
+        assert_eq!(
+            progress,
+            [[2, 0, 0], [2, 2, 2], [2, 4, 4], [2, 4, 6], [2, 4, 7]],
+            "{url}"
+        );
+        assert_eq!(
+            states(pages.last().unwrap()),
+            [
+                state("myLists", "complete", 2, 2),
+                state("listItems", "complete", 4, 4),
+                state("myItems", "complete", 7, 7)
+            ]
+        );
+        let sent: Vec<_> = pages.iter().flat_map(ops).collect();
+        let expected: Vec<_> = [
+            op("clear", "", ""),
+            op("put", "lists", "l1"),
+            op("put", "lists", "l2"),
+        ]
+        .into_iter()
+        .chain(
+            ["a0", "a1", "a2", "a3", "b0", "b1", "b2"]
+                .iter()
+                .map(|id| op("put", "items", id)),
+        )
+        .collect();
+        assert_eq!(sent, expected, "{url}");
+        // A page read again from its cursor is the same page.
+        let again = collab
+            .pull("ada", pages[1]["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(again, pages[2], "{url}");
     }
 }
 

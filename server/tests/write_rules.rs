@@ -1,16 +1,17 @@
 //! Write rules that see relationships (`docs/protocol.md` §11.5), over HTTP
 //! on every store, with the collaborative fixture `tests/fixtures/collab.json`:
 //! lists, their members (owner, editor, viewer) and their items. An item may
-//! be written by an owner or editor of its list, a membership by the list's
-//! owner (or by whoever makes themselves owner of a list with no other
-//! member: that is how a list's creator becomes its owner), a list by its
-//! owner.
+//! be written by an owner or editor of its list, a membership by an owner of
+//! its list other than its member (and one's own owner membership only while
+//! nobody else is in the list: that is how a list's creator becomes its
+//! owner, and how its last member leaves), a list by its owner.
 //!
 //! What a user relies on: editors edit and others do not; an item can
 //! neither be moved into nor out of a list the user may not edit; a mutator
 //! cannot first give its user a role and then use it (the row before the
 //! mutation is judged against the tables before it); a write queued before
-//! the user was removed is rejected; a rejected mutation leaves nothing.
+//! the user was removed is rejected; nobody makes themselves owner of a list
+//! others are in; a rejected mutation leaves nothing.
 //! Each store is inspected with its own SQL after the pushes.
 
 mod common;
@@ -374,6 +375,59 @@ async fn only_a_lists_owner_manages_its_members_and_title() {
         assert_eq!(
             rows(&url, "SELECT id, title FROM lists ORDER BY id").await,
             ["bobs|Bob's", "chores|Chores", "groceries|Food"],
+            "{url}"
+        );
+    }
+}
+
+/// A rule is judged on a row's after-image against the tables after the
+/// mutation, where that row is already in place: "the user is an owner of
+/// the list" must not count the membership being written, or anyone who
+/// knows a list's id could make themselves its owner and read it. So one's
+/// own owner membership is written only while nobody else is in the list:
+/// an owner leaves a shared list by being removed by another owner.
+#[tokio::test]
+async fn nobody_makes_themselves_owner_of_a_list_others_are_in() {
+    for url in store_urls().await {
+        let (server, [mut alice, mut bob, _, mut dave]) = lists_of_alice(&url).await;
+        let before = members(&url).await;
+        let take = json!({"list_id": "groceries", "user_id": "dave", "role": "owner"});
+        assert_eq!(
+            dave.run(&server, "addMember", take).await,
+            "forbidden",
+            "{url}"
+        );
+        let take = json!({"list_id": "groceries", "user_id": "bob", "role": "owner"});
+        assert_eq!(
+            bob.run(&server, "setRole", take).await,
+            "forbidden",
+            "{url}"
+        );
+        let leave = json!({"list_id": "groceries", "user_id": "alice"});
+        assert_eq!(
+            alice.run(&server, "removeMember", leave).await,
+            "forbidden",
+            "{url}"
+        );
+        assert_eq!(members(&url).await, before, "{url}");
+        // An owner makes another owner, who may then remove the first.
+        let promote = json!({"list_id": "groceries", "user_id": "bob", "role": "owner"});
+        assert_eq!(alice.run(&server, "setRole", promote).await, "ok", "{url}");
+        let remove = json!({"list_id": "groceries", "user_id": "alice"});
+        assert_eq!(
+            bob.run(&server, "removeMember", remove).await,
+            "ok",
+            "{url}"
+        );
+        assert_eq!(
+            members(&url).await,
+            [
+                "bobs|bob|owner",
+                "chores|alice|owner",
+                "chores|bob|viewer",
+                "groceries|bob|owner",
+                "groceries|carol|viewer"
+            ],
             "{url}"
         );
     }

@@ -1,5 +1,11 @@
 //! Live queries: which registered queries a commit made stale, re-evaluated once
-//! each however many tabs watch them, and delivered only when the rows changed.
+//! each however many tabs watch them, and delivered only when the rows changed
+//! or the query's completeness flipped.
+//!
+//! A live query is *complete* when it reads no table that the replica is
+//! still waiting for: the engine sets those tables ([`LiveQueries::set_incomplete`],
+//! `Replication::incomplete_tables` says which) and a query's tables are the
+//! ones SQLite reports it reads, the same set that decides when it is stale.
 
 use super::database::{Database, TableSet};
 use super::error::{Error, ErrorData, Result};
@@ -63,6 +69,8 @@ struct LiveQuery {
     rows: QueryResult,
     /// Set while re-evaluation fails (a dropped table, say).
     failing: Option<ErrorData>,
+    /// What its subscribers were last told of its completeness.
+    complete: bool,
     /// A `Vec`, not a set: few tabs share a query, and `subscribe` refuses a
     /// subscriber it already has.
     subscribers: Vec<Subscriber>,
@@ -73,6 +81,8 @@ struct LiveQuery {
 pub struct LiveUpdate {
     pub subscription: SubscriptionId,
     pub change: Result<Patch, ErrorData>,
+    /// Whether the query reads no table the replica is still waiting for.
+    pub complete: bool,
 }
 
 /// Everything one tab must be told after a commit: one message, all its queries.
@@ -91,13 +101,7 @@ impl LiveQuery {
                 match Patch::update(&mut self.rows, columns, fresh) {
                     Some(patch) => Some(Ok(patch)),
                     // Same rows as before the error: tabs only need to hear it is over.
-                    None if recovered => Some(Ok(Patch {
-                        columns: None,
-                        segments: vec![Segment::Keep {
-                            from: 0,
-                            count: self.rows.rows.len(),
-                        }],
-                    })),
+                    None if recovered => Some(self.unchanged()),
                     None => None,
                 }
             }
@@ -111,6 +115,21 @@ impl LiveQuery {
             }
         }
     }
+
+    /// The change that tells subscribers "as before": every row kept, or
+    /// the error still in force.
+    fn unchanged(&self) -> Result<Patch, ErrorData> {
+        match &self.failing {
+            Some(error) => Err(error.clone()),
+            None => Ok(Patch {
+                columns: None,
+                segments: vec![Segment::Keep {
+                    from: 0,
+                    count: self.rows.rows.len(),
+                }],
+            }),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -119,19 +138,21 @@ pub struct LiveQueries {
     /// second map by subscriber): subscribing and unsubscribing are rare next
     /// to refreshes, and a map instantiation costs the wasm kilobytes.
     queries: HashMap<QueryKey, LiveQuery>,
+    /// Tables the replica is still waiting for: a query reading one is not complete.
+    incomplete: TableSet,
 }
 
 impl LiveQueries {
-    /// Registers a subscription and returns the query's current rows. A query
-    /// that cannot be evaluated (invalid SQL, a write) is an error and registers
-    /// nothing.
+    /// Registers a subscription and returns the query's current rows and
+    /// whether they are complete. A query that cannot be evaluated (invalid
+    /// SQL, a write) is an error and registers nothing.
     pub fn subscribe(
         &mut self,
         db: &mut Database,
         subscriber: Subscriber,
         sql: &str,
         params: Vec<Value>,
-    ) -> Result<QueryResult> {
+    ) -> Result<(QueryResult, bool)> {
         if self.query_of(subscriber).is_some() {
             return Err(Error::BadRequest(format!(
                 "subscription {} is already in use",
@@ -147,7 +168,7 @@ impl LiveQueries {
                 return Err(Error::Recorded(error.clone()));
             }
             query.subscribers.push(subscriber);
-            return Ok(query.rows.clone());
+            return Ok((query.rows.clone(), query.complete));
         }
         let access = db.access(sql)?;
         if !access.readonly {
@@ -155,6 +176,7 @@ impl LiveQueries {
         }
         let reads = access.reads.clone();
         let rows = db.rows(sql, &params)?;
+        let complete = reads.is_disjoint(&self.incomplete);
         self.queries.insert(
             key.clone(),
             LiveQuery {
@@ -163,10 +185,11 @@ impl LiveQueries {
                 reads,
                 rows: rows.clone(),
                 failing: None,
+                complete,
                 subscribers: vec![subscriber],
             },
         );
-        Ok(rows)
+        Ok((rows, complete))
     }
 
     pub fn unsubscribe(&mut self, subscriber: Subscriber) -> Result<()> {
@@ -204,21 +227,41 @@ impl LiveQueries {
             .map(|(key, _)| key)
     }
 
+    /// Sets the tables the replica is still waiting for; returns whether
+    /// that changed (then a [`Self::refresh`] tells the queries whose
+    /// completeness flipped).
+    pub fn set_incomplete(&mut self, tables: TableSet) -> bool {
+        if tables == self.incomplete {
+            return false;
+        }
+        self.incomplete = tables;
+        true
+    }
+
     /// Re-evaluates every query that reads a changed table, once, and returns the
-    /// updates grouped by tab. Queries whose rows did not change send nothing.
+    /// updates grouped by tab. Queries whose rows did not change send nothing,
+    /// unless their completeness flipped.
     pub fn refresh(&mut self, db: &mut Database, changed: &TableSet) -> Vec<TabUpdates> {
         let mut out: Vec<TabUpdates> = Vec::new();
         for query in self.queries.values_mut() {
-            if query.reads.is_disjoint(changed) {
-                continue;
-            }
-            let Some(change) = query.reevaluate(db) else {
-                continue;
+            let complete = query.reads.is_disjoint(&self.incomplete);
+            let flipped = complete != query.complete;
+            query.complete = complete;
+            let change = if query.reads.is_disjoint(changed) {
+                None
+            } else {
+                query.reevaluate(db)
+            };
+            let change = match change {
+                Some(change) => change,
+                None if flipped => query.unchanged(),
+                None => continue,
             };
             for &(tab, subscription) in &query.subscribers {
                 let update = LiveUpdate {
                     subscription,
                     change: change.clone(),
+                    complete,
                 };
                 // Kept in tab order as it grows (no sort to bring into the wasm).
                 match out.binary_search_by_key(&tab, |u| u.tab) {

@@ -236,7 +236,8 @@ impl Engine {
         };
         let work = replication.handle(now, event, &mut self.db)?;
         let commit_seq = self.durability.as_mut().and_then(Durability::capture);
-        let updates = if work.changed.is_empty() {
+        let flipped = self.live.set_incomplete(replication.incomplete_tables());
+        let updates = if work.changed.is_empty() && !flipped {
             Vec::new()
         } else {
             self.live.refresh(&mut self.db, &work.changed)
@@ -411,6 +412,11 @@ impl Engine {
             Request::ResumeSync => Some(sync::Event::Resume),
             _ => None,
         };
+        // A query subscribed now is told its completeness as of now.
+        let flipped = self
+            .replication
+            .as_ref()
+            .is_some_and(|r| self.live.set_incomplete(r.incomplete_tables()));
         let mut reply = self.dispatch(tab, request, &mut changed);
         let mut commit_seq = self.durability.as_mut().and_then(Durability::capture);
         if let (Ok(Response::Mutated { mutation_id }), Some(seq), Some(r)) =
@@ -440,6 +446,7 @@ impl Engine {
         }
         let updates = match changed {
             Some(tables) => self.live.refresh(&mut self.db, &tables),
+            None if flipped => self.live.refresh(&mut self.db, &TableSet::new()),
             None => Vec::new(),
         };
         Handled {
@@ -489,10 +496,10 @@ impl Engine {
                 sql,
                 params,
             } => {
-                let rows = self
-                    .live
-                    .subscribe(&mut self.db, (tab, subscription), &sql, params)?;
-                Ok(Response::Rows(rows))
+                let (rows, complete) =
+                    self.live
+                        .subscribe(&mut self.db, (tab, subscription), &sql, params)?;
+                Ok(Response::Live { rows, complete })
             }
             Request::Unsubscribe { subscription } => {
                 self.live.unsubscribe((tab, subscription))?;

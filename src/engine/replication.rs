@@ -168,6 +168,24 @@ impl Replication {
         self.client.as_ref().map(SyncClient::status)
     }
 
+    /// The tables the replica is still waiting for (live queries reading
+    /// one report `complete: false`). Syncing by subscription: the tables
+    /// of every wanted subscription still `pending`. Syncing everything
+    /// (v1): every synced table, until the first download has finished.
+    /// Without a server nothing is awaited.
+    pub fn incomplete_tables(&self) -> TableSet {
+        let Some(client) = &self.client else {
+            return TableSet::new();
+        };
+        if self.replica.by_subscription() {
+            self.replica.pending_tables()
+        } else if self.replica.cookie().is_none() || client.status().initial_sync.is_some() {
+            self.replica.synced_tables().clone()
+        } else {
+            TableSet::new()
+        }
+    }
+
     /// Events a tab that connects now must hear (they describe a state).
     pub fn sticky_events(&self) -> impl Iterator<Item = &SyncEvent> {
         self.update_needed.iter()

@@ -51,6 +51,12 @@ pub enum Request {
 pub enum Response {
     Exec(ExecResult),
     Rows(QueryResult),
+    /// A live query's first result, and whether it is complete (it reads no
+    /// table the replica is still waiting for).
+    Live {
+        rows: QueryResult,
+        complete: bool,
+    },
     Stats(Stats),
     /// The mutation applied locally and is queued under this id.
     Mutated {

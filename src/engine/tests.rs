@@ -280,7 +280,7 @@ fn patched_results_equal_a_full_requery_under_random_writes() {
     let mut held = Vec::new();
     for (i, sql) in queries.iter().enumerate() {
         match engine.handle(tab, subscribe(i as u32, sql)).reply.unwrap() {
-            Response::Rows(rows) => held.push(rows),
+            Response::Live { rows, .. } => held.push(rows),
             other => panic!("{other:?}"),
         }
     }

@@ -62,6 +62,8 @@ pub trait Encoder {
     fn flag(&mut self, b: bool) -> Self::Out;
     /// No value (`undefined` in JS, `null` in JSON).
     fn nothing(&mut self) -> Self::Out;
+    /// `null` (in JS too).
+    fn null(&mut self) -> Self::Out;
     /// A SQLite value (integers past 2^53 as bigint, blobs as bytes).
     fn sql(&mut self, v: &Value) -> Self::Out;
     fn list(&mut self, items: Vec<Self::Out>) -> Self::Out;
@@ -158,23 +160,31 @@ impl WorkerMessage {
                     .iter()
                     .map(|update| {
                         let subscription = e.number(f64::from(update.subscription));
-                        match &update.change {
-                            Ok(patch) => {
-                                let patch = patch_value(e, patch);
-                                e.object(vec![("subscription", subscription), ("patch", patch)])
-                            }
-                            Err(error) => {
-                                let error = error_value(e, error);
-                                e.object(vec![("subscription", subscription), ("error", error)])
-                            }
-                        }
+                        let change = match &update.change {
+                            Ok(patch) => ("patch", patch_value(e, patch)),
+                            Err(error) => ("error", error_value(e, error)),
+                        };
+                        let complete = e.flag(update.complete);
+                        e.object(vec![
+                            ("subscription", subscription),
+                            change,
+                            ("complete", complete),
+                        ])
                     })
                     .collect();
                 fields.push(("updates", e.list(list)));
             }
-            WorkerMessage::SyncStatus(status) => fields.push(("status", e.serialized(status))),
-            WorkerMessage::SyncEvent(event) => fields.push(("event", e.serialized(event))),
-            WorkerMessage::Settled(settled) => fields.push(("settled", e.serialized(settled))),
+            WorkerMessage::SyncStatus(status) => fields.push(("status", sync_status(e, status))),
+            WorkerMessage::SyncEvent(event) => fields.push(("event", sync_event(e, event))),
+            WorkerMessage::Settled(settled) => {
+                let rejection = match &settled.rejection {
+                    Some(r) => code_and_message(e, &r.code, &r.message),
+                    None => e.null(),
+                };
+                let id = e.number(settled.mutation_id as f64);
+                let settled = e.object(vec![("mutationId", id), ("rejection", rejection)]);
+                fields.push(("settled", settled));
+            }
             WorkerMessage::NeedToken { ask } => fields.push(("ask", e.number(f64::from(*ask)))),
             WorkerMessage::SyncState { hold, status } => {
                 fields.push(("hold", e.number(f64::from(*hold))));
@@ -199,12 +209,100 @@ fn subscription_status<E: Encoder>(e: &mut E, status: &SubscriptionStatus) -> E:
         ("total", e.number(status.total as f64)),
     ];
     if let Some(error) = &status.error {
-        let error = vec![
-            ("code", e.text(&error.code)),
-            ("message", e.text(&error.message)),
-        ];
-        fields.push(("error", e.object(error)));
+        fields.push(("error", code_and_message(e, &error.code, &error.message)));
     }
+    e.object(fields)
+}
+
+/// `{code, message}`.
+fn code_and_message<E: Encoder>(e: &mut E, code: &str, message: &str) -> E::Out {
+    let fields = vec![("code", e.text(code)), ("message", e.text(message))];
+    e.object(fields)
+}
+
+/// `SyncStatus` as serde would write it (absent values `null`), by hand:
+/// through serde it costs the wasm half a kilobyte more.
+fn sync_status<E: Encoder>(e: &mut E, status: &SyncStatus) -> E::Out {
+    let number_or_null = |e: &mut E, n: Option<u64>| match n {
+        Some(n) => e.number(n as f64),
+        None => e.null(),
+    };
+    let last_synced_at = number_or_null(e, status.last_synced_at);
+    let error = match &status.error {
+        Some(error) => code_and_message(e, error.code.as_str(), &error.message),
+        None => e.null(),
+    };
+    let initial_sync = match &status.initial_sync {
+        Some(progress) => {
+            let received = e.number(progress.received as f64);
+            let total = number_or_null(e, progress.total);
+            e.object(vec![("received", received), ("total", total)])
+        }
+        None => e.null(),
+    };
+    let fields = vec![
+        ("connected", e.flag(status.connected)),
+        ("uploading", e.flag(status.uploading)),
+        ("downloading", e.flag(status.downloading)),
+        (
+            "pendingMutations",
+            e.number(status.pending_mutations as f64),
+        ),
+        ("lastSyncedAt", last_synced_at),
+        ("error", error),
+        ("paused", e.flag(status.paused)),
+        ("initialSync", initial_sync),
+    ];
+    e.object(fields)
+}
+
+/// `SyncEvent` as serde would write it (`type` its tag), by hand but for
+/// mutator arguments (any JSON): through serde it costs the wasm a kilobyte more.
+fn sync_event<E: Encoder>(e: &mut E, event: &SyncEvent) -> E::Out {
+    let (tag, mut fields) = match event {
+        SyncEvent::UpdateNeeded {
+            server_schema_version,
+        } => (
+            "updateNeeded",
+            vec![(
+                "serverSchemaVersion",
+                e.number(f64::from(*server_schema_version)),
+            )],
+        ),
+        SyncEvent::SchemaReset {
+            server_schema_version,
+        } => (
+            "schemaReset",
+            vec![(
+                "serverSchemaVersion",
+                e.number(f64::from(*server_schema_version)),
+            )],
+        ),
+        SyncEvent::Rejected { rejections } => {
+            let list = rejections
+                .iter()
+                .map(|r| {
+                    let fields = vec![
+                        ("mutationId", e.number(r.mutation_id as f64)),
+                        ("name", e.text(&r.name)),
+                        ("args", e.serialized(&r.args)),
+                        ("code", e.text(&r.code)),
+                        ("message", e.text(&r.message)),
+                        ("createdAt", e.number(r.created_at as f64)),
+                        ("rejectedAt", e.number(r.rejected_at as f64)),
+                    ];
+                    e.object(fields)
+                })
+                .collect();
+            ("rejected", vec![("rejections", e.list(list))])
+        }
+        SyncEvent::Unauthorized => ("unauthorized", Vec::new()),
+        SyncEvent::AppOutdated { schema_version } => (
+            "appOutdated",
+            vec![("schemaVersion", e.number(f64::from(*schema_version)))],
+        ),
+    };
+    fields.push(("type", e.text(tag)));
     e.object(fields)
 }
 
@@ -273,11 +371,14 @@ fn response_value<E: Encoder>(e: &mut E, response: &Response) -> E::Out {
             ];
             e.object(fields)
         }
-        Response::Rows(result) => {
-            let fields = vec![
+        Response::Rows(result) | Response::Live { rows: result, .. } => {
+            let mut fields = vec![
                 ("columns", names(e, &result.columns)),
                 ("rows", rows(e, &result.rows)),
             ];
+            if let Response::Live { complete, .. } = response {
+                fields.push(("complete", e.flag(*complete)));
+            }
             e.object(fields)
         }
         Response::Stats(stats) => {
@@ -319,6 +420,9 @@ impl Encoder for JsonEncoder {
         b.into()
     }
     fn nothing(&mut self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn null(&mut self) -> serde_json::Value {
         serde_json::Value::Null
     }
     fn sql(&mut self, v: &Value) -> serde_json::Value {

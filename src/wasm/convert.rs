@@ -131,6 +131,9 @@ impl Encoder for JsEncoder {
     fn nothing(&mut self) -> JsValue {
         JsValue::UNDEFINED
     }
+    fn null(&mut self) -> JsValue {
+        JsValue::NULL
+    }
     fn sql(&mut self, v: &Value) -> JsValue {
         value(v)
     }

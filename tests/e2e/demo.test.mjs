@@ -1,6 +1,7 @@
 // The demo page as a newcomer uses it: the built demo app (demo/, React on
-// ferrydb/react) served by ferrydb-server in demo mode with the embedded
-// SQLite store, driven in three tabs of one browser and a second browser.
+// ferrydb/react) served by ferrydb-server in demo mode (SQLite, or Postgres
+// with FERRYDB_E2E_STORE), driven as ada in three tabs of one browser and a
+// second browser, and as grace in a third, with whom ada shares a list.
 // It also takes the README's screenshots: set FERRYDB_SCREENSHOTS=DIR to keep
 // them (`npm run screenshots` writes docs/screenshots/).
 import { before, after } from 'node:test';
@@ -8,12 +9,14 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, launchProfile, root, startServer, test } from './harness.mjs';
+import { eventually, freshStore, launchProfile, root, startServer, storeKind, test } from './harness.mjs';
 
 let server;
 let dataDir;
 let deviceA;
 let deviceB;
+/** Grace's own browser. */
+let deviceC;
 /** Device A's three tabs and device B's one, all signed in as ada. */
 let a1, a2, a3, b1;
 const shots = process.env.FERRYDB_SCREENSHOTS ?? join(tmpdir(), 'ferrydb-screenshots');
@@ -46,13 +49,28 @@ async function setOffline(tab, offline) {
 }
 
 const counter = async (tab) => Number(await text(tab, '#counter'));
+/** Rows of `table` in the replica of the tab's user. */
+const rowsIn = async (tab, table) => (await tab.evaluate((sql) => window.ferry.query(sql), `SELECT count(*) AS n FROM ${table}`))[0].n;
+
+/** Scrolls the inspector's last line into view, for a screenshot. */
+const showInspector = (tab) => tab.$eval('.inspector', (el) => el.scrollIntoView({ block: 'end' }));
+
+/** One picture of several tabs side by side, made by the browser alone. */
+async function sideBySide(pictures, path) {
+  const page = await deviceB.newTab();
+  await page.setViewportSize({ width: 20 + pictures.length * 1190, height: 860 });
+  const images = pictures.map((png) => `<img src="data:image/png;base64,${png.toString('base64')}" width="1170">`);
+  await page.setContent(`<body style="margin:0;background:#c9ced6;display:flex;gap:20px;padding:20px">${images.join('')}</body>`);
+  await page.screenshot({ path });
+  await page.close();
+}
 
 before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'ferrydb-demo-'));
   server = await startServer([
     '--static', join(root, 'demo', 'build'),
     '--app', join(root, 'demo', 'app.json'),
-    '--store', `sqlite:${join(dataDir, 'demo.db')}`,
+    '--store', await freshStore(dataDir, 'demo'),
     '--dev-auth',
     '--demo',
   ]);
@@ -68,6 +86,7 @@ before(async () => {
 after(async () => {
   await deviceA?.close();
   await deviceB?.close();
+  await deviceC?.close();
   await server?.stop();
   await rm(dataDir, { recursive: true, force: true });
 });
@@ -162,6 +181,7 @@ test('offline in both browsers: writes queue, then drain; the counter converges 
   assert.ok(!(await titles(b1)).includes('written offline'), 'B cannot see A while A is offline');
   await a1.click('#view-outbox');
   await a1.waitForSelector('#outbox li:has-text("increment")');
+  await showInspector(a1);
   await a1.screenshot({ path: join(shots, 'offline-inspector.png') });
   await a1.click('#view-tab');
 
@@ -192,6 +212,7 @@ test('a write the server refuses: gone from every tab, with the reason in the in
   await a2.waitForSelector('#rejections li:has-text("forbidden")', { timeout: 10000 });
   await sameTitles([a1, a2, a3], before);
   assert.match(await text(a2, '#view-rejected'), /Rejected \(1\)/);
+  await showInspector(a2);
   await a2.screenshot({ path: join(shots, 'rejection.png') });
   await a2.click('#clear-rejections');
   await a2.waitForSelector('#view-rejected:text("Rejected (0)")');
@@ -212,6 +233,66 @@ test('the other demo user in the same browser sees none of this data', async () 
   await grace.close();
 });
 
+test(`ada shares a list with grace: both edit it from their own browsers; unshared, it leaves grace's replica (${storeKind()})`, async () => {
+  deviceC = await launchProfile();
+  const grace = await openTab(deviceC, 'grace');
+  await grace.waitForSelector('#subscriptions li[data-query="myLists"][data-state="complete"]');
+  assert.equal((await grace.$$('#lists li')).length, 0, 'nothing shared yet');
+
+  // Ada shares the open list: it shows as shared in all her tabs, and
+  // arrives in grace's page with its items.
+  assert.equal(await text(a1, '.list-link.active .name'), 'Groceries');
+  await a1.click('#share-list');
+  for (const tab of [a1, a2, a3, b1]) await tab.waitForSelector('.list-link.active .tag:text("shared")');
+  await grace.waitForSelector('#lists li:has-text("Groceries")', { timeout: 10000 });
+  assert.equal(await text(grace, '.list-link.active .tag'), 'from ada');
+  assert.equal(await text(grace, '#shared-by'), 'shared by ada');
+  await sameTitles([grace], await titles(a1), 10000);
+  await grace.waitForSelector('#subscriptions li[data-query="listItems"][data-state="complete"]');
+  assert.equal(await rowsIn(grace, 'lists'), 1, 'only the shared list');
+  assert.equal(await rowsIn(grace, 'members'), 1, 'her membership');
+
+  // Grace adds and edits; ada's tabs on both devices follow.
+  await addItem(grace, 'from grace');
+  await grace.click('#items li:nth-child(1) .title');
+  await grace.fill('#items li:nth-child(1) input.edit', 'milk, edited by grace');
+  await grace.press('#items li:nth-child(1) input.edit', 'Enter');
+  await grace.waitForSelector('#items li:last-child .title:text-is("from grace")');
+  await grace.waitForSelector('#items li:first-child .title:text-is("milk, edited by grace")');
+  const shared = await titles(grace);
+  await sameTitles([a1, a2, a3, b1], shared, 10000);
+  // And the other way round.
+  await addItem(a2, 'from ada');
+  await sameTitles([grace], [...shared, 'from ada'], 10000);
+  await sideBySide([await a1.screenshot(), await grace.screenshot()], join(shots, 'shared-list.png'));
+
+  // The list itself is the owner's: grace's rename is refused.
+  await grace.click('#forbidden-write');
+  await grace.click('#view-rejected');
+  await grace.waitForSelector('#rejections li:has-text("renameList"):has-text("forbidden")', { timeout: 10000 });
+  await grace.waitForSelector('.list-link.active .name:text-is("Groceries")');
+
+  // Grace goes offline and ticks an item; ada unshares meanwhile. Back
+  // online, grace's tick is refused, and the list, its members and its
+  // items leave her replica.
+  await setOffline(grace, true);
+  await grace.click('#items li:nth-child(2) input[type="checkbox"]');
+  await grace.waitForSelector('#items li.done:nth-child(2)');
+  await a1.click('#unshare-list');
+  for (const tab of [a1, b1]) await tab.waitForSelector('#share-list');
+  // The server has the unshare before grace's tick arrives.
+  await a1.waitForSelector('#tab-mutations li:first-child:has-text("unshareList") .stage.ok[title="server: ok"]');
+  await setOffline(grace, false);
+  await grace.waitForSelector('#rejections li:has-text("toggleItem"):has-text("forbidden")', { timeout: 10000 });
+  await eventually(async () => (await grace.$$('#lists li')).length === 0, 10000, "the list leaves grace's page");
+  for (const table of ['lists', 'members', 'items']) {
+    await eventually(async () => (await rowsIn(grace, table)) === 0, 10000, `no ${table} rows left in grace's replica`);
+  }
+  assert.deepEqual(await titles(a1), [...shared, 'from ada'], "ada keeps the list and grace's edits");
+  assert.equal((await a1.$$('#items li.done')).length, 1, "grace's refused tick never reaches ada");
+  await grace.close();
+});
+
 test('at phone width the page fits, and no tab logged an error', async () => {
   await a3.setViewportSize({ width: 390, height: 844 });
   const overflow = await a3.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -219,18 +300,9 @@ test('at phone width the page fits, and no tab logged an error', async () => {
   await a3.screenshot({ path: join(shots, 'phone.png'), fullPage: true });
   assert.deepEqual(deviceA.errors, []);
   assert.deepEqual(deviceB.errors, []);
+  assert.deepEqual(deviceC.errors, []);
 });
 
 test('screenshot: two tabs side by side', async () => {
-  // Compose the two tab screenshots in a page of their own, so the picture
-  // is made by the browser alone.
-  const image = async (file) => `data:image/png;base64,${(await readFile(join(shots, file))).toString('base64')}`;
-  const page = await deviceB.newTab();
-  await page.setViewportSize({ width: 2400, height: 860 });
-  await page.setContent(
-    `<body style="margin:0;background:#c9ced6;display:flex;gap:20px;padding:20px">` +
-      `<img src="${await image('tab-a.png')}" width="1170"><img src="${await image('tab-b.png')}" width="1170"></body>`,
-  );
-  await page.screenshot({ path: join(shots, 'two-tabs.png') });
-  await page.close();
+  await sideBySide([await readFile(join(shots, 'tab-a.png')), await readFile(join(shots, 'tab-b.png'))], join(shots, 'two-tabs.png'));
 });

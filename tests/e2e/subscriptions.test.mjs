@@ -147,3 +147,41 @@ test(`an unsubscribed query's rows leave the replica after its TTL (${storeKind(
   await eventually(async () => (await itemTitles(ada, 'ttl')).length === 0, 30000, 'the rows leave after the TTL');
   assert.equal(await count(ada, "SELECT count(*) AS n FROM lists WHERE id = 'ttl'"), 1, 'myLists still holds the list');
 });
+
+test(`a live query over a pending subscription's table says it is not complete, then that it is (${storeKind()})`, async () => {
+  const { page: ada } = await tab('ada');
+  assert.equal(await mutate(ada, 'createList', { id: 'chores', title: 'Chores', owner: 'ada' }), 'ok');
+  assert.equal(await mutate(ada, 'addItem', { id: 'chores-1', list_id: 'chores', title: 'dishes' }), 'ok');
+  await ada.evaluate(() => {
+    window.items = window.db.watch("SELECT title FROM items WHERE list_id = 'chores' ORDER BY id");
+  });
+  await eventually(() => ada.evaluate(() => window.items.getSnapshot().status === 'ok'), 30000, 'the first result');
+  // No subscription syncs `items` (myLists syncs `lists`): nothing is awaited.
+  assert.equal(await ada.evaluate(() => window.items.getSnapshot().complete), true);
+
+  // Paused, a new subscription over `items` stays pending: the query says so.
+  await ada.evaluate(() => {
+    window.itemStates = [];
+    window.items.subscribe(() => window.itemStates.push(window.items.getSnapshot()));
+  });
+  await ada.evaluate(() => window.db.pauseSync());
+  await ada.evaluate(() => {
+    window.chores = window.db.sync('listItems', { list_id: 'chores' });
+  });
+  await eventually(() => ada.evaluate(() => window.items.getSnapshot().complete === false), 30000, 'incomplete while pending');
+  assert.equal(await ada.evaluate(() => window.chores.state.status), 'pending');
+
+  // Once the server answers, it is complete, with its rows in the same update.
+  await ada.evaluate(() => window.db.resumeSync());
+  await ada.evaluate(() => window.chores.complete);
+  await eventually(() => ada.evaluate(() => window.items.getSnapshot().complete), 30000, 'complete once the subscription is');
+  const states = await ada.evaluate(() =>
+    window.itemStates.map((s) => ({ complete: s.complete, titles: s.rows?.map((r) => r.title) })),
+  );
+  // Rows may change meanwhile (the server's answer to ada's own writes);
+  // completeness flips exactly twice, and is never true without the rows.
+  const flips = states.filter((s, i) => s.complete !== (i === 0 ? true : states[i - 1].complete));
+  assert.deepEqual(flips.map((s) => s.complete), [false, true]);
+  assert.deepEqual(flips[1].titles, ['dishes']);
+  assert.deepEqual(states.at(-1), { complete: true, titles: ['dishes'] });
+});

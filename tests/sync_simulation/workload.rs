@@ -2,13 +2,17 @@
 //! sometimes on another user's (the server rejects those), over small id
 //! pools so that clients collide.
 
-use super::world::{Sim, USERS};
+use super::world::Sim;
 use ferrydb::engine::sync::Event;
 use serde_json::json;
 
 impl Sim {
     pub fn random_mutation(&mut self, c: usize) {
         let user = self.clients[c].user;
+        let other_user = |user: &str| {
+            let users = self.mode.users();
+            users[(users.iter().position(|u| *u == user).unwrap() + 1) % users.len()]
+        };
         // Mostly one's own rows; sometimes another user's (the server forbids it).
         let owner = if self.rng.chance(0.03) {
             other_user(user)
@@ -72,8 +76,4 @@ impl Sim {
             }
         }
     }
-}
-
-fn other_user(user: &str) -> &'static str {
-    USERS[(USERS.iter().position(|u| *u == user).unwrap() + 1) % USERS.len()]
 }

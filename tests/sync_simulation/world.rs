@@ -1,8 +1,10 @@
 //! The simulated world: clients (each a replica over its own SQLite file, a
 //! sync state machine and a timer), the reference server's SQLite store
-//! (`SqliteServer`), and a network of messages with delivery times, where
-//! faults are injected.
+//! (`SqliteServer`, over a file that the sharing world's oracle reads with a
+//! connection of its own), and a network of messages with delivery times,
+//! where faults are injected.
 
+use super::oracle::{Key, Oracle};
 use super::Stats;
 use ferrydb::engine::database::Database;
 use ferrydb::engine::sync::{Effect, Event, Opened, Replica, SplitMix64, SyncClient, SyncConfig};
@@ -13,23 +15,58 @@ use ferrydb_protocol::{
 };
 use ferrydb_server::store::SqliteServer;
 use serde_json::Value as Json;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 pub type Counters = BTreeMap<String, i64>;
 /// Synced rows per table, as a replica snapshot or the server's view of a user.
 pub type View = BTreeMap<String, Vec<ferrydb_protocol::Row>>;
 
-pub const USERS: [&str; 2] = ["alice", "bob"];
-pub const CLIENTS: usize = 4;
+/// What a world syncs, and so what a replica must converge to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Protocol v1 over the sample app (`tests/fixtures/app.json`): every
+    /// row its user's access rules let it read.
+    Rules,
+    /// Protocol v2 over lists shared through a members table
+    /// (`tests/fixtures/sharing_simulation.json`): exactly the rows its
+    /// group's subscriptions select for its user, as the oracle computes
+    /// them.
+    Subscriptions,
+}
 
-pub fn app() -> AppDefinition {
-    static APP: std::sync::OnceLock<AppDefinition> = std::sync::OnceLock::new();
-    let load = || {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/app.json");
-        AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
-    };
-    APP.get_or_init(load).clone()
+impl Mode {
+    pub fn app(self) -> AppDefinition {
+        static RULES: std::sync::OnceLock<AppDefinition> = std::sync::OnceLock::new();
+        static SHARING: std::sync::OnceLock<AppDefinition> = std::sync::OnceLock::new();
+        let (cell, file) = match self {
+            Mode::Rules => (&RULES, "app.json"),
+            Mode::Subscriptions => (&SHARING, "sharing_simulation.json"),
+        };
+        let load = || {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(file);
+            AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        cell.get_or_init(load).clone()
+    }
+
+    pub fn users(self) -> &'static [&'static str] {
+        match self {
+            Mode::Rules => &["alice", "bob"],
+            Mode::Subscriptions => &["ada", "bob", "cy"],
+        }
+    }
+
+    /// Clients in all, one replica (client group) each; client `i` belongs
+    /// to user `i % users`.
+    pub fn clients(self) -> usize {
+        match self {
+            Mode::Rules => 4,
+            Mode::Subscriptions => 6,
+        }
+    }
 }
 
 pub fn config() -> SyncConfig {
@@ -76,12 +113,24 @@ pub struct Client {
     pub online: bool,
     /// Every mutation that applied locally: (id, name, args).
     pub mutations: Vec<(u64, String, Json)>,
+    /// The mutations whose target row (an item, a list) this replica
+    /// showed when it ran them: their user could read it then.
+    pub saw_target: BTreeSet<u64>,
+    /// Every key the server ever sent this group in a `put`, in any response
+    /// (lost ones too).
+    pub sent: BTreeSet<Key>,
+    /// Every key the group's subscriptions selected for its user when a
+    /// pull of it was answered: the only keys a `del` may name.
+    pub selectable: BTreeSet<Key>,
 }
 
 pub struct Sim {
+    pub mode: Mode,
     pub rng: SplitMix64,
     pub now: u64,
     pub server: SqliteServer,
+    /// Reads the server's tables (the sharing world only).
+    pub oracle: Option<Oracle>,
     pub clients: Vec<Client>,
     pub network: Vec<Message>,
     pub faults: bool,
@@ -89,42 +138,55 @@ pub struct Sim {
     pub seed: u64,
 }
 
-pub fn open_node(path: &PathBuf, id: &str, seed: u64) -> (Node, Opened) {
+pub fn open_node(mode: Mode, path: &PathBuf, id: &str, seed: u64) -> (Node, Opened) {
     let conn = rusqlite::Connection::open(path).unwrap();
     // A clean close is all a restart needs; skipping fsync keeps the simulation fast.
     conn.execute_batch("PRAGMA synchronous = OFF").unwrap();
     let mut db = Database::from_connection(conn).unwrap();
-    let (replica, opened) = Replica::open(&mut db, app(), id).unwrap();
+    let (replica, opened) = Replica::open(&mut db, mode.app(), id).unwrap();
     let sync = SyncClient::new(config(), seed);
     (Node { replica, db, sync }, opened)
 }
 
 impl Sim {
-    pub fn new(seed: u64, dir: &std::path::Path) -> Sim {
+    pub fn new(mode: Mode, seed: u64, dir: &Path) -> Sim {
         let mut rng = SplitMix64::new(seed);
-        let clients = (0..CLIENTS)
+        let users = mode.users();
+        let clients = (0..mode.clients())
             .map(|i| {
                 let id = format!("client{i}");
                 let path = dir.join(format!("{id}.db"));
-                let (node, opened) = open_node(&path, &id, rng.next_u64());
+                let (node, opened) = open_node(mode, &path, &id, rng.next_u64());
                 assert_eq!(opened, Opened::Created);
                 Client {
                     id,
-                    user: USERS[i % USERS.len()],
+                    user: users[i % users.len()],
                     path,
                     life: 0,
                     node,
                     timer: None,
                     online: false,
                     mutations: Vec::new(),
+                    saw_target: BTreeSet::new(),
+                    sent: BTreeSet::new(),
+                    selectable: BTreeSet::new(),
                 }
             })
             .collect();
         let page = 2 + rng.below(20) as usize;
+        let path = dir.join("server.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // WAL lets the oracle's connection read between requests; the
+        // server's durability is not what this simulates.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF")
+            .unwrap();
+        let server = SqliteServer::open(conn, mode.app()).unwrap();
         Sim {
+            mode,
             rng,
             now: 0,
-            server: SqliteServer::new(app()).unwrap().with_page_size(page),
+            server: server.with_page_size(page),
+            oracle: (mode == Mode::Subscriptions).then(|| Oracle::open(&path)),
             clients,
             network: Vec::new(),
             faults: true,
@@ -202,11 +264,13 @@ impl Sim {
             }
             Payload::Reply(event, view) => {
                 if message.life == self.clients[c].life {
+                    // The cookie of a response the client takes (a late one
+                    // is ignored: the replica is then not at its state).
                     let cookie = match &event {
                         Event::PullResponse {
+                            id,
                             response: PullResponse::Ok(ok),
-                            ..
-                        } => Some(ok.cookie.clone()),
+                        } if self.clients[c].node.sync.awaits(*id) => Some(ok.cookie.clone()),
                         _ => None,
                     };
                     self.handle(c, event);
@@ -229,7 +293,9 @@ impl Sim {
             }
             Payload::Push(id, request) => {
                 self.stats.pushes += 1;
+                let prediction = self.predict_push(c, &request);
                 let response = self.server.push(user, &request).unwrap();
+                self.check_push(c, &request, &response, prediction);
                 if let PushResponse::Ok { results } = &response {
                     if results
                         .iter()
@@ -249,8 +315,9 @@ impl Sim {
                 let incremental =
                     matches!(request.cookie, Some(ferrydb_protocol::Cookie::Integer(_)));
                 let response: PullResponse = self.server.pull(user, &request).unwrap();
+                self.check_pull(c, &request, &response);
                 if incremental && matches!(&response, PullResponse::Ok(ok) if !ok.more) {
-                    view = Some(self.server.readable_rows(user).unwrap());
+                    view = Some(self.server_view(c, &request));
                 }
                 Event::PullResponse { id, response }
             }
@@ -281,9 +348,13 @@ impl Sim {
     }
 
     pub fn poke_all(&mut self) {
-        let cookie = Some(ferrydb_protocol::Cookie::Integer(
-            self.server.version().unwrap(),
-        ));
+        // A v2 poke carries no cookie: view versions are per group.
+        let cookie = match self.mode {
+            Mode::Rules => Some(ferrydb_protocol::Cookie::Integer(
+                self.server.version().unwrap(),
+            )),
+            Mode::Subscriptions => None,
+        };
         for c in 0..self.clients.len() {
             if self.chance(0.2) {
                 continue;
@@ -304,7 +375,7 @@ impl Sim {
         client.timer = None;
         // The new connection opens the file before the old one closes (SQLite
         // allows that); the old one holds no transaction, so this is a restart.
-        let (node, opened) = open_node(&client.path, &client.id, seed);
+        let (node, opened) = open_node(self.mode, &client.path, &client.id, seed);
         assert_eq!(opened, Opened::Unchanged);
         client.node = node;
         self.handle(c, Event::Online);
@@ -338,11 +409,13 @@ impl Sim {
     pub fn step(&mut self) {
         self.now += self.rng.below(25);
         for c in 0..self.clients.len() {
-            if self.clients[c].online && self.rng.chance(0.15) {
-                self.random_mutation(c);
-            } else if !self.clients[c].online && self.rng.chance(0.02) {
-                // Offline clients write too (that is the point), just less.
-                self.random_mutation(c);
+            let online = self.clients[c].online;
+            // Offline clients act too (that is the point), just less.
+            if self.rng.chance(if online { 0.15 } else { 0.02 }) {
+                match self.mode {
+                    Mode::Rules => self.random_mutation(c),
+                    Mode::Subscriptions => self.random_sharing_action(c),
+                }
             }
             if self.chance(0.004) {
                 let event = if self.clients[c].online {

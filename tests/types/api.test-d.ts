@@ -93,6 +93,10 @@ function hooks(): void {
   expectType<readonly Todo[]>(rows);
   const vue = useVueQuery<Todo>('SELECT id, title FROM todos', () => [1]);
   expectType<QueryState<Todo>>(vue.value);
+  // Every state says whether it is complete; a pending one never is.
+  expectType<boolean>(state.complete);
+  expectType<boolean>(vue.value.complete);
+  if (state.status === 'pending') assertTrue<Equals<typeof state.complete, false>>();
 }
 
 // An app definition given as a literal types the mutators.

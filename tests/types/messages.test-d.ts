@@ -153,6 +153,7 @@ export const worker_live = {
   "type": "live",
   "updates": [
     {
+      "complete": false,
       "patch": {
         "segments": [
           [
@@ -172,6 +173,7 @@ export const worker_live = {
       "subscription": 6
     },
     {
+      "complete": true,
       "error": {
         "code": "sql_error",
         "message": "no such table: gone",
@@ -194,6 +196,28 @@ export const worker_reply_error = {
     "retryable": false
   },
   "id": 2,
+  "type": "reply"
+} satisfies WorkerMessage;
+
+export const worker_reply_live = {
+  "id": 5,
+  "ok": {
+    "columns": [
+      "id",
+      "title"
+    ],
+    "complete": false,
+    "rows": [
+      [
+        1,
+        "milk"
+      ],
+      [
+        9007199254740993,
+        null
+      ]
+    ]
+  },
   "type": "reply"
 } satisfies WorkerMessage;
 

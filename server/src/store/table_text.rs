@@ -93,6 +93,9 @@ pub struct Dialect {
     pub text: &'static str,
     /// An integer key that numbers new rows by itself.
     pub sequence: &'static str,
+    /// What makes text compare bytewise (as Rust compares strings), after a
+    /// text expression: the order view keys are paged in.
+    pub bytewise: &'static str,
 }
 
 /// The server's own tables, the same in every store: the table definitions
@@ -104,6 +107,7 @@ pub fn bookkeeping(d: &Dialect) -> Vec<String> {
         integer: int,
         text,
         sequence,
+        ..
     } = d;
     vec![
         format!("CREATE TABLE _ferry_meta (key {text} PRIMARY KEY, value {text} NOT NULL)"),
@@ -195,11 +199,18 @@ pub fn write_violation(
 /// last patch. Created if missing on every start, in the opening
 /// transaction: the tables are additive, so a database keeps its layout and
 /// a server of the previous release still opens it (it never reads them).
+///
+/// Beside them, each group's paging record (`sync::view::Paging`, JSON).
+/// View keys compare bytewise (the order pages read them in), declared so
+/// where text does not by default.
 pub fn view_tables(d: &Dialect) -> Vec<String> {
     let Dialect {
-        integer: int, text, ..
+        integer: int,
+        text,
+        bytewise,
+        ..
     } = d;
-    vec![
+    let mut tables = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS _ferry_views (group_id {text} PRIMARY KEY, \
              user_id {text} NOT NULL, version {int} NOT NULL, subscriptions {text} NOT NULL, \
@@ -207,16 +218,33 @@ pub fn view_tables(d: &Dialect) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS _ferry_view_rows (group_id {text} NOT NULL, \
-             table_name {text} NOT NULL, row_key {text} NOT NULL, row_version {int} NOT NULL, \
+             table_name {text} NOT NULL, row_key {text}{bytewise} NOT NULL, \
+             row_version {int} NOT NULL, \
              patch_version {int} NOT NULL, present {int} NOT NULL, \
              PRIMARY KEY (group_id, table_name, row_key))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS _ferry_view_pages (group_id {text} PRIMARY KEY, \
+             paging {text} NOT NULL)"
         ),
         // Poke routing finds the clients whose mutations a commit processed,
         // and the groups holding a written row by its key.
         "CREATE INDEX IF NOT EXISTS _ferry_clients_version ON _ferry_clients (version)".into(),
         "CREATE INDEX IF NOT EXISTS _ferry_view_rows_key ON _ferry_view_rows (table_name, row_key)"
             .into(),
-    ]
+    ];
+    // Keys are bytewise in the primary key of a table made so; one made
+    // before (by an earlier server) gets an index in that order.
+    if !bytewise.is_empty() {
+        tables.push(format!(
+            "DO $$ BEGIN IF (SELECT collation_name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '_ferry_view_rows' \
+             AND column_name = 'row_key') IS DISTINCT FROM 'C' THEN \
+             CREATE INDEX IF NOT EXISTS _ferry_view_rows_bytewise \
+             ON _ferry_view_rows (group_id, table_name, row_key{bytewise}); END IF; END $$"
+        ));
+    }
+    tables
 }
 
 /// The view record's statements, the same text in both stores but for the
@@ -233,15 +261,70 @@ pub struct ViewText {
     pub reads: String,
     /// Every group's entry of one row: `1` table, `2` key.
     pub holders: String,
-    /// `1` group, `2` table, `3` key, `4` row version, `5` patch version,
-    /// `6` present (0/1).
-    pub upsert_row: String,
+    mark: char,
+    /// The view rows of a page (`sync::view::PatchedRows`): `1` group, `2`
+    /// table, `3` after key, `4` at, `5` base, `6` least `present`, `7`
+    /// limit.
+    pub patched: String,
+    /// The group's paging record: `1` group.
+    pub paging: String,
+    /// `1` group, `2` paging record.
+    pub record_paging: String,
 }
 
+/// How a recorded view row replaces the group's entry for its table and key.
+pub const VIEW_ROW_CONFLICT: &str = "ON CONFLICT (group_id, table_name, row_key) \
+     DO UPDATE SET row_version = excluded.row_version, \
+     patch_version = excluded.patch_version, present = excluded.present";
+
 impl ViewText {
-    pub fn new(mark: char) -> ViewText {
+    /// Records `rows` view rows in one statement: per row, its group,
+    /// table, key, row version, patch version and present (0/1), in turn.
+    pub fn upsert_rows(&self, rows: usize) -> String {
+        let values = (0..rows)
+            .map(|row| {
+                let marks = (1..=6)
+                    .map(|column| format!("{}{}", self.mark, row * 6 + column))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({marks})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO _ferry_view_rows \
+             (group_id, table_name, row_key, row_version, patch_version, present) \
+             VALUES {values} {VIEW_ROW_CONFLICT}"
+        )
+    }
+
+    pub fn new(mark: char, d: &Dialect) -> ViewText {
         let p = |n: u8| format!("{mark}{n}");
+        let bytewise = d.bytewise;
         ViewText {
+            patched: format!(
+                "SELECT table_name, row_key, row_version, patch_version, present \
+                 FROM _ferry_view_rows WHERE group_id = {} AND table_name = {} \
+                 AND row_key{bytewise} > {} AND patch_version <= {} AND patch_version > {} \
+                 AND present >= {} ORDER BY row_key{bytewise} LIMIT {}",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7)
+            ),
+            paging: format!(
+                "SELECT paging FROM _ferry_view_pages WHERE group_id = {}",
+                p(1)
+            ),
+            record_paging: format!(
+                "INSERT INTO _ferry_view_pages (group_id, paging) VALUES ({}, {}) \
+                 ON CONFLICT (group_id) DO UPDATE SET paging = excluded.paging",
+                p(1),
+                p(2)
+            ),
             create: format!(
                 "INSERT INTO _ferry_views (group_id, user_id, version, subscriptions, clients) \
                  VALUES ({}, {}, 0, '[]', '{{}}') ON CONFLICT (group_id) DO NOTHING",
@@ -276,19 +359,7 @@ impl ViewText {
                 p(4),
                 p(1)
             ),
-            upsert_row: format!(
-                "INSERT INTO _ferry_view_rows \
-                 (group_id, table_name, row_key, row_version, patch_version, present) \
-                 VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (group_id, table_name, row_key) \
-                 DO UPDATE SET row_version = excluded.row_version, \
-                 patch_version = excluded.patch_version, present = excluded.present",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6)
-            ),
+            mark,
         }
     }
 }
@@ -394,4 +465,20 @@ pub fn part_select_written(
              WHERE {matches} AND ({condition})"
         ),
     }
+}
+
+/// Which of `tables` have a row (or tombstone) with a version in
+/// `(mark1, mark2]`: one name per row, read through each row-version index.
+pub fn tables_touched(tables: &[Table], mark: char) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT '{0}' WHERE EXISTS (SELECT 1 FROM _ferry_rowver_{0} \
+                 WHERE version > {mark}1 AND version <= {mark}2)",
+                t.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }

@@ -22,7 +22,7 @@ pub use pull::{pull, reset, Change, Page, PullTx, TableShape};
 pub use push::{push_mutations, Call, Chunk, ClientState, Processed, PushTx, Rejected, Who};
 pub use routing::{route, Holder, Listener, RouteTx};
 pub use versions::{Served, Versions};
-pub use view::{group_reads, pull_subscribed, HeldRow, Selected, ViewHead, ViewTx};
+pub use view::{group_reads, pull_subscribed, HeldRow, PatchedRows, Selected, ViewHead, ViewTx};
 
 use std::future::Future;
 use std::pin::pin;

@@ -14,13 +14,20 @@
 //! keys the group held: nothing of a row the user could never read leaves
 //! the server. A repeated cookie gets the same patches again.
 //!
-//! Paging: the patches after the cookie go in (table, key) order, at most a
-//! page at a time, under a cursor cookie
+//! Paging: the patches after the cookie go in (table, key text) order, at
+//! most a page at a time, under a cursor cookie
 //! `view:<base cookie or ->:<view version>:<table index>:<JSON key array>`;
-//! the last page's cookie is that view version. Every page evaluates again,
-//! so a row that changes while the pages are read is recorded at a later
-//! view version and comes in the next pull (a row deleted meanwhile is
-//! skipped, its `del` too comes next).
+//! the last page's cookie is that view version. The pull that evaluates
+//! records, beside the view, where each later page ends and each
+//! subscription's progress after it ([`Paging`]); a resumed page is then
+//! read straight from the view rows after the cursor, without evaluating,
+//! as long as nothing it rests on moved: the view (no pull recorded since)
+//! and the synced tables the subscriptions read (no write since the
+//! evaluation's snapshot). Otherwise the page evaluates again, so a row
+//! that changed or stopped being visible meanwhile is recorded at a later
+//! view version and comes (or leaves) in the next pull: a page never
+//! carries a value newer than the evaluation that admitted it, and the
+//! pull after the last page, from that view version, brings the rest.
 
 use super::cursor::key_value;
 use super::pull::{reset, PullTx, TableShape};
@@ -33,8 +40,9 @@ use ferrydb_protocol::{
     AppDefinition, Cookie, PatchOp, PullOk, PullRequest, PullResponse, Row, Subscription,
     SubscriptionError, SubscriptionPhase, SubscriptionState, Value, USER_ID_PARAM,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 
 /// A group's view record, as a pull finds it.
@@ -70,6 +78,19 @@ pub struct HeldRow {
 /// A row a part selects: its key columns (wire form) and its row version.
 pub type Selected = (Row, i64);
 
+/// A question for [`ViewTx::patched`]: one table's part of a page.
+#[derive(Clone, Copy, Debug)]
+pub struct PatchedRows<'a> {
+    pub group_id: &'a str,
+    pub table: &'a str,
+    pub after: &'a str,
+    /// Patched after this view version (`0`: any).
+    pub base: i64,
+    pub at: i64,
+    pub present_only: bool,
+    pub limit: usize,
+}
+
 /// What the core asks of a store inside one v2 pull's transaction. The
 /// transaction sees one snapshot of the synced tables, and `open_view`
 /// locks the group's view until it ends, so two pulls of one group (on any
@@ -91,6 +112,22 @@ pub trait ViewTx: PullTx {
 
     /// Every row the group holds or held.
     fn held(&self, group_id: &str) -> impl Future<Output = Result<Vec<HeldRow>>>;
+
+    /// Up to `limit` of the group's view rows of table `table` with a key
+    /// after `after` (`""`: from the first) in key text order (bytewise,
+    /// as Rust compares strings), patched in `(base, at]`, and present if
+    /// `present_only`.
+    fn patched(&self, rows: PatchedRows<'_>) -> impl Future<Output = Result<Vec<HeldRow>>>;
+
+    /// The paging record of the group's last paged pull (JSON), if any.
+    fn paging(&self, group_id: &str) -> impl Future<Output = Result<Option<String>>>;
+
+    /// Replaces the group's paging record.
+    fn record_paging(&self, group_id: &str, paging: &str) -> impl Future<Output = Result<()>>;
+
+    /// The synced tables (by name) with a row written at a server version
+    /// in `(from, to]`.
+    fn touched(&self, from: i64, to: i64) -> impl Future<Output = Result<BTreeSet<String>>>;
 
     /// Writes the view: its version, subscriptions (JSON) and clients, and
     /// the rows that changed (inserted, or replacing the entry with their
@@ -161,13 +198,6 @@ impl ViewCursor {
     }
 }
 
-/// What one requested subscription came to.
-enum Evaluated {
-    /// The rows it selects: (table index, key text).
-    Rows(Vec<(usize, String)>),
-    Error(SubscriptionError),
-}
-
 /// Answers a v2 pull of `user_id` (see the module header).
 pub async fn pull_subscribed<T: ViewTx>(
     tx: &T,
@@ -189,7 +219,7 @@ pub async fn pull_subscribed<T: ViewTx>(
     };
     // Checked before the view is opened, which would create it for this
     // user: a group another user pushed from but never pulled stays theirs.
-    let (_, foreign_client) = tx.state(who).await?;
+    let (server_version, foreign_client) = tx.state(who).await?;
     if foreign_client {
         return Err(foreign(who));
     }
@@ -214,25 +244,54 @@ pub async fn pull_subscribed<T: ViewTx>(
         (None, _) => None,
     };
     let subscriptions = request.subscriptions.as_deref().unwrap_or_default();
+    let requested = serde_json::to_string(subscriptions).expect("subscriptions serialize");
+    let mut clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
+        .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
+
+    if let Some(cursor) = &resume {
+        let resumed = Resumed {
+            app,
+            tables,
+            user_id,
+            group_id: who.group_id,
+            view_version: head.version,
+            cursor,
+            requested: &requested,
+            server_version,
+        };
+        if let Some(page) = resumed.page(tx).await? {
+            let progress = subscriptions
+                .iter()
+                .zip(page.totals.iter().zip(&page.synced))
+                .map(|(subscription, (&total, &synced))| {
+                    bind(app, subscription).map(|_| (synced, total))
+                })
+                .collect();
+            let answer = Answer {
+                base,
+                at: cursor.at,
+                patch: page.patch,
+                end: page.end,
+                clients,
+                progress,
+            };
+            return Ok(answer.response(subscriptions));
+        }
+    }
 
     // 1. What the subscriptions select now.
     let mut selected: BTreeMap<(usize, String), i64> = BTreeMap::new();
     let mut evaluated = Vec::with_capacity(subscriptions.len());
     for subscription in subscriptions {
         let rows = evaluate(tx, app, tables, user_id, subscription).await?;
-        evaluated.push(match rows {
-            Ok(rows) => {
-                let keys = rows
-                    .into_iter()
-                    .map(|(table, key, row_version)| {
-                        selected.insert((table, key.clone()), row_version);
-                        (table, key)
-                    })
-                    .collect();
-                Evaluated::Rows(keys)
-            }
-            Err(error) => Evaluated::Error(error),
-        });
+        evaluated.push(rows.map(|rows| {
+            rows.into_iter()
+                .map(|(table, key, row_version)| {
+                    selected.insert((table, key.clone()), row_version);
+                    (table, key)
+                })
+                .collect::<Vec<_>>()
+        }));
     }
 
     // 2. The diff against the view, recorded at `v + 1` if anything moved.
@@ -252,8 +311,6 @@ pub async fn pull_subscribed<T: ViewTx>(
     }
     let next = head.version + 1;
     let changed = diff(tables, &selected, &held, unserved, next);
-    let mut clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
-        .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
     let mut clients_moved = false;
     for (client, last) in tx.changed_clients(who.group_id, -1).await? {
         if clients.get(&client).is_none_or(|(told, _)| *told != last) {
@@ -268,7 +325,7 @@ pub async fn pull_subscribed<T: ViewTx>(
     let recorded_subscriptions: Vec<&Subscription> = subscriptions
         .iter()
         .zip(&evaluated)
-        .filter(|(_, e)| matches!(e, Evaluated::Rows(_)))
+        .filter(|(_, e)| e.is_ok())
         .map(|(s, _)| s)
         .collect();
     let subscriptions_json =
@@ -279,101 +336,317 @@ pub async fn pull_subscribed<T: ViewTx>(
         tx.record(who.group_id, &head, &subscriptions_json, &changed)
             .await?;
     }
-    for row in changed {
-        if let Some(table) = index_of(&row.table) {
-            held.insert((table, row.key.clone()), row);
-        }
-    }
+    // Merged, not inserted one by one: `changed` comes mostly in key order
+    // (an initial sync's every row), which a bulk build takes in one pass.
+    let mut moved: BTreeMap<(usize, String), HeldRow> = changed
+        .into_iter()
+        .filter_map(|row| index_of(&row.table).map(|table| ((table, row.key.clone()), row)))
+        .collect();
+    held.append(&mut moved);
 
-    // 3. The patches after the cookie, a page of them.
+    // 3. The patches after the cookie, in pages: this one is sent.
     let at = resume.as_ref().map_or(head.version, |cursor| cursor.at);
     let after = resume.as_ref().map(|c| (c.table, c.key.clone()));
-    let due = |row: &HeldRow| {
-        row.patch_version <= at
-            && match base {
-                Some(base) => row.patch_version > base,
-                None => row.present,
-            }
-    };
-    let mut pending = held
+    let pending: Vec<(&(usize, String), &HeldRow)> = held
         .iter()
-        .filter(|(position, row)| after.as_ref().is_none_or(|a| *position > a) && due(row));
-    let page: Vec<(&(usize, String), &HeldRow)> = pending.by_ref().take(page_size.max(1)).collect();
-    let more = pending.next().is_some();
-    let end = if more {
-        page.last().map(|(position, _)| (*position).clone())
-    } else {
-        None
-    };
+        .filter(|(position, row)| {
+            after.as_ref().is_none_or(|a| *position > a)
+                && row.patch_version <= at
+                && match base {
+                    Some(base) => row.patch_version > base,
+                    None => row.present,
+                }
+        })
+        .collect();
+    let size = page_size.max(1);
+    let pages: Vec<&[(&(usize, String), &HeldRow)]> = pending.chunks(size).collect();
+    let page = pages.first().copied().unwrap_or_default();
+    let end = (pages.len() > 1).then(|| page[page.len() - 1].0.clone());
     let mut patch = Vec::with_capacity(page.len() + 1);
     if base.is_none() && resume.is_none() {
         patch.push(PatchOp::Clear);
     }
-    patch.extend(patch_of(tx, tables, &page).await?);
+    patch.extend(patch_of(tx, tables, page).await?);
 
-    let cookie = match &end {
-        Some((table, key)) => Cookie::Text(
-            ViewCursor {
-                base,
-                at,
-                table: *table,
-                key: key.clone(),
-            }
-            .render(),
-        ),
-        None => Cookie::Integer(at),
-    };
-    let last_mutation_id_changes = clients
-        .into_iter()
-        .filter(|(_, (_, patched))| *patched <= at && base.is_none_or(|b| *patched > b))
-        .map(|(client, (last, _))| (client, last))
-        .collect();
-
-    // 4. Per subscription: how much of it the client holds once this
-    // response is applied.
-    let has = |position: &(usize, String)| {
-        held.get(position).is_some_and(|row| {
-            let sent_before = base.is_some_and(|b| row.patch_version <= b);
-            let sent_now = row.patch_version <= at
-                && base.is_none_or(|b| row.patch_version > b)
-                && end.as_ref().is_none_or(|end| position <= end);
-            row.present && (sent_before || sent_now)
-        })
-    };
-    let states = subscriptions
+    // 4. Per subscription: how much of it the client holds once each page
+    // is applied (a row it held before, or one this paging sends, up to
+    // that page), and its total.
+    // Hashed, not searched: an initial sync looks up every row.
+    let page_of: HashMap<&(usize, String), (usize, bool)> = pending
         .iter()
-        .zip(evaluated)
-        .map(|(subscription, evaluated)| {
-            let (synced, total, error) = match evaluated {
-                Evaluated::Rows(rows) => (
-                    rows.iter().filter(|position| has(position)).count() as u64,
-                    rows.len() as u64,
-                    None,
-                ),
-                Evaluated::Error(error) => (0, 0, Some(error)),
-            };
-            let state = match (&error, synced == total) {
-                (Some(_), _) => SubscriptionPhase::Error,
-                (None, true) => SubscriptionPhase::Complete,
-                (None, false) => SubscriptionPhase::Pending,
-            };
-            SubscriptionState {
-                query: subscription.query.clone(),
-                args: subscription.args.clone(),
-                state,
-                synced,
-                total,
-                error,
+        .enumerate()
+        .map(|(i, (position, row))| (*position, (i / size, row.present)))
+        .collect();
+    let progress: Vec<Result<(Vec<u64>, u64), SubscriptionError>> = evaluated
+        .iter()
+        .map(|evaluated| {
+            let rows = evaluated.as_ref().map_err(Clone::clone)?;
+            let mut held_before = 0;
+            let mut per_page = vec![0u64; pages.len().max(1)];
+            for position in rows {
+                if let Some(&(page, present)) = page_of.get(position) {
+                    per_page[page] += present as u64;
+                    continue;
+                }
+                // Not sent from here on: held if the client got it before
+                // the cookie or on an earlier page of this paging.
+                let Some(row) = held.get(position).filter(|row| row.present) else {
+                    continue;
+                };
+                let sent_before = base.is_some_and(|b| row.patch_version <= b);
+                let in_paging =
+                    row.patch_version <= at && base.is_none_or(|b| row.patch_version > b);
+                if sent_before || in_paging {
+                    held_before += 1;
+                }
             }
+            let synced = per_page
+                .iter()
+                .scan(held_before, |synced, n| {
+                    *synced += n;
+                    Some(*synced)
+                })
+                .collect();
+            Ok((synced, rows.len() as u64))
         })
         .collect();
-    Ok(PullResponse::Ok(PullOk {
-        cookie,
-        last_mutation_id_changes,
+    if pages.len() > 1 {
+        let paging = Paging {
+            base,
+            at,
+            view_version: head.version,
+            seen: server_version,
+            requested,
+            totals: progress
+                .iter()
+                .map(|p| p.as_ref().map_or(0, |(_, total)| *total))
+                .collect(),
+            pages: pages
+                .windows(2)
+                .enumerate()
+                .map(|(i, pair)| PageMark {
+                    after: pair[0][pair[0].len() - 1].0.clone(),
+                    rows: pair[1].len(),
+                    synced: progress
+                        .iter()
+                        .map(|p| p.as_ref().map_or(0, |(synced, _)| synced[i + 1]))
+                        .collect(),
+                })
+                .collect(),
+        };
+        let paging = serde_json::to_string(&paging).expect("paging serializes");
+        tx.record_paging(who.group_id, &paging).await?;
+    }
+    let answer = Answer {
+        base,
+        at,
         patch,
-        more,
-        subscriptions: states,
-    }))
+        end,
+        clients,
+        progress: progress
+            .into_iter()
+            .map(|p| p.map(|(synced, total)| (synced[0], total)))
+            .collect(),
+    };
+    Ok(answer.response(subscriptions))
+}
+
+/// What a pull sends, before it is put in the wire's terms.
+struct Answer {
+    base: Option<i64>,
+    at: i64,
+    patch: Vec<PatchOp>,
+    /// Where the page ended if more follow.
+    end: Option<(usize, String)>,
+    /// The view's clients: their last `lastMutationID` told and when.
+    clients: BTreeMap<String, (u64, i64)>,
+    /// Per requested subscription: rows the client holds once this page is
+    /// applied and its total, or why it syncs nothing.
+    progress: Vec<Result<(u64, u64), SubscriptionError>>,
+}
+
+impl Answer {
+    fn response(self, subscriptions: &[Subscription]) -> PullResponse {
+        let Answer {
+            base,
+            at,
+            patch,
+            end,
+            clients,
+            progress,
+        } = self;
+        let cookie = match &end {
+            Some((table, key)) => Cookie::Text(
+                ViewCursor {
+                    base,
+                    at,
+                    table: *table,
+                    key: key.clone(),
+                }
+                .render(),
+            ),
+            None => Cookie::Integer(at),
+        };
+        let last_mutation_id_changes = clients
+            .into_iter()
+            .filter(|(_, (_, patched))| *patched <= at && base.is_none_or(|b| *patched > b))
+            .map(|(client, (last, _))| (client, last))
+            .collect();
+        let states = subscriptions
+            .iter()
+            .zip(progress)
+            .map(|(subscription, progress)| {
+                let (synced, total, error) = match progress {
+                    Ok((synced, total)) => (synced, total, None),
+                    Err(error) => (0, 0, Some(error)),
+                };
+                let state = match (&error, synced == total) {
+                    (Some(_), _) => SubscriptionPhase::Error,
+                    (None, true) => SubscriptionPhase::Complete,
+                    (None, false) => SubscriptionPhase::Pending,
+                };
+                SubscriptionState {
+                    query: subscription.query.clone(),
+                    args: subscription.args.clone(),
+                    state,
+                    synced,
+                    total,
+                    error,
+                }
+            })
+            .collect();
+        PullResponse::Ok(PullOk {
+            cookie,
+            more: end.is_some(),
+            last_mutation_id_changes,
+            patch,
+            subscriptions: states,
+        })
+    }
+}
+
+/// What the pull that evaluated recorded for the later pages of a paging
+/// (`view:` cursors from `base` to `at`), so that they need not evaluate.
+#[derive(Debug, Serialize, Deserialize)]
+struct Paging {
+    base: Option<i64>,
+    at: i64,
+    /// The view version it was recorded at: a later one means another pull
+    /// recorded since, and the view rows may have moved.
+    view_version: i64,
+    /// The server version of the evaluation's snapshot: a write after it to
+    /// a table the subscriptions read may change what they select.
+    seen: i64,
+    /// The pull's subscriptions (JSON), which the progress counts.
+    requested: String,
+    /// Per requested subscription, the rows it selects.
+    totals: Vec<u64>,
+    /// The pages after the evaluating one, in order.
+    pages: Vec<PageMark>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PageMark {
+    /// The position (table index, key) the page starts after: the cursor
+    /// of the page before it.
+    after: (usize, String),
+    rows: usize,
+    /// Per requested subscription: its rows the client holds once the page
+    /// is applied.
+    synced: Vec<u64>,
+}
+
+/// A page of a paging read from its [`Paging`] record, if it still holds.
+struct Resumed<'a> {
+    app: &'a AppDefinition,
+    tables: &'a [TableShape],
+    user_id: &'a str,
+    group_id: &'a str,
+    view_version: i64,
+    cursor: &'a ViewCursor,
+    requested: &'a str,
+    server_version: i64,
+}
+
+struct ResumedPage {
+    patch: Vec<PatchOp>,
+    end: Option<(usize, String)>,
+    totals: Vec<u64>,
+    synced: Vec<u64>,
+}
+
+impl Resumed<'_> {
+    /// The page after the cursor, or `None` if the page must evaluate: no
+    /// record of this paging (another paging, other subscriptions, a cursor
+    /// that is no page boundary), another pull recorded since, or a write
+    /// since the evaluation to a table the subscriptions read.
+    async fn page<T: ViewTx>(&self, tx: &T) -> Result<Option<ResumedPage>> {
+        let cursor = self.cursor;
+        let Some(text) = tx.paging(self.group_id).await? else {
+            return Ok(None);
+        };
+        let paging: Paging = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Internal(format!("a paging record is not JSON: {e}")))?;
+        let position = (cursor.table, cursor.key.clone());
+        let Some(index) = paging.pages.iter().position(|p| p.after == position) else {
+            return Ok(None);
+        };
+        if (paging.base, paging.at) != (cursor.base, cursor.at)
+            || paging.view_version != self.view_version
+            || paging.requested != self.requested
+        {
+            return Ok(None);
+        }
+        if self.server_version > paging.seen {
+            let view = Some((self.user_id.to_owned(), self.requested.to_owned()));
+            let reads = group_reads(self.app, self.user_id, self.group_id, view)?;
+            let touched = tx.touched(paging.seen, self.server_version).await?;
+            if !touched.is_disjoint(&reads) {
+                return Ok(None);
+            }
+        }
+        let mark = &paging.pages[index];
+        let mut page: Vec<((usize, String), HeldRow)> = Vec::with_capacity(mark.rows);
+        for table in cursor.table..self.tables.len() {
+            if page.len() == mark.rows {
+                break;
+            }
+            let question = PatchedRows {
+                group_id: self.group_id,
+                table: &self.tables[table].name,
+                after: if table == cursor.table {
+                    &cursor.key
+                } else {
+                    ""
+                },
+                base: cursor.base.unwrap_or(0),
+                at: cursor.at,
+                present_only: cursor.base.is_none(),
+                limit: mark.rows - page.len(),
+            };
+            for row in tx.patched(question).await? {
+                page.push(((table, row.key.clone()), row));
+            }
+        }
+        let end = paging.pages.get(index + 1).map(|next| next.after.clone());
+        // The view rows are those the marks were made from (no pull
+        // recorded since), so this holds; were the stores to order keys
+        // otherwise than the marks, the page evaluates rather than guess.
+        if page.len() != mark.rows
+            || end
+                .as_ref()
+                .is_some_and(|end| &page[page.len() - 1].0 != end)
+        {
+            return Ok(None);
+        }
+        let refs: Vec<(&(usize, String), &HeldRow)> = page.iter().map(|(p, r)| (p, r)).collect();
+        Ok(Some(ResumedPage {
+            patch: patch_of(tx, self.tables, &refs).await?,
+            end,
+            totals: paging.totals,
+            synced: mark.synced.clone(),
+        }))
+    }
 }
 
 /// What moves at view version `next`: a selected row that is new to the
@@ -413,6 +686,32 @@ fn diff(
     entered.chain(left).collect()
 }
 
+/// The app's query a subscription names and its arguments bound, or why it
+/// selects nothing (found without reading the store).
+fn bind(
+    app: &AppDefinition,
+    subscription: &Subscription,
+) -> Result<(usize, Vec<Value>), SubscriptionError> {
+    let Some(query_index) = app
+        .queries
+        .iter()
+        .position(|q| q.name == subscription.query)
+    else {
+        return Err(SubscriptionError {
+            code: "unknown_query".into(),
+            message: format!("this server defines no query `{}`", subscription.query),
+        });
+    };
+    let query = &app.queries[query_index];
+    match bind_query_args(query, &subscription.args) {
+        Ok(args) => Ok((query_index, args)),
+        Err(message) => Err(SubscriptionError {
+            code: "bad_arguments".into(),
+            message: format!("bad arguments for query `{}`: {message}", query.name),
+        }),
+    }
+}
+
 /// The rows one subscription selects for `user_id`: (table index, key
 /// text, row version) per row of each part over a table `tables` holds, or
 /// why it selects nothing.
@@ -423,26 +722,11 @@ async fn evaluate<T: ViewTx>(
     user_id: &str,
     subscription: &Subscription,
 ) -> Result<Result<Vec<(usize, String, i64)>, SubscriptionError>> {
-    let Some(query_index) = app
-        .queries
-        .iter()
-        .position(|q| q.name == subscription.query)
-    else {
-        return Ok(Err(SubscriptionError {
-            code: "unknown_query".into(),
-            message: format!("this server defines no query `{}`", subscription.query),
-        }));
+    let (query_index, args) = match bind(app, subscription) {
+        Ok(bound) => bound,
+        Err(error) => return Ok(Err(error)),
     };
     let query = &app.queries[query_index];
-    let args = match bind_query_args(query, &subscription.args) {
-        Ok(args) => args,
-        Err(message) => {
-            return Ok(Err(SubscriptionError {
-                code: "bad_arguments".into(),
-                message: format!("bad arguments for query `{}`: {message}", query.name),
-            }))
-        }
-    };
     let mut rows = Vec::new();
     for (part_index, part) in query.parts.iter().enumerate() {
         let Some(table) = tables.iter().position(|t| t.name == part.table) else {

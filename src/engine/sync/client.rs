@@ -145,6 +145,14 @@ impl SyncClient {
         self.push.is_none() && self.pull.is_none() && self.pull_at.is_none() && !self.paging
     }
 
+    /// Whether a reply to request `id` would be taken now (it is the push or
+    /// pull in flight), rather than ignored as late or abandoned: a host
+    /// that traces replies, or a test that checks the replica after one,
+    /// tells them apart with this.
+    pub fn awaits(&self, id: u64) -> bool {
+        [self.push, self.pull].iter().flatten().any(|r| r.id == id)
+    }
+
     /// Handles one event at time `now` and returns what the host must do.
     /// Errors are SQLite failures of the replica itself; everything the
     /// network or the server can do wrong is handled here.

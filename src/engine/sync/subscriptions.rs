@@ -20,7 +20,7 @@
 use super::error::{Error, Result};
 use super::meta;
 use super::replica::Replica;
-use crate::engine::database::Database;
+use crate::engine::database::{Database, TableSet};
 use crate::engine::value::Value;
 use ferrydb_protocol::values::{bind_params, to_json};
 use ferrydb_protocol::{
@@ -108,6 +108,32 @@ impl Replica {
                 total: s.total,
                 error: s.error.clone(),
             })
+    }
+
+    /// The tables a wanted subscription still `pending` syncs (a part of its
+    /// query selects rows of them): live queries reading one are not
+    /// complete. A subscription in `error` syncs nothing and never will, so
+    /// it holds nothing back (its holders see the error).
+    pub fn pending_tables(&self) -> TableSet {
+        let mut tables = TableSet::new();
+        for Desired { subscription, .. } in &self.desired {
+            let answered = self.states.iter().any(|s| {
+                s.state != SubscriptionPhase::Pending
+                    && s.query == subscription.query
+                    && s.args == subscription.args
+            });
+            if answered {
+                continue;
+            }
+            for part in self
+                .app
+                .query(&subscription.query)
+                .map_or(&[][..], |q| &q.parts)
+            {
+                tables.insert(part.table.clone());
+            }
+        }
+        tables
     }
 
     /// Replaces the desired set and persists it. Returns whether the set of

@@ -12,7 +12,7 @@ use crate::engine::patch::{Patch, Segment};
 use crate::engine::replication::{RejectionReason, Settled};
 use crate::engine::request::{Response, Stats};
 use crate::engine::sync::{
-    StatusError, StatusErrorCode, SubscriptionStatus, SyncEvent, SyncStatus,
+    InitialSync, Rejection, StatusError, StatusErrorCode, SubscriptionStatus, SyncEvent, SyncStatus,
 };
 use crate::engine::value::{QueryResult, Value};
 use crate::host::tab_message::{Shape, TabMessage};
@@ -66,7 +66,18 @@ fn worker_messages() -> Vec<(&'static str, WorkerMessage)> {
             "reply-rows",
             WorkerMessage::Reply {
                 id: 4,
-                result: Ok(Response::Rows(rows)),
+                result: Ok(Response::Rows(rows.clone())),
+                seq: None,
+            },
+        ),
+        (
+            "reply-live",
+            WorkerMessage::Reply {
+                id: 5,
+                result: Ok(Response::Live {
+                    rows,
+                    complete: false,
+                }),
                 seq: None,
             },
         ),
@@ -130,10 +141,12 @@ fn worker_messages() -> Vec<(&'static str, WorkerMessage)> {
                             Segment::Rows(vec![vec![Value::Integer(3), Value::Real(2.5)]]),
                         ],
                     }),
+                    complete: false,
                 },
                 LiveUpdate {
                     subscription: 7,
                     change: Err(error(ErrorCode::SqlError, "no such table: gone")),
+                    complete: true,
                 },
             ]),
         ),
@@ -271,4 +284,76 @@ fn typescript_accepts_every_message_fixture() {
         "tests/types/messages.test-d.ts",
         &(ts.trim_end().to_owned() + "\n"),
     );
+}
+
+/// The sync status, events and outcomes are written by hand (smaller wasm): exactly
+/// as serde writes them, `null` for what is absent, in every variant.
+#[test]
+fn hand_written_status_events_and_outcomes_match_serde() {
+    let statuses = [
+        SyncStatus::default(),
+        SyncStatus {
+            connected: true,
+            uploading: true,
+            downloading: true,
+            pending_mutations: 4,
+            last_synced_at: Some(1_764_800_000_000),
+            error: Some(StatusError::new(StatusErrorCode::Timeout, "slow")),
+            paused: true,
+            initial_sync: Some(InitialSync {
+                received: 10,
+                total: Some(20),
+            }),
+        },
+        SyncStatus {
+            initial_sync: Some(InitialSync::default()),
+            ..SyncStatus::default()
+        },
+    ];
+    for status in statuses {
+        let written = WorkerMessage::SyncStatus(status.clone()).encode(&mut JsonEncoder);
+        assert_eq!(written["status"], serde_json::to_value(&status).unwrap());
+    }
+    let outcomes = [
+        Settled {
+            mutation_id: 1,
+            rejection: None,
+        },
+        Settled {
+            mutation_id: 2,
+            rejection: Some(RejectionReason {
+                code: "forbidden".into(),
+                message: "no".into(),
+            }),
+        },
+    ];
+    let events = [
+        SyncEvent::UpdateNeeded {
+            server_schema_version: 3,
+        },
+        SyncEvent::SchemaReset {
+            server_schema_version: 4,
+        },
+        SyncEvent::Unauthorized,
+        SyncEvent::AppOutdated { schema_version: 5 },
+        SyncEvent::Rejected {
+            rejections: vec![Rejection {
+                mutation_id: 7,
+                name: "addTodo".into(),
+                args: serde_json::json!({ "id": "t1", "tags": ["a", 1, null], "n": 2.5 }),
+                code: "forbidden".into(),
+                message: "not yours".into(),
+                created_at: 1,
+                rejected_at: 2,
+            }],
+        },
+    ];
+    for event in events {
+        let written = WorkerMessage::SyncEvent(event.clone()).encode(&mut JsonEncoder);
+        assert_eq!(written["event"], serde_json::to_value(&event).unwrap());
+    }
+    for settled in outcomes {
+        let written = WorkerMessage::Settled(settled.clone()).encode(&mut JsonEncoder);
+        assert_eq!(written["settled"], serde_json::to_value(&settled).unwrap());
+    }
 }

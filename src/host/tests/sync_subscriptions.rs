@@ -360,3 +360,151 @@ fn after_delete_database_the_new_replica_syncs_what_the_tabs_hold() {
     let (_, set) = pulled(&mut h).expect("the new client's first pull");
     assert_eq!(set, json!([my_lists(), todos_of("l1")]));
 }
+
+/// Subscribes live query `subscription` of `tab` to `sql`; its first result
+/// (`{columns, rows, complete}`).
+fn watch(h: &mut Harness, tab: TabId, subscription: u32, sql: &str) -> Json {
+    let id = h.call(
+        tab,
+        json!({ "type": "subscribe", "subscription": subscription, "sql": sql }),
+    );
+    reply_to(h, tab, id)["ok"].clone()
+}
+
+/// The live-query updates posted to `tab`, as (subscription, complete, rows
+/// kept or error), in order.
+fn completeness(h: &mut Harness, tab: TabId) -> Vec<(u64, bool, Json)> {
+    h.posted_of(tab, "live")
+        .into_iter()
+        .flat_map(|m| m["updates"].as_array().unwrap().clone())
+        .map(|u| {
+            let change = u
+                .get("patch")
+                .map_or_else(|| u["error"]["code"].clone(), |p| p["segments"].clone());
+            (
+                u["subscription"].as_u64().unwrap(),
+                u["complete"].as_bool().unwrap(),
+                change,
+            )
+        })
+        .collect()
+}
+
+fn state_of(subscription: &Json, state: &str) -> Json {
+    let mut s = subscription.clone();
+    s["state"] = json!(state);
+    s["synced"] = json!(0);
+    s["total"] = json!(0);
+    s
+}
+
+#[test]
+fn a_live_query_is_incomplete_while_a_subscription_over_a_table_it_reads_is_pending() {
+    let (mut h, tab) = synced();
+    // The first pull said nothing of `myLists` (synced from open): pending.
+    let lists = watch(&mut h, tab, 1, "SELECT id FROM lists");
+    assert_eq!(lists["complete"], false);
+    // No subscription syncs `todos`: nothing more is coming, so complete.
+    let todos = watch(&mut h, tab, 2, "SELECT id FROM todos");
+    assert_eq!(todos["complete"], true);
+    let joined = watch(
+        &mut h,
+        tab,
+        3,
+        "SELECT t.id FROM todos t WHERE t.list_id IN (SELECT id FROM lists)",
+    );
+    assert_eq!(joined["complete"], false);
+    assert_eq!(watch(&mut h, tab, 4, "SELECT 1")["complete"], true);
+    h.take();
+
+    // A new subscription over `todos`: the queries reading it hear at once,
+    // though no row changed (every row kept: none yet).
+    hold(&mut h, tab, 1, "todosOf", json!({"list_id": "l1"}), None);
+    assert_eq!(completeness(&mut h, tab), [(2, false, json!([[0, 0]]))]);
+    let (fetch, _) = pulled(&mut h).unwrap();
+
+    // The server says `myLists` is complete, `todosOf` not yet (more pages).
+    let mut page = pull_ok(2, true);
+    page["subscriptions"] = json!([
+        state_of(&my_lists(), "complete"),
+        state_of(&todos_of("l1"), "pending")
+    ]);
+    h.reply(fetch, page);
+    assert_eq!(completeness(&mut h, tab), [(1, true, json!([[0, 0]]))]);
+
+    // Its rows arrive and it is complete: one update each, with the rows
+    // if they changed (the joined query has none: there is no list `l1`).
+    let (fetch, _) = pulled(&mut h).expect("the server said there is more of it");
+    let mut page = pull_ok(3, false);
+    page["patch"] = json!([{ "type": "put", "table": "todos", "row": {
+        "id": "t1", "list_id": "l1", "title": "milk", "done": false, "owner": "u1", "meta": null
+    } }]);
+    page["subscriptions"] = json!([
+        state_of(&my_lists(), "complete"),
+        state_of(&todos_of("l1"), "complete")
+    ]);
+    h.reply(fetch, page);
+    h.settle_storage();
+    let mut told = completeness(&mut h, tab);
+    told.sort_by_key(|(s, ..)| *s);
+    assert_eq!(
+        told,
+        [
+            (2, true, json!([{ "rows": [["t1"]] }])),
+            (3, true, json!([[0, 0]]))
+        ]
+    );
+}
+
+#[test]
+fn an_error_subscription_holds_no_live_query_back() {
+    let (mut h, tab) = synced();
+    hold(&mut h, tab, 1, "todosOf", json!({"list_id": "l1"}), None);
+    assert_eq!(
+        watch(&mut h, tab, 1, "SELECT id FROM todos")["complete"],
+        false
+    );
+    let (fetch, _) = pulled(&mut h).unwrap();
+    let mut page = pull_ok(2, false);
+    let mut failed = state_of(&todos_of("l1"), "error");
+    failed["error"] = json!({ "code": "unknown_query", "message": "no query `todosOf`" });
+    page["subscriptions"] = json!([state_of(&my_lists(), "complete"), failed]);
+    h.reply(fetch, page);
+    assert_eq!(completeness(&mut h, tab), [(1, true, json!([[0, 0]]))]);
+}
+
+#[test]
+fn without_subscriptions_live_queries_are_complete_once_the_first_download_finished() {
+    let (mut h, tab, pull) = syncing();
+    assert_eq!(
+        watch(&mut h, tab, 1, "SELECT id FROM todos")["complete"],
+        false
+    );
+    // A query over no synced table awaits nothing.
+    assert_eq!(watch(&mut h, tab, 2, "SELECT 1")["complete"], true);
+    h.take();
+    h.reply(pull, pull_ok(1, true));
+    h.settle_storage();
+    assert_eq!(completeness(&mut h, tab), [], "more pages are coming");
+    let pulls = to("pull", &h.take_fetches());
+    h.reply(pulls[0].0, pull_ok(2, false));
+    h.settle_storage();
+    assert_eq!(completeness(&mut h, tab), [(1, true, json!([[0, 0]]))]);
+    // It stays complete: later pulls keep it current, as any sync does.
+    assert_eq!(
+        watch(&mut h, tab, 3, "SELECT id FROM lists")["complete"],
+        true
+    );
+}
+
+#[test]
+fn without_a_sync_server_live_queries_are_complete() {
+    let mut h = Harness::new();
+    let tab = h.connect();
+    h.open_app(tab, &app_with_queries(), false, false);
+    h.settle_storage();
+    assert_eq!(
+        watch(&mut h, tab, 1, "SELECT id FROM lists")["complete"],
+        true
+    );
+}

@@ -51,12 +51,14 @@ mod values;
 
 use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use super::table_text::{
-    part_select, part_select_written, processed_clients, view_tables, written_keys, ViewText,
+    part_select, part_select_written, processed_clients, tables_touched, view_tables, written_keys,
+    ViewText, VIEW_ROW_CONFLICT,
 };
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
     self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Holder, Listener,
-    Page, Processed, PullTx, PushTx, Rejected, RouteTx, Selected, Versions, ViewHead, ViewTx, Who,
+    Page, PatchedRows, Processed, PullTx, PushTx, Rejected, RouteTx, Selected, Versions, ViewHead,
+    ViewTx, Who,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
@@ -69,6 +71,7 @@ use futures_util::future::{join_all, try_join_all};
 use schema::{pg_type, PgTable};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::types::Type;
@@ -240,7 +243,7 @@ impl PostgresStore {
                 .iter()
                 .map(schema::rows_by_keys)
                 .collect(),
-            view: ViewText::new('$'),
+            view: ViewText::new('$', &schema::DIALECT),
             pool,
             versions,
             tables,
@@ -844,17 +847,7 @@ impl ViewTx for PgTx<'_> {
             .prepare_typed_cached(&self.store.view.held, &[Type::TEXT])
             .await?;
         let rows = self.tx.query(&held, &[&group_id]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HeldRow {
-                    table: r.try_get(0)?,
-                    key: r.try_get(1)?,
-                    row_version: r.try_get(2)?,
-                    patch_version: r.try_get(3)?,
-                    present: r.try_get::<_, i64>(4)? != 0,
-                })
-            })
-            .collect()
+        rows.iter().map(held_row).collect()
     }
 
     /// One round trip: the head and every changed row, pipelined.
@@ -877,7 +870,47 @@ impl ViewTx for PgTx<'_> {
         let upsert = self
             .tx
             .prepare_typed_cached(
-                &view.upsert_row,
+                &UPSERT_VIEW_ROWS,
+                &[
+                    text.clone(),
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                ],
+            )
+            .await?;
+        let tables: Vec<&str> = rows.iter().map(|r| r.table.as_str()).collect();
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        let row_versions: Vec<i64> = rows.iter().map(|r| r.row_version).collect();
+        let patch_versions: Vec<i64> = rows.iter().map(|r| r.patch_version).collect();
+        let presence: Vec<i64> = rows.iter().map(|r| r.present as i64).collect();
+        let row_params: [&(dyn ToSql + Sync); 6] = [
+            &group_id,
+            &tables,
+            &keys,
+            &row_versions,
+            &patch_versions,
+            &presence,
+        ];
+        let head_params: [&(dyn ToSql + Sync); 4] =
+            [&group_id, &head.version, &subscriptions, &head.clients];
+        let (updated, upserted) = tokio::join!(
+            self.tx.execute(&update, &head_params),
+            self.tx.execute(&upsert, &row_params)
+        );
+        updated?;
+        upserted?;
+        Ok(())
+    }
+
+    async fn patched(&self, rows: PatchedRows<'_>) -> Result<Vec<HeldRow>> {
+        let text = Type::TEXT;
+        let statement = self
+            .tx
+            .prepare_typed_cached(
+                &self.store.view.patched,
                 &[
                     text.clone(),
                     text.clone(),
@@ -885,33 +918,59 @@ impl ViewTx for PgTx<'_> {
                     Type::INT8,
                     Type::INT8,
                     Type::INT8,
+                    Type::INT8,
                 ],
             )
             .await?;
-        let presence: Vec<i64> = rows.iter().map(|r| r.present as i64).collect();
-        let params: Vec<[&(dyn ToSql + Sync); 6]> = rows
-            .iter()
-            .zip(&presence)
-            .map(|(row, present)| {
-                [
-                    &group_id as &(dyn ToSql + Sync),
-                    &row.table,
-                    &row.key,
-                    &row.row_version,
-                    &row.patch_version,
-                    present,
-                ]
-            })
-            .collect();
-        let upserts = join_all(params.iter().map(|p| self.tx.execute(&upsert, p)));
-        let head_params: [&(dyn ToSql + Sync); 4] =
-            [&group_id, &head.version, &subscriptions, &head.clients];
-        let (updated, upserted) = tokio::join!(self.tx.execute(&update, &head_params), upserts);
-        updated?;
-        for done in upserted {
-            done?;
-        }
+        let present = rows.present_only as i64;
+        let limit = rows.limit as i64;
+        let found = self
+            .tx
+            .query(
+                &statement,
+                &[
+                    &rows.group_id,
+                    &rows.table,
+                    &rows.after,
+                    &rows.at,
+                    &rows.base,
+                    &present,
+                    &limit,
+                ],
+            )
+            .await?;
+        found.iter().map(held_row).collect()
+    }
+
+    async fn paging(&self, group_id: &str) -> Result<Option<String>> {
+        let statement = self
+            .tx
+            .prepare_typed_cached(&self.store.view.paging, &[Type::TEXT])
+            .await?;
+        let row = self.tx.query_opt(&statement, &[&group_id]).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn record_paging(&self, group_id: &str, paging: &str) -> Result<()> {
+        let statement = self
+            .tx
+            .prepare_typed_cached(&self.store.view.record_paging, &[Type::TEXT, Type::TEXT])
+            .await?;
+        self.tx.execute(&statement, &[&group_id, &paging]).await?;
         Ok(())
+    }
+
+    async fn touched(&self, from: i64, to: i64) -> Result<BTreeSet<String>> {
+        let app = &self.store.versions.current().app;
+        if app.tables.is_empty() || from >= to {
+            return Ok(BTreeSet::new());
+        }
+        let statement = self
+            .tx
+            .prepare_typed_cached(&tables_touched(&app.tables, '$'), &[Type::INT8, Type::INT8])
+            .await?;
+        let names = self.tx.query(&statement, &[&from, &to]).await?;
+        names.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// One statement for all the keys: each key column's values as an array,
@@ -964,6 +1023,29 @@ impl ViewTx for PgTx<'_> {
         Ok(rows)
     }
 }
+
+/// A view row, as `ViewText` selects it.
+fn held_row(r: &tokio_postgres::Row) -> Result<HeldRow> {
+    Ok(HeldRow {
+        table: r.try_get(0)?,
+        key: r.try_get(1)?,
+        row_version: r.try_get(2)?,
+        patch_version: r.try_get(3)?,
+        present: r.try_get::<_, i64>(4)? != 0,
+    })
+}
+
+/// Records view rows in one statement, whatever their number: `1` the
+/// group, then per column an array with each row's table, key, row
+/// version, patch version and present (0/1).
+static UPSERT_VIEW_ROWS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO _ferry_view_rows \
+         (group_id, table_name, row_key, row_version, patch_version, present) \
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
+         {VIEW_ROW_CONFLICT}"
+    )
+});
 
 /// The connection pool for `url`, and what the poke listener connects with.
 fn connect(url: &str) -> Result<(Pool, tokio_postgres::Config, MakeRustlsConnect)> {

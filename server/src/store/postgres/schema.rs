@@ -36,6 +36,7 @@ pub const DIALECT: Dialect = Dialect {
     integer: "bigint",
     text: "text",
     sequence: "bigserial",
+    bytewise: " COLLATE \"C\"",
 };
 
 /// What the Postgres store adds to the bookkeeping: its layout, and the

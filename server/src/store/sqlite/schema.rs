@@ -40,6 +40,7 @@ pub const DIALECT: Dialect = Dialect {
     integer: "INTEGER",
     text: "TEXT",
     sequence: "INTEGER",
+    bytewise: "",
 };
 
 /// A rule as a SQL condition that is false (never NULL) when the rule does

@@ -12,14 +12,14 @@ use super::schema::{
 };
 use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use crate::store::table_text::{
-    meta_key, part_select, part_select_written, processed_clients, row_by_key, view_tables,
-    written_keys, ViewText,
+    meta_key, part_select, part_select_written, processed_clients, row_by_key, tables_touched,
+    view_tables, written_keys, ViewText,
 };
 use crate::store::LoggedMutation;
 use crate::sync::{
     self, pull_subscribed, push_mutations, ready, Call, Change, ClientState, HeldRow, Holder,
-    Listener, Page, Processed, PullTx, PushTx, Rejected, Result, RouteTx, Selected, StoreError,
-    Versions, ViewHead, ViewTx, Who,
+    Listener, Page, PatchedRows, Processed, PullTx, PushTx, Rejected, Result, RouteTx, Selected,
+    StoreError, Versions, ViewHead, ViewTx, Who,
 };
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::values::to_json;
@@ -151,7 +151,7 @@ impl SqliteServer {
             written_parts,
             written,
             by_key,
-            view: ViewText::new('?'),
+            view: ViewText::new('?', &DIALECT),
             page_size: 100,
             reset_demanded: BTreeSet::new(),
         })
@@ -251,6 +251,20 @@ impl SqliteServer {
             user_id,
             request,
         ))
+    }
+
+    /// The synced tables with a row written at a version in `(from, to]`:
+    /// what the pushes between those versions touched.
+    pub fn tables_touched(&self, from: i64, to: i64) -> Result<BTreeSet<String>> {
+        let app = &self.versions.current().app;
+        if app.tables.is_empty() || from >= to {
+            return Ok(BTreeSet::new());
+        }
+        let mut statement = self
+            .conn
+            .prepare_cached(&tables_touched(&app.tables, '?'))?;
+        let names = statement.query_map([from, to], |r| r.get::<_, String>(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
     }
 
     /// See `Store::route`.
@@ -586,15 +600,7 @@ impl ViewTx for SqliteServer {
 
     async fn held(&self, group_id: &str) -> Result<Vec<HeldRow>> {
         let mut statement = self.conn.prepare_cached(&self.view.held)?;
-        let rows = statement.query_map([group_id], |r| {
-            Ok(HeldRow {
-                table: r.get(0)?,
-                key: r.get(1)?,
-                row_version: r.get(2)?,
-                patch_version: r.get(3)?,
-                present: r.get(4)?,
-            })
-        })?;
+        let rows = statement.query_map([group_id], held_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -613,18 +619,57 @@ impl ViewTx for SqliteServer {
                 subscriptions,
                 head.clients
             ])?;
-        let mut upsert = self.conn.prepare_cached(&self.view.upsert_row)?;
-        for row in rows {
-            upsert.execute(rusqlite::params![
-                group_id,
-                row.table,
-                row.key,
-                row.row_version,
-                row.patch_version,
-                row.present
-            ])?;
+        // Many rows a statement: an initial sync records every row it sends.
+        for chunk in rows.chunks(VIEW_ROWS_PER_STATEMENT) {
+            let mut upsert = self
+                .conn
+                .prepare_cached(&self.view.upsert_rows(chunk.len()))?;
+            let params = chunk.iter().flat_map(|row| {
+                [
+                    Value::Text(group_id.to_owned()),
+                    Value::Text(row.table.clone()),
+                    Value::Text(row.key.clone()),
+                    Value::Integer(row.row_version),
+                    Value::Integer(row.patch_version),
+                    Value::Integer(row.present as i64),
+                ]
+            });
+            upsert.execute(params_from_iter(params))?;
         }
         Ok(())
+    }
+
+    async fn patched(&self, rows: PatchedRows<'_>) -> Result<Vec<HeldRow>> {
+        let mut statement = self.conn.prepare_cached(&self.view.patched)?;
+        let found = statement.query_map(
+            rusqlite::params![
+                rows.group_id,
+                rows.table,
+                rows.after,
+                rows.at,
+                rows.base,
+                rows.present_only,
+                rows.limit as i64
+            ],
+            held_row,
+        )?;
+        Ok(found.collect::<Result<_, _>>()?)
+    }
+
+    async fn paging(&self, group_id: &str) -> Result<Option<String>> {
+        let mut statement = self.conn.prepare_cached(&self.view.paging)?;
+        Ok(statement.query_row([group_id], |r| r.get(0)).optional()?)
+    }
+
+    async fn record_paging(&self, group_id: &str, paging: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(&self.view.record_paging)?
+            .execute([group_id, paging])?;
+        Ok(())
+    }
+
+    async fn touched(&self, from: i64, to: i64) -> Result<BTreeSet<String>> {
+        self.tables_touched(from, to)
     }
 
     async fn rows(&self, table: usize, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
@@ -721,6 +766,21 @@ impl RouteTx for SqliteServer {
         Ok(selected)
     }
 }
+
+/// A view row, as `ViewText` selects it.
+fn held_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HeldRow> {
+    Ok(HeldRow {
+        table: r.get(0)?,
+        key: r.get(1)?,
+        row_version: r.get(2)?,
+        patch_version: r.get(3)?,
+        present: r.get(4)?,
+    })
+}
+
+/// View rows recorded per statement: 6 parameters each, well below
+/// SQLite's 32,766.
+const VIEW_ROWS_PER_STATEMENT: usize = 500;
 
 /// Columns `start..` of a result row in their wire form.
 fn wire_row(
@@ -1046,6 +1106,7 @@ mod tests {
                 "_ferry_server_rejections",
                 "_ferry_touched_notes",
                 "_ferry_version",
+                "_ferry_view_pages",
                 "_ferry_view_rows",
                 "_ferry_views",
                 "notes"

@@ -316,6 +316,7 @@ fn pokes_are_debounced_into_one_pull_and_skipped_when_caught_up() {
 fn late_replies_to_timed_out_requests_are_ignored() {
     let mut h = Harness::started();
     let (id, _) = push_sent(&h.mutate()).unwrap();
+    assert!(h.client.awaits(id));
     let deadline = h.now + 30_000;
     let effects = h.at(deadline, Event::Timer);
     assert_eq!(
@@ -325,6 +326,7 @@ fn late_replies_to_timed_out_requests_are_ignored() {
     let retry = timer(&effects).unwrap();
     let (new_id, _) = push_sent(&h.at(retry, Event::Timer)).unwrap();
     assert_ne!(id, new_id);
+    assert!(!h.client.awaits(id) && h.client.awaits(new_id));
     let late = h.step(Event::PushResponse {
         id,
         response: PushResponse::Ok {
