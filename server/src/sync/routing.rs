@@ -24,11 +24,11 @@
 //! pulled) or owned by another user than its listener is never concerned.
 
 use super::pull::TableShape;
-use super::view::{key_text, Selected, ViewHead, ViewTx};
+use super::view::{key_text, part_params, Selected, ViewHead, ViewTx};
 use super::{Result, StoreError, Versions};
 use ferrydb_protocol::sql::{tokenize, TokenKind};
 use ferrydb_protocol::values::bind_query_args;
-use ferrydb_protocol::{AppDefinition, Subscription, Value, USER_ID_PARAM};
+use ferrydb_protocol::{AppDefinition, Subscription, Value};
 use futures_util::future::try_join_all;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -356,17 +356,7 @@ fn bound_parts(
             let Some(shape) = shape else {
                 continue;
             };
-            let params = shape
-                .params
-                .iter()
-                .map(
-                    |name| match query.params.iter().position(|p| &p.name == name) {
-                        Some(i) => args[i].clone(),
-                        None if name == USER_ID_PARAM => Value::Text(user_id.to_owned()),
-                        None => unreachable!("validated: every parameter is declared or :user_id"),
-                    },
-                )
-                .collect();
+            let params = part_params(query, &args, &shape.params, user_id);
             parts.push(BoundPart {
                 query: query_index,
                 part: part_index,

@@ -37,7 +37,7 @@ use super::{Result, StoreError};
 use ferrydb_protocol::sql::tokenize;
 use ferrydb_protocol::values::bind_query_args;
 use ferrydb_protocol::{
-    AppDefinition, Cookie, PatchOp, PullOk, PullRequest, PullResponse, Row, Subscription,
+    AppDefinition, Cookie, PatchOp, PullOk, PullRequest, PullResponse, Query, Row, Subscription,
     SubscriptionError, SubscriptionPhase, SubscriptionState, Value, USER_ID_PARAM,
 };
 use serde::{Deserialize, Serialize};
@@ -732,23 +732,33 @@ async fn evaluate<T: ViewTx>(
         let Some(table) = tables.iter().position(|t| t.name == part.table) else {
             continue;
         };
-        let params: Vec<Value> = part
-            .statement()
-            .params
-            .iter()
-            .map(
-                |name| match query.params.iter().position(|p| &p.name == name) {
-                    Some(i) => args[i].clone(),
-                    None if name == USER_ID_PARAM => Value::Text(user_id.to_owned()),
-                    None => unreachable!("validated: every parameter is declared or :user_id"),
-                },
-            )
-            .collect();
+        let params = part_params(query, &args, &part.statement().params, user_id);
         for (key, row_version) in tx.select(query_index, part_index, &params).await? {
             rows.push((table, key_text(&tables[table], &key)?, row_version));
         }
     }
     Ok(Ok(rows))
+}
+
+/// The values for a part's statement parameters `names`, in order: the
+/// subscription's bound arguments by name, and `:user_id` from the token,
+/// never from the client.
+pub(super) fn part_params(
+    query: &Query,
+    args: &[Value],
+    names: &[String],
+    user_id: &str,
+) -> Vec<Value> {
+    names
+        .iter()
+        .map(
+            |name| match query.params.iter().position(|p| &p.name == name) {
+                Some(i) => args[i].clone(),
+                None if name == USER_ID_PARAM => Value::Text(user_id.to_owned()),
+                None => unreachable!("validated: every parameter is declared or :user_id"),
+            },
+        )
+        .collect()
 }
 
 /// A key row as the view writes it: a JSON array of its values in key order.
