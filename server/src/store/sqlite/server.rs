@@ -624,14 +624,15 @@ impl ViewTx for SqliteServer {
             let mut upsert = self
                 .conn
                 .prepare_cached(&self.view.upsert_rows(chunk.len()))?;
-            let params = chunk.iter().flat_map(|row| {
+            // Bound by reference: no copy of a row's text.
+            let params = chunk.iter().flat_map(|row| -> [&dyn rusqlite::ToSql; 6] {
                 [
-                    Value::Text(group_id.to_owned()),
-                    Value::Text(row.table.clone()),
-                    Value::Text(row.key.clone()),
-                    Value::Integer(row.row_version),
-                    Value::Integer(row.patch_version),
-                    Value::Integer(row.present as i64),
+                    &group_id,
+                    &row.table,
+                    &row.key,
+                    &row.row_version,
+                    &row.patch_version,
+                    &row.present,
                 ]
             });
             upsert.execute(params_from_iter(params))?;
