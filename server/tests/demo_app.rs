@@ -6,44 +6,20 @@
 
 mod common;
 
-use axum::http::StatusCode;
-use common::{server, store_urls, TestServer};
-use ferrydb_protocol::AppDefinition;
-use ferrydb_server::Config;
+use common::{store_urls, AppServer};
 use serde_json::{json, Value as Json};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
-struct Demo {
-    server: TestServer,
-    next_ids: Mutex<HashMap<String, u64>>,
-}
+/// A server on the demo's app definition.
+struct Demo(AppServer);
 
 impl Demo {
     async fn start(url: &str) -> Demo {
-        let path = common::repo().join("demo/app.json");
-        let app = AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
-        Demo {
-            server: server(url, app, Config::default()).await,
-            next_ids: Mutex::default(),
-        }
+        Demo(AppServer::start(url, "demo/app.json").await)
     }
 
     /// Pushes one mutation as `user`; returns `ok` or the rejection's code.
     async fn push(&self, user: &str, name: &str, args: Json) -> String {
-        let id = {
-            let mut ids = self.next_ids.lock().unwrap();
-            let next = ids.entry(user.to_owned()).or_insert(0);
-            *next += 1;
-            *next
-        };
-        let body = json!({
-            "protocolVersion": 2, "schemaVersion": 2,
-            "clientGroupID": user, "clientID": user,
-            "mutations": [{"id": id, "name": name, "args": args, "timestamp": 0}],
-        });
-        let reply = self.server.post("/sync/push", user, &body).await;
-        common::codes(&reply).concat()
+        self.0.push(user, name, args).await
     }
 
     /// A full v2 pull of `user`'s lists and the items of `lists`.
@@ -52,14 +28,7 @@ impl Demo {
         for list in lists {
             subscriptions.push(json!({"query": "listItems", "args": {"listId": list}}));
         }
-        let body = json!({
-            "protocolVersion": 2, "schemaVersion": 2,
-            "clientGroupID": user, "clientID": user,
-            "cookie": null, "subscriptions": subscriptions,
-        });
-        let reply = self.server.post("/sync/pull", user, &body).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        reply.body
+        self.0.pull(user, &Json::Null, &subscriptions).await
     }
 }
 

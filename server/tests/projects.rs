@@ -7,48 +7,20 @@
 
 mod common;
 
-use axum::http::StatusCode;
-use common::{server, store_urls, TestServer};
-use ferrydb_protocol::AppDefinition;
-use ferrydb_server::Config;
+use common::{store_urls, AppServer};
 use serde_json::{json, Value as Json};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
-/// A server on the projects app, with each user's next mutation ID (each
-/// user is one client, in a group named after them).
-struct Team {
-    server: TestServer,
-    next_ids: Mutex<HashMap<String, u64>>,
-}
+/// A server on the projects app.
+struct Team(AppServer);
 
 impl Team {
     async fn start(url: &str) -> Team {
-        let path = common::repo().join("tests/fixtures/projects.json");
-        let app = AppDefinition::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
-        Team {
-            server: server(url, app, Config::default()).await,
-            next_ids: Mutex::default(),
-        }
+        Team(AppServer::start(url, "tests/fixtures/projects.json").await)
     }
 
     /// Pushes one mutation as `user`; returns `ok` or the rejection's code.
     async fn push(&self, user: &str, name: &str, args: Json) -> String {
-        let id = {
-            let mut ids = self.next_ids.lock().unwrap();
-            let next = ids.entry(user.to_owned()).or_insert(0);
-            *next += 1;
-            *next
-        };
-        let body = json!({
-            "protocolVersion": 2, "schemaVersion": 1,
-            "clientGroupID": user, "clientID": user,
-            "mutations": [{"id": id, "name": name, "args": args, "timestamp": 0}],
-        });
-        let reply = self.server.post("/sync/push", user, &body).await;
-        let codes = common::codes(&reply);
-        assert_eq!(codes.len(), 1, "{}", reply.body);
-        codes[0].clone()
+        self.0.push(user, name, args).await
     }
 
     /// Pushes one mutation as `user` that must apply.
@@ -63,14 +35,7 @@ impl Team {
         for project in projects {
             subscriptions.push(json!({"query": "projectTasks", "args": {"project_id": project}}));
         }
-        let body = json!({
-            "protocolVersion": 2, "schemaVersion": 1,
-            "clientGroupID": user, "clientID": user,
-            "cookie": cookie, "subscriptions": subscriptions,
-        });
-        let reply = self.server.post("/sync/pull", user, &body).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        reply.body
+        self.0.pull(user, cookie, &subscriptions).await
     }
 
     /// ada's project `p1` ("Launch") with grace as viewer, bob as editor and

@@ -14,9 +14,10 @@ use ferrydb_protocol::AppDefinition;
 use ferrydb_server::{Config, ServerState};
 use http_body_util::BodyExt;
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
 pub fn repo() -> PathBuf {
@@ -196,4 +197,57 @@ pub fn codes(reply: &Reply) -> Vec<String> {
             other => other.to_owned(),
         })
         .collect()
+}
+
+/// A server on an app definition of the repository, spoken to over protocol
+/// v2 as users: each user is one client, in a group named after them, with
+/// its own next mutation ID.
+pub struct AppServer {
+    pub server: TestServer,
+    schema_version: u32,
+    next_ids: Mutex<HashMap<String, u64>>,
+}
+
+impl AppServer {
+    /// `path` is relative to the repository's root.
+    pub async fn start(url: &str, path: &str) -> AppServer {
+        let text = std::fs::read_to_string(repo().join(path)).unwrap();
+        let app = AppDefinition::from_json(&text).unwrap();
+        AppServer {
+            schema_version: app.version,
+            server: server(url, app, Config::default()).await,
+            next_ids: Mutex::default(),
+        }
+    }
+
+    /// Pushes one mutation as `user`; returns `ok` or the rejection's code.
+    pub async fn push(&self, user: &str, name: &str, args: Json) -> String {
+        let id = {
+            let mut ids = self.next_ids.lock().unwrap();
+            let next = ids.entry(user.to_owned()).or_insert(0);
+            *next += 1;
+            *next
+        };
+        let body = serde_json::json!({
+            "protocolVersion": 2, "schemaVersion": self.schema_version,
+            "clientGroupID": user, "clientID": user,
+            "mutations": [{"id": id, "name": name, "args": args, "timestamp": 0}],
+        });
+        let reply = self.server.post("/sync/push", user, &body).await;
+        let codes = codes(&reply);
+        assert_eq!(codes.len(), 1, "{}", reply.body);
+        codes[0].clone()
+    }
+
+    /// A v2 pull of `user`'s group from `cookie` with `subscriptions`.
+    pub async fn pull(&self, user: &str, cookie: &Json, subscriptions: &[Json]) -> Json {
+        let body = serde_json::json!({
+            "protocolVersion": 2, "schemaVersion": self.schema_version,
+            "clientGroupID": user, "clientID": user,
+            "cookie": cookie, "subscriptions": subscriptions,
+        });
+        let reply = self.server.post("/sync/pull", user, &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
 }
