@@ -408,6 +408,38 @@ async fn a_dropped_subscriptions_rows_come_back_as_del() {
     }
 }
 
+/// A subscription requested twice in one pull (which the client never
+/// sends) is answered once: one entry, its rows counted once, each row sent
+/// once, and the view records it once (a later pull without the repeat
+/// changes nothing).
+#[tokio::test]
+async fn a_repeated_subscription_in_one_pull_is_answered_once() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.list_of(3, Some("grace")).await;
+        let repeated = [list_items("l1"), my_lists(), list_items("l1"), my_lists()];
+        let first = collab.pull("grace", Json::Null, &repeated).await;
+        assert_eq!(
+            states(&first),
+            [
+                state("listItems", "complete", 3, 3),
+                state("myLists", "complete", 1, 1)
+            ],
+            "{url}"
+        );
+        assert_eq!(ops(&first).len(), 1 + 1 + 3, "{url}: clear, l1, i0..i2");
+        let once = collab
+            .pull(
+                "grace",
+                first["cookie"].clone(),
+                &[list_items("l1"), my_lists()],
+            )
+            .await;
+        assert_eq!(ops(&once), [], "{url}");
+        assert_eq!(once["cookie"], first["cookie"], "{url}");
+    }
+}
+
 /// A member removed from a list: their next pull deletes the list and its
 /// items from their replica, and their subscription to it selects nothing.
 #[tokio::test]

@@ -243,7 +243,7 @@ pub async fn pull_subscribed<T: ViewTx>(
         (None, Some(Cookie::Integer(c))) => Some(*c),
         (None, _) => None,
     };
-    let subscriptions = request.subscriptions.as_deref().unwrap_or_default();
+    let subscriptions = &distinct(app, request.subscriptions.as_deref().unwrap_or_default())[..];
     let requested = serde_json::to_string(subscriptions).expect("subscriptions serialize");
     let mut clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
         .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
@@ -684,6 +684,29 @@ fn diff(
             ..row
         });
     entered.chain(left).collect()
+}
+
+/// The requested subscriptions, each distinct `(query, arguments)` once, in
+/// the order first requested: arguments compare as the query binds them
+/// (`{"n": 2}` and `{"n": 2.0}` are one), or as JSON when they do not bind.
+/// A repeat would be evaluated, recorded and counted twice for one set of
+/// rows; the client never sends one, and the answer has one entry for it.
+fn distinct(app: &AppDefinition, requested: &[Subscription]) -> Vec<Subscription> {
+    let mut seen: Vec<(&str, Result<Vec<Value>, &Json>)> = Vec::with_capacity(requested.len());
+    let mut kept = Vec::with_capacity(requested.len());
+    for subscription in requested {
+        let identity = (
+            subscription.query.as_str(),
+            bind(app, subscription)
+                .map(|(_, args)| args)
+                .map_err(|_| &subscription.args),
+        );
+        if !seen.contains(&identity) {
+            seen.push(identity);
+            kept.push(subscription.clone());
+        }
+    }
+    kept
 }
 
 /// The app's query a subscription names and its arguments bound, or why it

@@ -138,7 +138,10 @@ impl Replica {
 
     /// Replaces the desired set and persists it. Returns whether the set of
     /// subscriptions changed (a TTL alone does not): then a pull is due.
+    /// A subscription given twice keeps its first place: the server answers
+    /// each distinct `(query, args)` once, and so the client asks once.
     pub fn set_desired(&mut self, db: &mut Database, desired: Vec<Desired>) -> Result<bool> {
+        let desired = distinct(desired);
         if desired == self.desired {
             return Ok(false);
         }
@@ -213,17 +216,30 @@ pub(super) fn load_desired(db: &mut Database, app: &AppDefinition) -> Result<Vec
     // would bring serde's type-mismatch errors, and with them float
     // formatting, into the wasm (~6 KB gzip).
     let list: Json = serde_json::from_str(&text).unwrap_or_default();
-    Ok(list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let query = entry.get("query")?.as_str()?;
-            let subscription = canonical(app, query, entry.get("args")?).ok()?;
-            Some(Desired {
-                subscription,
-                ttl_ms: entry.get("ttl")?.as_u64()?,
+    // Distinct again: two entries of an older build may now be one.
+    Ok(distinct(
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let query = entry.get("query")?.as_str()?;
+                let subscription = canonical(app, query, entry.get("args")?).ok()?;
+                Some(Desired {
+                    subscription,
+                    ttl_ms: entry.get("ttl")?.as_u64()?,
+                })
             })
-        })
-        .collect())
+            .collect(),
+    ))
+}
+
+/// `desired` with each subscription once, where it first appears.
+fn distinct(desired: Vec<Desired>) -> Vec<Desired> {
+    let mut kept: Vec<Desired> = Vec::with_capacity(desired.len());
+    for d in desired {
+        if !kept.iter().any(|k| k.subscription == d.subscription) {
+            kept.push(d);
+        }
+    }
+    kept
 }

@@ -92,6 +92,34 @@ fn an_app_with_queries_sends_its_whole_desired_set_with_every_pull() {
 }
 
 #[test]
+fn a_subscription_given_twice_is_sent_once_in_its_first_place() {
+    let (mut replica, mut db) = client_with(app_with_queries());
+    let l1 = desired(&replica, "todosOf", json!({"list_id": "l1"}));
+    let mine = desired(&replica, "myLists", json!({}));
+    let set = vec![l1.clone(), mine.clone(), l1.clone(), mine.clone()];
+    assert!(replica.set_desired(&mut db, set).unwrap());
+    assert_eq!(replica.desired(), [l1.clone(), mine.clone()]);
+    assert_eq!(
+        replica.pull_request().subscriptions,
+        Some(vec![l1.subscription.clone(), mine.subscription.clone()])
+    );
+    assert!(!replica
+        .set_desired(&mut db, vec![l1.clone(), mine.clone()])
+        .unwrap());
+
+    // A persisted set with a repeat (written by hand here) loads once too.
+    let entry = json!({"query": "myLists", "args": {}, "ttl": 5});
+    meta::set(
+        &mut db,
+        "subscriptions",
+        Value::Text(json!([entry, entry]).to_string()),
+    )
+    .unwrap();
+    let (reopened, _) = Replica::open(&mut db, replica.app().clone(), "c1").unwrap();
+    assert_eq!(reopened.desired().len(), 1);
+}
+
+#[test]
 fn arguments_are_checked_and_made_canonical_like_a_mutators() {
     let (replica, _db) = client_with(app_with_queries());
     let app = replica.app();
