@@ -9,7 +9,11 @@
 //!   the monotonic clock, so a component that unmounts and mounts again,
 //!   or a page reload, does not download the same rows again. A new holder
 //!   within the TTL keeps it; at expiry it leaves the desired set.
-//! - `syncOnOpen` queries are held by the app itself, from open, for good.
+//! - `syncOnOpen` queries are held by the app itself, from open, with the
+//!   default TTL, for as long as the app marks them so: an upgrade in place
+//!   to an app version that no longer does releases them (their TTL runs if
+//!   nothing else holds them), and one that drops a query (or changes its
+//!   parameters) removes its subscriptions at once.
 //! - The desired set after every change goes to the replica, which
 //!   persists it and pulls. After a worker restart the persisted ones are
 //!   kept for their TTL, counted from the restart, waiting for their tabs.
@@ -43,7 +47,7 @@ struct Entry {
     subscription: Subscription,
     ttl_ms: u64,
     holders: Vec<(TabId, HoldId)>,
-    /// Held by the app for good (`syncOnOpen`).
+    /// Held by the app while its version marks the query `syncOnOpen`.
     pinned: bool,
     /// When it leaves the desired set, once nothing holds it.
     expires_at: Option<u64>,
@@ -131,7 +135,7 @@ impl SyncSubscriptions {
 impl Host {
     /// After the replica opened (or was upgraded): the persisted desired set
     /// is kept for its TTLs from now, waiting for its holders, and the
-    /// `syncOnOpen` queries are held for good.
+    /// `syncOnOpen` queries are held by the app (see the module header).
     pub(super) fn sync_subscriptions_opened(&mut self) {
         let now = self.env.now().monotonic;
         let Some(replication) = self.engine.replication() else {
@@ -146,6 +150,23 @@ impl Host {
             .filter_map(|q| canonical(app, &q.name, &serde_json::json!({})).ok())
             .collect();
         let subs = &mut self.sync_subscriptions;
+        // A newer app (an upgrade in place) may have dropped a query or
+        // changed its parameters: the server would not answer those, so they
+        // go at once, whoever held them (the tabs that did are outdated).
+        subs.entries.retain(|e| {
+            canonical(app, &e.subscription.query, &e.subscription.args)
+                .is_ok_and(|now| now == e.subscription)
+        });
+        // One no longer synced from open is let go by the app, like any
+        // holder: unheld, its TTL runs.
+        for entry in &mut subs.entries {
+            if entry.pinned && !on_open.contains(&entry.subscription) {
+                entry.pinned = false;
+                if entry.holders.is_empty() {
+                    entry.expires_at = Some(now + entry.ttl_ms);
+                }
+            }
+        }
         for desired in persisted {
             let at = subs.entry(desired.subscription);
             let entry = &mut subs.entries[at];
@@ -156,8 +177,12 @@ impl Host {
         }
         for subscription in on_open {
             let at = subs.entry(subscription);
-            subs.entries[at].pinned = true;
-            subs.entries[at].expires_at = None;
+            let entry = &mut subs.entries[at];
+            entry.pinned = true;
+            entry.expires_at = None;
+            // The app holds it as `db.sync` without a TTL would: once an
+            // app version no longer syncs it from open, it stays this long.
+            entry.ttl_ms = entry.ttl_ms.max(DEFAULT_TTL_MS);
         }
         self.sync_subscriptions_changed();
     }

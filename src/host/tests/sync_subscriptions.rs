@@ -4,6 +4,7 @@
 //! desired set persisted across a worker restart.
 
 use super::*;
+use crate::engine::sync::DEFAULT_TTL_MS;
 
 /// The test app with two queries: `todosOf(list_id)` and `myLists`
 /// (synced from open).
@@ -506,5 +507,91 @@ fn without_a_sync_server_live_queries_are_complete() {
     assert_eq!(
         watch(&mut h, tab, 1, "SELECT id FROM lists")["complete"],
         true
+    );
+}
+
+/// [`app_with_queries`] as schema version `version`, with `edit` applied
+/// to its queries.
+fn app_with_queries_version(version: u32, edit: impl FnOnce(&mut Vec<Json>)) -> String {
+    let mut app: Json = serde_json::from_str(&app_with_queries()).unwrap();
+    app["version"] = json!(version);
+    edit(app["queries"].as_array_mut().unwrap());
+    app.to_string()
+}
+
+/// Upgrades the synced host's app in place to `app` from a new tab (the
+/// restarted sync's token comes from tab `old`), and answers the pull that
+/// follows: the set it pulled with.
+fn upgraded(h: &mut Harness, old: TabId, app: &str) -> Json {
+    let new = h.connect();
+    h.open_app(new, app, true, true);
+    h.settle_storage();
+    let ask = h.posted_of(old, "needToken");
+    assert_eq!(ask.len(), 1, "the restarted sync asks for a token");
+    h.send(
+        old,
+        json!({ "type": "token", "ask": ask[0]["ask"], "token": "t2" }),
+    );
+    let (fetch, set) = pulled(h).expect("the upgraded replica pulls");
+    h.reply(fetch, pull_ok(3, false));
+    h.settle_storage();
+    set
+}
+
+#[test]
+fn a_query_an_upgrade_no_longer_syncs_on_open_leaves_after_its_ttl() {
+    let (mut h, old) = synced();
+    let v2 = app_with_queries_version(2, |queries| queries[1]["syncOnOpen"] = json!(false));
+    let set = upgraded(&mut h, old, &v2);
+    assert_eq!(set, json!([my_lists()]), "kept for its TTL");
+    let expiry = h
+        .timer(Timer::SyncSubscriptions)
+        .expect("the app let go of it: its TTL runs");
+    assert_eq!(expiry, h.env.now.get() + DEFAULT_TTL_MS);
+    h.take();
+    h.fire(Timer::SyncSubscriptions, expiry);
+    let (_, set) = pulled(&mut h).expect("pulled without it");
+    assert_eq!(set, json!([]));
+}
+
+#[test]
+fn a_query_held_by_a_tab_stays_when_an_upgrade_no_longer_syncs_it_on_open() {
+    let (mut h, _old) = synced();
+    let v2 = app_with_queries_version(2, |queries| queries[1]["syncOnOpen"] = json!(false));
+    let new = h.connect();
+    h.open_app(new, &v2, true, true);
+    h.take();
+    hold(&mut h, new, 1, "myLists", json!({}), Some(1_000));
+    assert_eq!(h.timer(Timer::SyncSubscriptions), None, "held by the tab");
+    release(&mut h, new, 1);
+    let expiry = h.timer(Timer::SyncSubscriptions).expect("its TTL runs");
+    assert_eq!(expiry, h.env.now.get() + DEFAULT_TTL_MS, "the longest TTL");
+}
+
+#[test]
+fn a_query_an_upgrade_drops_leaves_at_once() {
+    let (mut h, old) = synced();
+    hold(
+        &mut h,
+        old,
+        1,
+        "todosOf",
+        json!({"list_id": "l1"}),
+        Some(60_000),
+    );
+    let (fetch, set) = pulled(&mut h).unwrap();
+    assert_eq!(set, json!([my_lists(), todos_of("l1")]));
+    h.reply(fetch, pull_ok(2, false));
+    h.settle_storage();
+    h.take();
+    let v2 = app_with_queries_version(2, |queries| {
+        queries.remove(0);
+    });
+    let set = upgraded(&mut h, old, &v2);
+    assert_eq!(set, json!([my_lists()]));
+    assert_eq!(
+        h.timer(Timer::SyncSubscriptions),
+        None,
+        "nothing left to expire"
     );
 }
