@@ -536,6 +536,59 @@ async fn a_repeated_pull_from_an_older_cookie_gets_the_same_patches_again() {
     }
 }
 
+/// Rows that left a group are forgotten once the group pulls from a cookie
+/// at or after their `del` (it applied it): the view shrinks. Until then a
+/// lost response, pulled again from the older cookie, still gets the `del`s;
+/// after it, a pull from before them (a replica restored from an older
+/// state) gets `resetReplica`, and starts over.
+#[tokio::test]
+async fn rows_that_left_are_forgotten_once_the_group_has_their_del() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 100).await;
+        collab.shared_and_private().await;
+        let view_rows = || common::count_of_group(&url, "_ferry_view_rows", "grace");
+        let subscriptions = [my_lists(), list_items("l1")];
+        let first = collab.pull("grace", Json::Null, &subscriptions).await;
+        assert_eq!(view_rows().await, 2, "{url}: l1, i1");
+        collab
+            .run(
+                "ada",
+                "removeMember",
+                json!({"list_id": "l1", "user_id": "grace"}),
+            )
+            .await;
+        let revoked = collab
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        let removed = [op("del", "lists", "l1"), op("del", "items", "i1")];
+        assert_eq!(ops(&revoked), removed, "{url}");
+        let lost = collab
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&lost), removed, "{url}: the response was lost");
+        assert_eq!(view_rows().await, 2, "{url}: the dels may be pulled again");
+
+        let caught_up = collab
+            .pull("grace", revoked["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&caught_up), [], "{url}");
+        assert_eq!(caught_up["cookie"], revoked["cookie"], "{url}");
+        assert_eq!(view_rows().await, 0, "{url}: the dels were applied");
+        let again = collab
+            .pull("grace", revoked["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&again), [], "{url}");
+
+        let restored = collab
+            .pull("grace", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(restored["type"], "schemaMismatch", "{url}: {restored}");
+        assert_eq!(restored["action"], "resetReplica", "{url}");
+        let full = collab.pull("grace", Json::Null, &subscriptions).await;
+        assert_eq!(ops(&full), [op("clear", "", "")], "{url}");
+    }
+}
+
 /// A cookie the server could not have written gets `resetReplica`: from its
 /// future, a tampered cursor, a v1 cursor, a negative version.
 #[tokio::test]

@@ -200,7 +200,9 @@ pub fn write_violation(
 /// transaction: the tables are additive, so a database keeps its layout and
 /// a server of the previous release still opens it (it never reads them).
 ///
-/// Beside them, each group's paging record (`sync::view::Paging`, JSON).
+/// Beside them, each group's paging record (`sync::view::Paging`, JSON),
+/// and its floor: the oldest cookie it is still served from (the view
+/// version through which the rows that left it were forgotten).
 /// View keys compare bytewise (the order pages read them in), declared so
 /// where text does not by default.
 pub fn view_tables(d: &Dialect) -> Vec<String> {
@@ -226,6 +228,10 @@ pub fn view_tables(d: &Dialect) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS _ferry_view_pages (group_id {text} PRIMARY KEY, \
              paging {text} NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS _ferry_view_floors (group_id {text} PRIMARY KEY, \
+             floor {int} NOT NULL)"
         ),
         // Poke routing finds the clients whose mutations a commit processed,
         // and the groups holding a written row by its key.
@@ -270,6 +276,13 @@ pub struct ViewText {
     pub paging: String,
     /// `1` group, `2` paging record.
     pub record_paging: String,
+    /// The group's floor: `1` group.
+    pub floor: String,
+    /// Forgets the rows that left the group by a view version: `1` group,
+    /// `2` version.
+    pub prune: String,
+    /// `1` group, `2` floor.
+    pub record_floor: String,
 }
 
 /// How a recorded view row replaces the group's entry for its table and key.
@@ -322,6 +335,22 @@ impl ViewText {
             record_paging: format!(
                 "INSERT INTO _ferry_view_pages (group_id, paging) VALUES ({}, {}) \
                  ON CONFLICT (group_id) DO UPDATE SET paging = excluded.paging",
+                p(1),
+                p(2)
+            ),
+            floor: format!(
+                "SELECT floor FROM _ferry_view_floors WHERE group_id = {}",
+                p(1)
+            ),
+            prune: format!(
+                "DELETE FROM _ferry_view_rows WHERE group_id = {} AND present = 0 \
+                 AND patch_version <= {}",
+                p(1),
+                p(2)
+            ),
+            record_floor: format!(
+                "INSERT INTO _ferry_view_floors (group_id, floor) VALUES ({}, {}) \
+                 ON CONFLICT (group_id) DO UPDATE SET floor = excluded.floor",
                 p(1),
                 p(2)
             ),

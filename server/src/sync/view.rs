@@ -140,6 +140,14 @@ pub trait ViewTx: PullTx {
         rows: &[HeldRow],
     ) -> impl Future<Output = Result<()>>;
 
+    /// The group's floor: the oldest cookie it is served from (`0` if it
+    /// never forgot a row).
+    fn floor(&self, group_id: &str) -> impl Future<Output = Result<i64>>;
+
+    /// Forgets the rows that left the group at view version `through` or
+    /// before (absent, patched then), and makes `through` its floor.
+    fn prune(&self, group_id: &str, through: i64) -> impl Future<Output = Result<()>>;
+
     /// The current values of table `table`'s rows with these keys (a key
     /// whose row is gone has none), in any order.
     fn rows(&self, table: usize, keys: &[Vec<Value>]) -> impl Future<Output = Result<Vec<Row>>>;
@@ -243,6 +251,9 @@ pub async fn pull_subscribed<T: ViewTx>(
         (None, Some(Cookie::Integer(c))) => Some(*c),
         (None, _) => None,
     };
+    if below_floor(tx, who.group_id, base, head.version).await? {
+        return Ok(reset(schema_version));
+    }
     let subscriptions = &distinct(app, request.subscriptions.as_deref().unwrap_or_default())[..];
     let requested = serde_json::to_string(subscriptions).expect("subscriptions serialize");
     let mut clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
@@ -308,6 +319,9 @@ pub async fn pull_subscribed<T: ViewTx>(
             None if row.present => unserved.push(row),
             None => {}
         }
+    }
+    if let Some(Cookie::Integer(cookie)) = request.cookie {
+        forget_received(tx, who.group_id, cookie, &mut held).await?;
     }
     let next = head.version + 1;
     let changed = diff(tables, &selected, &held, unserved, next);
@@ -449,6 +463,43 @@ pub async fn pull_subscribed<T: ViewTx>(
             .collect(),
     };
     Ok(answer.response(subscriptions))
+}
+
+/// Whether a pull from `base` (a cookie, or a paging's base) is older than
+/// the group's floor: the `del`s it needs may be forgotten, so the client
+/// starts over (`resetReplica`). A caught-up cookie never is.
+async fn below_floor<T: ViewTx>(
+    tx: &T,
+    group_id: &str,
+    base: Option<i64>,
+    version: i64,
+) -> Result<bool> {
+    match base {
+        Some(base) if base < version => Ok(base < tx.floor(group_id).await?),
+        _ => Ok(false),
+    }
+}
+
+/// A pull from integer cookie `cookie` shows that the group applied every
+/// patch up to it (a client sends only a cookie it applied): the rows that
+/// left it at or before `cookie` had their `del` delivered, and are
+/// forgotten (from the view and from `held`), with `cookie` as the group's
+/// floor. A lost response is pulled again from the same cookie, never an
+/// older one; an older one (a replica restored from before) is below the
+/// floor. Written only when there is something to forget, so that a pull
+/// that changes nothing stays a read.
+async fn forget_received<T: ViewTx>(
+    tx: &T,
+    group_id: &str,
+    cookie: i64,
+    held: &mut BTreeMap<(usize, String), HeldRow>,
+) -> Result<()> {
+    let received = |row: &HeldRow| !row.present && row.patch_version <= cookie;
+    if held.values().any(received) {
+        tx.prune(group_id, cookie).await?;
+        held.retain(|_, row| !received(row));
+    }
+    Ok(())
 }
 
 /// What a pull sends, before it is put in the wire's terms.

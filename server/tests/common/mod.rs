@@ -82,6 +82,28 @@ pub async fn fresh_postgres_database(admin: &str, n: u32) -> String {
     with_database(admin, &name)
 }
 
+/// The number of rows of table `table` in the store at `url` whose
+/// `group_id` is `group` (the server's own tables, read behind its back).
+pub async fn count_of_group(url: &str, table: &str, group: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table} WHERE group_id = $1");
+    match url.strip_prefix("sqlite:") {
+        Some(path) => rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(&sql, [group], |r| r.get(0))
+            .unwrap(),
+        None => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(connection);
+            let count = client.query_one(&sql, &[&group]).await.unwrap().get(0);
+            drop(client);
+            let _ = driver.await;
+            count
+        }
+    }
+}
+
 /// `url` with its database (the path) replaced by `name`, keeping any query.
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

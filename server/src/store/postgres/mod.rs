@@ -960,6 +960,36 @@ impl ViewTx for PgTx<'_> {
         Ok(())
     }
 
+    async fn floor(&self, group_id: &str) -> Result<i64> {
+        let statement = self
+            .tx
+            .prepare_typed_cached(&self.store.view.floor, &[Type::TEXT])
+            .await?;
+        let row = self.tx.query_opt(&statement, &[&group_id]).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+    }
+
+    /// One round trip: the rows forgotten and the floor, pipelined.
+    async fn prune(&self, group_id: &str, through: i64) -> Result<()> {
+        let view = &self.store.view;
+        let prune = self
+            .tx
+            .prepare_typed_cached(&view.prune, &[Type::TEXT, Type::INT8])
+            .await?;
+        let floor = self
+            .tx
+            .prepare_typed_cached(&view.record_floor, &[Type::TEXT, Type::INT8])
+            .await?;
+        let params: [&(dyn ToSql + Sync); 2] = [&group_id, &through];
+        let (pruned, floored) = tokio::join!(
+            self.tx.execute(&prune, &params),
+            self.tx.execute(&floor, &params)
+        );
+        pruned?;
+        floored?;
+        Ok(())
+    }
+
     async fn touched(&self, from: i64, to: i64) -> Result<BTreeSet<String>> {
         let app = &self.store.versions.current().app;
         if app.tables.is_empty() || from >= to {

@@ -673,6 +673,22 @@ impl ViewTx for SqliteServer {
         self.tables_touched(from, to)
     }
 
+    async fn floor(&self, group_id: &str) -> Result<i64> {
+        let mut statement = self.conn.prepare_cached(&self.view.floor)?;
+        let floor = statement.query_row([group_id], |r| r.get(0)).optional()?;
+        Ok(floor.unwrap_or(0))
+    }
+
+    async fn prune(&self, group_id: &str, through: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(&self.view.prune)?
+            .execute(rusqlite::params![group_id, through])?;
+        self.conn
+            .prepare_cached(&self.view.record_floor)?
+            .execute(rusqlite::params![group_id, through])?;
+        Ok(())
+    }
+
     async fn rows(&self, table: usize, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
         let columns = &self.versions.current().shapes[table].columns;
         let mut statement = self.conn.prepare_cached(&self.by_key[table])?;
@@ -1107,6 +1123,7 @@ mod tests {
                 "_ferry_server_rejections",
                 "_ferry_touched_notes",
                 "_ferry_version",
+                "_ferry_view_floors",
                 "_ferry_view_pages",
                 "_ferry_view_rows",
                 "_ferry_views",
