@@ -9,8 +9,10 @@
 //!   pull sends the row again (`put`) or removes it (`del`, it left);
 //! - **(entered)** a row written since is selected by one of its parts (the
 //!   part's condition run on the written rows only, with the group's
-//!   arguments and `:user_id`) and the group does not hold it at that
-//!   version: the pull sends it (`put`);
+//!   arguments and `:user_id`; not run at all for arguments no written row
+//!   can match, when the condition requires a column to equal one, as
+//!   `list_id = :list_id`) and the group does not hold it at that version:
+//!   the pull sends it (`put`);
 //! - **(moved)** one of its parts reads a written table in its condition
 //!   (a membership row changed, say): rows of that part's table may move in
 //!   or out without being written, so every part over that table is
@@ -23,13 +25,17 @@
 //! their new versions) is not poked again. A group without a view (it never
 //! pulled) or owned by another user than its listener is never concerned.
 
+use super::cursor::key_value;
 use super::pull::TableShape;
 use super::view::{key_text, part_params, Selected, ViewHead, ViewTx};
 use super::{Result, StoreError, Versions};
-use ferrydb_protocol::sql::{tokenize, TokenKind};
+use ferrydb_protocol::sql::{tokenize, Token, TokenKind};
 use ferrydb_protocol::values::bind_query_args;
-use ferrydb_protocol::{AppDefinition, Subscription, Value};
+use ferrydb_protocol::{
+    AppDefinition, ColumnType, Query, Row, Subscription, Table, Value, USER_ID_PARAM,
+};
 use futures_util::future::try_join_all;
+use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
@@ -85,6 +91,9 @@ struct BoundPart {
     params: Vec<Value>,
     /// The synced tables its condition names (its subqueries read).
     reads: BTreeSet<usize>,
+    /// A column the condition requires to equal a bound value (see
+    /// [`PartShape::equal`]), and that value.
+    equal: Option<(String, Value)>,
 }
 
 /// The listeners of `listeners` whose groups the commits after version
@@ -99,17 +108,17 @@ pub async fn route<T: RouteTx>(
     let (app, tables) = (&served.app, &served.shapes[..]);
 
     // What was written: per table, key → row version now.
-    let written: Vec<BTreeMap<String, i64>> =
-        try_join_all((0..tables.len()).map(|table| tx.written(table, since)))
-            .await?
-            .into_iter()
-            .zip(tables)
-            .map(|(rows, shape)| {
-                rows.into_iter()
-                    .map(|(key, version)| Ok((key_text(shape, &key)?, version)))
-                    .collect::<Result<_>>()
-            })
-            .collect::<Result<_>>()?;
+    let written_rows: Vec<Vec<Selected>> =
+        try_join_all((0..tables.len()).map(|table| tx.written(table, since))).await?;
+    let written: Vec<BTreeMap<String, i64>> = written_rows
+        .iter()
+        .zip(tables)
+        .map(|(rows, shape)| {
+            rows.iter()
+                .map(|(key, version)| Ok((key_text(shape, key)?, *version)))
+                .collect::<Result<_>>()
+        })
+        .collect::<Result<_>>()?;
     let written_tables: BTreeSet<usize> = (0..tables.len())
         .filter(|&t| !written[t].is_empty())
         .collect();
@@ -203,6 +212,7 @@ pub async fn route<T: RouteTx>(
                 .push(run);
         }
     }
+    let batches = narrowed(tx, tables, &written_rows, &runs, batches).await?;
     let full_runs: Vec<usize> = (0..runs.len()).filter(|&run| runs[run].0).collect();
     let (full_rows, batch_rows) = futures_util::future::try_join(
         try_join_all(full_runs.iter().map(|&run| {
@@ -284,6 +294,11 @@ struct PartShape {
     table: usize,
     params: Vec<String>,
     reads: BTreeSet<usize>,
+    /// `Some((column, i))` when the condition is `column = :p AND …` (a
+    /// top-level conjunct) for a text or integer column of the part's table
+    /// and a parameter of the same type, the `i`-th placeholder: the part
+    /// selects no row whose column holds another value.
+    equal: Option<(String, usize)>,
 }
 
 /// Per query of the app and part, its shape (`None`: a table this server
@@ -317,10 +332,16 @@ fn part_shapes(app: &AppDefinition, tables: &[TableShape]) -> Vec<Vec<Option<Par
                             (!qualifies).then_some(read)
                         })
                         .collect();
+                    let params = part.statement().params;
+                    let equal =
+                        equality(&tokens, &app.tables[table], query).and_then(|(column, name)| {
+                            Some((column, params.iter().position(|p| *p == name)?))
+                        });
                     Some(PartShape {
                         table,
-                        params: part.statement().params,
+                        params,
                         reads,
+                        equal,
                     })
                 })
                 .collect()
@@ -357,14 +378,213 @@ fn bound_parts(
                 continue;
             };
             let params = part_params(query, &args, &shape.params, user_id);
+            let equal = shape
+                .equal
+                .as_ref()
+                .map(|(column, i)| (column.clone(), params[*i].clone()));
             parts.push(BoundPart {
                 query: query_index,
                 part: part_index,
                 table: shape.table,
                 params,
                 reads: shape.reads.clone(),
+                equal,
             });
         }
     }
     Ok(parts)
+}
+
+/// The batches of selections among the written rows, without the argument
+/// lists that cannot select any: those of a part that requires a column to
+/// equal a bound value (`list_id = :list_id`) no written row holds. A bulk
+/// commit to one list then costs one statement for the groups of that list,
+/// not one evaluation per written row and listening group. The written
+/// rows' values are read once per table (current values; a deleted row
+/// selects nothing anyway). A batch left empty is dropped.
+async fn narrowed<T: RouteTx>(
+    tx: &T,
+    tables: &[TableShape],
+    written: &[Vec<Selected>],
+    runs: &[(bool, &BoundPart)],
+    batches: BTreeMap<(usize, usize), Vec<usize>>,
+) -> Result<BTreeMap<(usize, usize), Vec<usize>>> {
+    let mut values: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
+    let mut kept = BTreeMap::new();
+    for (id, batch) in batches {
+        let Some((column, _)) = &runs[batch[0]].1.equal else {
+            kept.insert(id, batch);
+            continue;
+        };
+        let table = runs[batch[0]].1.table;
+        if !values.contains_key(&table) {
+            let shape = &tables[table];
+            let keys = written[table]
+                .iter()
+                .map(|(key, _)| {
+                    shape
+                        .key
+                        .iter()
+                        .map(|(name, ty)| key.get(name).and_then(|json| key_value(*ty, json)))
+                        .collect::<Option<Vec<Value>>>()
+                        .ok_or_else(|| {
+                            StoreError::Internal(format!(
+                                "a written key of `{}` is not a key",
+                                shape.name
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            values.insert(table, tx.rows(shape.index, &keys).await?);
+        }
+        // As JSON text: the wire form of the column's type, which the bound
+        // value takes below.
+        let held: BTreeSet<String> = values[&table]
+            .iter()
+            .filter_map(|row| Some(row.get(column)?.to_string()))
+            .collect();
+        let batch: Vec<usize> = batch
+            .into_iter()
+            .filter(|&run| {
+                let value = runs[run].1.equal.as_ref().map(|(_, value)| value);
+                match value {
+                    Some(Value::Text(text)) => {
+                        held.contains(&Json::from(text.as_str()).to_string())
+                    }
+                    Some(Value::Integer(n)) => held.contains(&Json::from(*n).to_string()),
+                    // Compared as SQL would, which this does not mimic.
+                    _ => true,
+                }
+            })
+            .collect();
+        if !batch.is_empty() {
+            kept.insert(id, batch);
+        }
+    }
+    Ok(kept)
+}
+
+/// `(column, parameter)` when `tokens` (a part's condition over `table`)
+/// are `column = :parameter AND …` at the top level, in either order and
+/// in any conjunct, with the column (bare, or qualified by the table's own
+/// name) and the parameter (declared by `query`, or `:user_id`) both text
+/// or both integer. Only a plain chain of `AND`s at the top level counts:
+/// an `OR`, `BETWEEN` or `CASE` there (whose `AND` is no conjunction, or
+/// which makes a conjunct optional) finds nothing, and so does a conjunct
+/// of any other form, which only costs the narrowing, never a poke.
+fn equality(tokens: &[Token], table: &Table, query: &Query) -> Option<(String, String)> {
+    let mut conjuncts = vec![Vec::new()];
+    let mut depth = 0usize;
+    for token in tokens {
+        match &token.kind {
+            TokenKind::Punct('(') => depth += 1,
+            TokenKind::Punct(')') => depth = depth.checked_sub(1)?,
+            kind if depth == 0 && kind.is_word("and") => {
+                conjuncts.push(Vec::new());
+                continue;
+            }
+            kind if depth == 0 && ["or", "between", "case"].iter().any(|w| kind.is_word(w)) => {
+                return None;
+            }
+            _ => {}
+        }
+        conjuncts
+            .last_mut()
+            .expect("one at least")
+            .push(&token.kind);
+    }
+    let column = |kinds: &[&TokenKind]| -> Option<String> {
+        let name = match kinds {
+            [column] => column.identifier()?,
+            [qualifier, TokenKind::Punct('.'), column] if qualifier.identifier()? == table.name => {
+                column.identifier()?
+            }
+            _ => return None,
+        };
+        Some(name)
+    };
+    let param_type = |name: &str| match query.params.iter().find(|p| p.name == name) {
+        Some(param) => Some(param.ty),
+        None => (name == USER_ID_PARAM).then_some(ColumnType::Text),
+    };
+    conjuncts.iter().find_map(|kinds| {
+        let at = kinds.iter().position(|k| **k == TokenKind::Punct('='))?;
+        let (left, right) = (&kinds[..at], &kinds[at + 1..]);
+        let (name, param) = match (left, right) {
+            ([TokenKind::Param(p)], other) | (other, [TokenKind::Param(p)]) => (column(other)?, p),
+            _ => return None,
+        };
+        let column = table.column(&name)?;
+        let ty = column.ty;
+        (matches!(ty, ColumnType::Text | ColumnType::Integer) && param_type(param) == Some(ty))
+            .then(|| (column.name.clone(), param.clone()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The collaborative sample with one more query, `probe(list_id text,
+    /// n integer)`, over `items` with `condition` (and conjuncts that use
+    /// both parameters, as validation requires, and narrow nothing).
+    fn found(condition: &str) -> Option<(String, String)> {
+        let condition = &format!("{condition} AND :n = :n AND :list_id = :list_id");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/collab.json");
+        let mut app: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        app["queries"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "name": "probe",
+                "params": [{"name": "list_id", "type": "text"}, {"name": "n", "type": "integer"}],
+                "parts": [{"table": "items", "where": condition}]
+            }));
+        let app = AppDefinition::from_json(&app.to_string()).unwrap();
+        let query = app.query("probe").unwrap();
+        let tokens = tokenize(condition).unwrap();
+        equality(&tokens, app.table("items").unwrap(), query)
+    }
+
+    fn pair(column: &str, param: &str) -> Option<(String, String)> {
+        Some((column.into(), param.into()))
+    }
+
+    #[test]
+    fn a_top_level_equality_with_a_parameter_narrows() {
+        let collab = "list_id = :list_id AND EXISTS (SELECT 1 FROM members m \
+                      WHERE m.list_id = items.list_id AND m.user_id = :user_id)";
+        assert_eq!(found(collab), pair("list_id", "list_id"));
+        assert_eq!(
+            found(":list_id = items.list_id AND :n > 0"),
+            pair("list_id", "list_id")
+        );
+        assert_eq!(
+            found("(title <> 'x') AND LIST_ID = :list_id"),
+            pair("list_id", "list_id")
+        );
+    }
+
+    #[test]
+    fn anything_that_could_select_another_value_does_not() {
+        for condition in [
+            // Not every conjunct: one branch of an OR, of a CASE.
+            "list_id = :list_id OR :n = 1",
+            "title = 'x' AND list_id = :list_id OR :n = 1",
+            "CASE WHEN :n = 1 THEN 1 ELSE list_id = :list_id AND 1 END",
+            "done BETWEEN 0 AND list_id = :list_id",
+            // Inside parentheses, negated, other operators, collations.
+            "(list_id = :list_id OR :n = 1) AND :n > 0",
+            "NOT list_id = :list_id AND :n = 1",
+            "list_id <= :list_id AND :n = 1",
+            "list_id != :list_id AND :n = 1",
+            "list_id = :list_id COLLATE NOCASE AND :n = 1",
+            "lower(list_id) = :list_id AND :n = 1",
+            // Another table's column, a type that is not the column's.
+            "list_id = :n AND :list_id = ''",
+            "list_id <> :list_id AND :n = 1",
+        ] {
+            assert_eq!(found(condition), None, "{condition}");
+        }
+    }
 }
