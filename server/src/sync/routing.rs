@@ -36,6 +36,7 @@ use ferrydb_protocol::{
 };
 use futures_util::future::try_join_all;
 use serde_json::Value as Json;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
@@ -417,7 +418,7 @@ async fn narrowed<T: RouteTx>(
             continue;
         };
         let table = runs[batch[0]].1.table;
-        if !values.contains_key(&table) {
+        if let Entry::Vacant(slot) = values.entry(table) {
             let shape = &tables[table];
             let keys = written[table]
                 .iter()
@@ -435,7 +436,7 @@ async fn narrowed<T: RouteTx>(
                         })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            values.insert(table, tx.rows(shape.index, &keys).await?);
+            slot.insert(tx.rows(shape.index, &keys).await?);
         }
         // As JSON text: the wire form of the column's type, which the bound
         // value takes below.
