@@ -41,3 +41,23 @@ export function queryAll(selector, visible) {
     return box.width > 0 && box.height > 0 && getComputedStyle(e).visibility !== 'hidden';
   });
 }
+
+/**
+ * Runs in the page: `value` with every plain object and array copied, so
+ * no object is reachable twice. WebDriver BiDi sends an object met a second
+ * time as a bare reference (`internalId`), which puppeteer turns into
+ * `undefined`: two statuses sharing one `initialSync` object would arrive
+ * with the second one's missing. Playwright copies each occurrence.
+ */
+export function unshare(value) {
+  const copy = (v, path) => {
+    if (v === null || typeof v !== 'object') return v;
+    if (path.includes(v)) throw new Error('evaluate: the result refers to itself');
+    const inner = [...path, v];
+    if (Array.isArray(v)) return v.map((item) => copy(item, inner));
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return v; // Date, typed arrays, Map…: as they are
+    return Object.fromEntries(Object.entries(v).map(([k, item]) => [k, copy(item, inner)]));
+  };
+  return copy(value, []);
+}

@@ -2,7 +2,7 @@
 // geckodriver). A Tab wraps puppeteer's Page in the contract of ../harness.mjs.
 import { rm } from 'node:fs/promises';
 import puppeteer from 'puppeteer-core';
-import { queryAll } from './dom.mjs';
+import { queryAll, unshare } from './dom.mjs';
 import { killBrowser } from './processes.mjs';
 
 /**
@@ -46,11 +46,13 @@ class Tab {
   close() {
     return this.#page.close({ runBeforeUnload: false });
   }
+  /** `fn(arg)` in the page; its result arrives as Playwright's would (see `unshare`). */
   evaluate(fn, arg) {
-    return this.#page.evaluate(fn, arg);
+    const call = new Function('arg', `return Promise.resolve((${fn})(arg)).then(${unshare});`);
+    return this.#page.evaluate(call, arg);
   }
   async waitForFunction(fn, arg, { timeout = TIMEOUT_MS } = {}) {
-    await poll(async () => ((await this.#page.evaluate(fn, arg)) ? true : undefined), timeout, String(fn));
+    await poll(async () => ((await this.evaluate(fn, arg)) ? true : undefined), timeout, String(fn));
   }
   /** The first element matching `selector` (visible ones only if `visible`), once there is one. */
   #element(selector, { visible = true, timeout = TIMEOUT_MS } = {}) {
