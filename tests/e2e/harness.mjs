@@ -18,7 +18,6 @@
 //   browser.close({ keep })    ends the browser; deletes `dir` unless keep
 //   browser.kill()             SIGKILL to every process of it at once; `dir` stays
 //   browser.freeze(tab), browser.thaw(tab)      only if can.freeze
-//   browser.clearSiteData(tab, origin)          only if can.clearSiteData
 //   browser.setQuota(tab, origin, bytes?)       only if can.quota (undefined: lifted)
 //
 // launch options: `env` replaces the browser's environment; `freezable`
@@ -85,7 +84,6 @@ export const can = { ...engine.can, sharedWorker: chosen.options.sharedWorkers !
 /** Why a test needing a capability cannot run without it. */
 const NEEDS = {
   freeze: 'freezing a tab needs CDP Page.setWebLifecycleState',
-  clearSiteData: "clearing a site's data under a running page needs CDP Storage.clearDataForOrigin",
   quota: "overriding a site's storage quota needs CDP Storage.overrideQuotaForOrigin",
   sharedWorker: 'needs SharedWorker',
 };
