@@ -1,8 +1,8 @@
 // The walking skeleton, end to end: the skeleton page (its first demo) served by ferrydb-server, the
-// wasm engine in a real SharedWorker, several real tabs of one Chromium profile.
+// wasm engine in a real SharedWorker, several real tabs of one browser profile.
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildTestSite, eventually, launchProfile, startServer, test } from './harness.mjs';
+import { buildTestSite, eventually, launchProfile, startServer, test, texts } from './harness.mjs';
 
 let server;
 /** The walking skeleton's page (tests/e2e/site/skeleton). */
@@ -26,7 +26,7 @@ async function skeletonTab() {
   return page;
 }
 
-const titles = (page) => page.$$eval('#items li', (lis) => lis.map((li) => li.textContent));
+const titles = (page) => texts(page, '#items li');
 
 test('an item added in one tab appears in the other without reload', async () => {
   const [a, b] = [await skeletonTab(), await skeletonTab()];
@@ -84,7 +84,7 @@ test('a closed tab releases its subscriptions in the worker', async () => {
   assert.equal(before.liveQueries, 2, 'the two tabs share one evaluation');
 
   // No goodbye message: the page just goes away, as a crashed or killed tab would.
-  await leave.close({ runBeforeUnload: false });
+  await leave.close();
   const after = await eventually(
     async () => {
       const s = await stay.evaluate(() => window.ferry.stats());

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, freshStore, launchProfile, root, startServer, storeKind, test } from './harness.mjs';
+import { count, eventually, freshStore, launchProfile, root, startServer, storeKind, test, texts } from './harness.mjs';
 
 let server;
 let dataDir;
@@ -22,7 +22,7 @@ let a1, a2, a3, b1;
 const shots = process.env.FERRYDB_SCREENSHOTS ?? join(tmpdir(), 'ferrydb-screenshots');
 
 const as = (who) => `${server.url}?user=${who}`;
-const titles = (tab) => tab.$$eval('#items li .title', (els) => els.map((e) => e.textContent));
+const titles = (tab) => texts(tab, '#items li .title');
 const text = (tab, selector) => tab.textContent(selector);
 const sameTitles = async (tabs, expected, ms = 5000) => {
   for (const tab of tabs) {
@@ -43,8 +43,7 @@ async function addItem(tab, title) {
 }
 
 async function setOffline(tab, offline) {
-  const box = tab.locator('#offline');
-  if ((await box.isChecked()) !== offline) await box.click();
+  if ((await tab.evaluate(() => document.querySelector('#offline').checked)) !== offline) await tab.click('#offline');
   await tab.waitForSelector(offline ? '#connection[data-tone="paused"]' : '#connection[data-tone="ok"]');
 }
 
@@ -53,14 +52,18 @@ const counter = async (tab) => Number(await text(tab, '#counter'));
 const rowsIn = async (tab, table) => (await tab.evaluate((sql) => window.ferry.query(sql), `SELECT count(*) AS n FROM ${table}`))[0].n;
 
 /** Scrolls the inspector's last line into view, for a screenshot. */
-const showInspector = (tab) => tab.$eval('.inspector', (el) => el.scrollIntoView({ block: 'end' }));
+const showInspector = (tab) => tab.evaluate(() => document.querySelector('.inspector').scrollIntoView({ block: 'end' }));
 
 /** One picture of several tabs side by side, made by the browser alone. */
 async function sideBySide(pictures, path) {
   const page = await deviceB.newTab();
   await page.setViewportSize({ width: 20 + pictures.length * 1190, height: 860 });
   const images = pictures.map((png) => `<img src="data:image/png;base64,${png.toString('base64')}" width="1170">`);
-  await page.setContent(`<body style="margin:0;background:#c9ced6;display:flex;gap:20px;padding:20px">${images.join('')}</body>`);
+  await page.evaluate(async (html) => {
+    document.body.style.cssText = 'margin:0;background:#c9ced6;display:flex;gap:20px;padding:20px';
+    document.body.innerHTML = html;
+    await Promise.all([...document.images].map((img) => img.decode()));
+  }, images.join(''));
   await page.screenshot({ path });
   await page.close();
 }
@@ -93,7 +96,7 @@ after(async () => {
 
 test('the sign-in page offers the two demo users', async () => {
   const tab = await deviceA.newTab(server.url);
-  const users = await tab.$$eval('[data-user]', (links) => links.map((l) => l.dataset.user));
+  const users = await tab.evaluate(() => [...document.querySelectorAll('[data-user]')].map((l) => l.dataset.user));
   assert.deepEqual(users, ['ada', 'grace']);
   await tab.click('[data-user="grace"]');
   await tab.waitForSelector('#user:text("grace")');
@@ -128,9 +131,9 @@ test('add, edit, reorder and delete: every tab of both devices follows', async (
   assert.equal(await text(a1, '.list-link.active .count'), '1/2');
 
   // Every tab's inspector shows its own mutations, all three stages settled.
-  await eventually(async () => (await a3.$$('#tab-mutations li')).length === 2, 5000, 'a3 mutations listed');
+  await eventually(async () => (await count(a3, '#tab-mutations li')) === 2, 5000, 'a3 mutations listed');
   await eventually(
-    async () => (await a3.$$eval('#tab-mutations .stage.ok', (s) => s.length)) === 6,
+    async () => (await count(a3, '#tab-mutations .stage.ok')) === 6,
     5000,
     'local, durable and server confirmed for both of a3 moves',
   );
@@ -155,8 +158,11 @@ test('the latency readout shows the time from a write in one tab to its render i
   }
   await a1.screenshot({ path: join(shots, 'tab-a.png') });
   await a2.screenshot({ path: join(shots, 'tab-b.png') });
-  const sidePanel = await a1.$('.sync-panel');
-  await sidePanel.screenshot({ path: join(shots, 'sync-panel.png') });
+  const clip = await a1.evaluate(() => {
+    const { x, y, width, height } = document.querySelector('.sync-panel').getBoundingClientRect();
+    return { x, y, width, height };
+  });
+  await a1.screenshot({ path: join(shots, 'sync-panel.png'), clip });
 });
 
 test('offline in both browsers: writes queue, then drain; the counter converges to the sum of all taps', async () => {
@@ -221,7 +227,7 @@ test('a write the server refuses: gone from every tab, with the reason in the in
 test('the other demo user in the same browser sees none of this data', async () => {
   const grace = await openTab(deviceA, 'grace');
   assert.equal(await text(grace, '#user'), 'grace');
-  assert.equal((await grace.$$('#lists li')).length, 0, 'no lists of ada');
+  assert.equal(await count(grace, '#lists li'), 0, 'no lists of ada');
   assert.equal(await counter(grace), 0);
   await grace.click('#increment');
   await eventually(async () => Number(await text(grace, '#pending')) === 0, 10000, 'grace synced');
@@ -237,7 +243,7 @@ test(`ada shares a list with grace: both edit it from their own browsers; unshar
   deviceC = await launchProfile();
   const grace = await openTab(deviceC, 'grace');
   await grace.waitForSelector('#subscriptions li[data-query="myLists"][data-state="complete"]');
-  assert.equal((await grace.$$('#lists li')).length, 0, 'nothing shared yet');
+  assert.equal(await count(grace, '#lists li'), 0, 'nothing shared yet');
 
   // Ada shares the open list: it shows as shared in all her tabs, and
   // arrives in grace's page with its items.
@@ -284,12 +290,12 @@ test(`ada shares a list with grace: both edit it from their own browsers; unshar
   await a1.waitForSelector('#tab-mutations li:first-child:has-text("unshareList") .stage.ok[title="server: ok"]');
   await setOffline(grace, false);
   await grace.waitForSelector('#rejections li:has-text("toggleItem"):has-text("forbidden")', { timeout: 10000 });
-  await eventually(async () => (await grace.$$('#lists li')).length === 0, 10000, "the list leaves grace's page");
+  await eventually(async () => (await count(grace, '#lists li')) === 0, 10000, "the list leaves grace's page");
   for (const table of ['lists', 'members', 'items']) {
     await eventually(async () => (await rowsIn(grace, table)) === 0, 10000, `no ${table} rows left in grace's replica`);
   }
   assert.deepEqual(await titles(a1), [...shared, 'from ada'], "ada keeps the list and grace's edits");
-  assert.equal((await a1.$$('#items li.done')).length, 1, "grace's refused tick never reaches ada");
+  assert.equal(await count(a1, '#items li.done'), 1, "grace's refused tick never reaches ada");
   await grace.close();
 });
 

@@ -1,25 +1,106 @@
 // Shared pieces of the browser tests: the real reference server serving the
-// built demo site, and Debian's Chromium driven by playwright-core. Several
-// pages of one persistent context are several tabs of one browser profile.
+// built demo site, and a browser chosen by FERRYDB_BROWSER:
+//
+//   chromium (default)        Debian's Chromium, playwright-core    engines/chromium.mjs
+//   chromium-no-sharedworker  the same, --disable-shared-workers    engines/chromium.mjs
+//   firefox                   Firefox ESR, puppeteer-core (BiDi)    engines/firefox.mjs
+//   webkit                    WebKitGTK, selenium-webdriver         engines/webkit.mjs
+//
+// THE ENGINE CONTRACT. An engine module exports `can` (`freeze` and `quota`,
+// the capabilities below, each true or false; the harness adds
+// `sharedWorker`, false for chromium-no-sharedworker) and `launch(dir, { env, freezable,
+// sharedWorkers })`, resolving to a browser on profile directory `dir`:
+//
+//   browser.dir                the profile directory (launch again on it to restart)
+//   browser.errors             uncaught page errors and console errors, as strings
+//   browser.newTab(url?)       a new tab of this browser (same profile: it shares the
+//                              SharedWorker, OPFS, IndexedDB, Web Locks), at `url` if
+//                              given, loaded; resolves to a Tab
+//   browser.close({ keep })    ends the browser; deletes `dir` unless keep
+//   browser.kill()             SIGKILL to every process of it at once; `dir` stays
+//   browser.freeze(tab), browser.thaw(tab)      only if can.freeze
+//   browser.setQuota(tab, origin, bytes?)       only if can.quota (undefined: lifted)
+//
+// launch options: `env` replaces the browser's environment; `freezable`
+// asks for tabs `freeze` works on; `sharedWorkers: false` starts a browser
+// without SharedWorker.
+//
+// A Tab is the subset of Playwright's Page API the tests use, with
+// Playwright's signatures and semantics (Chromium's tab is the Page itself):
+//
+//   goto(url), reload()        navigate, resolve on the load event
+//   close()                    closes the tab without running beforeunload
+//   evaluate(fn, arg?)         runs fn(arg) in the page, awaits it; arg and result
+//                              are JSON-like values (no DOM nodes, no functions; an
+//                              object reachable twice arrives as two equal copies)
+//   waitForFunction(fn, arg?, { timeout? })     until fn(arg) is truthy (polled)
+//   waitForSelector(selector, { timeout? })     until a visible match exists
+//   click(selector), fill(selector, value), press(selector, key)
+//                              wait for the element, then act as a user would
+//                              (real input events)
+//   textContent(selector)      waits for the element; its textContent
+//   exposeFunction(name, fn)   window[name] calls fn in Node (call before goto)
+//   setViewportSize({ width, height }), bringToFront()
+//   screenshot({ path?, fullPage?, clip? })     resolves to the PNG as a Buffer
+//
+// Selectors are CSS plus Playwright's text pseudo-classes `:has-text("t")`
+// (the element's text contains t, case-insensitive), `:text("t")` (the
+// same, here), `:text-is("t")` (its trimmed text is exactly t); see
+// engines/dom.mjs for engines that are not Playwright. Default timeout 30 s.
+//
+// Tests that need a capability say so: `test(name, { needs: 'freeze' }, fn)`
+// is skipped, with the reason printed, on an engine without it.
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test as nodeTest } from 'node:test';
-import { chromium } from 'playwright-core';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/**
- * A browser test with its own time limit, so a hung step fails that test
- * and not its neighbours. (Node 20's `--test-timeout` limits a whole file:
- * with it at 120 s, a file of slow-but-fine tests failed under load. The
- * command line gives each file a generous cap instead.)
- */
+/** Each browser test's own time limit (see `test`). */
 export const TEST_TIMEOUT_MS = 120_000;
-export function test(name, fn) {
-  return nodeTest(name, { timeout: TEST_TIMEOUT_MS }, fn);
+
+/** FERRYDB_BROWSER's engine module and the launch options it implies. */
+const BROWSERS = {
+  chromium: { engine: 'chromium', options: {} },
+  'chromium-no-sharedworker': { engine: 'chromium', options: { sharedWorkers: false } },
+  firefox: { engine: 'firefox', options: {} },
+  webkit: { engine: 'webkit', options: {} },
+};
+/** The browser the tests run on: a key of BROWSERS. */
+export const browserName = process.env.FERRYDB_BROWSER ?? 'chromium';
+const chosen = BROWSERS[browserName];
+if (!chosen) throw new Error(`FERRYDB_BROWSER=${browserName}: not one of ${Object.keys(BROWSERS).join(', ')}`);
+const engine = await import(`./engines/${chosen.engine}.mjs`);
+
+/** What the chosen browser can do beyond the tab contract. */
+export const can = { ...engine.can, sharedWorker: chosen.options.sharedWorkers !== false };
+
+/** Why a test needing a capability cannot run without it. */
+const NEEDS = {
+  freeze: 'freezing a tab needs CDP Page.setWebLifecycleState',
+  quota: "overriding a site's storage quota needs CDP Storage.overrideQuotaForOrigin",
+  sharedWorker: 'this test needs SharedWorker',
+};
+
+/**
+ * `test(name, fn)` or `test(name, { needs: 'freeze' | [...] }, fn)`: a
+ * browser test with its own time limit, so a hung step fails that test and
+ * not its neighbours. (Node 20's `--test-timeout` limits a whole file: with
+ * it at 120 s, a file of slow-but-fine tests failed under load. The command
+ * line gives each file a generous cap instead.) A test whose `needs` the
+ * browser lacks is skipped with the reason.
+ */
+export function test(name, options, fn) {
+  if (typeof options === 'function') [options, fn] = [{}, options];
+  const missing = [options.needs ?? []].flat().filter((need) => {
+    if (!(need in NEEDS)) throw new Error(`test "${name}": unknown need ${need}`);
+    return !can[need];
+  });
+  const skip = missing.length > 0 && `not on ${browserName}: ${missing.map((m) => NEEDS[m]).join('; ')}`;
+  return nodeTest(name, { timeout: TEST_TIMEOUT_MS, skip }, fn);
 }
 
 /** Servers still running: killed when the test process exits (one listener for all). */
@@ -98,156 +179,23 @@ export async function buildTestSite() {
   return site;
 }
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
 /**
- * A browser profile; its pages are tabs sharing one SharedWorker. Pass the
- * `dir` of an earlier profile to restart the browser on it (its OPFS and
- * IndexedDB included); `close({ keep: true })` leaves the directory for that,
- * and so does `kill()`, a crash. `env` replaces the browser's environment.
- *
- * `freezable`: tabs the browser can really hide and freeze (CDP
- * `Page.setWebLifecycleState`). Playwright keeps every page it launches
- * "visibly captured" (`Emulation.setFocusEmulationEnabled`), which makes a
- * freeze a no-op; so this starts Chromium itself and attaches with
- * `connectOverCDP(..., { noDefaults: true })`, under which Playwright leaves
- * the pages of the default context alone.
+ * A browser profile of the chosen engine (see the contract above); its tabs
+ * share one SharedWorker. Pass the `dir` of an earlier profile to restart
+ * the browser on it (its OPFS and IndexedDB included); `close({ keep: true
+ * })` leaves the directory for that, and so does `kill()`, a crash.
  */
 export async function launchProfile(dir, { freezable = false, env } = {}) {
   dir ??= await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
-  const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-  let context;
-  let stopChromium;
-  if (freezable) {
-    const child = spawn(
-      executablePath,
-      ['--headless', '--remote-debugging-port=0', `--user-data-dir=${dir}`, ...CHROMIUM_ARGS, 'about:blank'],
-      { stdio: ['ignore', 'ignore', 'pipe'], ...(env ? { env } : {}) },
-    );
-    const endpoint = await new Promise((resolve, reject) => {
-      let stderr = '';
-      // Read for the browser's whole life, so its pipe never fills.
-      child.stderr.on('data', (chunk) => {
-        stderr += chunk;
-        const match = stderr.match(/DevTools listening on (ws:\/\/\S+)/);
-        if (match) resolve(match[1]);
-      });
-      child.on('exit', (code) => reject(new Error(`chromium exited with ${code}: ${stderr}`)));
-    });
-    const browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
-    context = browser.contexts()[0];
-    stopChromium = async () => {
-      await browser.close();
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill();
-        await exited;
-      }
-    };
-  } else {
-    context = await chromium.launchPersistentContext(dir, {
-      executablePath,
-      headless: true,
-      ...(env ? { env } : {}),
-      args: CHROMIUM_ARGS,
-    });
-  }
-  const errors = [];
-  context.on('weberror', (e) => errors.push(String(e.error())));
-  return {
-    context,
-    dir,
-    /** Uncaught page errors seen so far: a test can assert there were none. */
-    errors,
-    async newTab(url) {
-      const page = await context.newPage();
-      page.on('console', (msg) => {
-        if (msg.type() === 'error') errors.push(msg.text());
-      });
-      if (url) await page.goto(url);
-      return page;
-    },
-    async close({ keep = false } = {}) {
-      if (freezable) await stopChromium();
-      else await context.close();
-      if (!keep) await rm(dir, { recursive: true, force: true });
-    },
-    /**
-     * The browser crashes: SIGKILL to every process of it at once (no
-     * unload, no flush), resolving once all are gone. The profile
-     * directory stays, to launch again on.
-     */
-    async kill() {
-      const pids = await browserProcesses(dir);
-      if (pids.length === 0) throw new Error(`no browser process found for ${dir}`);
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch (e) {
-          if (e.code !== 'ESRCH') throw e;
-        }
-      }
-      await eventually(async () => (await Promise.all(pids.map(alive))).every((a) => !a), 10000, 'the browser gone');
-    },
-  };
+  return engine.launch(dir, { ...chosen.options, freezable, env });
 }
 
-/** `/proc/<pid>/stat`'s fields after the command name, or null if gone. */
-async function procStat(pid) {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return null;
-  }
-}
+/** The textContent of each element matching CSS `selector` in `tab`, in document order. */
+export const texts = (tab, selector) =>
+  tab.evaluate((s) => [...document.querySelectorAll(s)].map((e) => e.textContent), selector);
 
-/** Running, as opposed to gone or a zombie waiting to be reaped. */
-async function alive(pid) {
-  const stat = await procStat(pid);
-  return stat !== null && stat[0] !== 'Z' && stat[0] !== 'X';
-}
-
-/**
- * Every process of the Chromium running on profile `dir`: those whose
- * command line names the profile (the browser and its helpers), and
- * everything in their process groups or below them.
- */
-async function browserProcesses(dir) {
-  const flag = `--user-data-dir=${dir}`;
-  const all = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = await procStat(name);
-    if (!stat) continue;
-    const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    // Chromium rewrites its helpers' command lines with spaces between the arguments.
-    const ours = [`${flag}\0`, `${flag} `].some((f) => cmdline.includes(f)) || cmdline.endsWith(flag);
-    all.push({ pid: Number(name), ppid: Number(stat[1]), pgid: Number(stat[2]), ours });
-  }
-  const self = all.find((p) => p.pid === process.pid);
-  const pids = new Set(all.filter((p) => p.ours).map((p) => p.pid));
-  // Playwright starts the browser in a process group of its own; never this one's.
-  const groups = new Set(all.filter((p) => p.ours && p.pgid !== self?.pgid).map((p) => p.pgid));
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const p of all) {
-      if (!pids.has(p.pid) && (groups.has(p.pgid) || pids.has(p.ppid))) {
-        pids.add(p.pid);
-        grew = true;
-      }
-    }
-  }
-  return [...pids];
-}
+/** How many elements match CSS `selector` in `tab`. */
+export const count = (tab, selector) => tab.evaluate((s) => document.querySelectorAll(s).length, selector);
 
 /** Polls `fn` until it returns a truthy value or `ms` pass; returns that value. */
 export async function eventually(fn, ms = 5000, what = 'condition') {

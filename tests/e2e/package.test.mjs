@@ -1,13 +1,13 @@
 // The npm package as users get it: `npm pack`, installed into fresh Vite apps
 // (React and Vue) generated here, built with Vite without any config, served
-// and driven in Chromium.
+// and driven in the browser.
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, launchProfile, root, startServer, test } from './harness.mjs';
+import { count, eventually, launchProfile, root, startServer, test } from './harness.mjs';
 
 const versions = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).devDependencies;
 let workdir;
@@ -85,7 +85,7 @@ test('a fresh Vite + React app (StrictMode): live data renders, a write updates 
 
   await a.click('#add');
   for (const tab of [a, b]) {
-    await eventually(async () => (await tab.$$('#todos li')).length === 1, 5000, 'the new todo');
+    await eventually(async () => (await count(tab, '#todos li')) === 1, 5000, 'the new todo');
   }
   const before = await b.evaluate(() => ({ ...window.renders }));
   await a.evaluate(() => window.ferry.exec("INSERT INTO notes (body) VALUES ('x')"));
@@ -95,7 +95,7 @@ test('a fresh Vite + React app (StrictMode): live data renders, a write updates 
   assert.ok(after.notes > before.notes);
 
   await b.click('#add');
-  await eventually(async () => (await a.$$('#todos li')).length === 2, 5000, 'the second todo in tab A');
+  await eventually(async () => (await count(a, '#todos li')) === 2, 5000, 'the second todo in tab A');
   const rowRenders = await a.evaluate(() => window.renders.rows);
   // StrictMode renders twice: the first row twice at first, then only the new row.
   assert.ok(rowRenders <= 6, `unchanged rows were not re-rendered (row renders: ${rowRenders})`);
@@ -110,11 +110,11 @@ async function checkSyncApp(framework, deps) {
   const tab = await profile.newTab(url);
   await tab.waitForSelector('#connected:text("connected")', { timeout: 30000 });
   await tab.click('#add');
-  await eventually(async () => (await tab.$$('#todos li')).length === 1, 30000, 'the new todo');
+  await eventually(async () => (await count(tab, '#todos li')) === 1, 30000, 'the new todo');
   await eventually(async () => (await tab.textContent('#pending')) === '0', 30000, 'the outbox to drain');
   await tab.click('#add-forbidden');
   await eventually(async () => (await tab.textContent('#rejections')) === 'forbidden', 30000, 'the rejection');
-  await eventually(async () => (await tab.$$('#todos li')).length === 1, 30000, 'the rejected todo to go');
+  await eventually(async () => (await count(tab, '#todos li')) === 1, 30000, 'the rejected todo to go');
   assert.equal(await tab.textContent('#pending'), '0');
   await tab.close();
 }
@@ -134,7 +134,7 @@ test('a fresh Vite + Vue app: live data renders, a write updates it, unmount rel
   for (const tab of [a, b]) await tab.waitForSelector('#status:text("ok")');
   await b.click('#add');
   for (const tab of [a, b]) {
-    await eventually(async () => (await tab.$$('#todos li')).length === 1, 5000, 'the new todo');
+    await eventually(async () => (await count(tab, '#todos li')) === 1, 5000, 'the new todo');
   }
   assert.equal((await a.evaluate(() => window.ferry.stats())).subscriptions, 2);
 
