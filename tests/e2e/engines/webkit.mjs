@@ -259,7 +259,7 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
 
   /** Waits for an element matching `selector`, visible unless `state` is 'attached'. */
   async function element(handle, selector, { timeout = DEFAULT_TIMEOUT_MS, state = 'visible' } = {}) {
-    await waitForFunction(handle, findScript, { selector, visible: state === 'visible' }, { timeout }).catch((e) => {
+    await waitForFunction(handle, findElement, { selector, visible: state === 'visible' }, { timeout }).catch((e) => {
       throw new Error(`waiting for ${state} ${selector}: ${e.message}`);
     });
   }
