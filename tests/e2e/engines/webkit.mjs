@@ -15,7 +15,7 @@ import { createServer } from 'node:http';
 import { rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Builder, Key } from 'selenium-webdriver';
+import { Builder, Key, error } from 'selenium-webdriver';
 import { killBrowser } from './processes.mjs';
 import { findElement } from './webkit_dom.mjs';
 
@@ -131,7 +131,7 @@ const START = `
 const WAIT = `
   const [id, ms, done] = arguments;
   const slot = window.__ferryEval?.[id];
-  if (!slot) return done({ done: true, error: 'Execution context was destroyed (the page navigated or closed)' });
+  if (!slot) return done({ done: true, navigated: true });
   ${waitBody('slot')}`;
 
 function waitBody(slot) {
@@ -150,6 +150,13 @@ function waitBody(slot) {
 }
 
 let evalCount = 0;
+
+/** An evaluation ended by its page going away (a navigation, a reload, the tab closed). */
+class Navigated extends Error {
+  constructor() {
+    super('Execution context was destroyed: the page navigated or closed');
+  }
+}
 
 /**
  * A browser on profile `dir` (see harness `launchProfile`). `freezable` is
@@ -221,18 +228,37 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     const isFunction = typeof fn === 'function';
     const source = isFunction ? fn.toString() : String(fn);
     const argJson = arg === undefined ? undefined : JSON.stringify(arg);
-    let outcome = await inWindow(handle, () =>
-      driver.executeAsyncScript(START, id, source, argJson, isFunction, WAIT_SLICE_MS),
-    );
-    while (!outcome.done) {
-      outcome = await inWindow(handle, () => driver.executeAsyncScript(WAIT, id, WAIT_SLICE_MS));
-    }
+    const run = (...args) =>
+      inWindow(handle, () =>
+        driver.executeAsyncScript(...args).catch((e) => {
+          if (e instanceof error.JavascriptError && /unload/.test(e.message)) return { done: true, navigated: true };
+          throw e;
+        }),
+      );
+    let outcome = await run(START, id, source, argJson, isFunction, WAIT_SLICE_MS);
+    while (!outcome.done) outcome = await run(WAIT, id, WAIT_SLICE_MS);
+    if (outcome.navigated) throw new Navigated();
     if (outcome.error !== undefined && outcome.error !== null) throw new Error(outcome.error);
     return outcome.json === undefined || outcome.json === null ? undefined : JSON.parse(outcome.json);
   }
 
-  /** Polls `fn(arg)` in the page until truthy or `timeout` ms pass; its value. */
-  function waitForFunction(handle, fn, arg, { timeout = DEFAULT_TIMEOUT_MS } = {}) {
+  /**
+   * Polls `fn(arg)` in the page until truthy or `timeout` ms pass; its
+   * value. A navigation meanwhile starts it again in the new page, as in
+   * Playwright.
+   */
+  async function waitForFunction(handle, fn, arg, { timeout = DEFAULT_TIMEOUT_MS } = {}) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      try {
+        return await pollInPage(handle, fn, arg, Math.max(deadline - Date.now(), 0));
+      } catch (e) {
+        if (!(e instanceof Navigated)) throw e;
+      }
+    }
+  }
+
+  function pollInPage(handle, fn, arg, timeout) {
     const source = typeof fn === 'function' ? fn.toString() : `() => (${fn})`;
     return evaluate(
       handle,
@@ -257,11 +283,38 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     );
   }
 
+  /**
+   * Until the page's load event, as Playwright's `goto`: WebKitWebDriver's
+   * navigation may return before the page's module scripts ran.
+   */
+  const loaded = (handle) => waitForFunction(handle, () => document.readyState === 'complete');
+
   /** Waits for an element matching `selector`, visible unless `state` is 'attached'. */
   async function element(handle, selector, { timeout = DEFAULT_TIMEOUT_MS, state = 'visible' } = {}) {
     await waitForFunction(handle, findElement, { selector, visible: state === 'visible' }, { timeout }).catch((e) => {
       throw new Error(`waiting for ${state} ${selector}: ${e.message}`);
     });
+  }
+
+  /**
+   * Waits for `selector`, then runs `action` on the element in one session
+   * turn. An element the page replaced in between (a re-render) is looked
+   * up again, as Playwright does for its actions.
+   */
+  async function act(handle, selector, action, { state = 'visible', timeout = DEFAULT_TIMEOUT_MS } = {}) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      await element(handle, selector, { state, timeout: Math.max(deadline - Date.now(), 0) });
+      try {
+        return await inWindow(handle, async () => {
+          const found = await find(selector, state);
+          if (!found) throw new error.StaleElementReferenceError(`${selector} went away`);
+          return await action(found);
+        });
+      } catch (e) {
+        if (!(e instanceof error.StaleElementReferenceError)) throw e;
+      }
+    }
   }
 
   const find = (selector, state = 'visible') =>
@@ -279,12 +332,14 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
           await driver.get(url);
           await reexpose();
         });
+        await loaded(handle);
       },
       async reload() {
         await inWindow(handle, async () => {
           await driver.navigate().refresh();
           await reexpose();
         });
+        await loaded(handle);
       },
       async close() {
         await inWindow(handle, async () => {
@@ -296,28 +351,20 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
       evaluate: (fn, arg) => evaluate(handle, fn, arg),
       waitForFunction: (fn, arg, options) => waitForFunction(handle, fn, arg, options),
       waitForSelector: (selector, options) => element(handle, selector, options),
-      async click(selector) {
-        await element(handle, selector);
-        await inWindow(handle, async () => (await find(selector)).click());
-      },
-      async fill(selector, value) {
-        await element(handle, selector);
-        await inWindow(handle, async () => {
-          const input = await find(selector);
-          await input.clear();
-          await input.sendKeys(value);
-        });
-      },
-      async press(selector, key) {
-        await element(handle, selector);
-        await inWindow(handle, async () => (await find(selector)).sendKeys(KEYS[key] ?? key));
-      },
-      async textContent(selector, options) {
-        await element(handle, selector, { ...options, state: 'attached' });
-        return inWindow(handle, async () =>
-          driver.executeScript('return arguments[0].textContent', await find(selector, 'attached')),
-        );
-      },
+      click: (selector) => act(handle, selector, (el) => el.click()),
+      // Typed over the selected old value, as Playwright's fill: WebDriver's
+      // Element Clear would blur the input, which an app may act on.
+      fill: (selector, value) =>
+        act(handle, selector, async (el) => {
+          await driver.executeScript('arguments[0].focus(); arguments[0].select()', el);
+          await el.sendKeys(value === '' ? Key.BACK_SPACE : value);
+        }),
+      press: (selector, key) => act(handle, selector, (el) => el.sendKeys(KEYS[key] ?? key)),
+      textContent: (selector, options) =>
+        act(handle, selector, (el) => driver.executeScript('return arguments[0].textContent', el), {
+          ...options,
+          state: 'attached',
+        }),
       async exposeFunction(name, fn) {
         exposed.set(name, fn);
         callbacks.functions.set(name, fn);
