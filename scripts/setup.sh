@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing ferrydb needs, skipping what is present:
-# clang 22 (SQLite for wasm32), Chromium + ChromeDriver (browser tests), the wasm32
-# target, the wasm-bindgen CLI matching the pinned crate, and npm packages.
+# clang 22 (SQLite for wasm32), Chromium + ChromeDriver and Firefox ESR (browser
+# tests), the wasm32 target, the wasm-bindgen CLI matching the pinned crate, and
+# npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,10 @@ command -v clang-22 >/dev/null || need_apt+=(clang-22)
 command -v llvm-ar-22 >/dev/null || need_apt+=(llvm-22)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+# Browsers installed without their recommended packages (Firefox's would add
+# hundreds of MB of fonts, dictionaries and desktop bits the tests never use).
+need_apt_bare=()
+[ -x /usr/bin/firefox-esr ] || need_apt_bare+=(firefox-esr)
 if [ "${FERRYDB_NEED_POSTGRES:-0}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
@@ -19,11 +24,16 @@ fi
 if [ "${FERRYDB_NEED_POSTGRES:-0}" = 1 ] && ! command -v openssl >/dev/null; then
   need_apt+=(openssl)
 fi
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing ${need_apt[*]} (apt)"
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_apt_bare[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} ${need_apt_bare[*]} (apt)"
   sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need_apt[@]}" >/dev/null
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need_apt[@]}" >/dev/null
+  fi
+  if [ ${#need_apt_bare[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${need_apt_bare[@]}" >/dev/null
+  fi
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

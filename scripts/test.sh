@@ -4,16 +4,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `section NAME` prints the heading `== NAME`, and how long the section before took.
+section_name=""
+section_start=$SECONDS
+section() {
+  [ -z "$section_name" ] || echo "-- $section_name: $((SECONDS - section_start)) s"
+  section_name=$1
+  section_start=$SECONDS
+  [ -z "$1" ] || echo "== $1"
+}
+
+section "setup"
 # The server's tests run against Postgres too: install it here, start it below.
 FERRYDB_NEED_POSTGRES=1 bash scripts/setup.sh
-echo "== build"
+section "build"
 bash scripts/build.sh
 node scripts/size.mjs --check >/dev/null
 bash scripts/site.sh
 cargo build -q --release -p ferrydb-server
-echo "== lint"
+section "lint"
 bash scripts/lint.sh
-echo "== native tests (server stores: SQLite, and Postgres on throwaway clusters: plain, and TLS-only)"
+section "native tests (server stores: SQLite, and Postgres on throwaway clusters: plain, and TLS-only)"
 read -r pgdir pgurl < <(bash scripts/postgres.sh start)
 read -r tlsdir tlsurl < <(bash scripts/postgres.sh start --tls)
 trap 'bash scripts/postgres.sh stop "$pgdir"; bash scripts/postgres.sh stop "$tlsdir"' EXIT
@@ -21,17 +32,26 @@ trap 'bash scripts/postgres.sh stop "$pgdir"; bash scripts/postgres.sh stop "$tl
 # where what they checked shows.
 FERRYDB_TEST_POSTGRES_URL=$pgurl FERRYDB_TEST_POSTGRES_TLS_URL=$tlsurl cargo test -q --workspace -- \
   --skip fuzz --skip recovery_after_any_crash
-echo "== crash simulation and fuzz tests (each prints what it checked)"
+section "crash simulation and fuzz tests (each prints what it checked)"
 cargo test -q -p ferrydb --lib -- --nocapture recovery_after_any_crash tests::fuzz::
 cargo test -q -p ferrydb-protocol --test fuzz -- --nocapture
 FERRYDB_TEST_POSTGRES_URL=$pgurl cargo test -q -p ferrydb-server --test fuzz -- --nocapture
-echo "== benchmark smoke run (one quick pass of each ferrydb scenario; figures not checked)"
+section "benchmark smoke run (one quick pass of each ferrydb scenario; figures not checked)"
 node bench/run.mjs --quick --only ferrydb
-echo "== browser tests"
+# The browser suite once per engine (tests/e2e/harness.mjs, FERRYDB_BROWSER).
 # A hung browser step fails its test (each has its own 120 s limit, see
 # tests/e2e/harness.mjs) instead of stalling CI; a whole file gets 15 min.
-node --test --test-timeout=900000 --test-reporter=spec tests/e2e/
-echo "== browser sync tests again, server on Postgres (a new database per server)"
+browser_tests() { # heading, FERRYDB_BROWSER
+  section "browser tests: $1"
+  FERRYDB_BROWSER=$2 node --test --test-timeout=900000 --test-reporter=spec tests/e2e/
+}
+browser_tests chromium chromium
+browser_tests firefox firefox
+# ---- more engines: WebKit (`browser_tests webkit webkit`) and Chromium
+# without SharedWorker (`browser_tests 'chromium, no SharedWorker'
+# chromium-no-sharedworker`) go here.
+section "browser sync tests again, server on Postgres (a new database per server; chromium)"
 # The cluster started above; a missing one fails here, it is never skipped.
-FERRYDB_E2E_STORE=$pgurl node --test --test-timeout=900000 --test-reporter=spec \
+FERRYDB_BROWSER=chromium FERRYDB_E2E_STORE=$pgurl node --test --test-timeout=900000 --test-reporter=spec \
   tests/e2e/sync.test.mjs tests/e2e/sync_*.test.mjs tests/e2e/subscriptions.test.mjs tests/e2e/demo.test.mjs
+section ""
