@@ -17,7 +17,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, Key, error } from 'selenium-webdriver';
 import { killBrowser } from './processes.mjs';
-import { findElement } from './webkit_dom.mjs';
+import { queryAll } from './dom.mjs';
 
 /** What this engine can do beyond the tab contract (see harness `test(name, { needs }, fn)`). */
 export const can = {
@@ -35,7 +35,9 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 /** How long one turn of waiting on a page's promise holds the session. */
 const WAIT_SLICE_MS = 50;
 
-const findScript = findElement.toString();
+/** Page function sources: whether `selector` matches, and its first match. */
+const PRESENT = `({ selector, visible }) => (${queryAll})(selector, visible).length > 0`;
+const FIRST = `return (${queryAll})(arguments[0], arguments[1])[0] ?? null`;
 
 const KEYS = { Enter: Key.ENTER, Tab: Key.TAB, Escape: Key.ESCAPE, Backspace: Key.BACK_SPACE };
 
@@ -247,19 +249,23 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
    * value. A navigation meanwhile starts it again in the new page, as in
    * Playwright.
    */
-  async function waitForFunction(handle, fn, arg, { timeout = DEFAULT_TIMEOUT_MS } = {}) {
+  function waitForFunction(handle, fn, arg, { timeout = DEFAULT_TIMEOUT_MS } = {}) {
+    return waitForSource(handle, typeof fn === 'function' ? fn.toString() : `() => (${fn})`, arg, timeout);
+  }
+
+  /** `waitForFunction` for a function's source. */
+  async function waitForSource(handle, source, arg, timeout) {
     const deadline = Date.now() + timeout;
     for (;;) {
       try {
-        return await pollInPage(handle, fn, arg, Math.max(deadline - Date.now(), 0));
+        return await pollInPage(handle, source, arg, Math.max(deadline - Date.now(), 0));
       } catch (e) {
         if (!(e instanceof Navigated)) throw e;
       }
     }
   }
 
-  function pollInPage(handle, fn, arg, timeout) {
-    const source = typeof fn === 'function' ? fn.toString() : `() => (${fn})`;
+  function pollInPage(handle, source, arg, timeout) {
     return evaluate(
       handle,
       ([source, arg, timeout]) => {
@@ -291,7 +297,7 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
 
   /** Waits for an element matching `selector`, visible unless `state` is 'attached'. */
   async function element(handle, selector, { timeout = DEFAULT_TIMEOUT_MS, state = 'visible' } = {}) {
-    await waitForFunction(handle, findElement, { selector, visible: state === 'visible' }, { timeout }).catch((e) => {
+    await waitForSource(handle, PRESENT, { selector, visible: state === 'visible' }, timeout).catch((e) => {
       throw new Error(`waiting for ${state} ${selector}: ${e.message}`);
     });
   }
@@ -318,7 +324,7 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
   }
 
   const find = (selector, state = 'visible') =>
-    driver.executeScript(`return (${findScript})(arguments[0])`, { selector, visible: state === 'visible', element: true });
+    driver.executeScript(FIRST, selector, state === 'visible');
 
   const exposed = new Map();
   const reexpose = async () => {
