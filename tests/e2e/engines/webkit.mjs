@@ -382,12 +382,17 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
       },
       bringToFront: () => inWindow(handle, () => driver.switchTo().window(handle)),
       async screenshot({ path, fullPage = false, clip } = {}) {
+        // WebKit photographs the last frame drawn: wait for one drawn after
+        // now (an image just decoded is not in it yet), as Playwright does.
+        const drawn = () =>
+          driver.executeAsyncScript('requestAnimationFrame(() => requestAnimationFrame(arguments[0]))');
         const png = await inWindow(handle, async () => {
-          if (!fullPage) return driver.takeScreenshot();
+          if (!fullPage) return (await drawn(), driver.takeScreenshot());
           const rect = await driver.manage().window().getRect();
           const height = await driver.executeScript('return document.documentElement.scrollHeight');
           await driver.manage().window().setRect({ width: rect.width, height: Math.max(height, rect.height) });
           try {
+            await drawn();
             return await driver.takeScreenshot();
           } finally {
             await driver.manage().window().setRect({ width: rect.width, height: rect.height });
