@@ -151,6 +151,10 @@ function waitBody(slot) {
   ${slot}.promise.then(() => { clearTimeout(timer); report(); });`;
 }
 
+/** Drivers still running: killed with their browsers when the test process exits, so none outlives it. */
+const driversAlive = new Set();
+process.once('exit', () => driversAlive.forEach((child) => process.kill(-child.pid, 'SIGKILL')));
+
 let evalCount = 0;
 
 /** An evaluation ended by its page going away (a navigation, a reload, the tab closed). */
@@ -171,7 +175,12 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
   const driverProcess = spawn(DRIVER, [`--port=${port}`], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: env ?? process.env,
+    // A process group of its own, which the browser it starts joins: all
+    // of it can be ended at once when the test process exits.
+    detached: true,
   });
+  driversAlive.add(driverProcess);
+  driverProcess.once('exit', () => driversAlive.delete(driverProcess));
   const errors = [];
   // The browser's console goes to the driver's stderr, a line a message:
   // `URL:LINE:COLUMN: CONSOLE ERROR text` for console.error and
