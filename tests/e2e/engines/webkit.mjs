@@ -125,7 +125,7 @@ const START = `
   const slot = (slots[id] = { settled: false });
   slot.promise = (async () => {
     const fn = isFunction ? (0, eval)('(' + source + ')') : null;
-    return isFunction ? fn(argJson === undefined ? undefined : JSON.parse(argJson)) : (0, eval)(source);
+    return isFunction ? fn(argJson == null ? undefined : JSON.parse(argJson)) : (0, eval)(source);
   })().then(
     (value) => Object.assign(slot, { settled: true, json: value === undefined ? undefined : JSON.stringify(value) }),
     (e) => Object.assign(slot, { settled: true, error: e instanceof Error ? e.name + ': ' + e.message : String(e) }),
@@ -182,6 +182,9 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     // of it can be ended at once when the test process exits.
     detached: true,
   });
+  // Never what keeps a test file's process alive (a file whose teardown did
+  // not run must still end), nor outliving it.
+  for (const handle of [driverProcess, driverProcess.stderr]) handle.unref();
   driversAlive.add(driverProcess);
   driverProcess.once('exit', () => driversAlive.delete(driverProcess));
   const errors = [];
