@@ -182,9 +182,6 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     // of it can be ended at once when the test process exits.
     detached: true,
   });
-  // Never what keeps a test file's process alive (a file whose teardown did
-  // not run must still end), nor outliving it.
-  for (const handle of [driverProcess, driverProcess.stderr]) handle.unref();
   driversAlive.add(driverProcess);
   driverProcess.once('exit', () => driversAlive.delete(driverProcess));
   const errors = [];
