@@ -13,8 +13,8 @@ command -v clang-22 >/dev/null || need_apt+=(clang-22)
 command -v llvm-ar-22 >/dev/null || need_apt+=(llvm-22)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
-# Browsers installed without their recommended packages (Firefox's would add
-# hundreds of MB of fonts, dictionaries and desktop bits the tests never use).
+# Installed without recommended packages: headless tests need none of what
+# Firefox recommends (desktop integration, extra fonts and dictionaries).
 need_apt_bare=()
 [ -x /usr/bin/firefox-esr ] || need_apt_bare+=(firefox-esr)
 # WebKitGTK: its WebDriver (which brings the engine), a virtual X display

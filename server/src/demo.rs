@@ -7,11 +7,14 @@
 //!   `hold` is set, each one waits (after the delay) until it is cleared, so
 //!   a test can crash the server with requests certainly in flight.
 //! - `GET /demo/mutations`: every time a mutation was processed, in order.
+//! - `POST /demo/clear-site-data`: answers `Clear-Site-Data: "storage"`, so
+//!   the browser deletes the site's stored data under the running app (as a
+//!   user clearing it would), in any browser: a test's way to clear storage.
 
 use crate::error::AppError;
 use crate::ServerState;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -93,6 +96,15 @@ pub async fn mutations(
 ) -> Result<Json<MutationLog>, AppError> {
     let mutations = state.sync_store()?.mutation_log().await?;
     Ok(Json(MutationLog { mutations }))
+}
+
+/// `POST /demo/clear-site-data`: the browser clears the site's storage (OPFS,
+/// IndexedDB, local storage) on receiving this answer.
+pub async fn clear_site_data() -> impl IntoResponse {
+    (
+        StatusCode::NO_CONTENT,
+        [(HeaderName::from_static("clear-site-data"), "\"storage\"")],
+    )
 }
 
 /// Applies the switches to a `/sync/*` request.

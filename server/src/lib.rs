@@ -227,7 +227,8 @@ pub fn app(state: Arc<ServerState>) -> Router {
     if state.config.demo {
         router = router
             .route("/demo/faults", get(demo::get_faults).post(demo::set_faults))
-            .route("/demo/mutations", get(demo::mutations));
+            .route("/demo/mutations", get(demo::mutations))
+            .route("/demo/clear-site-data", post(demo::clear_site_data));
     }
     let mut router = router.with_state(state.clone());
     if let Some(dir) = &state.config.static_dir {

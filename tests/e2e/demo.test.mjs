@@ -227,7 +227,7 @@ test('a write the server refuses: gone from every tab, with the reason in the in
 test('the other demo user in the same browser sees none of this data', async () => {
   const grace = await openTab(deviceA, 'grace');
   assert.equal(await text(grace, '#user'), 'grace');
-  assert.equal((await count(grace, '#lists li')), 0, 'no lists of ada');
+  assert.equal(await count(grace, '#lists li'), 0, 'no lists of ada');
   assert.equal(await counter(grace), 0);
   await grace.click('#increment');
   await eventually(async () => Number(await text(grace, '#pending')) === 0, 10000, 'grace synced');
@@ -243,7 +243,7 @@ test(`ada shares a list with grace: both edit it from their own browsers; unshar
   deviceC = await launchProfile();
   const grace = await openTab(deviceC, 'grace');
   await grace.waitForSelector('#subscriptions li[data-query="myLists"][data-state="complete"]');
-  assert.equal((await count(grace, '#lists li')), 0, 'nothing shared yet');
+  assert.equal(await count(grace, '#lists li'), 0, 'nothing shared yet');
 
   // Ada shares the open list: it shows as shared in all her tabs, and
   // arrives in grace's page with its items.
@@ -295,7 +295,7 @@ test(`ada shares a list with grace: both edit it from their own browsers; unshar
     await eventually(async () => (await rowsIn(grace, table)) === 0, 10000, `no ${table} rows left in grace's replica`);
   }
   assert.deepEqual(await titles(a1), [...shared, 'from ada'], "ada keeps the list and grace's edits");
-  assert.equal((await count(a1, '#items li.done')), 1, "grace's refused tick never reaches ada");
+  assert.equal(await count(a1, '#items li.done'), 1, "grace's refused tick never reaches ada");
   await grace.close();
 });
 

@@ -6,8 +6,9 @@
 //   firefox                   Firefox ESR, puppeteer-core (BiDi)    engines/firefox.mjs
 //   webkit                    WebKitGTK, selenium-webdriver         engines/webkit.mjs
 //
-// THE ENGINE CONTRACT. An engine module exports `can` (the capabilities
-// below, each true or false) and `launch(dir, { env, freezable,
+// THE ENGINE CONTRACT. An engine module exports `can` (`freeze` and `quota`,
+// the capabilities below, each true or false; the harness adds
+// `sharedWorker`, false for chromium-no-sharedworker) and `launch(dir, { env, freezable,
 // sharedWorkers })`, resolving to a browser on profile directory `dir`:
 //
 //   browser.dir                the profile directory (launch again on it to restart)
@@ -18,7 +19,6 @@
 //   browser.close({ keep })    ends the browser; deletes `dir` unless keep
 //   browser.kill()             SIGKILL to every process of it at once; `dir` stays
 //   browser.freeze(tab), browser.thaw(tab)      only if can.freeze
-//   browser.clearSiteData(tab, origin)          only if can.clearSiteData
 //   browser.setQuota(tab, origin, bytes?)       only if can.quota (undefined: lifted)
 //
 // launch options: `env` replaces the browser's environment; `freezable`
@@ -31,7 +31,8 @@
 //   goto(url), reload()        navigate, resolve on the load event
 //   close()                    closes the tab without running beforeunload
 //   evaluate(fn, arg?)         runs fn(arg) in the page, awaits it; arg and result
-//                              are JSON-like values (no DOM nodes, no functions)
+//                              are JSON-like values (no DOM nodes, no functions; an
+//                              object reachable twice arrives as two equal copies)
 //   waitForFunction(fn, arg?, { timeout? })     until fn(arg) is truthy (polled)
 //   waitForSelector(selector, { timeout? })     until a visible match exists
 //   click(selector), fill(selector, value), press(selector, key)
@@ -58,12 +59,7 @@ import { test as nodeTest } from 'node:test';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/**
- * A browser test with its own time limit, so a hung step fails that test
- * and not its neighbours. (Node 20's `--test-timeout` limits a whole file:
- * with it at 120 s, a file of slow-but-fine tests failed under load. The
- * command line gives each file a generous cap instead.)
- */
+/** Each browser test's own time limit (see `test`). */
 export const TEST_TIMEOUT_MS = 120_000;
 
 /** FERRYDB_BROWSER's engine module and the launch options it implies. */
@@ -85,9 +81,8 @@ export const can = { ...engine.can, sharedWorker: chosen.options.sharedWorkers !
 /** Why a test needing a capability cannot run without it. */
 const NEEDS = {
   freeze: 'freezing a tab needs CDP Page.setWebLifecycleState',
-  clearSiteData: "clearing a site's data under a running page needs CDP Storage.clearDataForOrigin",
   quota: "overriding a site's storage quota needs CDP Storage.overrideQuotaForOrigin",
-  sharedWorker: 'needs SharedWorker',
+  sharedWorker: 'this test needs SharedWorker',
 };
 
 /**

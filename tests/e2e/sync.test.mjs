@@ -1,6 +1,6 @@
 // Sync end to end: the reference server (dev auth, demo switches; a SQLite
 // store, or Postgres with FERRYDB_E2E_STORE=postgres://…, see
-// harness.freshStore) and two Chromium profiles — two devices — with two
+// harness.freshStore) and two browser profiles — two devices — with two
 // tabs each.
 // Every assertion is about behaviour; no test asserts a duration (how fast is
 // `npm run bench`'s business).

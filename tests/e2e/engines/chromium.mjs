@@ -9,8 +9,6 @@ import { killBrowser } from './processes.mjs';
 export const can = {
   /** Hide and freeze a tab, then thaw it (CDP Page.setWebLifecycleState). */
   freeze: true,
-  /** Clear an origin's site data under a running page (CDP Storage.clearDataForOrigin). */
-  clearSiteData: true,
   /** Override an origin's storage quota (CDP Storage.overrideQuotaForOrigin). */
   quota: true,
 };
@@ -111,7 +109,6 @@ export async function launch(dir, { env, freezable = false, sharedWorkers = true
       await cdp(tab, 'Page.setWebLifecycleState', { state: 'active' });
       await tab.bringToFront();
     },
-    clearSiteData: (tab, origin) => cdp(tab, 'Storage.clearDataForOrigin', { origin, storageTypes: 'all' }),
     /** `bytes` undefined: the quota is the browser's own again. */
     setQuota: (tab, origin, bytes) => cdp(tab, 'Storage.overrideQuotaForOrigin', { origin, quotaSize: bytes }),
   };

@@ -5,11 +5,8 @@ import puppeteer from 'puppeteer-core';
 import { queryAll, unshare } from './dom.mjs';
 import { killBrowser } from './processes.mjs';
 
-/**
- * BiDi has no command to freeze a tab, clear an origin's site data or
- * override its quota.
- */
-export const can = { freeze: false, clearSiteData: false, quota: false };
+/** BiDi has no command to freeze a tab or override an origin's quota. */
+export const can = { freeze: false, quota: false };
 
 /** Playwright's default time limit for a wait. */
 const TIMEOUT_MS = 30_000;

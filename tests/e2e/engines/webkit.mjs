@@ -12,7 +12,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { connect } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,8 +23,6 @@ import { queryAll } from './dom.mjs';
 export const can = {
   /** WebKitGTK has no page lifecycle a driver can set: a hidden tab keeps running. */
   freeze: false,
-  /** Through the launcher's WebsiteDataManager (see webkit_launcher.py). */
-  clearSiteData: true,
   /** WebKitGTK sets quotas once, as ratios of the disk, when the browser starts. */
   quota: false,
 };
@@ -437,15 +434,6 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     return Buffer.from(dataUrl.slice(dataUrl.indexOf(',') + 1), 'base64');
   }
 
-  /** One request to the launcher's control socket; its answer. */
-  async function control(request) {
-    const socket = connect(join(dir, 'control'));
-    socket.end(`${JSON.stringify(request)}\n`);
-    let answer = '';
-    for await (const chunk of socket) answer += chunk;
-    return answer.trim();
-  }
-
   const isOurs = (args) => args.some((a, i) => a === '--profile' && args[i + 1] === dir);
   const stopDriver = async () => {
     callbacks.close();
@@ -477,10 +465,6 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     async kill() {
       await killBrowser(isOurs, dir);
       await stopDriver();
-    },
-    async clearSiteData(_tab, origin) {
-      const answer = await control({ clear: new URL(origin).hostname });
-      if (answer !== 'ok') throw new Error(`clearing the site data of ${origin}: ${answer}`);
     },
   };
 }

@@ -8,13 +8,7 @@ disabled (Safari has them on): without them there is no OPFS.
 
 Usage (by WebKitWebDriver, from the `webkitgtk:browserOptions` capability):
     webkit_launcher.py --profile DIR
-
-What WebDriver cannot ask for, a test asks on the Unix socket DIR/control,
-one JSON line a request, answered with one line:
-    {"clear": "127.0.0.1"}   removes every kind of the host's site data
-                             under its running pages ("ok")
 """
-import json
 import os
 import sys
 
@@ -22,7 +16,7 @@ import gi
 
 gi.require_version("Gtk", "3.0")
 gi.require_version("WebKit2", "4.1")
-from gi.repository import Gio, Gtk, WebKit2  # noqa: E402
+from gi.repository import Gtk, WebKit2  # noqa: E402
 
 NAME = "ferrydb-webkit"
 FEATURES = {"StorageAPI", "StorageAPIEstimate", "FileSystem", "FileSystemWritableStream", "AccessHandle"}
@@ -74,36 +68,4 @@ def automation_started(_context, session):
 
 
 context.connect("automation-started", automation_started)
-
-
-def clear_site_data(host, answer):
-    def fetched(_data, result):
-        records = [r for r in data.fetch_finish(result) if r.get_name() == host]
-        data.remove(WebKit2.WebsiteDataTypes.ALL, records, None, lambda _d, r: answer(data.remove_finish(r)))
-
-    data.fetch(WebKit2.WebsiteDataTypes.ALL, None, fetched)
-
-
-def incoming(_service, connection, _source):
-    reader = Gio.DataInputStream.new(connection.get_input_stream())
-    line, _ = reader.read_line_utf8(None)
-    request = json.loads(line)
-
-    def answer(ok):
-        connection.get_output_stream().write_all(b"ok\n" if ok else b"failed\n", None)
-        connection.close(None)
-
-    clear_site_data(request["clear"], answer)
-    return False
-
-
-control = os.path.join(profile, "control")
-if os.path.exists(control):
-    os.unlink(control)  # left by a browser that was killed
-service = Gio.SocketService()
-service.add_address(
-    Gio.UnixSocketAddress.new(control), Gio.SocketType.STREAM, Gio.SocketProtocol.DEFAULT, None
-)
-service.connect("incoming", incoming)
-service.start()
 Gtk.main()
