@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing ferrydb needs, skipping what is present:
-# clang 22 (SQLite for wasm32), Chromium + ChromeDriver and Firefox ESR (browser
-# tests), the wasm32 target, the wasm-bindgen CLI matching the pinned crate, and
-# npm packages.
+# clang 22 (SQLite for wasm32), Chromium + ChromeDriver, Firefox ESR and
+# WebKitGTK (browser tests), the wasm32 target, the wasm-bindgen CLI matching
+# the pinned crate, and npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,14 @@ command -v llvm-ar-22 >/dev/null || need_apt+=(llvm-22)
 # Firefox recommends (desktop integration, extra fonts and dictionaries).
 need_apt_bare=()
 [ -x /usr/bin/firefox-esr ] || need_apt_bare+=(firefox-esr)
+# WebKitGTK: its WebDriver (which brings the engine), a virtual X display
+# to draw in, and the GObject bindings for Debian's python3 that
+# tests/e2e/engines/webkit_launcher.py drives it with.
+[ -x /usr/bin/WebKitWebDriver ] || need_apt_bare+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null || need_apt_bare+=(xvfb)
+command -v xauth >/dev/null || need_apt_bare+=(xauth)
+/usr/bin/python3 -c 'import gi; gi.require_version("WebKit2", "4.1")' 2>/dev/null ||
+  need_apt_bare+=(python3-gi gir1.2-webkit2-4.1)
 if [ "${FERRYDB_NEED_POSTGRES:-0}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi

@@ -47,9 +47,11 @@ browser_tests() { # heading, FERRYDB_BROWSER
 }
 browser_tests chromium chromium
 browser_tests firefox firefox
-# ---- more engines: WebKit (`browser_tests webkit webkit`) and Chromium
-# without SharedWorker (`browser_tests 'chromium, no SharedWorker'
-# chromium-no-sharedworker`) go here.
+# WebKitGTK has no headless mode: it draws into a virtual X display.
+section "browser tests: webkit"
+FERRYDB_BROWSER=webkit xvfb-run -a node --test --test-timeout=900000 --test-reporter=spec tests/e2e/
+# ---- more engines: Chromium without SharedWorker (`browser_tests
+# 'chromium, no SharedWorker' chromium-no-sharedworker`) goes here.
 section "browser sync tests again, server on Postgres (a new database per server; chromium)"
 # The cluster started above; a missing one fails here, it is never skipped.
 FERRYDB_BROWSER=chromium FERRYDB_E2E_STORE=$pgurl node --test --test-timeout=900000 --test-reporter=spec \
