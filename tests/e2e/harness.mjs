@@ -6,7 +6,8 @@
 //   firefox                   Firefox ESR, puppeteer-core (BiDi)    engines/firefox.mjs
 //   webkit                    WebKitGTK, selenium-webdriver         engines/webkit.mjs
 //
-// THE ENGINE CONTRACT. An engine module exports `can` (`freeze` and `quota`,
+// THE ENGINE CONTRACT. An engine module exports `can` (`freeze`, `quota` and
+// `abortClosesConnection`,
 // the capabilities below, each true or false; the harness adds
 // `sharedWorker`, false for chromium-no-sharedworker) and `launch(dir, { env, freezable,
 // sharedWorkers })`, resolving to a browser on profile directory `dir`:
@@ -83,6 +84,8 @@ const NEEDS = {
   freeze: 'freezing a tab needs CDP Page.setWebLifecycleState',
   quota: "overriding a site's storage quota needs CDP Storage.overrideQuotaForOrigin",
   sharedWorker: 'this test needs SharedWorker',
+  abortClosesConnection:
+    "an aborted streaming fetch's connection at times stays open (docs/architecture.md, Browser engines, open items)",
 };
 
 /**

@@ -11,6 +11,8 @@ export const can = {
   freeze: true,
   /** Override an origin's storage quota (CDP Storage.overrideQuotaForOrigin). */
   quota: true,
+  /** An aborted streaming fetch closes its connection. */
+  abortClosesConnection: true,
 };
 
 const CHROMIUM_ARGS = [

@@ -25,6 +25,12 @@ export const can = {
   freeze: false,
   /** WebKitGTK sets quotas once, as ratios of the disk, when the browser starts. */
   quota: false,
+  /**
+   * At times (2 of ~40 suite runs) an aborted streaming fetch's TCP
+   * connection stays open in WebKitNetworkProcess; cause not found
+   * (docs/architecture.md, Browser engines, WebKit).
+   */
+  abortClosesConnection: false,
 };
 
 const LAUNCHER = join(dirname(fileURLToPath(import.meta.url)), 'webkit_launcher.py');
