@@ -41,15 +41,16 @@ node bench/run.mjs --quick --only ferrydb
 # The browser suite once per engine (tests/e2e/harness.mjs, FERRYDB_BROWSER).
 # A hung browser step fails its test (each has its own 120 s limit, see
 # tests/e2e/harness.mjs) instead of stalling CI; a whole file gets 15 min.
-browser_tests() { # heading, FERRYDB_BROWSER
+browser_tests() { # heading, FERRYDB_BROWSER, then what to run node under (if anything)
   section "browser tests: $1"
-  FERRYDB_BROWSER=$2 node --test --test-timeout=900000 --test-reporter=spec tests/e2e/
+  local browser=$2
+  shift 2
+  FERRYDB_BROWSER=$browser "$@" node --test --test-timeout=900000 --test-reporter=spec tests/e2e/
 }
 browser_tests chromium chromium
 browser_tests firefox firefox
 # WebKitGTK has no headless mode: it draws into a virtual X display.
-section "browser tests: webkit"
-FERRYDB_BROWSER=webkit xvfb-run -a node --test --test-timeout=900000 --test-reporter=spec tests/e2e/
+browser_tests webkit webkit xvfb-run -a
 # ---- more engines: Chromium without SharedWorker (`browser_tests
 # 'chromium, no SharedWorker' chromium-no-sharedworker`) goes here.
 section "browser sync tests again, server on Postgres (a new database per server; chromium)"
