@@ -63,6 +63,28 @@ async function realtimeClients() {
   return Number(text.match(/^ferrydb_realtime_clients (\d+)/m)?.[1]);
 }
 
+// First in this file: it counts the server's realtime channels from zero.
+test('a paused worker closes its realtime channel on the server; resumed, it opens one again', { needs: 'abortClosesConnection' }, async () => {
+  const [laptop, phone] = [await device(), await device()];
+  const user = 'pat';
+  const [a1, a2] = [await syncedTab(laptop, user), await syncedTab(laptop, user)];
+  const b1 = await syncedTab(phone, user);
+  await allConnected([a1, a2, b1]);
+  await eventually(async () => (await realtimeClients()) === 2, 30000, 'both devices listen for pokes');
+
+  await a1.evaluate(() => window.db.pauseSync());
+  await eventually(async () => (await realtimeClients()) === 1, 20000, 'the paused worker closed its realtime channel');
+  await a2.evaluate(() => window.db.resumeSync());
+  await eventually(async () => (await realtimeClients()) === 2, 30000, 'the realtime channel is back');
+
+  // The next test counts channels from zero.
+  for (const profile of [laptop, phone]) {
+    profiles.splice(profiles.indexOf(profile), 1);
+    await profile.close();
+  }
+  await eventually(async () => (await realtimeClients()) === 0, 20000, 'closed browsers hold no channel');
+});
+
 test('pauseSync in one tab pauses every tab of the replica; writes queue; resumeSync delivers them exactly once', async () => {
   const [laptop, phone] = [await device(), await device()];
   const user = 'pia';
@@ -99,20 +121,6 @@ test('pauseSync in one tab pauses every tab of the replica; writes queue; resume
   assertNoDuplicates(log);
   assert.equal(log.length, before + 2, 'each write processed once');
   assert.ok(log.slice(before).every((m) => m.outcome === 'ok'));
-});
-
-test('a paused worker closes its realtime channel on the server; resumed, it opens one again', { needs: 'abortClosesConnection' }, async () => {
-  const [laptop, phone] = [await device(), await device()];
-  const user = 'pat';
-  const [a1, a2] = [await syncedTab(laptop, user), await syncedTab(laptop, user)];
-  const b1 = await syncedTab(phone, user);
-  await allConnected([a1, a2, b1]);
-  await eventually(async () => (await realtimeClients()) === 2, 30000, 'both devices listen for pokes');
-
-  await a1.evaluate(() => window.db.pauseSync());
-  await eventually(async () => (await realtimeClients()) === 1, 20000, 'the paused worker closed its realtime channel');
-  await a2.evaluate(() => window.db.resumeSync());
-  await eventually(async () => (await realtimeClients()) === 2, 30000, 'the realtime channel is back');
 });
 
 test('initial sync reports rows received page by page, then null', async () => {
