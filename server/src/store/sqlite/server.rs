@@ -29,6 +29,7 @@ use ferrydb_protocol::{
 };
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 /// Per served schema version and mutator: each statement with, per
 /// placeholder, the index of the declared parameter it binds.
@@ -96,7 +97,7 @@ impl SqliteServer {
             .map(|q| q.parts.len())
             .sum();
         conn.set_prepared_statement_cache_capacity(
-            16 + 10 * tables.len() + mutators * 4 + 2 * parts,
+            16 + 10 * tables.len() + mutators * 4 + 5 * parts,
         );
         let mutators = compile(&conn, &versions)?;
         // A rule the validation let through but SQLite cannot run (a
@@ -763,10 +764,17 @@ impl LazyTx for SqliteServer {
     }
 
     async fn record_sent(&self, group_id: &str, rows: &[HeldRow]) -> Result<()> {
+        // A page records thousands of rows: the full statement's text is
+        // made once, not per chunk.
+        static FULL: LazyLock<String> = LazyLock::new(|| {
+            ViewText::new('?', &DIALECT).upsert_sent_rows(VIEW_ROWS_PER_STATEMENT)
+        });
         for chunk in rows.chunks(VIEW_ROWS_PER_STATEMENT) {
-            let mut upsert = self
-                .conn
-                .prepare_cached(&self.view.upsert_sent_rows(chunk.len()))?;
+            let text = match chunk.len() {
+                VIEW_ROWS_PER_STATEMENT => None,
+                n => Some(self.view.upsert_sent_rows(n)),
+            };
+            let mut upsert = self.conn.prepare_cached(text.as_deref().unwrap_or(&FULL))?;
             let params = chunk.iter().flat_map(|row| -> [&dyn rusqlite::ToSql; 6] {
                 [
                     &group_id,
