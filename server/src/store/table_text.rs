@@ -270,6 +270,8 @@ pub struct ViewText {
     pub paging: String,
     /// `1` group, `2` paging record.
     pub record_paging: String,
+    /// Marks every row of the group's view absent: `1` group.
+    pub forget: String,
 }
 
 /// How a recorded view row replaces the group's entry for its table and key.
@@ -333,6 +335,10 @@ impl ViewText {
             ),
             paging: format!(
                 "SELECT paging FROM _ferry_view_pages WHERE group_id = {}",
+                p(1)
+            ),
+            forget: format!(
+                "UPDATE _ferry_view_rows SET present = 0 WHERE group_id = {} AND present = 1",
                 p(1)
             ),
             record_paging: format!(

@@ -1,9 +1,9 @@
 //! Lazy pages: an initial sync through subscriptions read straight from the
 //! tables, as v1's full sync reads them (`docs/subscriptions.md`, "Paging").
 //!
-//! The pull that starts an initial sync (no cookie, and the group's view
-//! holds no row) records only the view's head, at `v + 1`, and each
-//! subscription's total; every page, the first too, then reads the next rows
+//! The pull that starts an initial sync (no cookie: a new replica, or one
+//! starting over, whose view rows are then all marked absent) records only
+//! the view's head, at `v + 1`, and each subscription's total; every page, the first too, then reads the next rows
 //! of each table from its part, in the table's own key order (its primary
 //! key's index, a range scan), records exactly those rows in the view at
 //! `v + 1`, and sends them. The cookie of the next page is a cursor
@@ -79,6 +79,10 @@ pub trait LazyTx: ViewTx {
     /// Records rows a page sends, each unless the view holds its table and
     /// key at a patch version not below the row's.
     fn record_sent(&self, group_id: &str, rows: &[HeldRow]) -> impl Future<Output = Result<()>>;
+
+    /// Marks every row the group's view holds absent, each at its patch
+    /// version: the client cleared its replica.
+    fn forget(&self, group_id: &str) -> impl Future<Output = Result<()>>;
 }
 
 /// What a v2 pull needs to answer through lazy pages.
@@ -199,7 +203,7 @@ type Clients = BTreeMap<String, (u64, i64)>;
 
 impl Lazy<'_> {
     /// The answer if this pull is one of a lazy paging: its first page (no
-    /// cookie, the view holds no row, one part per table), or a later one
+    /// cookie, one part per table, something to send), or a later one
     /// (a `rows:` cursor: its page, or `resetReplica` if this server could
     /// not have written it or its paging is over). `None`: `view.rs`
     /// answers.
@@ -271,9 +275,6 @@ impl Lazy<'_> {
         let Some(plan) = self.plan() else {
             return Ok(None);
         };
-        if tx.held(self.group_id).await?.iter().any(|row| row.present) {
-            return Ok(None);
-        }
         let mut totals = vec![0; self.subscriptions.len()];
         for part in plan.iter().flatten() {
             totals[part.subscription] += tx.count(part.query, part.part, &part.params).await?;
@@ -281,6 +282,11 @@ impl Lazy<'_> {
         // Nothing to send: `view.rs` answers, and records nothing.
         if totals.iter().all(|&total| total == 0) {
             return Ok(None);
+        }
+        // A replica starting over (a reset) holds nothing: the pages mark
+        // present what they send, at `at`, above every patch version kept.
+        if tx.held(self.group_id).await?.iter().any(|row| row.present) {
+            tx.forget(self.group_id).await?;
         }
         let at = head.version + 1;
         for (client, last) in tx.changed_clients(self.group_id, -1).await? {

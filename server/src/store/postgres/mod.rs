@@ -943,6 +943,15 @@ impl LazyTx for PgTx<'_> {
             .await?;
         Ok(())
     }
+
+    async fn forget(&self, group_id: &str) -> Result<()> {
+        let statement = self
+            .tx
+            .prepare_typed_cached(&self.store.view.forget, &[Type::TEXT])
+            .await?;
+        self.tx.execute(&statement, &[&group_id]).await?;
+        Ok(())
+    }
 }
 
 impl ViewTx for PgTx<'_> {

@@ -789,6 +789,13 @@ impl LazyTx for SqliteServer {
         }
         Ok(())
     }
+
+    async fn forget(&self, group_id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(&self.view.forget)?
+            .execute([group_id])?;
+        Ok(())
+    }
 }
 
 impl RouteTx for SqliteServer {
