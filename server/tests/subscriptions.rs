@@ -13,7 +13,7 @@ use common::{server, store_urls, TestServer};
 use ferrydb_protocol::AppDefinition;
 use ferrydb_server::Config;
 use serde_json::{json, Value as Json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 fn collab_app() -> AppDefinition {
@@ -602,12 +602,20 @@ async fn a_tampered_or_future_cookie_gets_reset_replica() {
             .as_str()
             .expect("a page of one row has a cursor")
             .to_owned();
-        let version = cursor.split(':').nth(2).unwrap().parse::<i64>().unwrap();
+        // An initial sync's pages read the tables: `rows:<version>:…`.
+        let version = cursor.split(':').nth(1).unwrap().parse::<i64>().unwrap();
         for cookie in [
             json!(version + 1),
             json!(-1),
-            json!(cursor.replace(&format!(":{version}:"), &format!(":{}:", version + 5))),
-            json!(cursor.replace("view:", "full:")),
+            json!(cursor.replace(
+                &format!("rows:{version}:"),
+                &format!("rows:{}:", version + 5)
+            )),
+            json!(cursor.replace("rows:", "full:")),
+            json!(format!("rows:{version}:7:[\"l1\"]")),
+            json!(format!("rows:{version}:0:[1]")),
+            json!(format!("rows:{version}:0:[\"l1\"")),
+            json!(format!("rows:0:0:[\"l1\"]")),
             json!(format!("view:-:{version}:7:[\"l1\"]")),
             json!(format!("view:-:{version}:0:[1]")),
             json!(format!("view:-:{version}:0:[\"l1\"")),
@@ -623,6 +631,22 @@ async fn a_tampered_or_future_cookie_gets_reset_replica() {
         // The cursor the server made still pages on.
         let next = collab.pull("ada", json!(cursor), &subscriptions).await;
         assert_eq!(next["type"], "ok");
+        // A later pull of the group ends that paging: its cursors reset.
+        let pages = collab
+            .pull_pages("ada", json!(cursor), &subscriptions)
+            .await;
+        let last = pages.last().unwrap()["cookie"].clone();
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "i9", "list_id": "l1", "title": "new"}),
+            )
+            .await;
+        let after = collab.pull("ada", last, &subscriptions).await;
+        assert_eq!(ops(&after), [op("put", "items", "i9")], "{url}");
+        let stale = collab.pull("ada", json!(cursor), &subscriptions).await;
+        assert_eq!(stale["action"], "resetReplica", "{url}");
     }
 }
 
@@ -684,10 +708,10 @@ async fn a_large_subscription_is_paged_with_growing_progress() {
     }
 }
 
-/// A write while a paged sync is read: the pages stay those of the view
-/// version they started at (no page carries the new values), and the pull
-/// after the last page, from that version, brings every row that changed
-/// or entered meanwhile, once; the replica ends equal to the list.
+/// A write while an initial sync is paged: the pages read the tables, so a
+/// row not sent yet comes with its current value (edited or new), and a row
+/// already sent and changed comes with the pull after the last page, from
+/// its version; each once; the replica ends equal to the list.
 #[tokio::test]
 async fn a_write_during_paging_comes_with_the_pull_after_the_last_page() {
     for url in store_urls().await {
@@ -719,24 +743,32 @@ async fn a_write_during_paging_comes_with_the_pull_after_the_last_page() {
         let last = rest.last().unwrap();
         assert!(last["cookie"].is_i64(), "{url}");
         let paged: Vec<_> = std::iter::once(&first).chain(&rest).flat_map(ops).collect();
-        assert!(
-            !paged.contains(&op("put", "items", "i5")),
-            "{url}: {paged:?}"
+        assert_eq!(
+            paged,
+            [
+                op("clear", "", ""),
+                op("put", "items", "i0"),
+                op("put", "items", "i1"),
+                op("put", "items", "i2"),
+                op("put", "items", "i3"),
+                op("put", "items", "i4"),
+                op("put", "items", "i5"),
+            ],
+            "{url}"
         );
-        for page in std::iter::once(&first).chain(&rest) {
-            assert!(!page.to_string().contains("edited"), "{url}: {page}");
-        }
+        assert!(
+            !rest
+                .iter()
+                .any(|page| page.to_string().contains("sent, then edited")),
+            "{url}"
+        );
 
         let caught_up = collab
             .pull_pages("ada", last["cookie"].clone(), &subscriptions)
             .await;
         assert_eq!(
             caught_up.iter().flat_map(ops).collect::<Vec<_>>(),
-            [
-                op("put", "items", "i0"),
-                op("put", "items", "i4"),
-                op("put", "items", "i5")
-            ],
+            [op("put", "items", "i0")],
             "{url}"
         );
         assert_eq!(
@@ -766,6 +798,266 @@ async fn a_write_during_paging_comes_with_the_pull_after_the_last_page() {
         .map(|(id, title)| (id.to_owned(), json!(title)))
         .collect();
         assert_eq!(replica, expected, "{url}");
+    }
+}
+
+/// The collab app with a table keyed by an integer (`notes`, each its
+/// owner's) and the query `myNotes`.
+fn notes_app() -> AppDefinition {
+    let mut app: Json = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("tests/fixtures/collab.json")).unwrap(),
+    )
+    .unwrap();
+    app["tables"].as_array_mut().unwrap().push(json!({
+        "name": "notes",
+        "columns": [
+            {"name": "id", "type": "integer"},
+            {"name": "owner", "type": "text"},
+            {"name": "body", "type": "text"}
+        ],
+        "primaryKey": ["id"],
+        "access": {"read": "false", "write": "owner = :user_id"}
+    }));
+    let mutators = app["mutators"].as_array_mut().unwrap();
+    for (name, sql) in [
+        (
+            "addNote",
+            "INSERT INTO notes (id, owner, body) VALUES (:id, :owner, :body)",
+        ),
+        (
+            "editNote",
+            "UPDATE notes SET body = :body WHERE id = :id AND owner = :owner",
+        ),
+        (
+            "deleteNote",
+            "DELETE FROM notes WHERE id = :id AND owner = :owner AND body = :body",
+        ),
+    ] {
+        mutators.push(json!({
+            "name": name,
+            "params": [
+                {"name": "id", "type": "integer"},
+                {"name": "owner", "type": "text"},
+                {"name": "body", "type": "text"}
+            ],
+            "sql": [sql]
+        }));
+    }
+    app["queries"].as_array_mut().unwrap().push(json!({
+        "name": "myNotes",
+        "params": [],
+        "parts": [{"table": "notes", "where": "owner = :user_id"}]
+    }));
+    AppDefinition::from_json(&app.to_string()).unwrap()
+}
+
+/// `(op, id)` of each patch entry of `notes`.
+fn note_ops(response: &Json) -> Vec<(String, i64)> {
+    response["patch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|op| op["type"] != "clear")
+        .map(|op| {
+            let row = if op["type"] == "put" {
+                &op["row"]
+            } else {
+                &op["key"]
+            };
+            (
+                op["type"].as_str().unwrap().to_owned(),
+                row["id"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Integer keys: an initial sync's pages follow the table's key order
+/// (`2` before `10`, which their JSON text would not), and writes between
+/// pages land right on either side of the cursor: a row added before it
+/// and one edited there come with the pull after the last page; one
+/// deleted after it is never sent, one edited or added after it comes in
+/// a page with its current value; each row once.
+#[tokio::test]
+async fn integer_keys_are_paged_in_their_order_with_writes_between_pages() {
+    for url in store_urls().await {
+        let collab = Collab::start_with(&url, 5, notes_app()).await;
+        let note = |id: i64, body: &str| json!({"id": id, "owner": "ada", "body": body});
+        for id in 1..=12 {
+            collab.run("ada", "addNote", note(id, "x")).await;
+        }
+        // Another user's notes never reach ada.
+        collab
+            .run(
+                "grace",
+                "addNote",
+                json!({"id": 100, "owner": "grace", "body": "x"}),
+            )
+            .await;
+        let subscriptions = [json!({"query": "myNotes", "args": {}})];
+        let first = collab.pull("ada", Json::Null, &subscriptions).await;
+        let sent = |ids: &[i64]| -> Vec<(String, i64)> {
+            ids.iter().map(|&id| ("put".to_owned(), id)).collect()
+        };
+        assert_eq!(note_ops(&first), sent(&[1, 2, 3, 4, 5]), "{url}");
+        assert_eq!(states(&first), [state("myNotes", "pending", 5, 12)]);
+
+        collab
+            .run("ada", "addNote", note(0, "before the cursor"))
+            .await;
+        collab
+            .run("ada", "editNote", note(3, "sent, then edited"))
+            .await;
+        collab.run("ada", "deleteNote", note(9, "x")).await;
+        collab
+            .run("ada", "editNote", note(11, "edited before sent"))
+            .await;
+        collab
+            .run("ada", "addNote", note(13, "after the cursor"))
+            .await;
+        let rest = collab
+            .pull_pages("ada", first["cookie"].clone(), &subscriptions)
+            .await;
+        let paged: Vec<_> = rest.iter().flat_map(note_ops).collect();
+        assert_eq!(paged, sent(&[6, 7, 8, 10, 11, 12, 13]), "{url}");
+        let last = rest.last().unwrap();
+        assert!(last["cookie"].is_i64(), "{url}");
+
+        let caught_up = collab
+            .pull_pages("ada", last["cookie"].clone(), &subscriptions)
+            .await;
+        let after: Vec<_> = caught_up.iter().flat_map(note_ops).collect();
+        assert_eq!(after, sent(&[0, 3]), "{url}");
+        assert_eq!(
+            states(caught_up.last().unwrap()),
+            [state("myNotes", "complete", 13, 13)]
+        );
+        let mut replica: BTreeMap<i64, Json> = BTreeMap::new();
+        for page in std::iter::once(&first).chain(&rest).chain(&caught_up) {
+            for entry in page["patch"].as_array().unwrap() {
+                if entry["type"] == "put" {
+                    replica.insert(
+                        entry["row"]["id"].as_i64().unwrap(),
+                        entry["row"]["body"].clone(),
+                    );
+                }
+            }
+        }
+        let mut expected: BTreeMap<i64, Json> = (0..=13).map(|id| (id, json!("x"))).collect();
+        expected.remove(&9);
+        expected.insert(0, json!("before the cursor"));
+        expected.insert(3, json!("sent, then edited"));
+        expected.insert(11, json!("edited before sent"));
+        expected.insert(13, json!("after the cursor"));
+        assert_eq!(replica, expected, "{url}");
+    }
+}
+
+/// A lost page of an initial sync, asked for again from the same cursor,
+/// is the same page, also after a write made it evaluate; and the pages
+/// after it still bring every row once.
+#[tokio::test]
+async fn a_lost_page_asked_for_again_is_the_same_page() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 2).await;
+        collab.list_of(7, None).await;
+        let subscriptions = [list_items("l1")];
+        let first = collab.pull("ada", Json::Null, &subscriptions).await;
+        let lost = collab
+            .pull("ada", first["cookie"].clone(), &subscriptions)
+            .await;
+        let again = collab
+            .pull("ada", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(again, lost, "{url}");
+        // A write elsewhere in the table: the page evaluates, the same rows.
+        collab
+            .run(
+                "ada",
+                "createList",
+                json!({"id": "l2", "title": "Other", "owner": "ada"}),
+            )
+            .await;
+        collab
+            .run(
+                "ada",
+                "addItem",
+                json!({"id": "j1", "list_id": "l2", "title": "y"}),
+            )
+            .await;
+        let evaluated = collab
+            .pull("ada", first["cookie"].clone(), &subscriptions)
+            .await;
+        assert_eq!(ops(&evaluated), ops(&lost), "{url}");
+        let rest = collab
+            .pull_pages("ada", evaluated["cookie"].clone(), &subscriptions)
+            .await;
+        let all: Vec<_> = std::iter::once(&first)
+            .chain(std::iter::once(&evaluated))
+            .chain(&rest)
+            .flat_map(ops)
+            .collect();
+        let expected: Vec<_> = std::iter::once(op("clear", "", ""))
+            .chain((0..7).map(|i| op("put", "items", &format!("i{i}"))))
+            .collect();
+        assert_eq!(all, expected, "{url}");
+        assert_eq!(
+            states(rest.last().unwrap()),
+            [state("listItems", "complete", 7, 7)],
+            "{url}"
+        );
+    }
+}
+
+/// A replica starting over (`cookie: null` from a group the server holds
+/// rows for) is paged from the tables like a new one: only what is there
+/// now, once; and the view then holds exactly that, so later pulls send
+/// only what changes after it.
+#[tokio::test]
+async fn a_replica_starting_over_is_paged_from_the_tables_and_its_view_follows() {
+    for url in store_urls().await {
+        let collab = Collab::start(&url, 2).await;
+        collab.list_of(5, None).await;
+        let subscriptions = [list_items("l1")];
+        let first = collab.pull_pages("ada", Json::Null, &subscriptions).await;
+        assert_eq!(first.iter().flat_map(ops).count(), 6, "{url}");
+        collab.run("ada", "deleteItem", json!({"id": "i1"})).await;
+        let again = collab.pull_pages("ada", Json::Null, &subscriptions).await;
+        assert!(
+            again[0]["cookie"].as_str().unwrap().starts_with("rows:"),
+            "{url}"
+        );
+        let expected: Vec<_> = std::iter::once(op("clear", "", ""))
+            .chain(
+                ["i0", "i2", "i3", "i4"]
+                    .iter()
+                    .map(|id| op("put", "items", id)),
+            )
+            .collect();
+        assert_eq!(
+            again.iter().flat_map(ops).collect::<Vec<_>>(),
+            expected,
+            "{url}"
+        );
+        let last = again.last().unwrap()["cookie"].clone();
+        assert_eq!(
+            states(again.last().unwrap()),
+            [state("listItems", "complete", 4, 4)]
+        );
+        collab
+            .run(
+                "ada",
+                "editItem",
+                json!({"id": "i0", "title": "y", "done": false}),
+            )
+            .await;
+        collab.run("ada", "deleteItem", json!({"id": "i2"})).await;
+        let next = collab.pull_pages("ada", last, &subscriptions).await;
+        assert_eq!(
+            next.iter().flat_map(ops).collect::<Vec<_>>(),
+            [op("put", "items", "i0"), op("del", "items", "i2")],
+            "{url}"
+        );
     }
 }
 

@@ -283,6 +283,8 @@ pub struct ViewText {
     pub prune: String,
     /// `1` group, `2` floor.
     pub record_floor: String,
+    /// Marks every row of the group's view absent: `1` group.
+    pub forget: String,
 }
 
 /// How a recorded view row replaces the group's entry for its table and key.
@@ -290,10 +292,26 @@ pub const VIEW_ROW_CONFLICT: &str = "ON CONFLICT (group_id, table_name, row_key)
      DO UPDATE SET row_version = excluded.row_version, \
      patch_version = excluded.patch_version, present = excluded.present";
 
+/// How a row a lazy page sends is recorded (`sync::LazyTx::record_sent`):
+/// never over an entry at a later patch version.
+pub const VIEW_ROW_SENT_CONFLICT: &str = "ON CONFLICT (group_id, table_name, row_key) \
+     DO UPDATE SET row_version = excluded.row_version, \
+     patch_version = excluded.patch_version, present = excluded.present \
+     WHERE _ferry_view_rows.patch_version < excluded.patch_version";
+
 impl ViewText {
     /// Records `rows` view rows in one statement: per row, its group,
     /// table, key, row version, patch version and present (0/1), in turn.
     pub fn upsert_rows(&self, rows: usize) -> String {
+        self.insert_rows(rows, VIEW_ROW_CONFLICT)
+    }
+
+    /// As [`ViewText::upsert_rows`], for the rows a lazy page sends.
+    pub fn upsert_sent_rows(&self, rows: usize) -> String {
+        self.insert_rows(rows, VIEW_ROW_SENT_CONFLICT)
+    }
+
+    fn insert_rows(&self, rows: usize, conflict: &str) -> String {
         let values = (0..rows)
             .map(|row| {
                 let marks = (1..=6)
@@ -307,7 +325,7 @@ impl ViewText {
         format!(
             "INSERT INTO _ferry_view_rows \
              (group_id, table_name, row_key, row_version, patch_version, present) \
-             VALUES {values} {VIEW_ROW_CONFLICT}"
+             VALUES {values} {conflict}"
         )
     }
 
@@ -330,6 +348,10 @@ impl ViewText {
             ),
             paging: format!(
                 "SELECT paging FROM _ferry_view_pages WHERE group_id = {}",
+                p(1)
+            ),
+            forget: format!(
+                "UPDATE _ferry_view_rows SET present = 0 WHERE group_id = {} AND present = 1",
                 p(1)
             ),
             record_paging: format!(
@@ -410,6 +432,46 @@ pub fn part_select(table: &Table, condition: &str) -> String {
         "SELECT {keys}, coalesce((SELECT v.version FROM _ferry_rowver_{t} v WHERE {matches}), 0) \
          FROM {t} WHERE ({condition})"
     )
+}
+
+/// A query part's rows in its table's key order, whole, each with its row
+/// version (`sync::LazyTx::part_rows`): the condition's `params`
+/// placeholders first, then, if `after`, the key to start after (one per
+/// key column), then the limit. The key range and the order are the
+/// primary key's, so a page is a range of its index, as v1's pages are.
+pub fn part_rows(table: &Table, condition: &str, params: usize, after: bool, mark: char) -> String {
+    let t = &table.name;
+    let text = TableText::new(table);
+    let matches = table
+        .primary_key
+        .iter()
+        .map(|k| format!("v.{k} = {t}.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let placeholder = |n: usize| format!("{mark}{}", params + n);
+    let key_len = table.primary_key.len();
+    let (range, limit) = if after {
+        let marks = (1..=key_len)
+            .map(placeholder)
+            .collect::<Vec<_>>()
+            .join(", ");
+        (
+            format!(" AND ({}) > ({marks})", text.key),
+            placeholder(key_len + 1),
+        )
+    } else {
+        (String::new(), placeholder(1))
+    };
+    format!(
+        "SELECT {}, coalesce((SELECT v.version FROM _ferry_rowver_{t} v WHERE {matches}), 0) \
+         FROM {t} WHERE ({condition}){range} ORDER BY {} LIMIT {limit}",
+        text.cols, text.key
+    )
+}
+
+/// How many rows a query part selects (`sync::LazyTx::count`).
+pub fn part_count(table: &Table, condition: &str) -> String {
+    format!("SELECT count(*) FROM {} WHERE ({condition})", table.name)
 }
 
 /// A row of `table` by key: `mark1…markN` the key columns.

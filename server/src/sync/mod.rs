@@ -12,12 +12,14 @@
 //! store, whose futures' `Send` the compiler sees through.
 
 mod cursor;
+mod lazy;
 mod pull;
 mod push;
 mod routing;
 mod versions;
 mod view;
 
+pub use lazy::{LazyTx, PartRows};
 pub use pull::{pull, reset, Change, Page, PullTx, TableShape};
 pub use push::{push_mutations, Call, Chunk, ClientState, Processed, PushTx, Rejected, Who};
 pub use routing::{route, Holder, Listener, RouteTx};

@@ -30,6 +30,7 @@
 //! pull after the last page, from that view version, brings the rest.
 
 use super::cursor::key_value;
+use super::lazy::{Lazy, LazyTx};
 use super::pull::{reset, PullTx, TableShape};
 use super::push::{foreign, Who};
 use super::versions::Versions;
@@ -207,7 +208,7 @@ impl ViewCursor {
 }
 
 /// Answers a v2 pull of `user_id` (see the module header).
-pub async fn pull_subscribed<T: ViewTx>(
+pub async fn pull_subscribed<T: LazyTx>(
     tx: &T,
     versions: &Versions,
     page_size: usize,
@@ -235,6 +236,28 @@ pub async fn pull_subscribed<T: ViewTx>(
     if head.user_id != user_id {
         return Err(foreign(who));
     }
+    let subscriptions = &distinct(app, request.subscriptions.as_deref().unwrap_or_default())[..];
+    let requested = serde_json::to_string(subscriptions).expect("subscriptions serialize");
+    let mut clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
+        .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
+    // An initial sync, and its pages, read straight from the tables.
+    let lazy = Lazy {
+        app,
+        tables,
+        user_id,
+        group_id: who.group_id,
+        server_version,
+        page_size,
+        subscriptions,
+        requested: &requested,
+        schema_version,
+    };
+    if let Some(response) = lazy
+        .answer(tx, &mut head, &clients, &request.cookie)
+        .await?
+    {
+        return Ok(response);
+    }
     let resume = match &request.cookie {
         None => None,
         Some(Cookie::Integer(c)) if *c > head.version || *c < 0 => {
@@ -254,11 +277,6 @@ pub async fn pull_subscribed<T: ViewTx>(
     if below_floor(tx, who.group_id, base, head.version).await? {
         return Ok(reset(schema_version));
     }
-    let subscriptions = &distinct(app, request.subscriptions.as_deref().unwrap_or_default())[..];
-    let requested = serde_json::to_string(subscriptions).expect("subscriptions serialize");
-    let mut clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&head.clients)
-        .map_err(|e| StoreError::Internal(format!("a view's clients are not JSON: {e}")))?;
-
     if let Some(cursor) = &resume {
         let resumed = Resumed {
             app,
@@ -282,7 +300,14 @@ pub async fn pull_subscribed<T: ViewTx>(
                 base,
                 at: cursor.at,
                 patch: page.patch,
-                end: page.end,
+                cursor: page.end.map(|(table, key)| {
+                    ViewCursor {
+                        table,
+                        key,
+                        ..cursor.clone()
+                    }
+                    .render()
+                }),
                 clients,
                 progress,
             };
@@ -455,7 +480,15 @@ pub async fn pull_subscribed<T: ViewTx>(
         base,
         at,
         patch,
-        end,
+        cursor: end.map(|(table, key)| {
+            ViewCursor {
+                base,
+                at,
+                table,
+                key,
+            }
+            .render()
+        }),
         clients,
         progress: progress
             .into_iter()
@@ -503,41 +536,31 @@ async fn forget_received<T: ViewTx>(
 }
 
 /// What a pull sends, before it is put in the wire's terms.
-struct Answer {
-    base: Option<i64>,
-    at: i64,
-    patch: Vec<PatchOp>,
-    /// Where the page ended if more follow.
-    end: Option<(usize, String)>,
+pub(super) struct Answer {
+    pub base: Option<i64>,
+    pub at: i64,
+    pub patch: Vec<PatchOp>,
+    /// The cursor of the next page, if more follow.
+    pub cursor: Option<String>,
     /// The view's clients: their last `lastMutationID` told and when.
-    clients: BTreeMap<String, (u64, i64)>,
+    pub clients: BTreeMap<String, (u64, i64)>,
     /// Per requested subscription: rows the client holds once this page is
     /// applied and its total, or why it syncs nothing.
-    progress: Vec<Result<(u64, u64), SubscriptionError>>,
+    pub progress: Vec<Result<(u64, u64), SubscriptionError>>,
 }
 
 impl Answer {
-    fn response(self, subscriptions: &[Subscription]) -> PullResponse {
+    pub fn response(self, subscriptions: &[Subscription]) -> PullResponse {
         let Answer {
             base,
             at,
             patch,
-            end,
+            cursor,
             clients,
             progress,
         } = self;
-        let cookie = match &end {
-            Some((table, key)) => Cookie::Text(
-                ViewCursor {
-                    base,
-                    at,
-                    table: *table,
-                    key: key.clone(),
-                }
-                .render(),
-            ),
-            None => Cookie::Integer(at),
-        };
+        let more = cursor.is_some();
+        let cookie = cursor.map_or(Cookie::Integer(at), Cookie::Text);
         let last_mutation_id_changes = clients
             .into_iter()
             .filter(|(_, (_, patched))| *patched <= at && base.is_none_or(|b| *patched > b))
@@ -568,7 +591,7 @@ impl Answer {
             .collect();
         PullResponse::Ok(PullOk {
             cookie,
-            more: end.is_some(),
+            more,
             last_mutation_id_changes,
             patch,
             subscriptions: states,
@@ -636,8 +659,10 @@ impl Resumed<'_> {
         let Some(text) = tx.paging(self.group_id).await? else {
             return Ok(None);
         };
-        let paging: Paging = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Internal(format!("a paging record is not JSON: {e}")))?;
+        // A record of another kind (a lazy paging's) is not this paging's.
+        let Ok(paging) = serde_json::from_str::<Paging>(&text) else {
+            return Ok(None);
+        };
         let position = (cursor.table, cursor.key.clone());
         let Some(index) = paging.pages.iter().position(|p| p.after == position) else {
             return Ok(None);
@@ -762,7 +787,7 @@ fn distinct(app: &AppDefinition, requested: &[Subscription]) -> Vec<Subscription
 
 /// The app's query a subscription names and its arguments bound, or why it
 /// selects nothing (found without reading the store).
-fn bind(
+pub(super) fn bind(
     app: &AppDefinition,
     subscription: &Subscription,
 ) -> Result<(usize, Vec<Value>), SubscriptionError> {
@@ -789,7 +814,7 @@ fn bind(
 /// The rows one subscription selects for `user_id`: (table index, key
 /// text, row version) per row of each part over a table `tables` holds, or
 /// why it selects nothing.
-async fn evaluate<T: ViewTx>(
+pub(super) async fn evaluate<T: ViewTx>(
     tx: &T,
     app: &AppDefinition,
     tables: &[TableShape],

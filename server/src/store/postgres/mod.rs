@@ -51,14 +51,14 @@ mod values;
 
 use super::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use super::table_text::{
-    part_select, part_select_written, processed_clients, tables_touched, view_tables, written_keys,
-    ViewText, VIEW_ROW_CONFLICT,
+    part_count, part_rows, part_select, part_select_written, processed_clients, tables_touched,
+    view_tables, written_keys, ViewText, VIEW_ROW_CONFLICT, VIEW_ROW_SENT_CONFLICT,
 };
 use super::{LoggedMutation, Result, StoreError, StoreOptions};
 use crate::sync::{
-    self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Holder, Listener,
-    Page, PatchedRows, Processed, PullTx, PushTx, Rejected, RouteTx, Selected, Versions, ViewHead,
-    ViewTx, Who,
+    self, pull_subscribed, push_mutations, Call, Change, ClientState, HeldRow, Holder, LazyTx,
+    Listener, Page, PartRows, PatchedRows, Processed, PullTx, PushTx, Rejected, RouteTx, Selected,
+    Versions, ViewHead, ViewTx, Who,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use error::{pool_error, statement_message};
@@ -803,6 +803,157 @@ impl RouteTx for PgTx<'_> {
     }
 }
 
+impl PgTx<'_> {
+    /// The app's query part `part` of `query`: its table, its condition
+    /// (rendered for Postgres), and its placeholders' types.
+    fn part_text(&self, query: usize, part: usize) -> (&Table, String, Vec<Type>) {
+        let app = &self.store.versions.current().app;
+        let compiled = &self.store.parts[query][part];
+        let part = &app.queries[query].parts[part];
+        let condition = part.statement().render(Placeholders::Dollar);
+        let types = compiled.types.iter().map(|ty| pg_type(*ty)).collect();
+        (&app.tables[compiled.table], condition, types)
+    }
+
+    fn bound(&self, query: usize, part: usize, params: &[Value]) -> Vec<Param> {
+        self.store.parts[query][part]
+            .types
+            .iter()
+            .zip(params)
+            .map(|(ty, value)| values::to_param(*ty, value))
+            .collect()
+    }
+}
+
+impl LazyTx for PgTx<'_> {
+    async fn count(&self, query: usize, part: usize, params: &[Value]) -> Result<u64> {
+        let (table, condition, types) = self.part_text(query, part);
+        let statement = self
+            .tx
+            .prepare_typed_cached(&part_count(table, &condition), &types)
+            .await?;
+        let bound = self.bound(query, part, params);
+        let row = self.tx.query_one(&statement, &refs(&bound)).await?;
+        Ok(row.try_get::<_, i64>(0)? as u64)
+    }
+
+    async fn part_rows(&self, rows: PartRows<'_>) -> Result<Vec<(Row, i64)>> {
+        let (table, condition, mut types) = self.part_text(rows.query, rows.part);
+        let t = &self.store.tables[self.store.parts[rows.query][rows.part].table];
+        let mut bound = self.bound(rows.query, rows.part, rows.params);
+        if let Some(after) = rows.after {
+            for ((_, ty), value) in t.key.iter().zip(after) {
+                types.push(pg_type(*ty));
+                bound.push(values::key_param(*ty, value).ok_or_else(|| {
+                    StoreError::Internal(format!("a cursor key of the wrong type for `{}`", t.name))
+                })?);
+            }
+        }
+        types.push(Type::INT8);
+        bound.push(Box::new(rows.limit as i64));
+        let sql = part_rows(
+            table,
+            &condition,
+            rows.params.len(),
+            rows.after.is_some(),
+            '$',
+        );
+        let statement = self.tx.prepare_typed_cached(&sql, &types).await?;
+        let found = self.tx.query(&statement, &refs(&bound)).await?;
+        let width = t.columns.len();
+        found
+            .iter()
+            .map(|r| Ok((to_row(r, 0, &t.columns)?, r.try_get(width)?)))
+            .collect()
+    }
+
+    /// Compared by Postgres, in the key columns' collation (the database's,
+    /// as the table's own), as the pages' range is.
+    async fn keys_after(
+        &self,
+        table: usize,
+        keys: &[Vec<Value>],
+        after: &[Value],
+    ) -> Result<Vec<bool>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = &self.store.tables[table];
+        let (mut bound, mut types) = key_arrays(t, keys)?;
+        let n = t.key.len();
+        for ((_, ty), value) in t.key.iter().zip(after) {
+            types.push(pg_type(*ty));
+            bound.push(values::key_param(*ty, value).ok_or_else(|| {
+                StoreError::Internal(format!("a cursor key of the wrong type for `{}`", t.name))
+            })?);
+        }
+        let list = |from: usize, prefix: &str| {
+            (from..from + n)
+                .map(|i| format!("{prefix}{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = format!(
+            "SELECT ({}) > ({}) FROM unnest({}) WITH ORDINALITY AS u({}, _ferry_i) ORDER BY _ferry_i",
+            list(0, "k"),
+            list(n + 1, "$"),
+            list(1, "$"),
+            list(0, "k"),
+        );
+        let statement = self.tx.prepare_typed_cached(&sql, &types).await?;
+        let found = self.tx.query(&statement, &refs(&bound)).await?;
+        found.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    async fn record_sent(&self, group_id: &str, rows: &[HeldRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let statement = self
+            .tx
+            .prepare_typed_cached(
+                &UPSERT_SENT_VIEW_ROWS,
+                &[
+                    Type::TEXT,
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                ],
+            )
+            .await?;
+        let tables: Vec<&str> = rows.iter().map(|r| r.table.as_str()).collect();
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        let row_versions: Vec<i64> = rows.iter().map(|r| r.row_version).collect();
+        let patch_versions: Vec<i64> = rows.iter().map(|r| r.patch_version).collect();
+        let presence: Vec<i64> = rows.iter().map(|r| r.present as i64).collect();
+        self.tx
+            .execute(
+                &statement,
+                &[
+                    &group_id,
+                    &tables,
+                    &keys,
+                    &row_versions,
+                    &patch_versions,
+                    &presence,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn forget(&self, group_id: &str) -> Result<()> {
+        let statement = self
+            .tx
+            .prepare_typed_cached(&self.store.view.forget, &[Type::TEXT])
+            .await?;
+        self.tx.execute(&statement, &[&group_id]).await?;
+        Ok(())
+    }
+}
+
 impl ViewTx for PgTx<'_> {
     async fn open_view(&self, group_id: &str, user_id: &str) -> Result<ViewHead> {
         let view = &self.store.view;
@@ -1007,40 +1158,7 @@ impl ViewTx for PgTx<'_> {
     /// unnested back into key tuples.
     async fn rows(&self, table: usize, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
         let t = &self.store.tables[table];
-        let wrong =
-            || StoreError::Internal(format!("a view key of the wrong type for `{}`", t.name));
-        let mut columns: Vec<Param> = Vec::with_capacity(t.key.len());
-        for (i, (_, ty)) in t.key.iter().enumerate() {
-            let values = keys.iter().map(|key| key.get(i));
-            columns.push(match ty {
-                ColumnType::Integer => Box::new(
-                    values
-                        .map(|v| match v {
-                            Some(Value::Integer(n)) => Some(*n),
-                            _ => None,
-                        })
-                        .collect::<Option<Vec<i64>>>()
-                        .ok_or_else(wrong)?,
-                ),
-                _ => Box::new(
-                    values
-                        .map(|v| match v {
-                            Some(Value::Text(text)) if !text.contains('\0') => Some(text.clone()),
-                            _ => None,
-                        })
-                        .collect::<Option<Vec<String>>>()
-                        .ok_or_else(wrong)?,
-                ),
-            });
-        }
-        let types: Vec<Type> = t
-            .key
-            .iter()
-            .map(|(_, ty)| match ty {
-                ColumnType::Integer => Type::INT8_ARRAY,
-                _ => Type::TEXT_ARRAY,
-            })
-            .collect();
+        let (columns, types) = key_arrays(t, keys)?;
         let statement = self
             .tx
             .prepare_typed_cached(&self.store.by_key[table], &types)
@@ -1052,6 +1170,45 @@ impl ViewTx for PgTx<'_> {
         }
         Ok(rows)
     }
+}
+
+/// Keys of table `t` as one array per key column, for `unnest`, with the
+/// arrays' types.
+fn key_arrays(t: &PgTable, keys: &[Vec<Value>]) -> Result<(Vec<Param>, Vec<Type>)> {
+    let wrong = || StoreError::Internal(format!("a view key of the wrong type for `{}`", t.name));
+    let mut columns: Vec<Param> = Vec::with_capacity(t.key.len());
+    for (i, (_, ty)) in t.key.iter().enumerate() {
+        let values = keys.iter().map(|key| key.get(i));
+        columns.push(match ty {
+            ColumnType::Integer => Box::new(
+                values
+                    .map(|v| match v {
+                        Some(Value::Integer(n)) => Some(*n),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<i64>>>()
+                    .ok_or_else(wrong)?,
+            ),
+            _ => Box::new(
+                values
+                    .map(|v| match v {
+                        Some(Value::Text(text)) if !text.contains('\0') => Some(text.clone()),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(wrong)?,
+            ),
+        });
+    }
+    let types: Vec<Type> = t
+        .key
+        .iter()
+        .map(|(_, ty)| match ty {
+            ColumnType::Integer => Type::INT8_ARRAY,
+            _ => Type::TEXT_ARRAY,
+        })
+        .collect();
+    Ok((columns, types))
 }
 
 /// A view row, as `ViewText` selects it.
@@ -1074,6 +1231,16 @@ static UPSERT_VIEW_ROWS: LazyLock<String> = LazyLock::new(|| {
          (group_id, table_name, row_key, row_version, patch_version, present) \
          SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
          {VIEW_ROW_CONFLICT}"
+    )
+});
+
+/// As [`UPSERT_VIEW_ROWS`], for the rows a lazy page sends.
+static UPSERT_SENT_VIEW_ROWS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO _ferry_view_rows \
+         (group_id, table_name, row_key, row_version, patch_version, present) \
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
+         {VIEW_ROW_SENT_CONFLICT}"
     )
 });
 

@@ -12,14 +12,14 @@ use super::schema::{
 };
 use crate::store::evolve::{evolve, served_apps, Mode, Plan, SchemaTx};
 use crate::store::table_text::{
-    meta_key, part_select, part_select_written, processed_clients, row_by_key, tables_touched,
-    view_tables, written_keys, ViewText,
+    meta_key, part_count, part_rows, part_select, part_select_written, processed_clients,
+    row_by_key, tables_touched, view_tables, written_keys, ViewText,
 };
 use crate::store::LoggedMutation;
 use crate::sync::{
     self, pull_subscribed, push_mutations, ready, Call, Change, ClientState, HeldRow, Holder,
-    Listener, Page, PatchedRows, Processed, PullTx, PushTx, Rejected, Result, RouteTx, Selected,
-    StoreError, Versions, ViewHead, ViewTx, Who,
+    LazyTx, Listener, Page, PartRows, PatchedRows, Processed, PullTx, PushTx, Rejected, Result,
+    RouteTx, Selected, StoreError, Versions, ViewHead, ViewTx, Who,
 };
 use ferrydb_protocol::sql::Placeholders;
 use ferrydb_protocol::values::to_json;
@@ -29,6 +29,7 @@ use ferrydb_protocol::{
 };
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 /// Per served schema version and mutator: each statement with, per
 /// placeholder, the index of the declared parameter it binds.
@@ -96,7 +97,7 @@ impl SqliteServer {
             .map(|q| q.parts.len())
             .sum();
         conn.set_prepared_statement_cache_capacity(
-            16 + 10 * tables.len() + mutators * 4 + 2 * parts,
+            16 + 10 * tables.len() + mutators * 4 + 5 * parts,
         );
         let mutators = compile(&conn, &versions)?;
         // A rule the validation let through but SQLite cannot run (a
@@ -700,6 +701,116 @@ impl ViewTx for SqliteServer {
             found.extend(row);
         }
         Ok(found)
+    }
+}
+
+impl SqliteServer {
+    /// The app's query part `part` of `query`: its table and condition
+    /// (rendered for SQLite) and its number of placeholders.
+    fn part_text(&self, query: usize, part: usize) -> (&Table, String, usize) {
+        let app = &self.versions.current().app;
+        let part = &app.queries[query].parts[part];
+        let table = app
+            .table(&part.table)
+            .expect("validated: a part's table is synced");
+        let statement = part.statement();
+        let condition = statement.render(Placeholders::Question);
+        (table, condition, statement.params.len())
+    }
+}
+
+impl LazyTx for SqliteServer {
+    async fn count(&self, query: usize, part: usize, params: &[Value]) -> Result<u64> {
+        let (table, condition, _) = self.part_text(query, part);
+        let mut statement = self.conn.prepare_cached(&part_count(table, &condition))?;
+        let count: i64 = statement.query_row(params_from_iter(params), |r| r.get(0))?;
+        Ok(count as u64)
+    }
+
+    async fn part_rows(&self, rows: PartRows<'_>) -> Result<Vec<(Row, i64)>> {
+        let (table, condition, count) = self.part_text(rows.query, rows.part);
+        let index = self
+            .versions
+            .current()
+            .app
+            .tables
+            .iter()
+            .position(|t| t.name == table.name)
+            .expect("a part's table is served");
+        let columns = &self.versions.current().shapes[index].columns;
+        let sql = part_rows(table, &condition, count, rows.after.is_some(), '?');
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let bound = rows
+            .params
+            .iter()
+            .chain(rows.after.unwrap_or_default())
+            .cloned()
+            .chain([Value::Integer(rows.limit as i64)]);
+        let found = statement.query_map(params_from_iter(bound), |r| {
+            Ok((wire_row(r, 0, columns)?, r.get(columns.len())?))
+        })?;
+        Ok(found.collect::<Result<_, _>>()?)
+    }
+
+    /// Compared here as SQLite compares the keys: integers by value, text
+    /// bytewise (`BINARY`), column by column.
+    async fn keys_after(
+        &self,
+        _table: usize,
+        keys: &[Vec<Value>],
+        after: &[Value],
+    ) -> Result<Vec<bool>> {
+        let order = |a: &Value, b: &Value| match (a, b) {
+            (Value::Integer(a), Value::Integer(b)) => a.cmp(b),
+            (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Value::Integer(_), _) => std::cmp::Ordering::Less,
+            (_, Value::Integer(_)) => std::cmp::Ordering::Greater,
+            _ => std::cmp::Ordering::Equal,
+        };
+        Ok(keys
+            .iter()
+            .map(|key| {
+                key.iter()
+                    .zip(after)
+                    .map(|(a, b)| order(a, b))
+                    .find(|o| o.is_ne())
+                    .is_some_and(|o| o.is_gt())
+            })
+            .collect())
+    }
+
+    async fn record_sent(&self, group_id: &str, rows: &[HeldRow]) -> Result<()> {
+        // A page records thousands of rows: the full statement's text is
+        // made once, not per chunk.
+        static FULL: LazyLock<String> = LazyLock::new(|| {
+            ViewText::new('?', &DIALECT).upsert_sent_rows(VIEW_ROWS_PER_STATEMENT)
+        });
+        for chunk in rows.chunks(VIEW_ROWS_PER_STATEMENT) {
+            let text = match chunk.len() {
+                VIEW_ROWS_PER_STATEMENT => None,
+                n => Some(self.view.upsert_sent_rows(n)),
+            };
+            let mut upsert = self.conn.prepare_cached(text.as_deref().unwrap_or(&FULL))?;
+            let params = chunk.iter().flat_map(|row| -> [&dyn rusqlite::ToSql; 6] {
+                [
+                    &group_id,
+                    &row.table,
+                    &row.key,
+                    &row.row_version,
+                    &row.patch_version,
+                    &row.present,
+                ]
+            });
+            upsert.execute(params_from_iter(params))?;
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, group_id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(&self.view.forget)?
+            .execute([group_id])?;
+        Ok(())
     }
 }
 
