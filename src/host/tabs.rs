@@ -75,7 +75,7 @@ impl Host {
             }
         };
         let message = match message.into_request() {
-            Ok((id, request)) => return self.call(tab, id, request),
+            Ok((id, request, key)) => return self.call(tab, id, request, key.as_deref()),
             Err(control) => control,
         };
         match message {
@@ -129,11 +129,11 @@ impl Host {
         self.post(tab, WorkerMessage::Reply { id, result, seq });
     }
 
-    fn call(&mut self, tab: TabId, id: CallId, request: Request) {
+    fn call(&mut self, tab: TabId, id: CallId, request: Request, key: Option<&str>) {
         if let Some(refusal) = self.tabs.refusal(tab) {
             return self.reply(tab, id, Err(refusal), None);
         }
-        let handled = self.engine.handle(tab, request);
+        let handled = self.engine.handle_once(tab, request, key);
         // Updates first: a tab that awaits its write then finds it in its live queries.
         for updates in handled.updates {
             self.post(updates.tab, WorkerMessage::Live(updates.updates));

@@ -98,6 +98,8 @@ export async function buildTestSite() {
   return site;
 }
 
+const NO_SHARED_WORKERS = process.env.FERRYDB_BROWSER === 'chromium-no-sharedworker';
+
 const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',
@@ -114,6 +116,10 @@ const CHROMIUM_ARGS = [
  * IndexedDB included); `close({ keep: true })` leaves the directory for that,
  * and so does `kill()`, a crash. `env` replaces the browser's environment.
  *
+ * `sharedWorkers: false` launches Chromium without SharedWorker
+ * (`--disable-shared-workers`), where ferrydb runs its leader-tab topology;
+ * env `FERRYDB_BROWSER=chromium-no-sharedworker` makes that every launch's default.
+ *
  * `freezable`: tabs the browser can really hide and freeze (CDP
  * `Page.setWebLifecycleState`). Playwright keeps every page it launches
  * "visibly captured" (`Emulation.setFocusEmulationEnabled`), which makes a
@@ -121,15 +127,16 @@ const CHROMIUM_ARGS = [
  * `connectOverCDP(..., { noDefaults: true })`, under which Playwright leaves
  * the pages of the default context alone.
  */
-export async function launchProfile(dir, { freezable = false, env } = {}) {
+export async function launchProfile(dir, { freezable = false, env, sharedWorkers = !NO_SHARED_WORKERS } = {}) {
   dir ??= await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
   const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+  const args = sharedWorkers ? CHROMIUM_ARGS : [...CHROMIUM_ARGS, '--disable-shared-workers'];
   let context;
   let stopChromium;
   if (freezable) {
     const child = spawn(
       executablePath,
-      ['--headless', '--remote-debugging-port=0', `--user-data-dir=${dir}`, ...CHROMIUM_ARGS, 'about:blank'],
+      ['--headless', '--remote-debugging-port=0', `--user-data-dir=${dir}`, ...args, 'about:blank'],
       { stdio: ['ignore', 'ignore', 'pipe'], ...(env ? { env } : {}) },
     );
     const endpoint = await new Promise((resolve, reject) => {
@@ -157,7 +164,7 @@ export async function launchProfile(dir, { freezable = false, env } = {}) {
       executablePath,
       headless: true,
       ...(env ? { env } : {}),
-      args: CHROMIUM_ARGS,
+      args,
     });
   }
   const errors = [];
