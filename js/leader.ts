@@ -30,6 +30,8 @@ const SILENT_BEATS = 4;
  */
 export interface Envelope {
   leader?: string;
+  /** The leader's fencing epoch: a tab follows only a leader at least as new as its current one. */
+  epoch?: number;
   beat?: 1;
   who?: 1;
   fatal?: unknown;
@@ -47,6 +49,7 @@ export interface Envelope {
 export function leaderTab(name: string, tab: string, spawn: () => Worker, onLeader: () => void): Port {
   const channel = new BroadcastChannel(name);
   let leader: string | undefined;
+  let epoch = 0;
   let silent = 0;
   let worker: Worker | undefined;
   let release = () => {};
@@ -64,13 +67,14 @@ export function leaderTab(name: string, tab: string, spawn: () => Worker, onLead
   };
   const deliver = (data: unknown) => port.onmessage?.({ data } as MessageEvent);
   channel.onmessage = ({ data }: MessageEvent<Envelope>) => {
-    if (data.beat) silent = 0;
-    else if (data.leader) {
+    if (data.beat || data.leader == leader) silent = 0;
+    // A woken old leader's worker may answer too, until it learns it was
+    // fenced out: its epoch is older.
+    else if (data.leader && data.epoch! >= epoch) {
       silent = 0;
-      if (data.leader !== leader) {
-        leader = data.leader;
-        onLeader();
-      }
+      leader = data.leader;
+      epoch = data.epoch!;
+      onLeader();
     } else if (data.fatal) deliver(data.fatal);
     else if (data.to === tab && data.from === leader) deliver(data.m);
   };

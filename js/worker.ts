@@ -14,6 +14,7 @@ import type { Envelope } from './leader.js';
 // worker scope that the entry needs.
 declare const self: {
   name: string;
+  close(): void;
   onconnect?: unknown;
   addEventListener(type: 'connect', listener: (event: MessageEvent) => void): void;
 };
@@ -27,8 +28,12 @@ const connect = (port: MessagePort) => (worker ? worker.connect(port) : waiting.
 const [name, user, storage] = JSON.parse(self.name.slice('ferrydb:'.length)) as [string, string, string];
 const shared = 'onconnect' in self;
 
+// A leader tab's worker keeps its log in OPFS, not IndexedDB: a frozen old
+// leader's IndexedDB transaction would block the next leader from reading
+// the log until it thaws, while OPFS files are published whole on close
+// and read without a lock; and it fences out older leaders (`leader`).
 const opened = init()
-  .then(() => openWorker(name, user, storage))
+  .then(() => openWorker(name, user, shared || storage != 'auto' ? storage : 'opfs', !shared))
   .then((opened) => {
     worker = opened;
     for (const port of waiting.splice(0)) opened.connect(port);
@@ -51,8 +56,11 @@ if (shared) {
   const channel = new BroadcastChannel(self.name);
   const post = (envelope: Envelope) => channel.postMessage(envelope);
   const tabs = new Map<string, MessagePort>();
+  const announce = () => post(worker ? { leader: id, epoch: worker.epoch } : { beat: 1 });
   channel.onmessage = ({ data }: MessageEvent<Envelope>) => {
-    if (data.who) return post(worker ? { leader: id } : { beat: 1 });
+    if (data.who) return announce();
+    // A newer leader took over while this one was frozen: stop (its tab ends it too).
+    if (worker && data.epoch! > worker.epoch) self.close();
     if (data.to !== id || !data.tab) return;
     let port = tabs.get(data.tab);
     if (!port) {
@@ -65,7 +73,7 @@ if (shared) {
     port.postMessage(data.m);
   };
   opened.then(
-    () => post({ leader: id }),
+    announce,
     (error: unknown) => post({ fatal: fatal(error) }),
   );
 }

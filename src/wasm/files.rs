@@ -77,6 +77,18 @@ impl Files {
         }
     }
 
+    /// A leader tab's worker (`fenced`) keeps everything in OPFS and takes
+    /// the next fencing epoch there (see `storage::fence`).
+    pub async fn open_fenced(choice: Choice, path: &[&str]) -> (Files, Vec<IoError>) {
+        let (files, mut failures) = Files::open(choice, path).await;
+        if let Dir::Opfs(dir) = &files.log {
+            if let Err(e) = dir.claim_epoch().await {
+                failures.push(e);
+            }
+        }
+        (files, failures)
+    }
+
     /// Opens the first backend that works, in the order the choice allows. The
     /// errors of the ones that did not are returned too, for the status.
     pub async fn open(choice: Choice, path: &[&str]) -> (Files, Vec<IoError>) {
@@ -106,6 +118,14 @@ impl Files {
             }
         }
         (Files::one(Dir::Memory(Rc::default())), failures)
+    }
+
+    /// The fencing epoch this worker claimed (0: none).
+    pub fn epoch(&self) -> u64 {
+        match &self.log {
+            Dir::Opfs(dir) => dir.epoch(),
+            _ => 0,
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -156,7 +156,7 @@ test("the leader tab's renderer crashed during a burst of writes: another takes 
   });
 });
 
-test('the leader tab frozen during a burst of writes: its lock is taken over, and once thawed it writes nothing', async () => {
+test('the leader tab frozen during a burst of writes: its lock is taken over, and once thawed it follows the new leader', async () => {
   let cdp;
   let leader;
   const { b } = await loseLeaderDuringBurst(
