@@ -13,6 +13,8 @@ interface DurableWaiter {
   reject: (error: FerryError) => void;
   /** The write, as sent: sent again to a new leader tab until it is durable. */
   write: TabMessage;
+  /** Told the new leader's answer to the write sent again. */
+  again: ((value: unknown) => void) | undefined;
 }
 
 export class Durability {
@@ -36,12 +38,12 @@ export class Durability {
    * committed. The write stays in memory if storage fails, and reaches the
    * disk if storage recovers (`durableSeq` tells).
    */
-  durable(seq: number | undefined, write: TabMessage): Promise<void> {
+  durable(seq: number | undefined, write: TabMessage, again?: (value: unknown) => void): Promise<void> {
     if (seq === undefined || (this.#status && this.#status.durableSeq >= seq)) return Promise.resolve();
     const failing = this.#status?.error;
     const promise = failing
       ? Promise.reject(new FerryError(failing))
-      : new Promise<void>((resolve, reject) => this.#waiters.push({ seq, resolve, reject, write }));
+      : new Promise<void>((resolve, reject) => this.#waiters.push({ seq, resolve, reject, write, again }));
     // Apps that never await `durable` must not see unhandled rejections.
     promise.catch(() => {});
     return promise;
@@ -63,7 +65,8 @@ export class Durability {
       waiter.seq = Infinity;
       return [
         waiter.write,
-        (_, seq) => {
+        (value, seq) => {
+          waiter.again?.(value);
           waiter.seq = seq ?? 0;
           this.#settle();
         },

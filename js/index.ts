@@ -209,7 +209,14 @@ export class Database<A extends AppDefinition = AppDefinition> {
       write,
     }));
     const local = applied.then((m) => m.id);
-    const durable = applied.then((m) => this.#durability.durable(m.seq, m.write));
+    const durable = applied.then((m) =>
+      this.#durability.durable(m.seq, m.write, (value) => {
+        // Re-applied by a new leader tab (the first was lost): maybe under another id.
+        const id = (value as ResponseOf['mutate']).mutationId;
+        this.#sync._moved(m.id, id);
+        m.id = id;
+      }),
+    );
     const server = applied.then((m) => this.#sync.outcome(m.id));
     // An app that awaits only some of them must not see unhandled rejections.
     for (const promise of [local, durable, server]) promise.catch(() => {});

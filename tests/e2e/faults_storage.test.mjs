@@ -96,6 +96,14 @@ test('a frozen tab: the others write, watch and sync; its token ask moves on; th
     assert.equal(await page.evaluate((u) => window.openSynced({ user: u, auth: 'exposed' }), user), null);
     return page;
   }
+  // Without SharedWorker the first tab leads (runs the worker), and a frozen
+  // leader is taken over (tests/e2e/leader.test.mjs): here a tab that does
+  // not sync leads, so `a` is a tab like any other.
+  if (process.env.FERRYDB_BROWSER === 'chromium-no-sharedworker') {
+    const leader = await profile.newTab(server.url);
+    await leader.waitForFunction(() => window.ready);
+    await leader.evaluate((u) => window.openDb({ name: 'synced', user: u }).stats(), user);
+  }
   // `a` connects first, so it is the tab the worker asks first.
   const a = await tokenTab('a');
   const b = await tokenTab('b');

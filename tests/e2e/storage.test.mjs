@@ -27,7 +27,10 @@ async function openTab(profile, options) {
 
 const rows = (tab, sql) => tab.evaluate((sql) => window.db.query(sql), sql);
 
-const BACKEND = { auto: 'indexeddb+opfs', opfs: 'opfs', indexeddb: 'indexeddb' };
+// Without SharedWorker the leader tab's worker keeps its log in OPFS too
+// (docs/architecture.md, "Topology").
+const leaderTab = process.env.FERRYDB_BROWSER === 'chromium-no-sharedworker';
+const BACKEND = { auto: leaderTab ? 'opfs' : 'indexeddb+opfs', opfs: 'opfs', indexeddb: 'indexeddb' };
 
 for (const storage of Object.keys(BACKEND)) {
   test(`${storage}: data survives a reload and a browser restart`, async () => {
