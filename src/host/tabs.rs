@@ -244,7 +244,9 @@ impl Host {
 
     fn delete_database(&mut self, tab: TabId, id: CallId) {
         self.storage.deleting.push((tab, id));
-        if self.storage.deleting.len() == 1 {
+        // A write in flight goes first (`storage_done`): an OPFS file open
+        // for writing cannot be removed.
+        if self.storage.deleting.len() == 1 && self.storage.writing.is_none() {
             self.out.push(Output::DeleteFiles);
         }
     }

@@ -106,7 +106,14 @@ impl Files {
                 (Ok(idb), Ok(opfs)) => {
                     let (log, rest) = (Dir::IndexedDb(Rc::new(idb)), Dir::Opfs(Rc::new(opfs)));
                     let sentinel = None;
-                    return (Files { log, rest, sentinel }, failures);
+                    return (
+                        Files {
+                            log,
+                            rest,
+                            sentinel,
+                        },
+                        failures,
+                    );
                 }
                 (Err(e), _) | (_, Err(e)) => failures.push(e),
             }
