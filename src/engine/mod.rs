@@ -412,19 +412,20 @@ impl Engine {
     /// tab, see `docs/architecture.md`): `key` is recorded in the write's own
     /// commit, so a write seen again once its commit is on disk (or in
     /// memory) is answered from the record, never applied twice. Its reply
-    /// then carries no `commit_seq`: it is already durable, or the record
-    /// would have been lost with it.
+    /// then carries the last commit's sequence number if that is not on disk
+    /// yet (the record may be among what is not), and none once it is.
     pub fn handle_once(&mut self, tab: TabId, request: Request, key: Option<&str>) -> Handled {
         if let Some(key) = key {
             match once::applied(&mut self.db, key) {
                 Ok(None) => {}
                 reply => {
+                    let appended = self.durability.as_ref().map(Durability::appended_seq);
                     return Handled {
                         updates: Vec::new(),
                         reply: reply.map(|r| r.unwrap_or(Response::Done)),
-                        commit_seq: None,
+                        commit_seq: appended.filter(|&seq| seq > self.durable_seq()),
                         sync: SyncWork::default(),
-                    }
+                    };
                 }
             }
         }

@@ -103,3 +103,18 @@ fn an_exec_sent_again_is_answered_with_its_first_result() {
     );
     assert_eq!(reply(&mut h, tab, count)["ok"]["rows"], json!([[1]]));
 }
+
+#[test]
+fn a_write_sent_again_before_its_commit_is_on_disk_waits_for_the_disk() {
+    let (mut h, tab) = opened();
+    let first = mutate(&mut h, tab, "a", "tab1:9");
+    let seq = reply(&mut h, tab, first)["seq"].clone();
+    assert!(seq.is_u64());
+    // Sent again (the tab followed another leader for a moment, and back).
+    let again = mutate(&mut h, tab, "a", "tab1:9");
+    assert_eq!(reply(&mut h, tab, again)["seq"], seq, "not durable yet");
+    h.settle_storage();
+    let third = mutate(&mut h, tab, "a", "tab1:9");
+    assert!(reply(&mut h, tab, third)["seq"].is_null(), "on disk now");
+    assert_eq!(outbox(&mut h, tab).as_array().unwrap().len(), 1);
+}
