@@ -4,12 +4,17 @@
  * rejects with the storage error if storage is failing now or fails first.
  */
 import { FerryError, type ErrorData } from './errors.js';
-import type { StorageStatus } from './protocol.js';
+import type { StorageStatus, TabMessage } from './protocol.js';
+import type { OnReply } from './transport.js';
 
 interface DurableWaiter {
   seq: number;
   resolve: () => void;
   reject: (error: FerryError) => void;
+  /** The write, as sent: sent again to a new leader tab until it is durable. */
+  write: TabMessage;
+  /** Told the new leader's answer to the write sent again. */
+  again: ((value: unknown) => void) | undefined;
 }
 
 export class Durability {
@@ -33,12 +38,12 @@ export class Durability {
    * committed. The write stays in memory if storage fails, and reaches the
    * disk if storage recovers (`durableSeq` tells).
    */
-  durable(seq: number | undefined): Promise<void> {
+  durable(seq: number | undefined, write: TabMessage, again?: (value: unknown) => void): Promise<void> {
     if (seq === undefined || (this.#status && this.#status.durableSeq >= seq)) return Promise.resolve();
     const failing = this.#status?.error;
     const promise = failing
       ? Promise.reject(new FerryError(failing))
-      : new Promise<void>((resolve, reject) => this.#waiters.push({ seq, resolve, reject }));
+      : new Promise<void>((resolve, reject) => this.#waiters.push({ seq, resolve, reject, write, again }));
     // Apps that never await `durable` must not see unhandled rejections.
     promise.catch(() => {});
     return promise;
@@ -46,6 +51,31 @@ export class Durability {
 
   changed(status: StorageStatus): void {
     this.#status = status;
+    this.#settle();
+    for (const listener of [...this.#listeners]) listener(status);
+  }
+
+  /**
+   * A new leader tab: the writes not known to be on disk, to send it again.
+   * Each waits for the new leader's answer (its new commit, or none if the
+   * write survived), not for the old leader's sequence numbers.
+   */
+  handover(): [TabMessage, OnReply][] {
+    return this.#waiters.map((waiter) => {
+      waiter.seq = Infinity;
+      return [
+        waiter.write,
+        (value, seq) => {
+          waiter.again?.(value);
+          waiter.seq = seq ?? 0;
+          this.#settle();
+        },
+      ];
+    });
+  }
+
+  #settle(): void {
+    const status = this.#status!;
     const waiting = this.#waiters;
     this.#waiters = [];
     for (const waiter of waiting) {
@@ -53,7 +83,6 @@ export class Durability {
       else if (status.error) waiter.reject(new FerryError(status.error));
       else this.#waiters.push(waiter);
     }
-    for (const listener of [...this.#listeners]) listener(status);
   }
 
   failAll(error: ErrorData): void {

@@ -15,7 +15,8 @@ import { LiveQuery, toObjects, type Row } from './live.js';
 import { LiveRegistry } from './live_registry.js';
 import { SyncState as SyncView, type Rejection, type SyncEvents, type SyncStatus } from './sync.js';
 import { SyncHolds, type SyncOptions, type SyncSubscription } from './subscriptions.js';
-import { spawnWorker } from './spawn.js';
+import { leaderTab } from './leader.js';
+import { spawnDedicated, spawnWorker } from './spawn.js';
 import { closedError, Transport } from './transport.js';
 import type {
   ExecResult,
@@ -104,10 +105,21 @@ export interface OpenOptions<A extends AppDefinition = AppDefinition> {
   storage?: 'auto' | 'opfs' | 'indexeddb' | 'memory';
   /** Where the worker script is, if a bundler moved it (defaults to the packaged one). */
   workerUrl?: string | URL;
+  /**
+   * How tabs share the one worker: `auto` runs it as a SharedWorker, or,
+   * where there is none, in a dedicated worker of a leader tab that the
+   * other tabs reach (`leader-tab`, which tests may force). See `db.topology`.
+   */
+  topology?: 'auto' | 'leader-tab';
 }
 
 export class Database<A extends AppDefinition = AppDefinition> {
   readonly name: string;
+  /**
+   * Where this database's worker runs: a SharedWorker, or a dedicated worker
+   * of the tab elected leader (browsers without SharedWorker).
+   */
+  readonly topology: 'shared-worker' | 'leader-tab';
   /**
    * Runs a mutator: `db.mutate('addTodo', args)` or `db.mutate.addTodo(args)`.
    * Returns `{ local, durable, server }` at once (see `Mutation`).
@@ -145,19 +157,34 @@ export class Database<A extends AppDefinition = AppDefinition> {
     // static, so Vite is told not to read them (`@vite-ignore`); it then
     // bundles the worker as one classic script, which also runs as a module
     // worker.
-    const worker = spawnWorker(options.workerUrl, workerOptions);
-    this.#transport = new Transport(worker.port, (message) => this.#receive(message));
+    const tab = crypto.randomUUID();
+    const shared = typeof SharedWorker == 'function' && options.topology != 'leader-tab';
+    this.topology = shared ? 'shared-worker' : 'leader-tab';
+    const port = shared
+      ? spawnWorker(options.workerUrl, workerOptions).port
+      : leaderTab(
+          workerOptions.name!,
+          tab,
+          () => spawnDedicated(options.workerUrl, workerOptions),
+          () => this.#transport.resend(this.#durability.handover()),
+        );
+    this.#transport = new Transport(port, (message) => this.#receive(message), shared ? undefined : `${tab}:`);
     this.#live = new LiveRegistry(this.#transport);
     this.#holds = new SyncHolds(this.#transport);
     // Sent before any request, so the worker knows the app before it serves this tab.
     const app = options.app;
     this.opened = app
       ? this.#transport
-          .control((id) => {
-            const open: TabMessage = { type: 'open', id, app: JSON.stringify(app), auth: !!options.auth };
-            if (options.server !== undefined) open.server = options.server;
-            return open;
-          })
+          .call(
+            {
+              type: 'open',
+              app: JSON.stringify(app),
+              auth: !!options.auth,
+              ...(options.server !== undefined && { server: options.server }),
+            },
+            () => {},
+            ['open'],
+          )
           .then(
             () => {},
             (error: FerryError) => {
@@ -168,16 +195,28 @@ export class Database<A extends AppDefinition = AppDefinition> {
           )
       : Promise.resolve();
     this.opened.catch(() => {});
-    this.#releaseTabLock = holdTabLock((lock) => this.#transport.send({ type: 'hello', lock }));
+    this.#releaseTabLock = holdTabLock(`ferrydb-tab-${tab}`, (lock) => {
+      const hello: TabMessage = { type: 'hello', lock };
+      this.#transport.stand('hello', hello);
+      this.#transport.send(hello);
+    });
   }
 
   #mutate(name: string, args: unknown): Mutation {
-    const applied = this.#transport.call({ type: 'mutate', name, args }, (value, seq) => ({
+    const applied = this.#transport.call({ type: 'mutate', name, args }, (value, seq, write) => ({
       id: (value as ResponseOf['mutate']).mutationId,
       seq,
+      write,
     }));
     const local = applied.then((m) => m.id);
-    const durable = applied.then((m) => this.#durability.durable(m.seq));
+    const durable = applied.then((m) =>
+      this.#durability.durable(m.seq, m.write, (value) => {
+        // Re-applied by a new leader tab (the first was lost): maybe under another id.
+        const id = (value as ResponseOf['mutate']).mutationId;
+        this.#sync._moved(m.id, id);
+        m.id = id;
+      }),
+    );
     const server = applied.then((m) => this.#sync.outcome(m.id));
     // An app that awaits only some of them must not see unhandled rejections.
     for (const promise of [local, durable, server]) promise.catch(() => {});
@@ -282,7 +321,7 @@ export class Database<A extends AppDefinition = AppDefinition> {
    * Every tab's live queries end with `database_deleted`.
    */
   async deleteDatabase(): Promise<void> {
-    await this.#transport.control((id) => ({ type: 'deleteDatabase', id }));
+    await this.#transport.call({ type: 'deleteDatabase' }, () => {});
   }
 
   /** Runs one statement and resolves to its rows. */
@@ -328,9 +367,9 @@ export class Database<A extends AppDefinition = AppDefinition> {
 
   /** A request that may commit: its result carries the `durable` promise. */
   #write(request: Extract<Request, { type: 'exec' | 'execMany' }>): Promise<WriteResult> {
-    return this.#transport.call(request, (value, seq) => ({
+    return this.#transport.call(request, (value, seq, write) => ({
       ...(value as ExecResult),
-      durable: this.#durability.durable(seq),
+      durable: this.#durability.durable(seq, write),
     }));
   }
 
@@ -390,8 +429,7 @@ export function open<const A extends AppDefinition = AppDefinition>(options: Ope
  * lock and is granted it only when the tab is gone, even if it crashed: a
  * MessagePort gives no such signal. `onHeld` runs once the lock is ours.
  */
-function holdTabLock(onHeld: (lock: string) => void): () => void {
-  const lock = `ferrydb-tab-${crypto.randomUUID()}`;
+function holdTabLock(lock: string, onHeld: (lock: string) => void): () => void {
   let release = () => {};
   const held = new Promise<void>((resolve) => (release = resolve));
   void navigator.locks.request(lock, () => {

@@ -27,8 +27,10 @@ export class LiveRegistry {
     });
     this.#live.set(subscription, new WeakRef(handle as LiveQuery<unknown>));
     this.#collected.register(handle, subscription, handle);
-    this.#transport.call({ type: 'subscribe', subscription, sql, params }, (raw) => raw as LiveRows).then(
-      (raw) => this.#live.has(subscription) && handle._setRows(raw),
+    const setRows = (raw: unknown) => this.#live.has(subscription) && handle._setRows(raw as LiveRows);
+    // Standing: a new leader tab is asked again, and its rows replace these.
+    this.#transport.call({ type: 'subscribe', subscription, sql, params }, (raw) => raw as LiveRows, [`s${subscription}`, setRows]).then(
+      setRows,
       (error: FerryError) => {
         // A query that failed to start holds nothing in the worker.
         this.#live.delete(subscription);
@@ -72,6 +74,7 @@ export class LiveRegistry {
   }
 
   #release(subscription: number): void {
+    this.#transport.stand(`s${subscription}`);
     if (this.#live.delete(subscription) && !this.#transport.closed) {
       this.#transport.call({ type: 'unsubscribe', subscription }, () => undefined).catch(() => {});
     }

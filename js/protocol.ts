@@ -43,6 +43,9 @@ export type Request = DistributiveOmit<
   'id'
 >;
 
+/** Every tab message that carries a call id, without it. */
+export type Call = DistributiveOmit<Extract<TabMessage, { id: number }>, 'id'>;
+
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** What each request resolves to. */

@@ -118,11 +118,12 @@ export class SyncHolds {
     const hold = this.#transport.nextId();
     const handle = new SyncSubscription(() => {
       this.#holds.delete(hold);
+      this.#transport.stand(`h${hold}`);
       void this.#transport.call({ type: 'syncRelease', hold }, () => undefined).catch(() => {});
     });
     this.#holds.set(hold, handle);
     const message = { type: 'syncHold' as const, hold, query, args: args ?? {}, ...(options.ttl === undefined ? {} : { ttl: options.ttl }) };
-    this.#transport.call(message, () => undefined).catch((error: FerryError) => {
+    this.#transport.call(message, () => undefined, [`h${hold}`]).catch((error: FerryError) => {
       this.#holds.delete(hold);
       handle._set(error);
     });

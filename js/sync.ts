@@ -121,6 +121,14 @@ export class SyncState {
     return new Promise((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
   }
 
+  /** A new leader tab applied the mutation again, as `to`: its outcome is that one's. */
+  _moved(from: number, to: number): void {
+    const waiter = this.#waiting.get(from);
+    if (!waiter || from == to) return;
+    this.#waiting.delete(from);
+    this.#waiting.set(to, waiter);
+  }
+
   _setStatus(status: SyncStatus): void {
     this.#status = status;
     for (const listener of [...this.#statusListeners]) listener(status);

@@ -52,12 +52,12 @@ export type TabMessage =
   | { type: 'token'; ask: number; token?: string | null; error?: string | null }
   | { type: 'bye' }
   | { type: 'deleteDatabase'; id: number }
-  | { type: 'exec'; id: number; sql: string; params: SqlParam[] }
-  | { type: 'execMany'; id: number; sql: string; rows: SqlParam[][] }
+  | { type: 'exec'; id: number; sql: string; params: SqlParam[]; key?: string | null }
+  | { type: 'execMany'; id: number; sql: string; rows: SqlParam[][]; key?: string | null }
   | { type: 'query'; id: number; sql: string; params: SqlParam[] }
   | { type: 'subscribe'; id: number; subscription: number; sql: string; params: SqlParam[] }
   | { type: 'unsubscribe'; id: number; subscription: number }
-  | { type: 'mutate'; id: number; name: string; args: unknown }
+  | { type: 'mutate'; id: number; name: string; args: unknown; key?: string | null }
   | { type: 'clearRejections'; id: number }
   | { type: 'pauseSync'; id: number }
   | { type: 'resumeSync'; id: number }

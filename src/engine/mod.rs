@@ -405,6 +405,30 @@ impl Engine {
     }
 
     pub fn handle(&mut self, tab: TabId, request: Request) -> Handled {
+        self.handle_once(tab, request, None)
+    }
+
+    /// [`Engine::handle`] for a write a tab may send again (to a new leader
+    /// tab, see `docs/architecture.md`): `key` is recorded in the write's own
+    /// commit, so a write seen again once its commit is on disk (or in
+    /// memory) is answered from the record, never applied twice. Its reply
+    /// then carries the last commit's sequence number if that is not on disk
+    /// yet (the record may be among what is not), and none once it is.
+    pub fn handle_once(&mut self, tab: TabId, request: Request, key: Option<&str>) -> Handled {
+        if let Some(key) = key {
+            match once::applied(&mut self.db, key) {
+                Ok(None) => {}
+                reply => {
+                    let appended = self.durability.as_ref().map(Durability::appended_seq);
+                    return Handled {
+                        updates: Vec::new(),
+                        reply: reply.map(|r| r.unwrap_or(Response::Done)),
+                        commit_seq: appended.filter(|&seq| seq > self.durable_seq()),
+                        sync: SyncWork::default(),
+                    };
+                }
+            }
+        }
         let mut changed: Option<TableSet> = None;
         let sync_event = match request {
             Request::Mutate { .. } => Some(sync::Event::Mutated),
@@ -418,6 +442,12 @@ impl Engine {
             .as_ref()
             .is_some_and(|r| self.live.set_incomplete(r.incomplete_tables()));
         let mut reply = self.dispatch(tab, request, &mut changed);
+        if let (Some(key), Ok(done)) = (key, &reply) {
+            // Before the capture: the record is in the write's own frame.
+            if let Err(e) = once::record(&mut self.db, key, done) {
+                reply = Err(e);
+            }
+        }
         let mut commit_seq = self.durability.as_mut().and_then(Durability::capture);
         if let (Ok(Response::Mutated { mutation_id }), Some(seq), Some(r)) =
             (&reply, commit_seq, self.replication.as_mut())
@@ -540,6 +570,7 @@ impl Engine {
     }
 }
 
+mod once;
 #[cfg(test)]
 mod test_rng;
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub struct StorageWriter {
     backend: String,
     status: StorageStatus,
     /// The request in flight.
-    writing: Option<u64>,
+    pub writing: Option<u64>,
     /// `deleteDatabase` calls waiting for the files to go.
     pub deleting: Vec<(TabId, CallId)>,
     seed: u64,
@@ -114,6 +114,10 @@ impl Host {
             return; // for files since deleted
         }
         self.storage.writing = None;
+        if !self.storage.deleting.is_empty() {
+            // `deleteDatabase` waited for this write.
+            self.out.push(Output::DeleteFiles);
+        }
         let done = self.engine.io_done(id, result);
         let durable = self.engine.durable_seq();
         if self

@@ -253,14 +253,15 @@ tab_messages! {
     /// The tab closes.
     Bye = "bye" {},
     DeleteDatabase = "deleteDatabase" { id: Id = "id" },
-    Exec = "exec" { id: Id = "id", sql: Text = "sql", params: Params = "params" },
+    /// `key`, on writes a tab may send again to a new leader tab: applied once (`engine::once`).
+    Exec = "exec" { id: Id = "id", sql: Text = "sql", params: Params = "params", key: OptText = "key" },
     /// One statement, run once per parameter set in one transaction.
-    ExecMany = "execMany" { id: Id = "id", sql: Text = "sql", rows: ParamSets = "rows" },
+    ExecMany = "execMany" { id: Id = "id", sql: Text = "sql", rows: ParamSets = "rows", key: OptText = "key" },
     Query = "query" { id: Id = "id", sql: Text = "sql", params: Params = "params" },
     Subscribe = "subscribe" { id: Id = "id", subscription: Int = "subscription", sql: Text = "sql", params: Params = "params" },
     Unsubscribe = "unsubscribe" { id: Id = "id", subscription: Int = "subscription" },
     /// Runs the app's mutator `name` with `args` and queues it for the server.
-    Mutate = "mutate" { id: Id = "id", name: Text = "name", args: Json = "args" },
+    Mutate = "mutate" { id: Id = "id", name: Text = "name", args: Json = "args", key: OptText = "key" },
     ClearRejections = "clearRejections" { id: Id = "id" },
     PauseSync = "pauseSync" { id: Id = "id" },
     ResumeSync = "resumeSync" { id: Id = "id" },
@@ -295,12 +296,26 @@ impl TabMessage {
 pub const CONTROL_TAGS: [&str; 5] = ["hello", "open", "token", "bye", "deleteDatabase"];
 
 impl TabMessage {
-    /// An engine request with the call id it answers, for the messages that are one.
-    pub fn into_request(self) -> Result<(CallId, Request), TabMessage> {
+    /// An engine request with the call id it answers and its once-key, for
+    /// the messages that are one.
+    pub fn into_request(self) -> Result<(CallId, Request, Option<String>), TabMessage> {
         let subscription = |s: u32| -> SubscriptionId { s };
-        Ok(match self {
-            TabMessage::Exec { id, sql, params } => (id, Request::Exec { sql, params }),
-            TabMessage::ExecMany { id, sql, rows } => (id, Request::ExecMany { sql, rows }),
+        let (id, request) = match self {
+            TabMessage::Exec {
+                id,
+                sql,
+                params,
+                key,
+            } => return Ok((id, Request::Exec { sql, params }, key)),
+            TabMessage::ExecMany { id, sql, rows, key } => {
+                return Ok((id, Request::ExecMany { sql, rows }, key))
+            }
+            TabMessage::Mutate {
+                id,
+                name,
+                args,
+                key,
+            } => return Ok((id, Request::Mutate { name, args }, key)),
             TabMessage::Query { id, sql, params } => (id, Request::Query { sql, params }),
             TabMessage::Subscribe {
                 id,
@@ -324,13 +339,13 @@ impl TabMessage {
                     subscription: subscription(s),
                 },
             ),
-            TabMessage::Mutate { id, name, args } => (id, Request::Mutate { name, args }),
             TabMessage::ClearRejections { id } => (id, Request::ClearRejections),
             TabMessage::PauseSync { id } => (id, Request::PauseSync),
             TabMessage::ResumeSync { id } => (id, Request::ResumeSync),
             TabMessage::Stats { id } => (id, Request::Stats),
             other => return Err(other),
-        })
+        };
+        Ok((id, request, None))
     }
 }
 

@@ -75,7 +75,7 @@ impl Host {
             }
         };
         let message = match message.into_request() {
-            Ok((id, request)) => return self.call(tab, id, request),
+            Ok((id, request, key)) => return self.call(tab, id, request, key.as_deref()),
             Err(control) => control,
         };
         match message {
@@ -129,11 +129,11 @@ impl Host {
         self.post(tab, WorkerMessage::Reply { id, result, seq });
     }
 
-    fn call(&mut self, tab: TabId, id: CallId, request: Request) {
+    fn call(&mut self, tab: TabId, id: CallId, request: Request, key: Option<&str>) {
         if let Some(refusal) = self.tabs.refusal(tab) {
             return self.reply(tab, id, Err(refusal), None);
         }
-        let handled = self.engine.handle(tab, request);
+        let handled = self.engine.handle_once(tab, request, key);
         // Updates first: a tab that awaits its write then finds it in its live queries.
         for updates in handled.updates {
             self.post(updates.tab, WorkerMessage::Live(updates.updates));
@@ -244,7 +244,9 @@ impl Host {
 
     fn delete_database(&mut self, tab: TabId, id: CallId) {
         self.storage.deleting.push((tab, id));
-        if self.storage.deleting.len() == 1 {
+        // A write in flight goes first (`storage_done`): an OPFS file open
+        // for writing cannot be removed.
+        if self.storage.deleting.len() == 1 && self.storage.writing.is_none() {
             self.out.push(Output::DeleteFiles);
         }
     }

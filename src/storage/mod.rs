@@ -73,6 +73,7 @@ mod backend;
 mod checkpoint;
 mod crc32;
 mod error;
+pub mod fence;
 pub mod frame;
 mod image;
 mod log;

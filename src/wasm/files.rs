@@ -17,6 +17,9 @@ use wasm_bindgen::JsValue;
 pub struct Files {
     log: Dir,
     rest: Dir,
+    /// An IndexedDB connection kept open only for its `close` event, which
+    /// says the site's data is being cleared (a fenced worker's OPFS-only files).
+    sentinel: Option<IdbDirectory>,
 }
 
 /// One directory of files, in one of the browser's stores.
@@ -74,7 +77,21 @@ impl Files {
         Files {
             log: dir.clone(),
             rest: dir,
+            sentinel: None,
         }
+    }
+
+    /// A leader tab's worker (`fenced`) keeps everything in OPFS and takes
+    /// the next fencing epoch there (see `storage::fence`).
+    pub async fn open_fenced(choice: Choice, path: &[&str]) -> (Files, Vec<IoError>) {
+        let (mut files, mut failures) = Files::open(choice, path).await;
+        if let Dir::Opfs(dir) = &files.log {
+            if let Err(e) = dir.claim_epoch().await {
+                failures.push(e);
+            }
+            files.sentinel = IdbDirectory::open(path).await.ok();
+        }
+        (files, failures)
     }
 
     /// Opens the first backend that works, in the order the choice allows. The
@@ -88,7 +105,15 @@ impl Files {
             match both {
                 (Ok(idb), Ok(opfs)) => {
                     let (log, rest) = (Dir::IndexedDb(Rc::new(idb)), Dir::Opfs(Rc::new(opfs)));
-                    return (Files { log, rest }, failures);
+                    let sentinel = None;
+                    return (
+                        Files {
+                            log,
+                            rest,
+                            sentinel,
+                        },
+                        failures,
+                    );
                 }
                 (Err(e), _) | (_, Err(e)) => failures.push(e),
             }
@@ -106,6 +131,14 @@ impl Files {
             }
         }
         (Files::one(Dir::Memory(Rc::default())), failures)
+    }
+
+    /// The fencing epoch this worker claimed (0: none).
+    pub fn epoch(&self) -> u64 {
+        match &self.log {
+            Dir::Opfs(dir) => dir.epoch(),
+            _ => 0,
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -149,6 +182,9 @@ impl Files {
     /// next write finds the directory gone (`storage::Error::from_browser`).
     pub fn on_forced_close(&self, on_close: &js_sys::Function) {
         if let Dir::IndexedDb(idb) = &self.log {
+            idb.on_forced_close(on_close);
+        }
+        if let Some(idb) = &self.sentinel {
             idb.on_forced_close(on_close);
         }
     }

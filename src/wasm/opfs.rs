@@ -3,7 +3,9 @@
 //! whole-file operations are needed: the frame log never rewrites a file.
 
 use super::io_error::IoError;
+use crate::storage::fence::{self, Epoch};
 use js_sys::{AsyncIterator, Uint8Array};
+use std::cell::Cell;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -13,6 +15,8 @@ use web_sys::{
 
 pub struct OpfsDirectory {
     dir: FileSystemDirectoryHandle,
+    /// A leader tab's worker: its fencing epoch (`storage::fence`).
+    epoch: Cell<Option<Epoch>>,
 }
 
 async fn call(name: &'static str, promise: js_sys::Promise) -> Result<JsValue, IoError> {
@@ -39,7 +43,24 @@ impl OpfsDirectory {
             .await?
             .unchecked_into();
         }
-        Ok(OpfsDirectory { dir })
+        Ok(OpfsDirectory {
+            dir,
+            epoch: Cell::new(None),
+        })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.get().map_or(0, |e| e.0)
+    }
+
+    /// Takes the next fencing epoch: from now on an older leader's worker
+    /// publishes no file here.
+    pub async fn claim_epoch(&self) -> Result<(), IoError> {
+        let stored = self.read(fence::FILE).await.unwrap_or_default();
+        let epoch = Epoch::after(&stored);
+        self.write(fence::FILE, &epoch.bytes()).await?;
+        self.epoch.set(Some(epoch));
+        Ok(())
     }
 
     /// Every file name in the directory.
@@ -91,7 +112,18 @@ impl OpfsDirectory {
         let written = stream
             .write_with_js_u8_array(&data)
             .map_err(|e| IoError::new("write", e))?;
-        if let Err(e) = call("write", written).await {
+        let mut done = call("write", written).await.map(|_| ());
+        if let (Ok(()), Some(epoch)) = (&done, self.epoch.get()) {
+            // Checked last, just before `close()` publishes the file.
+            let stored = self.read(fence::FILE).await.unwrap_or_default();
+            if !epoch.admits(&stored) {
+                done = Err(IoError::new(
+                    "close",
+                    JsValue::from_str("fenced: another tab leads now"),
+                ));
+            }
+        }
+        if let Err(e) = done {
             // Abort so the partial file is discarded rather than published.
             let _ = JsFuture::from(stream.abort()).await;
             return Err(e);
@@ -103,6 +135,14 @@ impl OpfsDirectory {
     pub async fn delete(&self, name: &str) -> Result<(), IoError> {
         match call("removeEntry", self.dir.remove_entry(name)).await {
             Err(e) if e.dom_name() == "NotFoundError" => Ok(()),
+            // A file an old leader, frozen, is still writing: it publishes
+            // nothing once it wakes (fenced), and this leader writes the
+            // name over when it gets there.
+            Err(e)
+                if self.epoch.get().is_some() && e.dom_name() == "NoModificationAllowedError" =>
+            {
+                Ok(())
+            }
             other => other.map(|_| ()),
         }
     }

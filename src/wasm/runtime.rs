@@ -256,7 +256,11 @@ impl Runtime {
             let parts: Vec<&str> = path.iter().map(String::as_str).collect();
             let result = files.remove_all(&parts).await;
             let choice = Choice::of_backend(files.backend_name());
-            let (fresh, _) = Files::open(choice, &parts).await;
+            let (fresh, _) = if files.epoch() > 0 {
+                Files::open_fenced(choice, &parts).await
+            } else {
+                Files::open(choice, &parts).await
+            };
             let backend = fresh.backend_name().to_owned();
             let Some(runtime) = me.upgrade() else {
                 return;

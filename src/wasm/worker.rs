@@ -15,21 +15,28 @@ use web_sys::{MessagePort, WorkerGlobalScope};
 #[wasm_bindgen]
 pub struct FerryWorker {
     runtime: Rc<Runtime>,
+    epoch: u64,
 }
 
 /// Opens the replica of database `name` for `user` (each user has separate
 /// storage) on the backend `storage` allows: reads its files and recovers.
+/// A leader tab's worker (`leader`) first fences out older leaders.
 #[wasm_bindgen(js_name = openWorker)]
 pub async fn open_worker(
     name: String,
     user: String,
     storage: String,
+    leader: bool,
 ) -> Result<FerryWorker, JsValue> {
     let choice = Choice::parse(&storage)
         .ok_or_else(|| JsValue::from_str(&format!("unknown storage option `{storage}`")))?;
     let path = vec![name, user];
     let parts: Vec<&str> = path.iter().map(String::as_str).collect();
-    let (files, failures) = Files::open(choice, &parts).await;
+    let (files, failures) = if leader {
+        Files::open_fenced(choice, &parts).await
+    } else {
+        Files::open(choice, &parts).await
+    };
     for failure in &failures {
         web_sys::console::warn_2(
             &"ferrydb: storage backend unavailable".into(),
@@ -52,8 +59,9 @@ pub async fn open_worker(
         Rc::new(BrowserEnv),
     )
     .map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let epoch = files.epoch();
     let runtime = Runtime::start(host, files, path);
-    Ok(FerryWorker { runtime })
+    Ok(FerryWorker { runtime, epoch })
 }
 
 #[wasm_bindgen]
@@ -61,6 +69,12 @@ impl FerryWorker {
     /// Serves a newly connected tab on `port`.
     pub fn connect(&self, port: MessagePort) {
         self.runtime.connect(port);
+    }
+
+    /// A leader tab's worker: its fencing epoch (0 without OPFS).
+    #[wasm_bindgen(getter)]
+    pub fn epoch(&self) -> f64 {
+        self.epoch as f64
     }
 }
 

@@ -79,7 +79,11 @@ const settled = (page, expression, ms = 30000) =>
     [expression, ms],
   );
 
-test('a frozen tab: the others write, watch and sync; its token ask moves on; thawed, its live query catches up', { needs: 'freeze' }, async () => {
+// Without SharedWorker the first tab leads, and a frozen leader is taken
+// over: tests/e2e/leader.test.mjs. A follower frozen with CDP there was seen
+// to keep answering token asks (not frozen): not understood yet, so this
+// runs where SharedWorker is.
+test('a frozen tab: the others write, watch and sync; its token ask moves on; thawed, its live query catches up', { needs: ['freeze', 'sharedWorker'] }, async () => {
   const profile = await device(undefined, { freezable: true });
   const user = 'fay';
   const logBefore = (await serverMutations()).length;

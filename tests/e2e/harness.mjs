@@ -6,8 +6,8 @@
 //   firefox                   Firefox ESR, puppeteer-core (BiDi)    engines/firefox.mjs
 //   webkit                    WebKitGTK, selenium-webdriver         engines/webkit.mjs
 //
-// THE ENGINE CONTRACT. An engine module exports `can` (`freeze`, `quota` and
-// `abortClosesConnection`,
+// THE ENGINE CONTRACT. An engine module exports `can` (`freeze`, `quota`,
+// `crash`, `disableSharedWorker` and `abortClosesConnection`,
 // the capabilities below, each true or false; the harness adds
 // `sharedWorker`, false for chromium-no-sharedworker) and `launch(dir, { env, freezable,
 // sharedWorkers })`, resolving to a browser on profile directory `dir`:
@@ -21,10 +21,11 @@
 //   browser.kill()             SIGKILL to every process of it at once; `dir` stays
 //   browser.freeze(tab), browser.thaw(tab)      only if can.freeze
 //   browser.setQuota(tab, origin, bytes?)       only if can.quota (undefined: lifted)
+//   browser.crash(tab)         only if can.crash: the tab's renderer dies at once
 //
 // launch options: `env` replaces the browser's environment; `freezable`
 // asks for tabs `freeze` works on; `sharedWorkers: false` starts a browser
-// without SharedWorker.
+// without SharedWorker (only if can.disableSharedWorker).
 //
 // A Tab is the subset of Playwright's Page API the tests use, with
 // Playwright's signatures and semantics (Chromium's tab is the Page itself):
@@ -84,6 +85,8 @@ const NEEDS = {
   freeze: 'freezing a tab needs CDP Page.setWebLifecycleState',
   quota: "overriding a site's storage quota needs CDP Storage.overrideQuotaForOrigin",
   sharedWorker: 'this test needs SharedWorker',
+  crash: "crashing a tab's renderer needs CDP Page.crash",
+  disableSharedWorker: 'launching a browser without SharedWorker needs a Chromium flag (--disable-shared-workers)',
   abortClosesConnection:
     "an aborted streaming fetch's connection at times stays open (docs/architecture.md, Browser engines, open items)",
 };
@@ -187,10 +190,12 @@ export async function buildTestSite() {
  * share one SharedWorker. Pass the `dir` of an earlier profile to restart
  * the browser on it (its OPFS and IndexedDB included); `close({ keep: true
  * })` leaves the directory for that, and so does `kill()`, a crash.
+ * `sharedWorkers: false` asks for a browser without SharedWorker (where
+ * ferrydb runs its leader-tab topology), on engines that can (`can.disableSharedWorker`).
  */
-export async function launchProfile(dir, { freezable = false, env } = {}) {
+export async function launchProfile(dir, { freezable = false, env, sharedWorkers } = {}) {
   dir ??= await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
-  return engine.launch(dir, { ...chosen.options, freezable, env });
+  return engine.launch(dir, { ...chosen.options, freezable, env, ...(sharedWorkers === false && { sharedWorkers }) });
 }
 
 /** The textContent of each element matching CSS `selector` in `tab`, in document order. */

@@ -4,7 +4,7 @@
 // to a prefix that holds every acknowledged write.
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildTestSite, eventually, launchProfile, startServer, test } from './harness.mjs';
+import { buildTestSite, can, eventually, launchProfile, startServer, test } from './harness.mjs';
 
 let server;
 
@@ -27,7 +27,9 @@ async function openTab(profile, options) {
 
 const rows = (tab, sql) => tab.evaluate((sql) => window.db.query(sql), sql);
 
-const BACKEND = { auto: 'indexeddb+opfs', opfs: 'opfs', indexeddb: 'indexeddb' };
+// Without SharedWorker the leader tab's worker keeps its log in OPFS too
+// (docs/architecture.md, "Topology").
+const BACKEND = { auto: can.sharedWorker ? 'indexeddb+opfs' : 'opfs', opfs: 'opfs', indexeddb: 'indexeddb' };
 
 for (const storage of Object.keys(BACKEND)) {
   test(`${storage}: data survives a reload and a browser restart`, async () => {

@@ -3,6 +3,7 @@
 //! fires timers, performs storage I/O in memory) and reads what it was told
 //! to do. One file per decision area.
 
+mod handover;
 mod messages;
 mod realtime;
 mod storage;

@@ -222,3 +222,25 @@ fn an_idle_writer_folds_a_grown_log_into_a_checkpoint_and_a_reopen_sees_everythi
         "{replies:?}"
     );
 }
+
+#[test]
+fn delete_database_waits_for_the_write_in_flight() {
+    let mut h = Harness::new();
+    let tab = h.connect();
+    write(&mut h, tab, "CREATE TABLE t (x)");
+    let request = h.take_storage().expect("a write in flight");
+    h.call(tab, json!({ "type": "deleteDatabase" }));
+    assert!(
+        !h.out.contains(&Output::DeleteFiles),
+        "an OPFS file open for writing cannot be removed"
+    );
+    h.input(Input::StorageDone {
+        id: request.id,
+        result: Ok(()),
+    });
+    assert!(h.out.contains(&Output::DeleteFiles));
+    assert!(
+        h.take_storage().is_none(),
+        "nothing new is written meanwhile"
+    );
+}

@@ -13,6 +13,10 @@ export const can = {
   quota: true,
   /** An aborted streaming fetch closes its connection. */
   abortClosesConnection: true,
+  /** Crash a tab's renderer (CDP Page.crash). */
+  crash: true,
+  /** Launch without SharedWorker (`--disable-shared-workers`). */
+  disableSharedWorker: true,
 };
 
 const CHROMIUM_ARGS = [
@@ -110,6 +114,12 @@ export async function launch(dir, { env, freezable = false, sharedWorkers = true
     async thaw(tab) {
       await cdp(tab, 'Page.setWebLifecycleState', { state: 'active' });
       await tab.bringToFront();
+    },
+    /** The tab's renderer dies at once; resolves once the tab no longer answers. */
+    async crash(tab) {
+      // Page.crash never answers: the renderer is gone.
+      void cdp(tab, 'Page.crash').catch(() => {});
+      while (await tab.evaluate(() => true).catch(() => false)) await new Promise((r) => setTimeout(r, 25));
     },
     /** `bytes` undefined: the quota is the browser's own again. */
     setQuota: (tab, origin, bytes) => cdp(tab, 'Storage.overrideQuotaForOrigin', { origin, quotaSize: bytes }),

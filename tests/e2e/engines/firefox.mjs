@@ -6,7 +6,7 @@ import { queryAll, unshare } from './dom.mjs';
 import { killBrowser } from './processes.mjs';
 
 /** BiDi has no command to freeze a tab or override an origin's quota. */
-export const can = { freeze: false, quota: false, abortClosesConnection: true };
+export const can = { freeze: false, quota: false, abortClosesConnection: true, crash: false, disableSharedWorker: false };
 
 /** Playwright's default time limit for a wait. */
 const TIMEOUT_MS = 30_000;

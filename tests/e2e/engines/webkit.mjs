@@ -31,6 +31,8 @@ export const can = {
    * (docs/architecture.md, Browser engines, WebKit).
    */
   abortClosesConnection: false,
+  crash: false,
+  disableSharedWorker: false,
 };
 
 const LAUNCHER = join(dirname(fileURLToPath(import.meta.url)), 'webkit_launcher.py');
