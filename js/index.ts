@@ -15,9 +15,8 @@ import { LiveQuery, toObjects, type Row } from './live.js';
 import { LiveRegistry } from './live_registry.js';
 import { SyncState as SyncView, type Rejection, type SyncEvents, type SyncStatus } from './sync.js';
 import { SyncHolds, type SyncOptions, type SyncSubscription } from './subscriptions.js';
-import { leaderTab } from './leader.js';
 import { spawnDedicated, spawnWorker } from './spawn.js';
-import { closedError, Transport } from './transport.js';
+import { closedError, portWhenLoaded, Transport } from './transport.js';
 import type {
   ExecResult,
   RawRows,
@@ -162,11 +161,15 @@ export class Database<A extends AppDefinition = AppDefinition> {
     this.topology = shared ? 'shared-worker' : 'leader-tab';
     const port = shared
       ? spawnWorker(options.workerUrl, workerOptions).port
-      : leaderTab(
-          workerOptions.name!,
-          tab,
-          () => spawnDedicated(options.workerUrl, workerOptions),
-          () => this.#transport.resend(this.#durability.handover()),
+      : portWhenLoaded(
+          import('./leader.js').then(({ leaderTab }) =>
+            leaderTab(
+              workerOptions.name!,
+              tab,
+              () => spawnDedicated(options.workerUrl, workerOptions),
+              () => this.#transport.resend(this.#durability.handover()),
+            ),
+          ),
         );
     this.#transport = new Transport(port, (message) => this.#receive(message), shared ? undefined : `${tab}:`);
     this.#live = new LiveRegistry(this.#transport);

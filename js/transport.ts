@@ -15,6 +15,31 @@ import type { Call, TabMessage, WorkerMessage } from './protocol.js';
 /** A `MessagePort`, or the leader-tab relay that stands in for one. */
 export type Port = Pick<MessagePort, 'postMessage' | 'close'> & { onmessage: ((event: MessageEvent) => void) | null };
 
+/**
+ * A port that is `loading`'s once it resolves: what is posted before is
+ * posted then. (The leader-tab code loads only where it is needed.)
+ */
+export function portWhenLoaded(loading: Promise<Port>): Port {
+  const early: unknown[] = [];
+  let loaded: Port | undefined;
+  let closed = false;
+  const port: Port = {
+    onmessage: null,
+    postMessage: (m: unknown) => (loaded ? loaded.postMessage(m) : early.push(m)),
+    close() {
+      closed = true;
+      loaded?.close();
+    },
+  };
+  void loading.then((real) => {
+    if (closed) return real.close();
+    real.onmessage = (event) => port.onmessage?.(event);
+    loaded = real;
+    early.forEach((m) => real.postMessage(m));
+  });
+  return port;
+}
+
 /** A reply's value and its commit `seq`. */
 export type OnReply = (value: unknown, seq?: number) => void;
 

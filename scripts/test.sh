@@ -51,8 +51,8 @@ browser_tests chromium chromium
 browser_tests firefox firefox
 # WebKitGTK has no headless mode: it draws into a virtual X display.
 browser_tests webkit webkit xvfb-run -a
-# ---- more engines: Chromium without SharedWorker (`browser_tests
-# 'chromium, no SharedWorker' chromium-no-sharedworker`) goes here.
+# Where SharedWorker is missing, ferrydb elects a leader tab (docs/architecture.md, "Topology").
+browser_tests 'chromium, no SharedWorker' chromium-no-sharedworker
 section "browser sync tests again, server on Postgres (a new database per server; chromium)"
 # The cluster started above; a missing one fails here, it is never skipped.
 FERRYDB_BROWSER=chromium FERRYDB_E2E_STORE=$pgurl node --test --test-timeout=900000 --test-reporter=spec \
