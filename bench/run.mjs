@@ -213,6 +213,14 @@ const syncStore = join(root, 'target', `bench-sync-${Date.now()}.db`);
 // `--rate 0`: the benchmark measures capacity, not the per-user request budget.
 const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth', '--rate', '0', ...pageSize]);
 const profile = await launchProfile();
+
+/** The browser's name and version, as its user agent gives them (`Chrome/156.0…`). */
+async function browserVersion(browser) {
+  const tab = await browser.newTab('about:blank');
+  const agent = await tab.evaluate(() => navigator.userAgent);
+  await tab.close();
+  return agent.match(/(Chrome|Firefox|Version)\/[\d.]+/)?.[0] ?? agent;
+}
 const samples = Object.fromEntries(systems.map((s) => [s, {}]));
 const record = (system, key, xs) => (samples[system][key] ??= []).push(...xs);
 
@@ -294,7 +302,7 @@ try {
   // applicable); everything else (p95s, extra timings, configurations, notes,
   // the server load and the initial sync load per store) is under
   // `details.<name>`.
-  const report = { browser: profile.context.browser()?.version() ?? 'chromium', systems: {}, details: {} };
+  const report = { browser: await browserVersion(profile), systems: {}, details: {} };
   const details = { date: new Date().toISOString(), quick, rounds };
   const p95 = {};
   for (const system of systems) {

@@ -593,11 +593,15 @@ impl Lazy<'_> {
                 bind(self.app, subscription).map(|_| (synced[i].min(total), total))
             })
             .collect();
+        // An evaluation recorded changes after `rows_at` (a write during the
+        // paging): the last page tells the client to pull them at once.
+        let newer = cursor.is_none() && paging.view_version > paging.rows_at;
         let answer = Answer {
             base: None,
             at: paging.rows_at,
             patch,
             cursor,
+            newer,
             clients,
             progress,
         };

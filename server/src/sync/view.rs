@@ -308,6 +308,7 @@ pub async fn pull_subscribed<T: LazyTx>(
                     }
                     .render()
                 }),
+                newer: false,
                 clients,
                 progress,
             };
@@ -489,6 +490,7 @@ pub async fn pull_subscribed<T: LazyTx>(
             }
             .render()
         }),
+        newer: false,
         clients,
         progress: progress
             .into_iter()
@@ -542,6 +544,11 @@ pub(super) struct Answer {
     pub patch: Vec<PatchOp>,
     /// The cursor of the next page, if more follow.
     pub cursor: Option<String>,
+    /// The view holds changes after `at` that this answer does not carry
+    /// (recorded while a lazy paging evaluated): the client pulls again at
+    /// once, from `at`, rather than wait for a poke that routing, seeing
+    /// them recorded, never sends.
+    pub newer: bool,
     /// The view's clients: their last `lastMutationID` told and when.
     pub clients: BTreeMap<String, (u64, i64)>,
     /// Per requested subscription: rows the client holds once this page is
@@ -556,10 +563,11 @@ impl Answer {
             at,
             patch,
             cursor,
+            newer,
             clients,
             progress,
         } = self;
-        let more = cursor.is_some();
+        let more = cursor.is_some() || newer;
         let cookie = cursor.map_or(Cookie::Integer(at), Cookie::Text);
         let last_mutation_id_changes = clients
             .into_iter()
