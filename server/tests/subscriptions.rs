@@ -1134,7 +1134,7 @@ async fn a_revocation_during_paging_sends_nothing_more_of_the_list() {
             panic!("{url}: one pull asked for, got {}", asked.len());
         };
         assert!(!revoked.to_string().contains("secret"), "{url}");
-        let revoked_ops = ops(&revoked);
+        let revoked_ops = ops(revoked);
         assert!(
             revoked_ops.iter().all(|(kind, _, _)| kind == "del"),
             "{url}: {revoked_ops:?}"
@@ -1142,7 +1142,7 @@ async fn a_revocation_during_paging_sends_nothing_more_of_the_list() {
         for id in ["i0", "i1"] {
             assert!(revoked_ops.contains(&op("del", "items", id)), "{url}");
         }
-        assert_eq!(states(&revoked), [state("listItems", "complete", 0, 0)]);
+        assert_eq!(states(revoked), [state("listItems", "complete", 0, 0)]);
     }
 }
 
