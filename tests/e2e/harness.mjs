@@ -264,10 +264,10 @@ export function syncTools(getServer) {
     todoIds: (page) =>
       page.evaluate(async () => (await window.db.query('SELECT id FROM todos ORDER BY id')).map((r) => r.id)),
     /** A tab of `profile` with the sample app (or `app`, another build's) open as `user`. */
-    async syncedTab(profile, user, { auth = 'user', name, app } = {}) {
+    async syncedTab(profile, user, { auth = 'user', name, app, topology } = {}) {
       const page = await profile.newTab(getServer().url);
       await page.waitForFunction(() => window.ready);
-      const failure = await page.evaluate((options) => window.openSynced(options), { user, auth, name, app });
+      const failure = await page.evaluate((options) => window.openSynced(options), { user, auth, name, app, topology });
       if (failure) throw new Error(`opening failed: ${JSON.stringify(failure)}`);
       return page;
     },

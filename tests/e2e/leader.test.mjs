@@ -1,5 +1,6 @@
-// The leader-tab topology (Chromium without SharedWorker): three tabs of one
-// profile syncing with the real server; the leader tab, which runs the
+// The leader-tab topology: three tabs of one profile syncing with the real
+// server (in a browser without SharedWorker where the engine can start one,
+// Chromium; elsewhere forced with `open({ topology: 'leader-tab' })`); the leader tab, which runs the
 // worker host, is lost during a burst of writes: closed, its renderer
 // crashed, or frozen. Each write is an `increment` of the tab's own counter,
 // so a write applied twice shows in the count. Asserted: no write whose
@@ -11,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTestSite, eventually, freshStore, launchProfile, root, startServer, syncTools, test } from './harness.mjs';
+import { buildTestSite, can, eventually, freshStore, launchProfile, root, startServer, syncTools, test } from './harness.mjs';
 
 let site;
 let storeDir;
@@ -69,14 +70,20 @@ async function counter(page, id) {
   return rows[0]?.value ?? 0;
 }
 
-/** Three tabs of a profile without SharedWorker, the first of them the leader. */
+/**
+ * Three tabs of a profile in the leader-tab topology, the first of them the
+ * leader: a browser without SharedWorker if the engine can start one (so
+ * ferrydb finds it missing), else the topology forced.
+ */
 async function threeTabs(user, options) {
-  const profile = await launchProfile(undefined, { sharedWorkers: false, ...options });
+  const missing = can.disableSharedWorker;
+  const profile = await launchProfile(undefined, { ...(missing && { sharedWorkers: false }), ...options });
   profiles.push(profile);
-  const leader = await syncedTab(profile, user);
-  const others = [await syncedTab(profile, user), await syncedTab(profile, user)];
+  const topology = missing ? undefined : 'leader-tab';
+  const leader = await syncedTab(profile, user, { topology });
+  const others = [await syncedTab(profile, user, { topology }), await syncedTab(profile, user, { topology })];
   for (const tab of [leader, ...others]) {
-    assert.equal(await tab.evaluate(() => 'SharedWorker' in window), false);
+    if (missing) assert.equal(await tab.evaluate(() => 'SharedWorker' in window), false);
     assert.equal(await tab.evaluate(() => window.db.topology), 'leader-tab');
   }
   await allConnected([leader, ...others]);
@@ -137,17 +144,17 @@ async function loseLeaderDuringBurst(user, lose, options) {
   return { profile, b, c };
 }
 
-test('the leader tab closed during a burst of writes: another takes over, each write once', { needs: 'disableSharedWorker' }, async () => {
+test('the leader tab closed during a burst of writes: another takes over, each write once', async () => {
   await loseLeaderDuringBurst('lea', async (_, leader) => {
     await leader.close();
   });
 });
 
-test("the leader tab's renderer crashed during a burst of writes: another takes over, each write once", { needs: ['disableSharedWorker', 'crash'] }, async () => {
+test("the leader tab's renderer crashed during a burst of writes: another takes over, each write once", { needs: 'crash' }, async () => {
   await loseLeaderDuringBurst('lec', (profile, leader) => profile.crash(leader));
 });
 
-test('the leader tab frozen during a burst of writes: its lock is taken over, and once thawed it follows the new leader', { needs: ['disableSharedWorker', 'freeze'] }, async () => {
+test('the leader tab frozen during a burst of writes: its lock is taken over, and once thawed it follows the new leader', { needs: 'freeze' }, async () => {
   let leader;
   const { profile, b } = await loseLeaderDuringBurst(
     'lef',
