@@ -59,6 +59,23 @@ const SYSTEMS = {
     files: { main: [], worker: ['peers/sqlite-wasm/index.mjs', 'peers/sqlite-wasm/sqlite3.wasm'] },
     config: '@sqlite.org/sqlite-wasm 3.53.4, opfs-sahpool VFS in a dedicated worker, journal_mode=DELETE, synchronous=NORMAL',
   },
+  'wa-sqlite': {
+    page: 'wa-sqlite.html',
+    files: {
+      main: [],
+      worker: [
+        'peers/wa-sqlite/dist/wa-sqlite.mjs',
+        'peers/wa-sqlite/dist/wa-sqlite.wasm',
+        'peers/wa-sqlite/src/sqlite-api.js',
+        'peers/wa-sqlite/src/sqlite-constants.js',
+        'peers/wa-sqlite/src/VFS.js',
+        'peers/wa-sqlite/src/FacadeVFS.js',
+        'peers/wa-sqlite/src/examples/OPFSCoopSyncVFS.js',
+      ],
+    },
+    config:
+      '@journeyapps/wa-sqlite 2.0.6 (synchronous build), OPFSCoopSyncVFS in a dedicated worker (as PowerSync uses it), journal_mode=DELETE, synchronous=NORMAL',
+  },
   pglite: {
     page: 'pglite.html',
     crossTab: true,
@@ -105,6 +122,12 @@ async function buildSite() {
   await cp(join(root, 'node_modules', '@sqlite.org', 'sqlite-wasm', 'dist'), join(site, 'peers', 'sqlite-wasm'), {
     recursive: true,
   });
+  // wa-sqlite: its synchronous build and the sources it imports.
+  for (const part of ['dist/wa-sqlite.mjs', 'dist/wa-sqlite.wasm', 'src']) {
+    await cp(join(root, 'node_modules', '@journeyapps', 'wa-sqlite', part), join(site, 'peers', 'wa-sqlite', part), {
+      recursive: true,
+    });
+  }
   // PGlite's extension tarballs and source maps are not loaded: leave them out.
   await cp(join(root, 'node_modules', '@electric-sql', 'pglite', 'dist'), join(site, 'peers', 'pglite'), {
     recursive: true,

@@ -1,7 +1,9 @@
-// The raw-SQLite peer: @sqlite.org/sqlite-wasm with its OPFS SAH pool VFS in a
-// dedicated worker (its documented fast configuration). It has no live queries:
-// the worker re-runs the watched query after each write, the hand-rolled way.
-const worker = new Worker(new URL('./sqlite-wasm-worker.js', import.meta.url), { type: 'module' });
+// The raw-SQLite peers: @sqlite.org/sqlite-wasm with its OPFS SAH pool VFS in
+// a dedicated worker (its documented fast configuration), or the worker the
+// page names (`window.benchWorker`: wa-sqlite.html's). They have no live
+// queries: the worker re-runs the watched query after each write, the
+// hand-rolled way.
+const worker = new Worker(new URL(window.benchWorker ?? './sqlite-wasm-worker.js', import.meta.url), { type: 'module' });
 const now = () => performance.now();
 let nextId = 1;
 const pending = new Map();
