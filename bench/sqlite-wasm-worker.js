@@ -1,11 +1,9 @@
 // Dedicated worker for the raw-SQLite peer (see sqlite-wasm.js).
 import sqlite3InitModule from '../peers/sqlite-wasm/index.mjs';
+import { SCHEMA, rowsFor } from './raw-sqlite-rows.js';
 
 let db;
 let watched = null;
-const SCHEMA = '(id TEXT PRIMARY KEY, title TEXT, done INTEGER, n INTEGER, updated_at INTEGER)';
-const rowsFor = (count) =>
-  Array.from({ length: count }, (_, i) => [String(i).padStart(6, '0'), `item ${i}`, 0, i, Date.now()]);
 let table = 0;
 
 function insertAll(name, rows) {

@@ -6,13 +6,11 @@
 import SQLiteESMFactory from '../peers/wa-sqlite/dist/wa-sqlite.mjs';
 import * as SQLite from '../peers/wa-sqlite/src/sqlite-api.js';
 import { OPFSCoopSyncVFS } from '../peers/wa-sqlite/src/examples/OPFSCoopSyncVFS.js';
+import { SCHEMA, rowsFor } from './raw-sqlite-rows.js';
 
 let sqlite3;
 let db;
 let watched = null;
-const SCHEMA = '(id TEXT PRIMARY KEY, title TEXT, done INTEGER, n INTEGER, updated_at INTEGER)';
-const rowsFor = (count) =>
-  Array.from({ length: count }, (_, i) => [String(i).padStart(6, '0'), `item ${i}`, 0, i, Date.now()]);
 let table = 0;
 
 /** Runs `sql` (one statement) with `params`: its rows as objects. */
