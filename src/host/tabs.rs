@@ -52,9 +52,15 @@ impl Tabs {
         self.get(tab).and_then(|t| t.refused.clone())
     }
 
-    /// The tabs as token asks see them, in connection order.
+    /// The tabs as token asks see them, in connection order. A refused tab
+    /// (an older build the replica was upgraded past) is asked for nothing:
+    /// its app, and so its token provider, is not the one that runs.
     pub fn token_tabs(&self) -> Vec<TokenTab> {
-        self.0.iter().map(|(id, s)| (*id, s.auth)).collect()
+        self.0
+            .iter()
+            .filter(|(_, s)| s.refused.is_none())
+            .map(|(id, s)| (*id, s.auth))
+            .collect()
     }
 }
 

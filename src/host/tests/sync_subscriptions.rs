@@ -520,16 +520,24 @@ fn app_with_queries_version(version: u32, edit: impl FnOnce(&mut Vec<Json>)) -> 
 }
 
 /// Upgrades the synced host's app in place to `app` from a new tab (the
-/// restarted sync's token comes from tab `old`), and answers the pull that
-/// follows: the set it pulled with.
+/// restarted sync's token comes from it, not from the outdated tab `old`),
+/// and answers the pull that follows: the set it pulled with.
 fn upgraded(h: &mut Harness, old: TabId, app: &str) -> Json {
     let new = h.connect();
     h.open_app(new, app, true, true);
     h.settle_storage();
-    let ask = h.posted_of(old, "needToken");
-    assert_eq!(ask.len(), 1, "the restarted sync asks for a token");
+    assert!(
+        h.posted_of(old, "needToken").is_empty(),
+        "the outdated tab is not asked"
+    );
+    let ask = h.posted_of(new, "needToken");
+    assert_eq!(
+        ask.len(),
+        1,
+        "the restarted sync asks the new tab for a token"
+    );
     h.send(
-        old,
+        new,
         json!({ "type": "token", "ask": ask[0]["ask"], "token": "t2" }),
     );
     let (fetch, set) = pulled(h).expect("the upgraded replica pulls");

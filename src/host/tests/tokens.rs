@@ -124,3 +124,24 @@ fn a_provider_that_throws_is_auth_required_and_no_provider_means_no_token() {
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0].1.bearer, None);
 }
+
+#[test]
+fn an_outdated_tab_is_never_asked_for_a_token() {
+    let mut h = Harness::new();
+    let old = h.connect();
+    h.open_app(old, &app_json(), true, true);
+    h.settle_storage();
+    let ask = h.posted_of(old, "needToken");
+    h.send(
+        old,
+        json!({ "type": "token", "ask": ask[0]["ask"], "token": "t1" }),
+    );
+    h.take();
+    // A newer build upgrades the replica: the restarted sync asks it, not
+    // the refused older tab, although that one connected first.
+    let new = h.connect();
+    h.open_app(new, &app_json_version(2), true, true);
+    h.settle_storage();
+    assert!(h.posted_of(old, "needToken").is_empty());
+    assert_eq!(h.posted_of(new, "needToken").len(), 1);
+}
