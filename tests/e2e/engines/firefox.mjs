@@ -22,7 +22,15 @@ const POLL_MS = 20;
 async function poll(check, timeout, what) {
   const deadline = Date.now() + timeout;
   for (;;) {
-    const value = await check();
+    let value;
+    try {
+      value = await check();
+    } catch (e) {
+      // The page navigated while a check ran in it (Firefox: `no such
+      // frame`, its browsing context discarded, seen with a reload during a
+      // script 5 of 5): check again, in the new page, as Playwright's waits do.
+      if (!/no such frame/.test(e?.message ?? '')) throw e;
+    }
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`waiting for ${what}: ${timeout} ms exceeded`);
     await new Promise((r) => setTimeout(r, POLL_MS));
