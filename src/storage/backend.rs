@@ -3,7 +3,7 @@
 //! [`FrameLog`]); [`MemoryBackend`] is the in-memory twin for tests, private
 //! mode and native use.
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::log::{FrameLog, IoOp, IoRequest, LogConfig};
 use super::manifest::FileName;
 use super::recovery::{recover, Recovered};
@@ -17,7 +17,19 @@ pub trait StorageBackend {
     /// `None` if the file does not exist.
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>>;
     fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Writes `bytes` at offset `at` of the existing file `name` (in place,
+    /// where the log's [`IoOp::Append`] is enabled).
+    fn append(&mut self, name: &str, at: u64, bytes: &[u8]) -> Result<()>;
     fn delete(&mut self, name: &str) -> Result<()>;
+}
+
+/// `file` after writing `bytes` at offset `at` (`None` if `at` is past its end).
+pub fn written_at(file: &[u8], at: u64, bytes: &[u8]) -> Option<Vec<u8>> {
+    let at = usize::try_from(at).ok().filter(|&at| at <= file.len())?;
+    let mut out = file[..at].to_vec();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(file.get(at + bytes.len()..).unwrap_or_default());
+    Some(out)
 }
 
 /// Files in memory: the backend for tests and for private mode.
@@ -81,6 +93,15 @@ impl StorageBackend for MemoryBackend {
         Ok(())
     }
 
+    fn append(&mut self, name: &str, at: u64, bytes: &[u8]) -> Result<()> {
+        let file = self.files.get(name).map(Vec::as_slice).unwrap_or_default();
+        let written = written_at(file, at, bytes).ok_or_else(|| {
+            Error::Unavailable(format!("append to {name} at {at}: the file is shorter"))
+        })?;
+        self.files.insert(name.to_owned(), written);
+        Ok(())
+    }
+
     fn delete(&mut self, name: &str) -> Result<()> {
         self.files.remove(name);
         Ok(())
@@ -105,6 +126,7 @@ pub fn open_backend(backend: &dyn StorageBackend, config: LogConfig) -> Result<R
 pub fn perform(backend: &mut dyn StorageBackend, request: &IoRequest) -> Result<()> {
     match &request.op {
         IoOp::Write { name, bytes } => backend.write(name, bytes),
+        IoOp::Append { name, at, bytes } => backend.append(name, *at, bytes),
         IoOp::Delete { name } => backend.delete(name),
     }
 }

@@ -75,6 +75,7 @@ impl FrameLog {
             .filter(|m| m.page_size == page_size && m.pages_per_segment == pages_per_segment);
         let mut manifest = Manifest {
             gen,
+            epoch: self.config.epoch,
             seq,
             page_size,
             db_pages,
@@ -102,6 +103,9 @@ impl FrameLog {
             manifest.segments.push(SegmentRef { gen, len, crc });
             writes.push((FileName::Segment { gen, index }.to_string(), bytes));
         }
+        // Frames after `seq` go to a new log file: the ones up to it are
+        // deleted once the manifest is durable.
+        self.append_to = None;
         self.checkpoint = Some(CheckpointRun {
             manifest,
             taken_dirty: std::mem::take(&mut self.dirty_pages),
@@ -188,8 +192,7 @@ impl FrameLog {
         });
         for file in folded {
             self.log_bytes -= file.bytes;
-            let name = FileName::Log { first: file.first }.to_string();
-            self.queue_delete(name, false);
+            self.queue_delete(file.name(), false);
         }
         self.manifest = Some(new);
     }

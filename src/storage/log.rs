@@ -9,7 +9,11 @@
 //! - **Group commit.** At most one log write is in flight. Frames appended
 //!   meanwhile are batched into the next write, a new file named after its
 //!   first frame. A write is whole-file: creating or replacing `name` with
-//!   exactly `bytes`.
+//!   exactly `bytes`. A host that can write a file in place (OPFS sync
+//!   access handles) sets [`LogConfig::append_limit`]: then a group commit
+//!   extends the file the previous one wrote ([`IoOp::Append`]) until it
+//!   holds that many bytes, which costs a fraction of a new file. A torn
+//!   append is what recovery already stops at: a frame that fails its CRC.
 //! - **Durability.** [`durable_seq`](FrameLog::durable_seq) is the highest N
 //!   with every frame ≤ N on storage; a transaction's `durable` promise
 //!   resolves once it reaches the transaction's sequence number.
@@ -28,9 +32,16 @@ use super::manifest::{FileName, Manifest};
 use super::page_set::PageSet;
 use std::sync::Arc;
 
-/// Tuning of file sizes and checkpoint frequency.
+/// Who writes, how files are written, their sizes and checkpoint frequency.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
+    /// The writer's fencing epoch (`storage::fence`), named in every log and
+    /// manifest file it writes; 0 for a writer that is never fenced.
+    pub epoch: u64,
+    /// 0: every group commit writes a new log file. Otherwise the host can
+    /// write in place, and a group commit appends to the log file this log
+    /// last wrote while that file holds fewer bytes than this.
+    pub append_limit: u64,
     /// Target size of one segment file, in bytes (rounded down to whole pages,
     /// at least one). Smaller segments make checkpoints after scattered small
     /// writes cheaper; larger ones mean fewer files to open.
@@ -44,6 +55,8 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
+            epoch: 0,
+            append_limit: 0,
             segment_bytes: 1 << 20,
             checkpoint_after_bytes: 16 << 20,
             checkpoint_after_files: 256,
@@ -62,6 +75,14 @@ pub struct IoRequest {
 pub enum IoOp {
     /// Create or replace the file `name` with exactly `bytes`.
     Write { name: String, bytes: Arc<[u8]> },
+    /// Write `bytes` at offset `at` of the log file `name`, which this log
+    /// wrote (with `Write` or `Append`) and has `at` bytes; only with
+    /// [`LogConfig::append_limit`].
+    Append {
+        name: String,
+        at: u64,
+        bytes: Arc<[u8]>,
+    },
     /// Remove the file `name`; a file already gone counts as success.
     Delete { name: String },
 }
@@ -69,11 +90,13 @@ pub enum IoOp {
 /// What an issued request was for, by id.
 #[derive(Debug)]
 pub(super) enum InFlight {
-    /// Frames `first..=last`; the bytes are kept to rewrite them after a failure.
+    /// Frames `first..=last`; the bytes are kept to rewrite them after a
+    /// failure. `file`: the first frame of the file they extend, if appended.
     LogWrite {
         first: u64,
         last: u64,
         bytes: Arc<[u8]>,
+        file: Option<u64>,
     },
     SegmentWrite {
         name: String,
@@ -91,12 +114,24 @@ pub(super) enum InFlight {
     },
 }
 
-/// A durable log file, holding frames `first..=last`.
+/// A durable log file, holding frames `first..=last`, written by the
+/// leader of fencing epoch `epoch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct LogFile {
     pub first: u64,
     pub last: u64,
     pub bytes: u64,
+    pub epoch: u64,
+}
+
+impl LogFile {
+    pub fn name(&self) -> String {
+        FileName::Log {
+            first: self.first,
+            epoch: self.epoch,
+        }
+        .to_string()
+    }
 }
 
 /// Adds `file` to `files` (ascending by `first`), replacing one with the same
@@ -122,6 +157,10 @@ pub struct FrameLog {
     pub(super) last_error: Option<Error>,
     /// Durable log files, ascending by first frame.
     pub(super) log_files: Vec<LogFile>,
+    /// The first frame of the log file the next group commit may extend:
+    /// the last one this log wrote, until a checkpoint starts or a write
+    /// fails (never a file recovery found: its tail may be torn).
+    pub(super) append_to: Option<u64>,
     pub(super) log_bytes: u64,
     blocking_deletes: usize,
     /// Blocking deletes that failed, issued again on [`FrameLog::resume`].
@@ -187,6 +226,7 @@ impl FrameLog {
             last_error: None,
             log_bytes: point.log_files.iter().map(|file| file.bytes).sum(),
             log_files: point.log_files,
+            append_to: None,
             blocking_deletes: 0,
             failed_deletes: Vec::new(),
             ready: Vec::new(),
@@ -292,17 +332,30 @@ impl FrameLog {
             let first = self.pending_first;
             let last = self.next_seq - 1;
             let bytes: Arc<[u8]> = std::mem::take(&mut self.pending).into();
-            let name = FileName::Log { first }.to_string();
+            let extend = self.appendable();
+            let op = match extend {
+                Some(file) => IoOp::Append {
+                    name: file.name(),
+                    at: file.bytes,
+                    bytes: bytes.clone(),
+                },
+                None => IoOp::Write {
+                    name: FileName::Log {
+                        first,
+                        epoch: self.config.epoch,
+                    }
+                    .to_string(),
+                    bytes: bytes.clone(),
+                },
+            };
             let id = self.issue(InFlight::LogWrite {
                 first,
                 last,
-                bytes: bytes.clone(),
+                bytes,
+                file: extend.map(|file| file.first),
             });
             self.log_write_in_flight = true;
-            return Some(IoRequest {
-                id,
-                op: IoOp::Write { name, bytes },
-            });
+            return Some(IoRequest { id, op });
         }
         (!self.ready.is_empty()).then(|| self.ready.remove(0))
     }
@@ -320,12 +373,23 @@ impl FrameLog {
             }
         }
         match what {
-            InFlight::LogWrite { first, last, bytes } => {
+            InFlight::LogWrite {
+                first,
+                last,
+                bytes,
+                file,
+            } => {
                 self.log_write_in_flight = false;
+                let covered = self.manifest.as_ref().is_some_and(|m| m.seq >= last);
                 match result {
-                    Ok(()) => self.log_write_landed(first, last, bytes.len() as u64),
+                    Ok(()) => self.log_write_landed(first, last, bytes.len() as u64, file),
                     Err(_) if self.cleared() => {}
+                    // A checkpoint made these frames durable meanwhile (and
+                    // deleted the file this appended to).
+                    Err(_) if covered => self.durable_seq = self.durable_seq.max(last),
                     Err(error) => {
+                        // The file may end in a torn frame now: write anew.
+                        self.append_to = None;
                         let mut queued = bytes.to_vec();
                         queued.append(&mut self.pending);
                         self.pending = queued;
@@ -353,23 +417,63 @@ impl FrameLog {
         }
     }
 
-    fn log_write_landed(&mut self, first: u64, last: u64, len: u64) {
+    /// The log file the next group commit appends to, if any.
+    fn appendable(&self) -> Option<LogFile> {
+        let first = self.append_to?;
+        let i = self
+            .log_files
+            .binary_search_by_key(&first, |f| f.first)
+            .ok()?;
+        let file = self.log_files[i];
+        (file.bytes < self.config.append_limit).then_some(file)
+    }
+
+    /// Frames `first..=last` (`len` bytes) are on storage: a new file, or
+    /// the end of the file starting at frame `extended`.
+    fn log_write_landed(&mut self, first: u64, last: u64, len: u64, extended: Option<u64>) {
         if self.cleared() {
             // Landed after another request found the files gone: nothing under it.
             return;
         }
         self.durable_seq = self.durable_seq.max(last);
+        let epoch = self.config.epoch;
+        let file_first = extended.unwrap_or(first);
         if self.manifest.as_ref().is_some_and(|m| m.seq >= last) {
-            // A checkpoint finished while this write was in flight.
-            self.queue_delete(FileName::Log { first }.to_string(), false);
-        } else {
-            let file = LogFile {
-                first,
-                last,
-                bytes: len,
-            };
-            insert_log_file(&mut self.log_files, file);
-            self.log_bytes += len;
+            // A checkpoint finished while this write was in flight (and
+            // deleted the file already if this extended it).
+            if extended.is_none() {
+                let file = FileName::Log { first, epoch };
+                self.queue_delete(file.to_string(), false);
+            }
+            return;
+        }
+        let i = match self
+            .log_files
+            .binary_search_by_key(&file_first, |f| f.first)
+        {
+            Ok(i) if extended.is_some() => i,
+            // Only a checkpoint removes a file, and one that starts stops
+            // appends (`append_to`) after the one in flight, which it covers.
+            Err(_) if extended.is_some() => unreachable!("appended to a file no longer kept"),
+            _ => {
+                let file = LogFile {
+                    first,
+                    last,
+                    bytes: 0,
+                    epoch,
+                };
+                insert_log_file(&mut self.log_files, file);
+                self.log_files
+                    .binary_search_by_key(&first, |f| f.first)
+                    .expect("just inserted")
+            }
+        };
+        let file = &mut self.log_files[i];
+        file.last = last;
+        file.bytes += len;
+        self.log_bytes += len;
+        if self.config.append_limit > 0 {
+            self.append_to = Some(file_first);
         }
     }
 

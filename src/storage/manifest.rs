@@ -2,14 +2,20 @@
 //! manifest that ties a generation of segment files together.
 //!
 //! Files (one flat namespace per database):
-//! - `log.<first seq>`: frames `first..`, written whole by one group commit;
+//! - `log.<first seq>[.<epoch>]`: frames `first..`, written whole by one
+//!   group commit, or (where the host writes in place) by one and extended
+//!   by the group commits after it;
 //! - `seg.<gen>.<index>`: pages `index × pages_per_segment + 1 ..` as raw bytes,
 //!   written by the checkpoint of generation `gen`;
-//! - `manifest.<gen>`: the checkpoint: which segment file holds each range of
-//!   pages, with its length and CRC, and the frame sequence it covers.
+//! - `manifest.<gen>[.<epoch>]`: the checkpoint: which segment file holds
+//!   each range of pages, with its length and CRC, and the frame sequence it
+//!   covers.
 //!
-//! Numbers are 16 (seq, gen) or 8 (index) lower-case hex digits, so names sort
-//! in numeric order. A manifest is written only after all its segments are
+//! Numbers are 16 (seq, gen, epoch) or 8 (index) lower-case hex digits, so
+//! names sort in numeric order. The epoch is the fencing epoch of the
+//! leader-tab writer (`storage::fence`) that wrote the file, absent for 0
+//! (an unfenced writer): two leaders never write one name, and recovery
+//! knows whose frames supersede whose (`recovery.rs`). A manifest is written only after all its segments are
 //! durable, and files it replaces are deleted only after it is durable, so at
 //! every instant the newest valid manifest describes a complete image.
 
@@ -23,9 +29,9 @@ const ENTRY_LEN: usize = 20;
 /// A file name the frame log owns, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileName {
-    Log { first: u64 },
+    Log { first: u64, epoch: u64 },
     Segment { gen: u64, index: u32 },
-    Manifest { gen: u64 },
+    Manifest { gen: u64, epoch: u64 },
 }
 
 impl FileName {
@@ -42,11 +48,16 @@ impl FileName {
                 .then(|| u32::from_str_radix(s, 16).ok())
                 .flatten()
         };
-        if let Some(first) = name.strip_prefix("log.") {
-            return hex64(first).map(|first| FileName::Log { first });
+        // `<n>` or `<n>.<epoch>`, the epoch never written as 0.
+        let numbered = |s: &str| match s.split_once('.') {
+            None => Some((hex64(s)?, 0)),
+            Some((n, epoch)) => Some((hex64(n)?, hex64(epoch).filter(|&e| e > 0)?)),
+        };
+        if let Some(rest) = name.strip_prefix("log.") {
+            return numbered(rest).map(|(first, epoch)| FileName::Log { first, epoch });
         }
-        if let Some(gen) = name.strip_prefix("manifest.") {
-            return hex64(gen).map(|gen| FileName::Manifest { gen });
+        if let Some(rest) = name.strip_prefix("manifest.") {
+            return numbered(rest).map(|(gen, epoch)| FileName::Manifest { gen, epoch });
         }
         let (gen, index) = name.strip_prefix("seg.")?.split_once('.')?;
         Some(FileName::Segment {
@@ -58,11 +69,16 @@ impl FileName {
 
 impl std::fmt::Display for FileName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FileName::Log { first } => write!(f, "log.{first:016x}"),
-            FileName::Segment { gen, index } => write!(f, "seg.{gen:016x}.{index:08x}"),
-            FileName::Manifest { gen } => write!(f, "manifest.{gen:016x}"),
+        let (kind, n, epoch) = match *self {
+            FileName::Log { first, epoch } => ("log", first, epoch),
+            FileName::Segment { gen, index } => return write!(f, "seg.{gen:016x}.{index:08x}"),
+            FileName::Manifest { gen, epoch } => ("manifest", gen, epoch),
+        };
+        write!(f, "{kind}.{n:016x}")?;
+        if epoch > 0 {
+            write!(f, ".{epoch:016x}")?;
         }
+        Ok(())
     }
 }
 
@@ -79,6 +95,8 @@ pub struct SegmentRef {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub gen: u64,
+    /// The fencing epoch of its writer: carried in the file name, not the bytes.
+    pub epoch: u64,
     /// Frames up to and including `seq` are folded in.
     pub seq: u64,
     pub page_size: u32,
@@ -111,7 +129,11 @@ impl Manifest {
     }
 
     pub fn name(&self) -> String {
-        FileName::Manifest { gen: self.gen }.to_string()
+        FileName::Manifest {
+            gen: self.gen,
+            epoch: self.epoch,
+        }
+        .to_string()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -153,6 +175,7 @@ impl Manifest {
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
         let mut manifest = Manifest {
             gen: u64_at(8),
+            epoch: 0,
             seq: u64_at(16),
             page_size: read_u32(&bytes[24..28]),
             db_pages: read_u32(&bytes[28..32]),
@@ -202,14 +225,32 @@ mod tests {
     #[test]
     fn names_round_trip_and_sort_numerically() {
         for name in [
-            FileName::Log { first: 255 },
+            FileName::Log {
+                first: 255,
+                epoch: 0,
+            },
+            FileName::Log {
+                first: 255,
+                epoch: 3,
+            },
             FileName::Segment { gen: 3, index: 17 },
-            FileName::Manifest { gen: 1 << 40 },
+            FileName::Manifest {
+                gen: 1 << 40,
+                epoch: 0,
+            },
+            FileName::Manifest { gen: 2, epoch: 7 },
         ] {
             assert_eq!(FileName::parse(&name.to_string()), Some(name));
         }
-        assert!(FileName::Log { first: 9 }.to_string() < FileName::Log { first: 10 }.to_string());
+        let log = |first| FileName::Log { first, epoch: 0 }.to_string();
+        assert!(log(9) < log(10));
+        assert_eq!(log(9), "log.0000000000000009");
         assert_eq!(FileName::parse("log.12"), None);
+        // Epoch 0 has one spelling: without the suffix.
+        assert_eq!(
+            FileName::parse("log.0000000000000009.0000000000000000"),
+            None
+        );
         assert_eq!(FileName::parse("other"), None);
         // Found by the fuzz tests: recovery computed the generation after the
         // largest on disk, and `manifest.ffffffffffffffff` overflowed it.
@@ -217,7 +258,10 @@ mod tests {
         assert_eq!(FileName::parse("seg.8000000000000000.00000000"), None);
         assert_eq!(
             FileName::parse("log.7fffffffffffffff"),
-            Some(FileName::Log { first: MAX_COUNTER })
+            Some(FileName::Log {
+                first: MAX_COUNTER,
+                epoch: 0
+            })
         );
     }
 
@@ -227,6 +271,7 @@ mod tests {
     fn a_segment_may_be_larger_than_the_file() {
         let manifest = Manifest {
             gen: 1,
+            epoch: 0,
             seq: 1,
             page_size: 512,
             db_pages: 5,
@@ -245,6 +290,7 @@ mod tests {
     fn manifest_round_trips_and_rejects_damage() {
         let manifest = Manifest {
             gen: 2,
+            epoch: 0,
             seq: 77,
             page_size: 4096,
             db_pages: 5,

@@ -83,7 +83,7 @@ mod page_store;
 mod recovery;
 mod vfs;
 
-pub use backend::{open_backend, perform, MemoryBackend, MemoryFiles, StorageBackend};
+pub use backend::{open_backend, perform, written_at, MemoryBackend, MemoryFiles, StorageBackend};
 pub use error::{Error, Result};
 pub use frame::Commit;
 pub use image::{PageImage, PageSource};

@@ -6,7 +6,12 @@
 //!    so anything else is corruption, not a crash).
 //! 2. Frames after the manifest's sequence number are replayed in order from
 //!    the log files, ending at the first number no file holds validly (a torn
-//!    or missing write).
+//!    or missing write). A file's frames stop where a leader of a higher
+//!    fencing epoch took over: at the first frame of any file, or after the
+//!    manifest, that a higher epoch wrote. A new leader writes from where
+//!    its recovery ended, so a frozen old leader that wakes and extends its
+//!    own file in place (the fence is checked per new file, not per append)
+//!    adds nothing recovery keeps.
 //! 3. Every other file of ours is garbage: deleted by the new log, and log
 //!    files that could collide with new frames are deleted before any new
 //!    frame is written.
@@ -40,18 +45,21 @@ pub struct RecoveryReport {
     pub garbage_files: usize,
 }
 
-/// A log file, named for the first frame it should hold.
+/// A log file, named for the first frame it should hold and its writer's epoch.
 struct LogRun {
     name: String,
     bytes: Vec<u8>,
     first: u64,
+    epoch: u64,
 }
 
-/// The contiguous run of valid frames at the start of `run`'s file, empty if
-/// not even its first frame is there. Decoded once and kept: checking the
-/// checksums is most of what recovery costs.
-fn valid_frames(run: &LogRun) -> Vec<FrameRef<'_>> {
-    let mut frames = read_frames(&run.bytes).peekable();
+/// The contiguous run of valid frames at the start of `run`'s file below
+/// `end`, empty if not even its first frame is there. Decoded once and kept:
+/// checking the checksums is most of what recovery costs.
+fn valid_frames(run: &LogRun, end: u64) -> Vec<FrameRef<'_>> {
+    let mut frames = read_frames(&run.bytes)
+        .take_while(|frame| frame.seq < end)
+        .peekable();
     if frames.peek().is_some_and(|frame| frame.seq == run.first) {
         frames.collect()
     } else {
@@ -81,16 +89,26 @@ fn insert_keyed<K: PartialEq>(files: &mut Vec<KeyedFile<K>>, file: KeyedFile<K>)
 /// Rebuilds the image and log from every file the backend listed (files that
 /// are not ours are ignored). Consumes the bytes as it goes, so peak memory
 /// stays near the size of the files.
-pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recovered> {
+pub fn recover(files: Vec<(String, Vec<u8>)>, mut config: LogConfig) -> Result<Recovered> {
     let mut manifests = Vec::new();
     let mut segments = Vec::new();
     let mut logs = Vec::new();
     let mut max_gen = 0;
+    // The writer carries on at the highest epoch it finds at least: an
+    // unfenced writer (epoch 0) after a leader's, or a leader whose epoch
+    // file was lost, must not write frames older files would supersede.
+    config.epoch = files
+        .iter()
+        .filter_map(|(name, _)| match FileName::parse(name)? {
+            FileName::Log { epoch, .. } | FileName::Manifest { epoch, .. } => Some(epoch),
+            FileName::Segment { .. } => None,
+        })
+        .fold(config.epoch, u64::max);
     for (name, bytes) in files {
         match FileName::parse(&name) {
-            Some(FileName::Manifest { gen }) => {
+            Some(FileName::Manifest { gen, epoch }) => {
                 max_gen = max_gen.max(gen);
-                let key = gen;
+                let key = (gen, epoch);
                 insert_keyed(&mut manifests, KeyedFile { key, name, bytes });
             }
             Some(FileName::Segment { gen, index }) => {
@@ -98,7 +116,12 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
                 let key = (gen, index);
                 insert_keyed(&mut segments, KeyedFile { key, name, bytes });
             }
-            Some(FileName::Log { first }) => logs.push(LogRun { name, bytes, first }),
+            Some(FileName::Log { first, epoch }) => logs.push(LogRun {
+                name,
+                bytes,
+                first,
+                epoch,
+            }),
             None => {}
         }
     }
@@ -111,7 +134,12 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
     while let Some(newest) = (0..manifests.len()).max_by_key(|&i| manifests[i].key) {
         let file = manifests.swap_remove(newest);
         match (&manifest, Manifest::decode(&file.bytes)) {
-            (None, Some(decoded)) => manifest = Some(decoded),
+            (None, Some(decoded)) => {
+                manifest = Some(Manifest {
+                    epoch: file.key.1,
+                    ..decoded
+                })
+            }
             _ => garbage.push((file.name, false)),
         }
     }
@@ -149,7 +177,23 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
     let mut dirty_pages = PageSet::default();
     let mut low_water_pages = manifest.as_ref().map_or(0, |m| m.db_pages);
     let mut log_files = Vec::new();
-    let runs: Vec<Vec<FrameRef<'_>>> = logs.iter().map(valid_frames).collect();
+    // Where a higher epoch took over from each file's writer.
+    let takeover = |epoch: u64| {
+        let manifest = manifest
+            .as_ref()
+            .filter(|m| m.epoch > epoch)
+            .map(|m| m.seq + 1);
+        logs.iter()
+            .filter(|run| run.epoch > epoch)
+            .map(|run| run.first)
+            .chain(manifest)
+            .min()
+            .unwrap_or(u64::MAX)
+    };
+    let runs: Vec<Vec<FrameRef<'_>>> = logs
+        .iter()
+        .map(|run| valid_frames(run, takeover(run.epoch)))
+        .collect();
     let mut used = vec![false; logs.len()];
     let mut expected = checkpoint_seq + 1;
     let mut frames_replayed = 0;
@@ -175,6 +219,7 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, config: LogConfig) -> Result<Recov
             first: run.first,
             last: expected - 1,
             bytes: run.bytes.len() as u64,
+            epoch: run.epoch,
         };
         insert_log_file(&mut log_files, file);
     }

@@ -20,7 +20,9 @@
 
 use super::{image_hash, integrity, Rng};
 use crate::storage::frame::{decode_frame, encode_frame};
-use crate::storage::{recover, Error, FrameLog, IoOp, IoRequest, LogConfig, PageImage, PageStore};
+use crate::storage::{
+    recover, written_at, Error, FrameLog, IoOp, IoRequest, LogConfig, PageImage, PageStore,
+};
 use ferrydb_fuzz::thousands;
 use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
@@ -30,8 +32,14 @@ const LIFETIMES: usize = 4;
 
 type Disk = BTreeMap<String, Vec<u8>>;
 
-fn config() -> LogConfig {
+/// Odd seeds write a new file per group commit; even seeds append in place
+/// (as a leader tab's worker does) and start each lifetime as a new leader,
+/// one fencing epoch up, so files of older epochs are part of what recovers.
+fn config(seed: u64, lifetime: u64) -> LogConfig {
+    let leader = seed % 2 == 0;
     LogConfig {
+        epoch: if leader { lifetime + 1 } else { 0 },
+        append_limit: if leader { 10 * 1024 } else { 0 },
         segment_bytes: 3 * 4096,
         checkpoint_after_bytes: 48 * 1024,
         checkpoint_after_files: 6,
@@ -81,11 +89,13 @@ struct Simulation {
     /// commit applied. Must equal the live file after every commit.
     shadow: PageImage,
     crash_points: usize,
+    /// Lives ended by a crash so far: the fencing epoch of a leader's.
+    lifetime: u64,
 }
 
 impl Simulation {
     fn new(seed: u64) -> Self {
-        let recovered = recover(Vec::new(), config()).unwrap();
+        let recovered = recover(Vec::new(), config(seed, 0)).unwrap();
         let store = PageStore::new(recovered.image).unwrap();
         let conn = store.open_connection().unwrap();
         let states = vec![(image_hash(&store.snapshot()), 0)];
@@ -100,6 +110,7 @@ impl Simulation {
             states,
             shadow: PageImage::empty(),
             crash_points: 0,
+            lifetime: 0,
         };
         sim.start_lifetime();
         sim
@@ -279,6 +290,22 @@ impl Simulation {
             IoOp::Write { name, bytes } => {
                 disk.insert(name.clone(), bytes.to_vec());
             }
+            // The host has no file to append to (a checkpoint deleted it):
+            // the request fails and nothing lands.
+            IoOp::Append { name, .. } if !disk.contains_key(name) => {}
+            IoOp::Append { name, at, bytes } if torn => {
+                let mut partial = bytes[..self.rng.below(bytes.len() as u64 + 1) as usize].to_vec();
+                if self.rng.chance(30) {
+                    let junk = 1 + self.rng.below(64) as usize;
+                    partial.extend(self.rng.bytes(junk));
+                }
+                let file = written_at(&disk[name], *at, &partial).expect("appends at the end");
+                disk.insert(name.clone(), file);
+            }
+            IoOp::Append { name, at, bytes } => {
+                let file = written_at(&disk[name], *at, bytes).expect("appends at the end");
+                disk.insert(name.clone(), file);
+            }
             IoOp::Delete { .. } if torn => {}
             IoOp::Delete { name } => {
                 disk.remove(name);
@@ -303,15 +330,23 @@ impl Simulation {
             };
             self.log.io_done(request.id, Err(error));
         } else {
+            let missing = match &request.op {
+                IoOp::Append { name, .. } => !self.disk.contains_key(name),
+                _ => false,
+            };
             self.disk = self.crashed_disk(&request, false);
-            self.log.io_done(request.id, Ok(()));
+            let result = match missing {
+                true => Err(Error::Unavailable("no such file".into())),
+                false => Ok(()),
+            };
+            self.log.io_done(request.id, result);
         }
     }
 
     /// Recovers from `disk` and checks the result against the committed states.
     fn check_recovery(&mut self, disk: &Disk) -> crate::storage::Recovered {
         let files = disk.iter().map(|(n, b)| (n.clone(), b.clone())).collect();
-        let recovered = recover(files, config())
+        let recovered = recover(files, config(self.seed, self.lifetime))
             .unwrap_or_else(|e| panic!("seed {}: recovery failed: {e}", self.seed));
         let last = recovered.report.last_seq;
         let (durable, appended) = (self.log.durable_seq(), self.log.appended_seq());
@@ -354,6 +389,7 @@ impl Simulation {
             }
             None => self.disk.clone(),
         };
+        self.lifetime += 1;
         let recovered = self.check_recovery(&disk);
         self.disk = disk;
         self.issued.clear();

@@ -254,6 +254,7 @@ pub(super) fn edge_manifest(rng: &mut Rng) -> Bytes {
     };
     let mut manifest = Manifest {
         gen: *rng.pick(&EDGE_U64),
+        epoch: 0,
         seq: *rng.pick(&EDGE_U64),
         page_size,
         db_pages,
@@ -281,8 +282,14 @@ pub(super) fn edge_manifest(rng: &mut Rng) -> Bytes {
 pub(super) fn edge_name(rng: &mut Rng) -> String {
     let number = |rng: &mut Rng| *rng.pick(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, u64::MAX]);
     let name = match rng.below(3) {
-        0 => FileName::Log { first: number(rng) },
-        1 => FileName::Manifest { gen: number(rng) },
+        0 => FileName::Log {
+            first: number(rng),
+            epoch: *rng.pick(&[0, 0, 1, 2]),
+        },
+        1 => FileName::Manifest {
+            gen: number(rng),
+            epoch: *rng.pick(&[0, 0, 1, 2]),
+        },
         _ => FileName::Segment {
             gen: number(rng),
             index: *rng.pick(&[0, 1, 2, 3, u32::MAX]),

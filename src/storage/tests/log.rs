@@ -5,6 +5,7 @@ use super::small_config;
 use crate::storage::frame::read_frames;
 use crate::storage::{
     open_backend, perform, Commit, Error, FrameLog, IoOp, IoRequest, MemoryBackend, PageImage,
+    StorageBackend,
 };
 
 fn commit(pgno: u32, fill: u8) -> Commit {
@@ -18,7 +19,7 @@ fn commit(pgno: u32, fill: u8) -> Commit {
 fn write_of(request: &IoRequest) -> (&str, &[u8]) {
     match &request.op {
         IoOp::Write { name, bytes } => (name, bytes),
-        IoOp::Delete { name } => panic!("expected a write, got a delete of {name}"),
+        other => panic!("expected a whole-file write, got {other:?}"),
     }
 }
 
@@ -284,4 +285,210 @@ fn told_that_the_files_were_cleared_the_log_stops_before_any_request_fails() {
     assert_eq!(log.stalled().map(Error::code), Some("storage_cleared"));
     assert_eq!(log.next_io(), None, "the queued frame is never written");
     assert_eq!(log.durable_seq(), 1);
+}
+
+/// A leader tab's log: fencing epoch `epoch`, appending in place.
+fn leader_config(epoch: u64) -> crate::storage::LogConfig {
+    crate::storage::LogConfig {
+        epoch,
+        append_limit: 3 * 4200,
+        ..small_config()
+    }
+}
+
+fn op_of(request: &IoRequest) -> (&'static str, &str, u64) {
+    match &request.op {
+        IoOp::Write { name, .. } => ("write", name, 0),
+        IoOp::Append { name, at, .. } => ("append", name, *at),
+        IoOp::Delete { name } => ("delete", name, 0),
+    }
+}
+
+/// Appends `commits` one group commit each, performing every request.
+fn commit_each(
+    log: &mut FrameLog,
+    backend: &mut MemoryBackend,
+    commits: &[Commit],
+) -> Vec<(String, String, u64)> {
+    let mut ops = Vec::new();
+    for c in commits {
+        log.append(c);
+        while let Some(request) = log.next_io() {
+            let (kind, name, at) = op_of(&request);
+            ops.push((kind.to_owned(), name.to_owned(), at));
+            let result = perform(backend, &request);
+            log.io_done(request.id, result);
+        }
+    }
+    ops
+}
+
+#[test]
+fn with_in_place_writes_group_commits_extend_one_file_up_to_the_limit() {
+    let frame = frames(1, 1, 1).len() as u64;
+    let config = crate::storage::LogConfig {
+        append_limit: 3 * frame,
+        ..leader_config(3)
+    };
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(config.clone());
+    let commits: Vec<Commit> = (1..=4).map(|i| commit(1, i)).collect();
+    let ops = commit_each(&mut log, &mut backend, &commits);
+    let name = "log.0000000000000001.0000000000000003";
+    let expected = [
+        ("write", name, 0),
+        ("append", name, frame),
+        ("append", name, 2 * frame),
+        // The file holds the limit's worth: the next group commit starts anew.
+        ("write", "log.0000000000000004.0000000000000003", 0),
+    ];
+    let ops: Vec<(&str, &str, u64)> = ops
+        .iter()
+        .map(|(k, n, at)| (k.as_str(), n.as_str(), *at))
+        .collect();
+    assert_eq!(ops, expected);
+    assert_eq!(log.durable_seq(), 4);
+    let recovered = open_backend(&backend, config).unwrap();
+    assert_eq!(recovered.report.last_seq, 4);
+    assert_eq!(page_one(&recovered.image), 4);
+}
+
+#[test]
+fn a_failed_append_is_written_again_as_a_new_file() {
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(leader_config(1));
+    commit_each(&mut log, &mut backend, &[commit(1, 1)]);
+    log.append(&commit(1, 2));
+    let append = log.next_io().unwrap();
+    assert_eq!(op_of(&append).0, "append");
+    // Torn: half of the frame landed before the failure.
+    let IoOp::Append { name, at, bytes } = &append.op else {
+        unreachable!()
+    };
+    backend.append(name, *at, &bytes[..100]).unwrap();
+    log.io_done(append.id, Err(quota()));
+    log.resume();
+    let retry = log.next_io().unwrap();
+    assert_eq!(
+        op_of(&retry),
+        ("write", "log.0000000000000002.0000000000000001", 0)
+    );
+    let result = perform(&mut backend, &retry);
+    log.io_done(retry.id, result);
+    assert_eq!(log.durable_seq(), 2);
+    let recovered = open_backend(&backend, leader_config(2)).unwrap();
+    assert_eq!(recovered.report.last_seq, 2);
+}
+
+#[test]
+fn a_checkpoint_stops_appends_to_the_file_it_will_delete() {
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(leader_config(1));
+    let mut image = PageImage::empty();
+    image.set_page_size(4096);
+    let c = commit(1, 1);
+    image.set_page(1, &c.pages[0].1);
+    commit_each(&mut log, &mut backend, &[c]);
+    assert!(log.start_checkpoint(&image));
+    let ops = commit_each(&mut log, &mut backend, &[commit(1, 2)]);
+    assert!(
+        ops.iter()
+            .any(|op| op.0 == "write" && op.1 == "log.0000000000000002.0000000000000001"),
+        "frames after the checkpoint go to a new file: {ops:?}"
+    );
+    assert!(ops.iter().all(|op| op.0 != "append"), "{ops:?}");
+    assert!(!backend
+        .files
+        .keys()
+        .any(|n| n == "log.0000000000000001.0000000000000001"));
+    assert_eq!(
+        open_backend(&backend, leader_config(2))
+            .unwrap()
+            .report
+            .last_seq,
+        2
+    );
+}
+
+/// The frames a leader of `epoch` writes from `first`: one per commit, each
+/// page filled with `fill`.
+fn frames(first: u64, count: u64, fill: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for seq in first..first + count {
+        crate::storage::frame::encode_frame(seq, &commit(1, fill), &mut bytes);
+    }
+    bytes
+}
+
+fn page_one(image: &PageImage) -> u8 {
+    let mut page = Vec::new();
+    crate::storage::PageSource::copy_page(image, 1, &mut page);
+    page[0]
+}
+
+/// A leader frozen with its log file open, and woken after another took
+/// over from frame 4, extends its own file in place (the fence is checked
+/// per new file): recovery keeps the new leader's frames from 4 on.
+#[test]
+fn frames_an_old_leader_appends_after_a_takeover_are_not_recovered() {
+    let mut backend = MemoryBackend::default();
+    let mut old = frames(1, 3, 1);
+    old.extend(frames(4, 5, 9)); // 4..=8, written after the takeover
+    backend
+        .files
+        .insert("log.0000000000000001.0000000000000001".into(), old);
+    backend.files.insert(
+        "log.0000000000000004.0000000000000002".into(),
+        frames(4, 2, 2),
+    );
+    let recovered = open_backend(&backend, leader_config(3)).unwrap();
+    assert_eq!(recovered.report.last_seq, 5);
+    assert_eq!(page_one(&recovered.image), 2);
+}
+
+/// The same after the new leader checkpointed and its log files are gone:
+/// the manifest says where its epoch took over.
+#[test]
+fn a_checkpoint_of_a_newer_epoch_ends_an_older_leaders_frames() {
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(leader_config(2));
+    let mut image = PageImage::empty();
+    image.set_page_size(4096);
+    let commits: Vec<Commit> = (0..5).map(|_| commit(1, 2)).collect();
+    image.set_page(1, &commits[0].pages[0].1);
+    commit_each(&mut log, &mut backend, &commits);
+    assert!(log.start_checkpoint(&image));
+    log.run_io(&mut backend);
+    assert_eq!(log.checkpoint_seq(), 5);
+    assert!(backend.files.keys().all(|n| !n.starts_with("log.")));
+    assert!(backend
+        .files
+        .keys()
+        .any(|n| n.starts_with("manifest.") && n.ends_with(".0000000000000002")));
+    // An epoch-1 file whose frames go on past the checkpoint.
+    backend.files.insert(
+        "log.0000000000000001.0000000000000001".into(),
+        frames(1, 8, 9),
+    );
+    let recovered = open_backend(&backend, leader_config(3)).unwrap();
+    assert_eq!(recovered.report.last_seq, 5);
+    assert_eq!(page_one(&recovered.image), 2);
+}
+
+/// A writer without a fence (a SharedWorker's) opening files a leader tab
+/// wrote carries on at the leader's epoch: its frames must not be taken for
+/// an older leader's.
+#[test]
+fn an_unfenced_writer_after_a_leader_writes_at_the_leaders_epoch() {
+    let mut backend = MemoryBackend::default();
+    backend.files.insert(
+        "log.0000000000000001.0000000000000005".into(),
+        frames(1, 2, 1),
+    );
+    let mut log = open_backend(&backend, small_config()).unwrap().log;
+    let ops = commit_each(&mut log, &mut backend, &[commit(1, 7)]);
+    assert_eq!(ops[0].1, "log.0000000000000003.0000000000000005");
+    let recovered = open_backend(&backend, small_config()).unwrap();
+    assert_eq!(recovered.report.last_seq, 3);
+    assert_eq!(page_one(&recovered.image), 7);
 }

@@ -75,6 +75,8 @@ pub(super) fn open_checked(image: PageImage) -> (PageStore, Connection) {
 /// Small files and eager checkpoints, so tests exercise many of each.
 pub(super) fn small_config() -> LogConfig {
     LogConfig {
+        epoch: 0,
+        append_limit: 0,
         segment_bytes: 4 * 4096,
         checkpoint_after_bytes: 64 * 1024,
         checkpoint_after_files: 8,
