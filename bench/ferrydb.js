@@ -4,7 +4,9 @@ import { open } from '../ferrydb/dist/index.js';
 
 const query = new URLSearchParams(location.search);
 const openedAt = performance.now();
-const db = open({ name: `bench-${query.get('db') ?? 'main'}`, storage: query.get('storage') ?? 'auto' });
+// `ferrydb-leader-tab.html` sets `benchTopology`.
+const options = { storage: query.get('storage') ?? 'auto', topology: window.benchTopology };
+const db = open({ name: `bench-${query.get('db') ?? 'main'}`, ...options });
 window.ferryDb = db;
 const now = () => performance.now();
 const SCHEMA = '(id TEXT PRIMARY KEY, title TEXT, done INTEGER, n INTEGER, updated_at INTEGER)';
@@ -31,7 +33,7 @@ let appDb = null;
 async function mutationsDb() {
   if (!appDb) {
     const app = await (await fetch('./app.json')).json();
-    appDb = open({ name: `bench-${query.get('db') ?? 'main'}-app`, app, storage: query.get('storage') ?? 'auto' });
+    appDb = open({ name: `bench-${query.get('db') ?? 'main'}-app`, app, ...options });
     await appDb.opened;
   }
   return appDb;

@@ -87,6 +87,13 @@ const SYSTEMS = {
   },
 };
 SYSTEMS.ferrydb.crossTab = true;
+// The topology of browsers without SharedWorker, forced: a leader tab's
+// dedicated worker, its log in OPFS through sync access handles.
+SYSTEMS['ferrydb-leader-tab'] = {
+  ...SYSTEMS.ferrydb,
+  page: 'ferrydb-leader-tab.html',
+  config: 'as ferrydb, with open({ topology: "leader-tab" }): the worker host in the leader tab\'s dedicated worker, storage opfs-sync (frame log appended in place through OPFS sync access handles, segments in OPFS)',
+};
 if (baseBuild && !syncOnly) {
   // The other build, in the same run: its files are what its dist/index.js imports.
   const baseMain = (await readdir(join(baseBuild, 'dist'))).filter((f) => f.endsWith('.js') && !/^(react|vue|worker)\.js$/.test(f));
@@ -119,6 +126,9 @@ async function buildSite() {
     const script = await readFile(join(root, 'bench', 'ferrydb.js'), 'utf8');
     await writeFile(join(site, 'bench', 'ferrydb-base.js'), script.replaceAll('../ferrydb/dist/', '../ferrydb-base/dist/'));
   }
+  const page = await readFile(join(root, 'bench', 'ferrydb.html'), 'utf8');
+  const leader = `<script>window.benchTopology = 'leader-tab';</script>\n`;
+  await writeFile(join(site, 'bench', 'ferrydb-leader-tab.html'), page.replace('<script type="module"', `${leader}<script type="module"`));
   await cp(join(root, 'node_modules', '@sqlite.org', 'sqlite-wasm', 'dist'), join(site, 'peers', 'sqlite-wasm'), {
     recursive: true,
   });

@@ -80,7 +80,7 @@ export type LiveUpdate =
   | { subscription: number; error: ErrorData; complete: boolean };
 
 /** `indexeddb+opfs`: the frame log in IndexedDB, checkpoint segments in OPFS (the default). */
-export type StorageBackend = 'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory';
+export type StorageBackend = 'indexeddb+opfs' | 'opfs' | 'opfs-sync' | 'indexeddb' | 'memory';
 
 /** Where the replica is stored, and how much of it is on disk. */
 export interface StorageStatus {

@@ -40,10 +40,12 @@ pub enum Input {
     },
     /// The browser deleted the replica's files under the worker.
     StorageCleared { why: String },
-    /// `DeleteFiles` finished: the files are gone and `backend` is open afresh.
+    /// `DeleteFiles` finished: the files are gone and `backend` is open
+    /// afresh, its log to be written as `log` says.
     FilesDeleted {
         result: storage::Result<()>,
         backend: String,
+        log: storage::LogConfig,
     },
     /// The network came back or went away.
     Network { online: bool },

@@ -121,7 +121,11 @@ impl Host {
             Input::Continue => self.continue_sync(),
             Input::StorageDone { id, result } => self.storage_done(id, result),
             Input::StorageCleared { why } => self.storage_cleared(why),
-            Input::FilesDeleted { result, backend } => self.files_deleted(result, backend),
+            Input::FilesDeleted {
+                result,
+                backend,
+                log,
+            } => self.files_deleted(result, backend, log),
             Input::Network { online } => self.network(online),
         }
         self.pump_storage();

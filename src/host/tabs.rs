@@ -260,10 +260,15 @@ impl Host {
     /// The files are gone: start over with an empty replica (a new client
     /// to the server, since the old one's mutation IDs are spent), end every
     /// live query, answer the callers.
-    pub(super) fn files_deleted(&mut self, result: crate::storage::Result<()>, backend: String) {
+    pub(super) fn files_deleted(
+        &mut self,
+        result: crate::storage::Result<()>,
+        backend: String,
+        log: crate::storage::LogConfig,
+    ) {
         let was_paused = self.engine.sync_status().is_some_and(|s| s.paused);
         let replaced = result.map_err(crate::Error::Storage).and_then(|()| {
-            let empty = crate::storage::recover(Vec::new(), crate::storage::LogConfig::default())?;
+            let empty = crate::storage::recover(Vec::new(), log)?;
             let client_id = self.env.client_id();
             self.engine
                 .replace_replica(empty, &client_id, Some(self.env.seed()))

@@ -48,7 +48,8 @@ pub enum WorkerMessage {
 /// What tabs are told about storage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StorageReport {
-    /// `indexeddb+opfs`, `opfs`, `indexeddb` or `memory`.
+    /// `indexeddb+opfs`, `opfs`, `opfs-sync` (a leader tab's worker: the
+    /// log through OPFS sync access handles), `indexeddb` or `memory`.
     pub backend: String,
     pub durable_seq: u64,
     pub error: Option<ErrorData>,

@@ -1,22 +1,31 @@
 //! The OPFS edge of durable storage: whole files in one directory per database,
-//! through the async API (a SharedWorker has no sync access handles). Only
-//! whole-file operations are needed: the frame log never rewrites a file.
+//! through the async API (a SharedWorker has no sync access handles). A
+//! leader tab's dedicated worker writes log files through a sync access
+//! handle instead and keeps the newest open, so the log's next group commit
+//! appends in place (`IoOp::Append`): measured in Chromium, a durable append
+//! takes ~0.2 ms where a new file takes ~3 ms either way.
 
 use super::io_error::IoError;
 use crate::storage::fence::{self, Epoch};
 use js_sys::{AsyncIterator, Uint8Array};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
-    FileSystemGetFileOptions, FileSystemWritableFileStream, WorkerGlobalScope,
+    FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemSyncAccessHandle,
+    FileSystemWritableFileStream, WorkerGlobalScope,
 };
 
 pub struct OpfsDirectory {
     dir: FileSystemDirectoryHandle,
     /// A leader tab's worker: its fencing epoch (`storage::fence`).
     epoch: Cell<Option<Epoch>>,
+    /// Log files are written through sync access handles (a dedicated worker).
+    in_place: Cell<bool>,
+    /// The log file last written in place, open for the next append. A sync
+    /// handle locks its file: nobody else can write or delete it meanwhile.
+    log_handle: RefCell<Option<(String, FileSystemSyncAccessHandle)>>,
 }
 
 async fn call(name: &'static str, promise: js_sys::Promise) -> Result<JsValue, IoError> {
@@ -46,7 +55,38 @@ impl OpfsDirectory {
         Ok(OpfsDirectory {
             dir,
             epoch: Cell::new(None),
+            in_place: Cell::new(false),
+            log_handle: RefCell::new(None),
         })
+    }
+
+    /// Writes log files in place from now on, if this worker can (sync
+    /// access handles exist only in dedicated workers). Returns whether.
+    pub fn write_logs_in_place(&self) -> bool {
+        let global = js_sys::global();
+        let can =
+            js_sys::Reflect::has(&global, &"FileSystemSyncAccessHandle".into()).unwrap_or(false);
+        self.in_place.set(can);
+        can
+    }
+
+    pub fn writes_logs_in_place(&self) -> bool {
+        self.in_place.get()
+    }
+
+    /// Whether this leader may still write here: the epoch file names it.
+    pub async fn fenced(&self) -> Result<(), IoError> {
+        let Some(epoch) = self.epoch.get() else {
+            return Ok(());
+        };
+        let stored = self.read(fence::FILE).await.unwrap_or_default();
+        match epoch.admits(&stored) {
+            true => Ok(()),
+            false => Err(IoError::new(
+                "fence",
+                JsValue::from_str("fenced: another tab leads now"),
+            )),
+        }
     }
 
     pub fn epoch(&self) -> u64 {
@@ -95,8 +135,72 @@ impl OpfsDirectory {
         Ok(Uint8Array::new(&buffer).to_vec())
     }
 
+    /// Writes a whole new log file through a sync access handle and keeps it
+    /// open for appends (closing the one before). The fence is checked once
+    /// the handle is open: a woken old leader writes nothing new, and what it
+    /// may still append to a file it holds, recovery does not keep (a newer
+    /// epoch's files end it, `storage::recovery`).
+    async fn write_in_place(&self, name: &str, bytes: &[u8]) -> Result<(), IoError> {
+        let create = FileSystemGetFileOptions::new();
+        create.set_create(true);
+        let handle: FileSystemFileHandle = call(
+            "getFileHandle",
+            self.dir.get_file_handle_with_options(name, &create),
+        )
+        .await?
+        .unchecked_into();
+        let access: FileSystemSyncAccessHandle =
+            call("createSyncAccessHandle", handle.create_sync_access_handle())
+                .await?
+                .unchecked_into();
+        let written = match self.fenced().await {
+            Ok(()) => write_at(&access, 0, bytes).and_then(|()| {
+                access
+                    .truncate_with_f64(bytes.len() as f64)
+                    .and_then(|()| access.flush())
+                    .map_err(|e| IoError::new("truncate", e))
+            }),
+            Err(e) => Err(e),
+        };
+        if written.is_err() {
+            access.close();
+            return written;
+        }
+        if let Some((_, old)) = self.log_handle.replace(Some((name.to_owned(), access))) {
+            old.close();
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` at `at` in the log file open for appends.
+    pub fn append(&self, name: &str, at: u64, bytes: &[u8]) -> Result<(), IoError> {
+        match &*self.log_handle.borrow() {
+            Some((open, access)) if open == name => write_at(access, at, bytes),
+            _ => Err(IoError::new(
+                "append",
+                JsValue::from_str("the log file is not open for appends"),
+            )),
+        }
+    }
+
+    /// Closes the log file open for appends, if it is `name` (or any).
+    fn release(&self, name: Option<&str>) {
+        let mut held = self.log_handle.borrow_mut();
+        if held
+            .as_ref()
+            .is_some_and(|(open, _)| name.is_none_or(|n| n == open))
+        {
+            if let Some((_, access)) = held.take() {
+                access.close();
+            }
+        }
+    }
+
     /// Writes a whole new file. `close()` is what makes it visible and durable.
     pub async fn write(&self, name: &str, bytes: &[u8]) -> Result<(), IoError> {
+        if self.in_place.get() && name.starts_with("log.") {
+            return self.write_in_place(name, bytes).await;
+        }
         let create = FileSystemGetFileOptions::new();
         create.set_create(true);
         let handle: FileSystemFileHandle = call(
@@ -113,15 +217,9 @@ impl OpfsDirectory {
             .write_with_js_u8_array(&data)
             .map_err(|e| IoError::new("write", e))?;
         let mut done = call("write", written).await.map(|_| ());
-        if let (Ok(()), Some(epoch)) = (&done, self.epoch.get()) {
+        if done.is_ok() {
             // Checked last, just before `close()` publishes the file.
-            let stored = self.read(fence::FILE).await.unwrap_or_default();
-            if !epoch.admits(&stored) {
-                done = Err(IoError::new(
-                    "close",
-                    JsValue::from_str("fenced: another tab leads now"),
-                ));
-            }
+            done = self.fenced().await;
         }
         if let Err(e) = done {
             // Abort so the partial file is discarded rather than published.
@@ -133,6 +231,7 @@ impl OpfsDirectory {
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), IoError> {
+        self.release(Some(name));
         match call("removeEntry", self.dir.remove_entry(name)).await {
             Err(e) if e.dom_name() == "NotFoundError" => Ok(()),
             // A file an old leader, frozen, is still writing: it publishes
@@ -148,7 +247,9 @@ impl OpfsDirectory {
     }
 
     /// Removes the whole directory of a database, for `deleteDatabase`.
-    pub async fn remove_all(path: &[&str]) -> Result<(), IoError> {
+    /// `open`: this worker's directory there, whose open file must close first.
+    pub async fn remove_all(path: &[&str], open: &OpfsDirectory) -> Result<(), IoError> {
+        open.release(None);
         let Some((last, parents)) = path.split_last() else {
             return Ok(());
         };
@@ -165,6 +266,22 @@ impl OpfsDirectory {
             other => other.map(|_| ()),
         }
     }
+}
+
+/// Writes and flushes `bytes` at offset `at` through a sync access handle.
+fn write_at(access: &FileSystemSyncAccessHandle, at: u64, bytes: &[u8]) -> Result<(), IoError> {
+    let options = FileSystemReadWriteOptions::new();
+    options.set_at(at as f64);
+    let written = access
+        .write_with_u8_array_and_options(bytes, &options)
+        .map_err(|e| IoError::new("write", e))?;
+    if written as usize != bytes.len() {
+        return Err(IoError::new(
+            "write",
+            JsValue::from_str("the file system wrote only part of the bytes"),
+        ));
+    }
+    access.flush().map_err(|e| IoError::new("flush", e))
 }
 
 /// Asks the browser not to evict this origin's storage under pressure.

@@ -143,7 +143,17 @@ impl Runtime {
             }
             Output::Fetch { fetch, request } => {
                 let done = self.feed(move |response| Input::Fetched { fetch, response });
-                wasm_bindgen_futures::spawn_local(async move { done(http::fetch(&request).await) });
+                let files = self.platform().files.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    // A leader tab's worker that another tab has taken over
+                    // from sends nothing (as if offline): mutations it
+                    // appended in place since are not the new leader's.
+                    let response = match files.still_leads().await {
+                        true => http::fetch(&request).await,
+                        false => None,
+                    };
+                    done(response)
+                });
             }
             // Tasks spawned earlier run first: a fetch asked for before this
             // is sent before the host goes on.
@@ -262,12 +272,17 @@ impl Runtime {
                 Files::open(choice, &parts).await
             };
             let backend = fresh.backend_name().to_owned();
+            let log = fresh.log_config();
             let Some(runtime) = me.upgrade() else {
                 return;
             };
             runtime.platform().files = Rc::new(fresh);
             runtime.watch_for_clearing();
-            runtime.run(Input::FilesDeleted { result, backend });
+            runtime.run(Input::FilesDeleted {
+                result,
+                backend,
+                log,
+            });
         });
     }
 

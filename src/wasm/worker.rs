@@ -5,7 +5,6 @@ use super::files::{self, Choice, Files};
 use super::runtime::Runtime;
 use crate::engine::Now;
 use crate::host::{Env, Host};
-use crate::storage::LogConfig;
 use js_sys::Reflect;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -53,7 +52,7 @@ pub async fn open_worker(
     let online = global().navigator().on_line();
     let host = Host::open(
         stored,
-        LogConfig::default(),
+        files.log_config(),
         files.backend_name().to_owned(),
         online,
         Rc::new(BrowserEnv),

@@ -27,9 +27,12 @@ async function openTab(profile, options) {
 
 const rows = (tab, sql) => tab.evaluate((sql) => window.db.query(sql), sql);
 
-// Without SharedWorker the leader tab's worker keeps its log in OPFS too
-// (docs/architecture.md, "Topology").
-const BACKEND = { auto: can.sharedWorker ? 'indexeddb+opfs' : 'opfs', opfs: 'opfs', indexeddb: 'indexeddb' };
+// Without SharedWorker the leader tab's worker keeps its log in OPFS too,
+// written in place through sync access handles (docs/architecture.md,
+// "Topology").
+const BACKEND = can.sharedWorker
+  ? { auto: 'indexeddb+opfs', opfs: 'opfs', indexeddb: 'indexeddb' }
+  : { auto: 'opfs-sync', opfs: 'opfs-sync', indexeddb: 'indexeddb' };
 
 for (const storage of Object.keys(BACKEND)) {
   test(`${storage}: data survives a reload and a browser restart`, async () => {

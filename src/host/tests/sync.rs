@@ -34,6 +34,7 @@ fn replies_to_the_replaced_client_are_dropped_after_delete_database() {
     h.input(Input::FilesDeleted {
         result: Ok(()),
         backend: "memory".into(),
+        log: Default::default(),
     });
     let posted = h.posted(tab);
     assert!(posted.iter().any(|m| m["type"] == "reset"));

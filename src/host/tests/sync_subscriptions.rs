@@ -350,6 +350,7 @@ fn after_delete_database_the_new_replica_syncs_what_the_tabs_hold() {
     h.input(Input::FilesDeleted {
         result: Ok(()),
         backend: "memory".into(),
+        log: Default::default(),
     });
     h.settle_storage();
     let ask = h.posted_of(tab, "needToken");
