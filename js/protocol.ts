@@ -79,7 +79,10 @@ export type LiveUpdate =
   | { subscription: number; patch: Patch; complete: boolean }
   | { subscription: number; error: ErrorData; complete: boolean };
 
-/** `indexeddb+opfs`: the frame log in IndexedDB, checkpoint segments in OPFS (the default). */
+/**
+ * `indexeddb+opfs`: the frame log in IndexedDB, checkpoint segments in OPFS (the default).
+ * `opfs-sync`: all in OPFS, the log appended in place through sync access handles (a leader tab's worker).
+ */
 export type StorageBackend = 'indexeddb+opfs' | 'opfs' | 'opfs-sync' | 'indexeddb' | 'memory';
 
 /** Where the replica is stored, and how much of it is on disk. */

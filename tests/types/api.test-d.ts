@@ -162,7 +162,7 @@ async function mutations(): Promise<void> {
   expectType<number>(status.pendingMutations);
   // @ts-expect-error: the outbox size is `pendingMutations`
   status.pending;
-  if (status.storage) expectType<'indexeddb+opfs' | 'opfs' | 'indexeddb' | 'memory'>(status.storage.backend);
+  if (status.storage) expectType<'indexeddb+opfs' | 'opfs' | 'opfs-sync' | 'indexeddb' | 'memory'>(status.storage.backend);
   if (status.initialSync) {
     expectType<number>(status.initialSync.received);
     expectType<number | null>(status.initialSync.total);

@@ -36,7 +36,7 @@ type Disk = BTreeMap<String, Vec<u8>>;
 /// (as a leader tab's worker does) and start each lifetime as a new leader,
 /// one fencing epoch up, so files of older epochs are part of what recovers.
 fn config(seed: u64, lifetime: u64) -> LogConfig {
-    let leader = seed % 2 == 0;
+    let leader = seed.is_multiple_of(2);
     LogConfig {
         epoch: if leader { lifetime + 1 } else { 0 },
         append_limit: if leader { 10 * 1024 } else { 0 },
