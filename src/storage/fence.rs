@@ -26,6 +26,13 @@ impl Epoch {
     pub fn admits(self, stored: &[u8]) -> bool {
         read(stored) == self.0
     }
+
+    /// Whether a newer leader has claimed the files. Not the same as not
+    /// being admitted: files the browser cleared (no epoch file) fence out
+    /// every write, but the worker still leads, serving from memory.
+    pub fn superseded(self, stored: &[u8]) -> bool {
+        read(stored) > self.0
+    }
 }
 
 /// An epoch's bytes; anything else (a missing file) is epoch 0.
@@ -58,5 +65,14 @@ mod tests {
     fn an_unreadable_epoch_file_fences_out_every_leader_but_starts_the_count_again() {
         assert!(!Epoch(1).admits(b"torn"));
         assert_eq!(Epoch::after(b"torn"), Epoch(1));
+    }
+
+    #[test]
+    fn only_a_newer_epoch_supersedes_a_leader() {
+        assert!(Epoch(2).superseded(&Epoch(3).bytes()));
+        assert!(!Epoch(2).superseded(&Epoch(2).bytes()));
+        // The site's data cleared: no file, yet nobody else leads.
+        assert!(!Epoch(2).superseded(&[]));
+        assert!(!Epoch(2).admits(&[]));
     }
 }

@@ -94,7 +94,7 @@ impl Files {
             if let Err(e) = dir.claim_epoch().await {
                 failures.push(e);
             }
-            dir.write_logs_in_place();
+            dir.write_logs_in_place().await;
             files.sentinel = IdbDirectory::open(path).await.ok();
         }
         (files, failures)
@@ -152,7 +152,7 @@ impl Files {
     /// appends are not fenced one by one, `OpfsDirectory::write_in_place`).
     pub async fn still_leads(&self) -> bool {
         match &self.log {
-            Dir::Opfs(dir) if dir.writes_logs_in_place() => dir.fenced().await.is_ok(),
+            Dir::Opfs(dir) if dir.writes_logs_in_place() => !dir.superseded().await,
             _ => true,
         }
     }

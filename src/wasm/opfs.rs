@@ -60,22 +60,43 @@ impl OpfsDirectory {
         })
     }
 
-    /// Writes log files in place from now on, if this worker can (sync
-    /// access handles exist only in dedicated workers). Returns whether.
-    pub fn write_logs_in_place(&self) -> bool {
+    /// Writes log files in place from now on, if this worker can: sync
+    /// access handles exist only in dedicated workers, and WebKitGTK has
+    /// the API but refuses every handle (`NotSupportedError`), so one is
+    /// opened on the epoch file to find out.
+    pub async fn write_logs_in_place(&self) {
         let global = js_sys::global();
-        let can =
-            js_sys::Reflect::has(&global, &"FileSystemSyncAccessHandle".into()).unwrap_or(false);
-        self.in_place.set(can);
-        can
+        if !js_sys::Reflect::has(&global, &"FileSystemSyncAccessHandle".into()).unwrap_or(false) {
+            return;
+        }
+        let Ok(handle) = call("getFileHandle", self.dir.get_file_handle(fence::FILE)).await else {
+            return;
+        };
+        let handle: FileSystemFileHandle = handle.unchecked_into();
+        if let Ok(access) = call("createSyncAccessHandle", handle.create_sync_access_handle()).await
+        {
+            access
+                .unchecked_into::<FileSystemSyncAccessHandle>()
+                .close();
+            self.in_place.set(true);
+        }
     }
 
     pub fn writes_logs_in_place(&self) -> bool {
         self.in_place.get()
     }
 
+    /// Whether a newer leader's worker has claimed this directory.
+    pub async fn superseded(&self) -> bool {
+        let Some(epoch) = self.epoch.get() else {
+            return false;
+        };
+        let stored = self.read(fence::FILE).await.unwrap_or_default();
+        epoch.superseded(&stored)
+    }
+
     /// Whether this leader may still write here: the epoch file names it.
-    pub async fn fenced(&self) -> Result<(), IoError> {
+    async fn fenced(&self) -> Result<(), IoError> {
         let Some(epoch) = self.epoch.get() else {
             return Ok(());
         };
