@@ -156,20 +156,25 @@ impl OpfsDirectory {
         Ok(Uint8Array::new(&buffer).to_vec())
     }
 
+    /// The file `name`, created if missing.
+    async fn create_file(&self, name: &str) -> Result<FileSystemFileHandle, IoError> {
+        let create = FileSystemGetFileOptions::new();
+        create.set_create(true);
+        let handle = call(
+            "getFileHandle",
+            self.dir.get_file_handle_with_options(name, &create),
+        )
+        .await?;
+        Ok(handle.unchecked_into())
+    }
+
     /// Writes a whole new log file through a sync access handle and keeps it
     /// open for appends (closing the one before). The fence is checked once
     /// the handle is open: a woken old leader writes nothing new, and what it
     /// may still append to a file it holds, recovery does not keep (a newer
     /// epoch's files end it, `storage::recovery`).
     async fn write_in_place(&self, name: &str, bytes: &[u8]) -> Result<(), IoError> {
-        let create = FileSystemGetFileOptions::new();
-        create.set_create(true);
-        let handle: FileSystemFileHandle = call(
-            "getFileHandle",
-            self.dir.get_file_handle_with_options(name, &create),
-        )
-        .await?
-        .unchecked_into();
+        let handle = self.create_file(name).await?;
         let access: FileSystemSyncAccessHandle =
             call("createSyncAccessHandle", handle.create_sync_access_handle())
                 .await?
@@ -222,14 +227,7 @@ impl OpfsDirectory {
         if self.in_place.get() && name.starts_with("log.") {
             return self.write_in_place(name, bytes).await;
         }
-        let create = FileSystemGetFileOptions::new();
-        create.set_create(true);
-        let handle: FileSystemFileHandle = call(
-            "getFileHandle",
-            self.dir.get_file_handle_with_options(name, &create),
-        )
-        .await?
-        .unchecked_into();
+        let handle = self.create_file(name).await?;
         let stream: FileSystemWritableFileStream = call("createWritable", handle.create_writable())
             .await?
             .unchecked_into();
