@@ -265,10 +265,10 @@ impl Dir {
             (IoOp::Write { name, bytes }, Dir::IndexedDb(dir)) => dir.write(name, bytes).await,
             (IoOp::Delete { name }, Dir::IndexedDb(dir)) => dir.delete(name).await,
             // The log asks for appends only where `log_config` allows them.
-            (IoOp::Append { name, .. }, Dir::IndexedDb(_)) => {
-                return Err(storage::Error::Unavailable(format!(
-                    "{name}: IndexedDB cannot append in place"
-                )))
+            (IoOp::Append { .. }, Dir::IndexedDb(_)) => {
+                return Err(storage::Error::Unavailable(
+                    "IndexedDB cannot append in place".into(),
+                ));
             }
         };
         result.map_err(to_storage)

@@ -63,16 +63,16 @@ impl OpfsDirectory {
     /// Writes log files in place from now on, if this worker can: sync
     /// access handles exist only in dedicated workers, and WebKitGTK has
     /// the API but refuses every handle (`NotSupportedError`), so one is
-    /// opened on the epoch file to find out.
+    /// opened to find out. On a file of its own: WebKitGTK refuses every
+    /// later write to a path it refused a handle for (`InvalidStateError`).
     pub async fn write_logs_in_place(&self) {
         let global = js_sys::global();
         if !js_sys::Reflect::has(&global, &"FileSystemSyncAccessHandle".into()).unwrap_or(false) {
             return;
         }
-        let Ok(handle) = call("getFileHandle", self.dir.get_file_handle(fence::FILE)).await else {
+        let Ok(handle) = self.create_file("sync-handle-probe").await else {
             return;
         };
-        let handle: FileSystemFileHandle = handle.unchecked_into();
         if let Ok(access) = call("createSyncAccessHandle", handle.create_sync_access_handle()).await
         {
             access
