@@ -6,7 +6,10 @@
  * unrelated tabs share without a SharedWorker (a port cannot be sent over
  * it). Each message names its sender and addressee, so a tab hears only
  * the current leader's messages, and a woken old leader only what was sent
- * to it.
+ * to it. The leader's own tab talks to its worker directly (`postMessage`
+ * on the worker: a thread hop, where the channel goes through the browser
+ * process), and follows only the worker it started while it has one, so
+ * its messages never take two paths to one leader and overtake each other.
  *
  * When the leader goes, its lock goes to the next tab in line (a closed or
  * crashed tab releases its locks); a leader that stops answering (frozen)
@@ -52,11 +55,18 @@ export function leaderTab(name: string, tab: string, spawn: () => Worker, onLead
   let epoch = 0;
   let silent = 0;
   let worker: Worker | undefined;
+  /** This tab's worker, once it announced itself (directly). */
+  let own: string | undefined;
   let release = () => {};
   let closed = false;
   const port: Port = {
     onmessage: null,
-    postMessage: (m: unknown) => leader && channel.postMessage({ tab, to: leader, m } satisfies Envelope),
+    postMessage(m: unknown) {
+      if (!leader) return;
+      const envelope: Envelope = { tab, to: leader, m };
+      if (worker && leader == own) worker.postMessage(envelope);
+      else channel.postMessage(envelope);
+    },
     close() {
       closed = true;
       clearInterval(beat);
@@ -66,11 +76,14 @@ export function leaderTab(name: string, tab: string, spawn: () => Worker, onLead
     },
   };
   const deliver = (data: unknown) => port.onmessage?.({ data } as MessageEvent);
-  channel.onmessage = ({ data }: MessageEvent<Envelope>) => {
+  /** A message from the channel, or (`direct`) from this tab's own worker. */
+  const receive = (data: Envelope, direct: boolean) => {
+    if (direct && data.leader) own = data.leader;
     if (data.beat || data.leader == leader) silent = 0;
     // A woken old leader's worker may answer too, until it learns it was
-    // fenced out: its epoch is older.
-    else if (data.leader && data.epoch! >= epoch) {
+    // fenced out: its epoch is older. A tab with a worker holds the lock:
+    // its own worker leads.
+    else if (data.leader && data.epoch! >= epoch && (direct || !worker)) {
       silent = 0;
       leader = data.leader;
       epoch = data.epoch!;
@@ -78,11 +91,13 @@ export function leaderTab(name: string, tab: string, spawn: () => Worker, onLead
     } else if (data.fatal) deliver(data.fatal);
     else if (data.to === tab && data.from === leader) deliver(data.m);
   };
+  channel.onmessage = ({ data }: MessageEvent<Envelope>) => receive(data, false);
   const elect = (steal: boolean): void => {
     void navigator.locks
       .request(`${name}:leader`, { steal }, () => {
         if (closed) return;
         worker = spawn();
+        worker.onmessage = ({ data }: MessageEvent<Envelope>) => receive(data, true);
         return new Promise<void>((resolve) => (release = resolve));
       })
       // Stolen (this tab was frozen): stand down, and queue again.

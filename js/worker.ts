@@ -16,7 +16,8 @@ declare const self: {
   name: string;
   close(): void;
   onconnect?: unknown;
-  addEventListener(type: 'connect', listener: (event: MessageEvent) => void): void;
+  postMessage(message: unknown): void;
+  addEventListener(type: 'connect' | 'message', listener: (event: MessageEvent) => void): void;
 };
 
 const waiting: MessagePort[] = [];
@@ -56,24 +57,40 @@ if (shared) {
   const channel = new BroadcastChannel(self.name);
   const post = (envelope: Envelope) => channel.postMessage(envelope);
   const tabs = new Map<string, MessagePort>();
+  /** The tab that started this worker: it posts here directly, and hears back so. */
+  let own: string | undefined;
   const announce = () => post(worker ? { leader: id, epoch: worker.epoch } : { beat: 1 });
-  channel.onmessage = ({ data }: MessageEvent<Envelope>) => {
-    if (data.who) return announce();
-    // A newer leader took over while this one was frozen: stop (its tab ends it too).
-    if (worker && data.epoch! > worker.epoch) self.close();
+  const relay = (data: Envelope) => {
     if (data.to !== id || !data.tab) return;
     let port = tabs.get(data.tab);
     if (!port) {
       const tab = data.tab;
       const pair = new MessageChannel();
-      pair.port1.onmessage = (event) => post({ to: tab, from: id, m: event.data });
+      pair.port1.onmessage = (event) => {
+        const envelope: Envelope = { to: tab, from: id, m: event.data };
+        if (tab == own) self.postMessage(envelope);
+        else post(envelope);
+      };
       tabs.set(tab, (port = pair.port1));
       connect(pair.port2);
     }
     port.postMessage(data.m);
   };
+  channel.onmessage = ({ data }: MessageEvent<Envelope>) => {
+    if (data.who) return announce();
+    // A newer leader took over while this one was frozen: stop (its tab ends it too).
+    if (worker && data.epoch! > worker.epoch) self.close();
+    relay(data);
+  };
+  self.addEventListener('message', ({ data }: MessageEvent<Envelope>) => {
+    own = data.tab;
+    relay(data);
+  });
   opened.then(
-    announce,
+    () => {
+      self.postMessage({ leader: id, epoch: worker!.epoch } satisfies Envelope);
+      announce();
+    },
     (error: unknown) => post({ fatal: fatal(error) }),
   );
 }
