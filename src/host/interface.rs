@@ -148,6 +148,9 @@ pub struct HttpRequest {
     pub url: String,
     pub bearer: Option<String>,
     pub body: Option<String>,
+    /// A push: it carries the replica's mutations, so a worker that
+    /// another leader tab has taken over from must not send it.
+    pub sends_writes: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -72,6 +72,7 @@ impl Host {
             url: format!("{}/events", link.base),
             bearer: link.bearer.clone(),
             body: None,
+            sends_writes: false,
         };
         self.out.push(Output::Stream { stream, request });
     }

@@ -168,7 +168,8 @@ impl Host {
             .prefetched
             .take()
             .filter(|p| pull.is_some() && p.bearer == bearer && p.body == body);
-        let path = if pull.is_some() { "pull" } else { "push" };
+        let push = pull.is_none();
+        let path = if push { "push" } else { "pull" };
         let url = format!("{}/{path}", link.base);
         match ahead {
             Some(ahead) => {
@@ -194,6 +195,7 @@ impl Host {
                         url,
                         bearer,
                         body: Some(body),
+                        sends_writes: push,
                     },
                 });
             }
@@ -264,6 +266,7 @@ impl Host {
                 url: format!("{}/pull", link.base),
                 bearer: bearer.clone(),
                 body: Some(body.clone()),
+                sends_writes: false,
             },
         });
         link.prefetched = Some(Prefetched {

@@ -384,9 +384,9 @@ impl FrameLog {
                 match result {
                     Ok(()) => self.log_write_landed(first, last, bytes.len() as u64, file),
                     Err(_) if self.cleared() => {}
-                    // A checkpoint made these frames durable meanwhile (and
-                    // deleted the file this appended to).
-                    Err(_) if covered => self.durable_seq = self.durable_seq.max(last),
+                    // A durable checkpoint covers these frames already (it
+                    // deleted the file this appended to): nothing to rewrite.
+                    Err(_) if covered => {}
                     Err(error) => {
                         // The file may end in a torn frame now: write anew.
                         self.append_to = None;
@@ -436,41 +436,40 @@ impl FrameLog {
             return;
         }
         self.durable_seq = self.durable_seq.max(last);
-        let epoch = self.config.epoch;
-        let file_first = extended.unwrap_or(first);
         if self.manifest.as_ref().is_some_and(|m| m.seq >= last) {
             // A checkpoint finished while this write was in flight (and
             // deleted the file already if this extended it).
             if extended.is_none() {
-                let file = FileName::Log { first, epoch };
-                self.queue_delete(file.to_string(), false);
+                let epoch = self.config.epoch;
+                self.queue_delete(FileName::Log { first, epoch }.to_string(), false);
             }
             return;
         }
-        let i = match self
-            .log_files
-            .binary_search_by_key(&file_first, |f| f.first)
-        {
-            Ok(i) if extended.is_some() => i,
-            // Only a checkpoint removes a file, and one that starts stops
-            // appends (`append_to`) after the one in flight, which it covers.
-            Err(_) if extended.is_some() => unreachable!("appended to a file no longer kept"),
-            _ => {
+        let file_first = match extended {
+            None => {
+                let epoch = self.config.epoch;
                 let file = LogFile {
                     first,
                     last,
-                    bytes: 0,
+                    bytes: len,
                     epoch,
                 };
                 insert_log_file(&mut self.log_files, file);
-                self.log_files
-                    .binary_search_by_key(&first, |f| f.first)
-                    .expect("just inserted")
+                first
+            }
+            Some(file_first) => {
+                // Only a checkpoint removes a file, and one that starts stops
+                // appends (`append_to`) after the one in flight, which it covers.
+                let i = self
+                    .log_files
+                    .binary_search_by_key(&file_first, |f| f.first)
+                    .expect("appended to a log file still kept");
+                let file = &mut self.log_files[i];
+                file.last = last;
+                file.bytes += len;
+                file_first
             }
         };
-        let file = &mut self.log_files[i];
-        file.last = last;
-        file.bytes += len;
         self.log_bytes += len;
         if self.config.append_limit > 0 {
             self.append_to = Some(file_first);

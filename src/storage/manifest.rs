@@ -15,9 +15,11 @@
 //! names sort in numeric order. The epoch is the fencing epoch of the
 //! leader-tab writer (`storage::fence`) that wrote the file, absent for 0
 //! (an unfenced writer): two leaders never write one name, and recovery
-//! knows whose frames supersede whose (`recovery.rs`). A manifest is written only after all its segments are
-//! durable, and files it replaces are deleted only after it is durable, so at
-//! every instant the newest valid manifest describes a complete image.
+//! knows whose frames supersede whose (`recovery.rs`).
+//!
+//! A manifest is written only after all its segments are durable, and files
+//! it replaces are deleted only after it is durable, so at every instant the
+//! newest valid manifest describes a complete image.
 
 use super::frame::{file_fits, read_u32, valid_page_size, MAX_COUNTER};
 

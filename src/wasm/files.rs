@@ -9,14 +9,14 @@ use super::idb::IdbDirectory;
 use super::io_error::IoError;
 use super::opfs::OpfsDirectory;
 use crate::storage::{self, IoOp, IoRequest, LogConfig, MemoryBackend, StorageBackend};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::JsValue;
 
 /// A log file written in place takes group commits until it holds this many
 /// bytes: each costs one new file (~3 ms) in place of ~0.2 ms appends, and
 /// a checkpoint (16 MiB of log by default) starts a new one anyway.
 const APPEND_LIMIT: u64 = 4 << 20;
-use std::cell::RefCell;
-use std::rc::Rc;
-use wasm_bindgen::JsValue;
 
 /// The log's directory and everything else's (the same one unless hybrid).
 pub struct Files {

@@ -86,27 +86,27 @@ impl OpfsDirectory {
         self.in_place.get()
     }
 
+    /// The epoch file's bytes now (none if it is gone).
+    async fn stored_epoch(&self) -> Vec<u8> {
+        self.read(fence::FILE).await.unwrap_or_default()
+    }
+
     /// Whether a newer leader's worker has claimed this directory.
     pub async fn superseded(&self) -> bool {
-        let Some(epoch) = self.epoch.get() else {
-            return false;
-        };
-        let stored = self.read(fence::FILE).await.unwrap_or_default();
-        epoch.superseded(&stored)
+        match self.epoch.get() {
+            Some(epoch) => epoch.superseded(&self.stored_epoch().await),
+            None => false,
+        }
     }
 
     /// Whether this leader may still write here: the epoch file names it.
     async fn fenced(&self) -> Result<(), IoError> {
-        let Some(epoch) = self.epoch.get() else {
-            return Ok(());
-        };
-        let stored = self.read(fence::FILE).await.unwrap_or_default();
-        match epoch.admits(&stored) {
-            true => Ok(()),
-            false => Err(IoError::new(
+        match self.epoch.get() {
+            Some(epoch) if !epoch.admits(&self.stored_epoch().await) => Err(IoError::new(
                 "fence",
                 JsValue::from_str("fenced: another tab leads now"),
             )),
+            _ => Ok(()),
         }
     }
 
@@ -179,15 +179,13 @@ impl OpfsDirectory {
             call("createSyncAccessHandle", handle.create_sync_access_handle())
                 .await?
                 .unchecked_into();
-        let written = match self.fenced().await {
-            Ok(()) => write_at(&access, 0, bytes).and_then(|()| {
-                access
-                    .truncate_with_f64(bytes.len() as f64)
-                    .and_then(|()| access.flush())
-                    .map_err(|e| IoError::new("truncate", e))
-            }),
-            Err(e) => Err(e),
-        };
+        // Truncated too: a rewrite after a failure may find a longer file.
+        let written = self.fenced().await.and_then(|()| {
+            access
+                .truncate_with_f64(bytes.len() as f64)
+                .map_err(|e| IoError::new("truncate", e))?;
+            write_at(&access, 0, bytes)
+        });
         if written.is_err() {
             access.close();
             return written;

@@ -146,13 +146,14 @@ impl Runtime {
                 let files = self.platform().files.clone();
                 wasm_bindgen_futures::spawn_local(async move {
                     // A leader tab's worker that another tab has taken over
-                    // from sends nothing (as if offline): mutations it
+                    // from pushes nothing (as if offline): mutations it
                     // appended in place since are not the new leader's.
-                    let response = match files.still_leads().await {
-                        true => http::fetch(&request).await,
-                        false => None,
-                    };
-                    done(response)
+                    // Other requests go at once, unchecked.
+                    let superseded = request.sends_writes && !files.still_leads().await;
+                    done(match superseded {
+                        true => None,
+                        false => http::fetch(&request).await,
+                    })
                 });
             }
             // Tasks spawned earlier run first: a fetch asked for before this

@@ -139,3 +139,23 @@ fn pausing_closes_the_realtime_channel_and_resuming_reopens_it() {
     h.reply(pulls[0].0, pull_ok(2, false));
     assert!(h.out.iter().any(|o| matches!(o, Output::Stream { .. })));
 }
+
+/// A push carries the replica's writes: a leader tab's worker that another
+/// took over from must not send it (the platform checks the fence for
+/// these only). Pulls and the realtime channel go unchecked.
+#[test]
+fn only_a_push_is_marked_as_sending_writes() {
+    let (mut h, tab, pull) = syncing();
+    h.reply(pull, pull_ok(1, false));
+    let args = json!({ "id": "a", "listId": "l1", "owner": "u", "title": "a" });
+    h.call(
+        tab,
+        json!({ "type": "mutate", "name": "addTodo", "args": args }),
+    );
+    h.settle_storage();
+    let fetches = h.take_fetches();
+    let pushes = to("push", &fetches);
+    assert_eq!(pushes.len(), 1, "{fetches:?}");
+    assert!(pushes[0].1.sends_writes);
+    assert!(to("pull", &fetches).iter().all(|(_, r)| !r.sends_writes));
+}
