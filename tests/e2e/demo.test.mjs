@@ -96,6 +96,8 @@ after(async () => {
 
 test('the sign-in page offers the two demo users', async () => {
   const tab = await deviceA.newTab(server.url);
+  // React renders after the load event, at times.
+  await tab.waitForSelector('[data-user]');
   const users = await tab.evaluate(() => [...document.querySelectorAll('[data-user]')].map((l) => l.dataset.user));
   assert.deepEqual(users, ['ada', 'grace']);
   await tab.click('[data-user="grace"]');

@@ -1,6 +1,9 @@
-// Crashing a browser for a test: SIGKILL to every process of it at once.
-// Shared by the engines; each says which command lines are its browser's.
+// Crashing a browser for a test: SIGKILL to every process of it at once;
+// and what its processes hold open. Shared by the engines; each says which
+// command lines are its browser's.
+import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 
 /** `/proc/<pid>/stat`'s fields after the command name, or null if gone. */
 async function procStat(pid) {
@@ -69,4 +72,14 @@ export async function killBrowser(isOurs, what) {
     if (Date.now() > deadline) throw new Error(`the browser of ${what} did not go`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** The TCP connections of one browser's processes (`ss -tnp` lines), for a report of what it was waiting on. */
+export async function browserSockets(isOurs) {
+  const pids = new Set(await browserProcesses(isOurs));
+  const { stdout } = await promisify(execFile)('ss', ['-tnpH']);
+  return stdout
+    .split('\n')
+    .filter((line) => [...line.matchAll(/pid=(\d+)/g)].some(([, pid]) => pids.has(Number(pid))))
+    .join('\n');
 }

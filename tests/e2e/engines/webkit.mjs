@@ -16,7 +16,7 @@ import { rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, Key, error } from 'selenium-webdriver';
-import { killBrowser } from './processes.mjs';
+import { browserSockets, killBrowser } from './processes.mjs';
 import { queryAll } from './dom.mjs';
 
 /** What this engine can do beyond the tab contract (see harness `test(name, { needs }, fn)`). */
@@ -40,6 +40,12 @@ const DRIVER = process.env.WEBKIT_WEBDRIVER ?? '/usr/bin/WebKitWebDriver';
 /** The browser name the launcher reports to the session (see webkit_launcher.py). */
 const BROWSER_NAME = 'ferrydb-webkit';
 const DEFAULT_TIMEOUT_MS = 30_000;
+/**
+ * How long a navigation may take before a command waiting on it fails
+ * (WebDriver's default is 300 s). Once in CI a command in the demo's setup
+ * waited out the whole page-load timeout; not seen here in 60 tries of it.
+ */
+const PAGE_LOAD_TIMEOUT_MS = 60_000;
 /** How long one turn of waiting on a page's promise holds the session. */
 const WAIT_SLICE_MS = 50;
 
@@ -206,6 +212,18 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     }
   });
   const driverGone = () => driverProcess.exitCode !== null || driverProcess.signalCode !== null;
+  const isOurs = (args) => args.some((a, i) => a === '--profile' && args[i + 1] === dir);
+  /** A WebDriver timeout, told with what the browser was doing then: its log's last lines and its connections. */
+  async function explained(e) {
+    if (!(e instanceof error.TimeoutError)) return e;
+    const sockets = await browserSockets(isOurs).catch((why) => `(not read: ${why.message})`);
+    const lastLines = log.split('\n').slice(-40).join('\n');
+    return new Error(
+      `WebKitWebDriver timed out (a page load may take ${PAGE_LOAD_TIMEOUT_MS} ms)\n` +
+        `--- the browser's last log lines:\n${lastLines}\n--- its TCP connections:\n${sockets}`,
+      { cause: e },
+    );
+  }
   try {
     await driverReady(driverProcess, port, () => log + partial);
   } catch (e) {
@@ -221,13 +239,16 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     .build();
   // Its first window stays open and blank for the session's life: closing a
   // browser's last window ends the browser.
+  await driver.manage().setTimeouts({ pageLoad: PAGE_LOAD_TIMEOUT_MS });
   const home = await driver.getWindowHandle();
   const callbacks = await callbackServer();
 
   // The session, one command sequence at a time.
   let queue = Promise.resolve();
   const session = (fn) => {
-    const turn = queue.then(fn);
+    const turn = queue.then(fn).catch(async (e) => {
+      throw await explained(e);
+    });
     queue = turn.catch(() => {});
     return turn;
   };
@@ -447,7 +468,6 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     return Buffer.from(dataUrl.slice(dataUrl.indexOf(',') + 1), 'base64');
   }
 
-  const isOurs = (args) => args.some((a, i) => a === '--profile' && args[i + 1] === dir);
   const stopDriver = async () => {
     callbacks.close();
     if (!driverGone()) {
