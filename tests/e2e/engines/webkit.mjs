@@ -196,6 +196,7 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
   driversAlive.add(driverProcess);
   driverProcess.once('exit', () => driversAlive.delete(driverProcess));
   const errors = [];
+  const launched = Date.now();
   // The browser's console goes to the driver's stderr, a line a message:
   // `URL:LINE:COLUMN: CONSOLE ERROR text` for console.error and
   // `CONSOLE JS ERROR text` for uncaught errors and unhandled rejections.
@@ -208,7 +209,14 @@ export async function launch(dir, { env, sharedWorkers = true } = {}) {
     for (const line of lines) {
       log = (log + line + '\n').slice(-20_000);
       const match = line.match(/CONSOLE (?:JS )?ERROR (.*)$/);
-      if (match) errors.push(match[1]);
+      if (match) {
+        // When, from where, and the lines before it (WebKit's security and
+        // network messages among them): a failed test's clues to the cause.
+        const seconds = ((Date.now() - launched) / 1000).toFixed(1);
+        const source = line.slice(0, match.index).replace(/:\s*$/, '') || 'no source';
+        const before = log.split('\n').slice(-7, -2).join(' | ');
+        errors.push(`${match[1]} [${seconds} s after launch; at ${source}; after: ${before}]`);
+      }
     }
   });
   const driverGone = () => driverProcess.exitCode !== null || driverProcess.signalCode !== null;
