@@ -112,6 +112,10 @@ export function test(name, options, fn) {
 /** Servers still running: killed when the test process exits (one listener for all). */
 const serversAlive = new Set();
 process.once('exit', () => serversAlive.forEach((child) => child.kill('SIGKILL')));
+// A test process stopped by a signal (Ctrl-C, `kill`, a load loop ending)
+// exits through 'exit' too, so its servers and browsers (WebKit's drivers:
+// engines/webkit.mjs) go with it; by default a signal skips 'exit'.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) process.once(signal, () => process.exit(code));
 
 /**
  * Starts `ferrydb-server` on `listen` (default: a free loopback port);
