@@ -139,9 +139,8 @@ impl Replica {
             let PatchOp::Put { row, .. } = op else {
                 unreachable!("a run of puts");
             };
-            match values_of(table, &table.columns, row, false) {
-                Ok(row_values) => values.extend(row_values),
-                Err(_) => return self.put_each(db, puts),
+            if push_values(table, &table.columns, row, false, &mut values).is_err() {
+                return self.put_each(db, puts);
             }
         }
         if db.execute(&table.put_batch, &values).is_err() {
@@ -248,18 +247,31 @@ fn values_of(
     row: &Row,
     key_only: bool,
 ) -> Result<Vec<Value>> {
-    columns
-        .iter()
-        .map(|(name, ty)| {
-            let is_key = key_only || table.key.iter().any(|(k, _)| k == name);
-            match row.get(name) {
-                None if is_key => Err(bad_row(table, row, &format!("key column `{name}` missing"))),
-                None => Ok(Value::Null),
-                Some(json) => from_json(*ty, json)
-                    .map_err(|e| bad_row(table, row, &format!("column `{name}`: {e}"))),
+    let mut values = Vec::with_capacity(columns.len());
+    push_values(table, columns, row, key_only, &mut values)?;
+    Ok(values)
+}
+
+/// [`values_of`], appended to `values` (a batch's, without a `Vec` a row).
+fn push_values(
+    table: &TableSql,
+    columns: &[(String, ferrydb_protocol::ColumnType)],
+    row: &Row,
+    key_only: bool,
+    values: &mut Vec<Value>,
+) -> Result<()> {
+    for (name, ty) in columns {
+        let is_key = key_only || table.key.iter().any(|(k, _)| k == name);
+        values.push(match row.get(name) {
+            None if is_key => {
+                return Err(bad_row(table, row, &format!("key column `{name}` missing")))
             }
-        })
-        .collect()
+            None => Value::Null,
+            Some(json) => from_json(*ty, json)
+                .map_err(|e| bad_row(table, row, &format!("column `{name}`: {e}")))?,
+        });
+    }
+    Ok(())
 }
 
 fn bad_row(table: &TableSql, row: &Row, why: &str) -> Error {
