@@ -42,7 +42,18 @@ async function run() {
   const mark = await db.exec('INSERT OR REPLACE INTO bench_marks (id) VALUES (?)', ['synced']);
   await mark.durable;
   const durableMs = performance.now() - t0;
-  return { rows: n, expected, caughtUpMs, durableMs, firstStatusMs, statuses: statuses.slice(0, 60), durableSeq: db.storage?.durableSeq ?? null };
+  // The worker's wasm memory, which holds the replica's pages: most of its footprint.
+  const { wasmMemoryBytes } = await db.stats();
+  return {
+    rows: n,
+    expected,
+    caughtUpMs,
+    durableMs,
+    wasmMemoryBytes,
+    firstStatusMs,
+    statuses: statuses.slice(0, 60),
+    durableSeq: db.storage?.durableSeq ?? null,
+  };
 }
 
 // `?wait=1`: start when the driver calls `window.go()` (bench/profile_sync.mjs).

@@ -6,7 +6,7 @@
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { startServer, launchProfile, root } from '../tests/e2e/harness.mjs';
+import { startServer, launchProfile, newPostgresDatabase, root } from '../tests/e2e/harness.mjs';
 import { loadOneStore } from './server_load.mjs';
 import { initialSyncOneStore, freshStores, median as medianOf } from './initial_sync_load.mjs';
 import { seedServer } from './sync_seed.mjs';
@@ -24,6 +24,10 @@ const ROWS = 10_000;
 // Initial sync: rows the reference server holds for a fresh replica to pull.
 const SYNC_ROWS = args.includes('--sync-rows') ? Number(args[args.indexOf('--sync-rows') + 1]) : quick ? 10_000 : 100_000;
 const BENCH_APP = join(root, 'bench', 'app.json');
+// `--sync-postgres URL`: the pages' server keeps its sync store on a fresh
+// database of that Postgres cluster (default: SQLite), for the initial sync
+// from either store.
+const syncPostgres = args.includes('--sync-postgres') ? args[args.indexOf('--sync-postgres') + 1] : null;
 // Experiments: `--sync-storage memory` (default: the default durable storage),
 // `--page-size N` for the server (default: the server's).
 const syncStorage = args.includes('--sync-storage') ? args[args.indexOf('--sync-storage') + 1] : null;
@@ -51,8 +55,7 @@ const SYSTEMS = {
       ],
       worker: ['ferrydb/dist/worker.js', 'ferrydb/pkg/ferrydb.js', 'ferrydb/pkg/ferrydb_bg.wasm'],
     },
-    config:
-      'SharedWorker, default durable storage (frame log in IndexedDB, segments in OPFS); mutations via db.mutate.putItem() of bench/app.json; initial sync from ferrydb-server (SQLite store, loopback)',
+    config: `SharedWorker, default durable storage (frame log in IndexedDB, segments in OPFS); mutations via db.mutate.putItem() of bench/app.json; initial sync from ferrydb-server (${syncPostgres ? 'Postgres' : 'SQLite'} store, loopback)`,
   },
   'sqlite-wasm': {
     page: 'sqlite-wasm.html',
@@ -208,6 +211,7 @@ async function initialSync(round, pkg = 'ferrydb') {
     const prefix = pkg === 'ferrydb' ? '' : 'base_';
     record('ferrydb', `${prefix}initial_sync_caught_up_ms`, [result.caughtUpMs]);
     record('ferrydb', `${prefix}initial_sync_durable_ms`, [result.durableMs]);
+    record('ferrydb', `${prefix}initial_sync_wasm_memory_mb`, [result.wasmMemoryBytes / 2 ** 20]);
     if (process.env.FERRYDB_BENCH_TRACE) console.log(JSON.stringify(result));
     return SYNC_ROWS / (result.durableMs / 1000);
   } finally {
@@ -242,9 +246,13 @@ async function largeOpen(mb) {
 const site = await buildSite();
 // One server for the pages and for sync (same origin): the bench app over a
 // fresh SQLite store, seeded before any browser scenario runs.
-const syncStore = join(root, 'target', `bench-sync-${Date.now()}.db`);
+const syncFile = join(root, 'target', `bench-sync-${Date.now()}.db`);
+// A Postgres database is left on the cluster (scripts/postgres.sh's is a throwaway).
+const syncStore = syncPostgres
+  ? await newPostgresDatabase(syncPostgres, `ferry_bench_${Date.now()}`)
+  : `sqlite:${syncFile}`;
 // `--rate 0`: the benchmark measures capacity, not the per-user request budget.
-const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', `sqlite:${syncStore}`, '--dev-auth', '--rate', '0', ...pageSize]);
+const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', syncStore, '--dev-auth', '--rate', '0', ...pageSize]);
 const profile = await launchProfile();
 
 /** The browser's name and version, as its user agent gives them (`Chrome/156.0…`). */
@@ -390,8 +398,16 @@ try {
   const fmt = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : v);
   console.log(`\nferrydb bench — ${report.browser} — ${details.date}${quick ? ' (quick)' : ''}; median (p95), ms unless named`);
   console.log(['scenario'.padEnd(30), ...systems.map((s) => s.padEnd(20))].join(''));
-  const extraKeys = ['main_thread_js_gzip_kb', 'cold_open_from_open_call_ms', 'initial_sync_caught_up_ms', 'initial_sync_durable_ms'];
-  if (baseBuild) extraKeys.push('base_initial_sync_rows_per_s', 'base_initial_sync_caught_up_ms', 'base_initial_sync_durable_ms');
+  const extraKeys = [
+    'main_thread_js_gzip_kb',
+    'cold_open_from_open_call_ms',
+    'initial_sync_caught_up_ms',
+    'initial_sync_durable_ms',
+    'initial_sync_wasm_memory_mb',
+  ];
+  if (baseBuild) {
+    extraKeys.push('base_initial_sync_rows_per_s', 'base_initial_sync_caught_up_ms', 'base_initial_sync_durable_ms', 'base_initial_sync_wasm_memory_mb');
+  }
   for (const key of [...KEYS, ...extraKeys]) {
     const cells = systems.map((s) => {
       const v = KEYS.includes(key) ? report.systems[s][key] : report.details[s][key];
@@ -410,7 +426,5 @@ try {
 } finally {
   await profile.close();
   await server.stop();
-  await rm(syncStore, { force: true });
-  await rm(`${syncStore}-wal`, { force: true });
-  await rm(`${syncStore}-shm`, { force: true });
+  for (const file of [syncFile, `${syncFile}-wal`, `${syncFile}-shm`]) await rm(file, { force: true });
 }
