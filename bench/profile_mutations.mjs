@@ -21,7 +21,8 @@ if (process.env.NAMES) {
   await cp(join(root, 'target', 'ferrydb_bg.names.wasm'), join(site, 'ferrydb', 'pkg', 'ferrydb_bg.wasm'));
 }
 await cp(join(root, 'bench'), join(site, 'bench'), { recursive: true });
-const server = await startServer(['--static', site, '--app', join(root, 'bench', 'app.json'), '--dev-auth']);
+const store = join(root, 'target', `profile-mutations-${Date.now()}.db`);
+const server = await startServer(['--static', site, '--app', join(root, 'bench', 'app.json'), '--store', `sqlite:${store}`, '--dev-auth']);
 const dir = await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
 const port = 9300 + Math.floor(Math.random() * 500);
 const context = await chromium.launchPersistentContext(dir, {
@@ -90,4 +91,5 @@ try {
   await context.close();
   await server.stop();
   await rm(dir, { recursive: true, force: true });
+  for (const file of [store, `${store}-wal`, `${store}-shm`]) await rm(file, { force: true });
 }
