@@ -1,25 +1,30 @@
 // Initial sync (ferrydb only): a fresh tab opens a new database of the bench
 // app against the reference server, which holds `?rows=N` items, and times
 // from the `open()` call until all N rows are in the replica and on disk.
+// `?list=L`: protocol v2 instead, the app `tests/fixtures/collab.json` (the
+// page's server runs it) synced through the subscriptions `myLists` and
+// `listItems` of list L, which holds the N items, as user `bulk`.
 // The result lands in `window.initialSync` (or `{ error }`).
 const query = new URLSearchParams(location.search);
 // `?pkg=ferrydb-base`: another build of the package, for a side-by-side before/after.
 const { open } = await import(`../${query.get('pkg') ?? 'ferrydb'}/dist/index.js`);
 const expected = Number(query.get('rows'));
+const list = query.get('list');
 // Fetched before the clock starts: an app ships its definition in its bundle.
-const app = await (await fetch('./app.json')).json();
+const app = await (await fetch(list ? './collab.json' : './app.json')).json();
 
 async function run() {
   const t0 = performance.now();
   const db = open({
     name: `sync-${query.get('db')}`,
-    user: 'bench',
+    user: list ? 'bulk' : 'bench',
     storage: query.get('storage') ?? 'auto',
     app,
     server: `${location.origin}/sync`,
-    auth: async () => 'bench', // the server runs with --dev-auth: the token is the user id
+    auth: async () => (list ? 'bulk' : 'bench'), // the server runs with --dev-auth: the token is the user id
   });
   window.ferryDb = db;
+  if (list) return { ...(await throughSubscriptions(db, t0)), expected };
   let firstStatusMs = null;
   const statuses = [];
   const caughtUpMs = await new Promise((resolve, reject) => {
@@ -54,6 +59,19 @@ async function run() {
     statuses: statuses.slice(0, 60),
     durableSeq: db.storage?.durableSeq ?? null,
   };
+}
+
+/** v2: `myLists` and `listItems` of the list until both are complete, then on disk. */
+async function throughSubscriptions(db, t0) {
+  const subscriptions = [db.sync('myLists', {}), db.sync('listItems', { list_id: list })];
+  await Promise.all(subscriptions.map((s) => s.complete));
+  const caughtUpMs = performance.now() - t0;
+  const [{ n }] = await db.query('SELECT count(*) AS n FROM items');
+  const mark = await db.exec('INSERT OR REPLACE INTO drafts (id) VALUES (?)', ['synced']);
+  await mark.durable;
+  const durableMs = performance.now() - t0;
+  const { wasmMemoryBytes } = await db.stats();
+  return { rows: n, caughtUpMs, durableMs, wasmMemoryBytes };
 }
 
 // `?wait=1`: start when the driver calls `window.go()` (bench/profile_sync.mjs).

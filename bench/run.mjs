@@ -10,6 +10,7 @@ import { startServer, launchProfile, newPostgresDatabase, root } from '../tests/
 import { loadOneStore } from './server_load.mjs';
 import { initialSyncOneStore, freshStores, median as medianOf } from './initial_sync_load.mjs';
 import { seedServer } from './sync_seed.mjs';
+import { loadList } from './subscriptions_load.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -24,6 +25,10 @@ const ROWS = 10_000;
 // Initial sync: rows the reference server holds for a fresh replica to pull.
 const SYNC_ROWS = args.includes('--sync-rows') ? Number(args[args.indexOf('--sync-rows') + 1]) : quick ? 10_000 : 100_000;
 const BENCH_APP = join(root, 'bench', 'app.json');
+// The initial sync through a subscription (protocol v2) uses the collaborative
+// fixture: one list of SYNC_ROWS items, synced by `myLists` + `listItems`.
+const COLLAB_APP = join(root, 'tests', 'fixtures', 'collab.json');
+const SYNC_LIST = 'big';
 // `--sync-postgres URL`: the pages' server keeps its sync store on a fresh
 // database of that Postgres cluster (default: SQLite), for the initial sync
 // from either store.
@@ -121,6 +126,7 @@ async function buildSite() {
   await cp(join(root, 'dist'), join(site, 'ferrydb', 'dist'), { recursive: true });
   await cp(join(root, 'pkg'), join(site, 'ferrydb', 'pkg'), { recursive: true });
   await cp(join(root, 'bench'), join(site, 'bench'), { recursive: true });
+  await cp(COLLAB_APP, join(site, 'bench', 'collab.json'));
   if (baseBuild) {
     await cp(join(baseBuild, 'dist'), join(site, 'ferrydb-base', 'dist'), { recursive: true });
     await cp(join(baseBuild, 'pkg'), join(site, 'ferrydb-base', 'pkg'), { recursive: true });
@@ -198,17 +204,18 @@ async function coldOpen(system, round) {
  * every row from the server (`POST /sync/pull` pages); rows/s from the
  * `open()` call until all rows are in the replica and on disk.
  */
-async function initialSync(round, pkg = 'ferrydb') {
-  const db = `${pkg}-${round}-${Date.now()}`;
+async function initialSync(round, pkg = 'ferrydb', { v2 = false } = {}) {
+  const db = `${pkg}-${v2 ? 'v2-' : ''}${round}-${Date.now()}`;
+  const origin = v2 ? v2Server.url : server.url;
   const tab = await profile.newTab(
-    `${server.url}bench/ferrydb-sync.html?db=${db}&rows=${SYNC_ROWS}&pkg=${pkg}${syncStorage ? `&storage=${syncStorage}` : ''}`,
+    `${origin}bench/ferrydb-sync.html?db=${db}&rows=${SYNC_ROWS}&pkg=${pkg}${syncStorage ? `&storage=${syncStorage}` : ''}${v2 ? `&list=${SYNC_LIST}` : ''}`,
   );
   try {
     const result = await within(180000, 'initial sync', tab.waitForFunction(() => window.initialSync, null, { timeout: 0 }))
       .then((h) => h.jsonValue());
     if (result.error) throw new Error(`initial sync: ${result.error}`);
     if (result.rows !== SYNC_ROWS) throw new Error(`initial sync: the replica holds ${result.rows} of ${SYNC_ROWS} rows`);
-    const prefix = pkg === 'ferrydb' ? '' : 'base_';
+    const prefix = `${pkg === 'ferrydb' ? '' : 'base_'}${v2 ? 'v2_' : ''}`;
     record('ferrydb', `${prefix}initial_sync_caught_up_ms`, [result.caughtUpMs]);
     record('ferrydb', `${prefix}initial_sync_durable_ms`, [result.durableMs]);
     record('ferrydb', `${prefix}initial_sync_wasm_memory_mb`, [result.wasmMemoryBytes / 2 ** 20]);
@@ -253,6 +260,13 @@ const syncStore = syncPostgres
   : `sqlite:${syncFile}`;
 // `--rate 0`: the benchmark measures capacity, not the per-user request budget.
 const server = await startServer(['--static', site, '--app', BENCH_APP, '--store', syncStore, '--dev-auth', '--rate', '0', ...pageSize]);
+// A second server, on its own store of the same kind, for the initial sync
+// through a subscription (a server speaks v2 when its app has queries).
+const v2SyncFile = join(root, 'target', `bench-sync-v2-${Date.now()}.db`);
+const v2SyncStore = syncPostgres
+  ? await newPostgresDatabase(syncPostgres, `ferry_bench_v2_${Date.now()}`)
+  : `sqlite:${v2SyncFile}`;
+const v2Server = await startServer(['--static', site, '--app', COLLAB_APP, '--store', v2SyncStore, '--dev-auth', '--rate', '0', ...pageSize]);
 const profile = await launchProfile();
 
 /** The browser's name and version, as its user agent gives them (`Chrome/156.0…`). */
@@ -269,7 +283,8 @@ try {
   if (systems.includes('ferrydb')) {
     const t0 = performance.now();
     await seedServer(server.url, SYNC_ROWS);
-    console.log(`bench server seeded with ${SYNC_ROWS} items in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    await loadList(v2Server.url, SYNC_LIST, SYNC_ROWS);
+    console.log(`bench servers seeded with ${SYNC_ROWS} items each in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   const tabs = {};
   for (const system of syncOnly ? [] : systems) {
@@ -299,6 +314,7 @@ try {
         for (const pkg of variants) {
           const key = pkg === 'ferrydb' ? 'initial_sync_rows_per_s' : 'base_initial_sync_rows_per_s';
           record(system, key, [await initialSync(round, pkg)]);
+          record(system, key.replace('initial_sync', 'v2_initial_sync'), [await initialSync(round, pkg, { v2: true })]);
         }
         continue;
       }
@@ -314,7 +330,10 @@ try {
       );
       record(system, 'live_10k_ms', await tab.evaluate((n) => window.bench.live('SELECT * FROM items ORDER BY id', n), reps(20)));
       record(system, 'cold_open_10k_ms', [await coldOpen(system, round)]);
-      if (system === 'ferrydb') record(system, 'initial_sync_rows_per_s', [await initialSync(round)]);
+      if (system === 'ferrydb') {
+        record(system, 'initial_sync_rows_per_s', [await initialSync(round)]);
+        record(system, 'v2_initial_sync_rows_per_s', [await initialSync(round, 'ferrydb', { v2: true })]);
+      }
       if (system === 'ferrydb-base') record(system, 'initial_sync_rows_per_s', [await initialSync(round, 'ferrydb-base')]);
       const watcher = watchers[system];
       if (watcher && !notes[system]?.cross_tab_ms) {
@@ -404,9 +423,11 @@ try {
     'initial_sync_caught_up_ms',
     'initial_sync_durable_ms',
     'initial_sync_wasm_memory_mb',
+    'v2_initial_sync_rows_per_s',
+    'v2_initial_sync_durable_ms',
   ];
   if (baseBuild) {
-    extraKeys.push('base_initial_sync_rows_per_s', 'base_initial_sync_caught_up_ms', 'base_initial_sync_durable_ms', 'base_initial_sync_wasm_memory_mb');
+    extraKeys.push('base_initial_sync_rows_per_s', 'base_v2_initial_sync_rows_per_s', 'base_initial_sync_caught_up_ms', 'base_initial_sync_durable_ms', 'base_initial_sync_wasm_memory_mb');
   }
   for (const key of [...KEYS, ...extraKeys]) {
     const cells = systems.map((s) => {
@@ -426,5 +447,6 @@ try {
 } finally {
   await profile.close();
   await server.stop();
-  for (const file of [syncFile, `${syncFile}-wal`, `${syncFile}-shm`]) await rm(file, { force: true });
+  await v2Server.stop();
+  for (const file of [syncFile, v2SyncFile]) for (const suffix of ['', '-wal', '-shm']) await rm(`${file}${suffix}`, { force: true });
 }
