@@ -1,6 +1,7 @@
 // A CPU profile of the SharedWorker during one initial sync, for finding
 // where the time goes (not a benchmark):
-//   node bench/profile_sync.mjs [ROWS] [OUT.cpuprofile]   (after `node bench/run.mjs` built target/bench-site)
+//   node bench/profile_sync.mjs [--v2] [ROWS] [OUT.cpuprofile]   (after `node bench/run.mjs` built target/bench-site)
+// `--v2`: through the subscriptions of bench/ferrydb-sync.js's `?list=` (protocol v2).
 // Prints the top functions by self time; the .cpuprofile opens in Chrome DevTools.
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,12 +9,15 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer, root } from '../tests/e2e/harness.mjs';
 import { seedServer } from './sync_seed.mjs';
+import { loadList } from './subscriptions_load.mjs';
 
-const rows = Number(process.argv[2] ?? 100_000);
-const out = process.argv[3] ?? join(root, 'target', 'initial-sync.cpuprofile');
+const v2 = process.argv.includes('--v2');
+const [rowsArg, outArg] = process.argv.slice(2).filter((a) => a !== '--v2');
+const rows = Number(rowsArg ?? 100_000);
+const out = outArg ?? join(root, 'target', 'initial-sync.cpuprofile');
 const store = join(root, 'target', `profile-sync-${Date.now()}.db`);
 const site = join(root, 'target', 'bench-site');
-const server = await startServer(['--static', site, '--app', join(root, 'bench', 'app.json'), '--store', `sqlite:${store}`, '--dev-auth', '--rate', '0']);
+const server = await startServer(['--static', site, '--app', v2 ? join(root, 'tests', 'fixtures', 'collab.json') : join(root, 'bench', 'app.json'), '--store', `sqlite:${store}`, '--dev-auth', '--rate', '0']);
 const dir = await mkdtemp(join(tmpdir(), 'ferrydb-profile-'));
 const port = 9300 + Math.floor(Math.random() * 500);
 const context = await chromium.launchPersistentContext(dir, {
@@ -23,11 +27,12 @@ const context = await chromium.launchPersistentContext(dir, {
     '--disable-component-update', '--disable-sync', `--remote-debugging-port=${port}`],
 });
 try {
-  await seedServer(server.url, rows);
+  if (v2) await loadList(server.url, 'big', rows);
+  else await seedServer(server.url, rows);
   const browser = await chromium.connectOverCDP(`http://127.0.0.1:${port}`);
   const cdp = await browser.newBrowserCDPSession();
   const page = await context.newPage();
-  await page.goto(`${server.url}bench/ferrydb-sync.html?db=p${Date.now()}&rows=${rows}&wait=1`);
+  await page.goto(`${server.url}bench/ferrydb-sync.html?db=p${Date.now()}&rows=${rows}&wait=1${v2 ? '&list=big' : ''}`);
   await page.waitForFunction(() => window.go);
   await page.evaluate(() => window.go());
   let target;
