@@ -24,27 +24,12 @@ async function run() {
     auth: async () => (list ? 'bulk' : 'bench'), // the server runs with --dev-auth: the token is the user id
   });
   window.ferryDb = db;
-  if (list) return { ...(await throughSubscriptions(db, t0)), expected };
-  let firstStatusMs = null;
-  const statuses = [];
-  const caughtUpMs = await new Promise((resolve, reject) => {
-    const check = (status) => {
-      firstStatusMs ??= performance.now() - t0;
-      statuses.push([Math.round(performance.now() - t0), status.downloading ? 'd' : '-', status.connected ? 'c' : '-']);
-      if (status.lastSyncedAt !== null) {
-        stop?.();
-        resolve(performance.now() - t0);
-      } else if (status.error && !['network', 'server_error', 'timeout'].includes(status.error.code)) {
-        stop?.();
-        reject(new Error(`sync failed: ${status.error.code}: ${status.error.message}`));
-      }
-    };
-    const stop = db.onSyncStatus(check);
-  });
+  const trace = list ? await subscriptionsComplete(db) : await syncedOnce(db, t0);
+  const caughtUpMs = performance.now() - t0;
   const [{ n }] = await db.query('SELECT count(*) AS n FROM items');
   // A later commit is durable only once every earlier one is: this write's
   // `durable` covers all the frames the pulls committed.
-  const mark = await db.exec('INSERT OR REPLACE INTO bench_marks (id) VALUES (?)', ['synced']);
+  const mark = await db.exec(`INSERT OR REPLACE INTO ${list ? 'drafts' : 'bench_marks'} (id) VALUES (?)`, ['synced']);
   await mark.durable;
   const durableMs = performance.now() - t0;
   // The worker's wasm memory, which holds the replica's pages: most of its footprint.
@@ -55,23 +40,36 @@ async function run() {
     caughtUpMs,
     durableMs,
     wasmMemoryBytes,
-    firstStatusMs,
-    statuses: statuses.slice(0, 60),
+    ...trace,
     durableSeq: db.storage?.durableSeq ?? null,
   };
 }
 
-/** v2: `myLists` and `listItems` of the list until both are complete, then on disk. */
-async function throughSubscriptions(db, t0) {
+/** v1: until the sync status says the first download is over; the statuses seen on the way. */
+function syncedOnce(db, t0) {
+  let firstStatusMs = null;
+  const statuses = [];
+  return new Promise((resolve, reject) => {
+    const check = (status) => {
+      firstStatusMs ??= performance.now() - t0;
+      statuses.push([Math.round(performance.now() - t0), status.downloading ? 'd' : '-', status.connected ? 'c' : '-']);
+      if (status.lastSyncedAt !== null) {
+        stop?.();
+        resolve({ firstStatusMs, statuses: statuses.slice(0, 60) });
+      } else if (status.error && !['network', 'server_error', 'timeout'].includes(status.error.code)) {
+        stop?.();
+        reject(new Error(`sync failed: ${status.error.code}: ${status.error.message}`));
+      }
+    };
+    const stop = db.onSyncStatus(check);
+  });
+}
+
+/** v2: until `myLists` and `listItems` of the list are both complete. */
+async function subscriptionsComplete(db) {
   const subscriptions = [db.sync('myLists', {}), db.sync('listItems', { list_id: list })];
   await Promise.all(subscriptions.map((s) => s.complete));
-  const caughtUpMs = performance.now() - t0;
-  const [{ n }] = await db.query('SELECT count(*) AS n FROM items');
-  const mark = await db.exec('INSERT OR REPLACE INTO drafts (id) VALUES (?)', ['synced']);
-  await mark.durable;
-  const durableMs = performance.now() - t0;
-  const { wasmMemoryBytes } = await db.stats();
-  return { rows: n, caughtUpMs, durableMs, wasmMemoryBytes };
+  return {};
 }
 
 // `?wait=1`: start when the driver calls `window.go()` (bench/profile_sync.mjs).

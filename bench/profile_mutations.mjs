@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer, root } from '../tests/e2e/harness.mjs';
+import { workerSession, printSelfTime } from './cpu_profile.mjs';
 
 const count = Number(process.argv[2] ?? 1000);
 const scenario = process.argv[3] ?? 'insertOne';
@@ -42,22 +43,7 @@ try {
   // The mutations go to the app database's worker (`-app`).
   const { targetInfos } = await cdp.send('Target.getTargets');
   const target = targetInfos.find((t) => t.type === 'shared_worker' && t.title.includes('-app"'));
-  const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
-  let nextId = 1;
-  const waiting = new Map();
-  cdp.on('Target.receivedMessageFromTarget', (event) => {
-    const message = JSON.parse(event.message);
-    if (message.id && waiting.has(message.id)) {
-      waiting.get(message.id)(message);
-      waiting.delete(message.id);
-    }
-  });
-  const send = (method, params = {}) =>
-    new Promise((resolve) => {
-      const id = nextId++;
-      waiting.set(id, resolve);
-      cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) });
-    });
+  const send = await workerSession(cdp, target.targetId);
   const pageCdp = await context.newCDPSession(page);
   for (const profiler of [send, (m, p) => pageCdp.send(m, p)]) {
     await profiler('Profiler.enable');
@@ -71,21 +57,8 @@ try {
   const at = (q) => samples[Math.floor(samples.length * q)].toFixed(2);
   console.log(`${scenario} x ${count}: median ${at(0.5)} ms, p95 ${at(0.95)} ms`);
   await writeFile(join(root, 'target', 'mutations.cpuprofile'), JSON.stringify(profile));
-  for (const [label, prof] of [['worker', profile], ['page', pageProfile]]) {
-    const self = new Map();
-    const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-    let total = 0;
-    prof.samples.forEach((id, i) => {
-      const { functionName, url } = byId.get(id).callFrame;
-      const name = `${functionName || '(anonymous)'} ${url.split('/').pop()}`;
-      self.set(name, (self.get(name) ?? 0) + (prof.timeDeltas[i] ?? 0));
-      total += prof.timeDeltas[i] ?? 0;
-    });
-    console.log(`== ${label}: ${(total / 1000).toFixed(0)} ms sampled`);
-    for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
-      console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(1).padStart(7)} ms  ${name}`);
-    }
-  }
+  printSelfTime('worker', profile, 25);
+  printSelfTime('page', pageProfile, 25);
   await browser.close().catch(() => {});
 } finally {
   await context.close();

@@ -10,6 +10,7 @@ import { chromium } from 'playwright-core';
 import { startServer, root } from '../tests/e2e/harness.mjs';
 import { seedServer } from './sync_seed.mjs';
 import { loadList } from './subscriptions_load.mjs';
+import { workerSession, printSelfTime } from './cpu_profile.mjs';
 
 const v2 = process.argv.includes('--v2');
 const [rowsArg, outArg] = process.argv.slice(2).filter((a) => a !== '--v2');
@@ -42,22 +43,7 @@ try {
     if (!target) await new Promise((r) => setTimeout(r, 20));
   }
   if (!target) throw new Error('no shared worker appeared');
-  const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
-  let nextId = 1;
-  const waiting = new Map();
-  cdp.on('Target.receivedMessageFromTarget', (event) => {
-    const message = JSON.parse(event.message);
-    if (message.id && waiting.has(message.id)) {
-      waiting.get(message.id)(message);
-      waiting.delete(message.id);
-    }
-  });
-  const send = (method, params = {}) =>
-    new Promise((resolve) => {
-      const id = nextId++;
-      waiting.set(id, resolve);
-      cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) });
-    });
+  const send = await workerSession(cdp, target.targetId);
   await send('Profiler.enable');
   await send('Profiler.setSamplingInterval', { interval: 200 });
   await send('Profiler.start');
@@ -67,20 +53,7 @@ try {
   console.log(JSON.stringify({ rows: result.rows, caughtUpMs: result.caughtUpMs, durableMs: result.durableMs }));
   const metrics = await (await fetch(`${server.url}metrics`)).text();
   console.log(metrics.split('\n').filter((l) => /pull/.test(l) && !l.startsWith('#')).join('\n'));
-  // Self time per function.
-  const self = new Map();
-  const dt = profile.timeDeltas;
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const node = byId.get(id);
-    const name = `${node.callFrame.functionName || '(anonymous)'} ${node.callFrame.url.split('/').pop()}`;
-    self.set(name, (self.get(name) ?? 0) + (dt[i] ?? 0));
-    total += dt[i] ?? 0;
-  });
-  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
-    console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}`);
-  }
+  printSelfTime('worker', profile, 40);
   await browser.close().catch(() => {});
 } finally {
   await context.close();
