@@ -8,6 +8,7 @@
 //! transaction and answers them only after that transaction is on disk, so
 //! concurrent pushes share one fsync and no answer ever precedes durability.
 
+mod checkpoint;
 mod schema;
 mod server;
 
@@ -165,7 +166,11 @@ impl SqliteStore {
 }
 
 fn open_model(path: Option<PathBuf>, app: AppDefinition) -> Result<SqliteServer> {
-    SqliteServer::open(connect(path)?, app)
+    let mut conn = connect(path.clone())?;
+    if let Some(path) = &path {
+        checkpoint::checkpoint_off_thread(&mut conn, path)?;
+    }
+    SqliteServer::open(conn, app)
 }
 
 fn connect(path: Option<PathBuf>) -> Result<rusqlite::Connection> {
