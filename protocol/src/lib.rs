@@ -42,3 +42,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// the group's subscriptions; the server keeps a view of what each group
 /// holds and sends only the difference.
 pub const PROTOCOL_VERSION_SUBSCRIPTIONS: u32 = 2;
+
+/// A response header of a pull page with `more`: its `cookie`, as JSON. A
+/// hint, read before the body is decoded so that the next page can be asked
+/// for at once (`docs/protocol.md` §5); the body's cookie is what counts.
+pub const NEXT_COOKIE_HEADER: &str = "ferry-next-cookie";

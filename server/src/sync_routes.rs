@@ -7,12 +7,12 @@ use crate::ServerState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrydb_protocol::{
-    MutationResult, PullRequest, PullResponse, PushRequest, PushResponse, PROTOCOL_VERSION,
-    PROTOCOL_VERSION_SUBSCRIPTIONS,
+    MutationResult, PullRequest, PullResponse, PushRequest, PushResponse, NEXT_COOKIE_HEADER,
+    PROTOCOL_VERSION, PROTOCOL_VERSION_SUBSCRIPTIONS,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -81,7 +81,36 @@ pub async fn pull(
     let body = serde_json::to_vec(&response)
         .map_err(|e| AppError::internal(format!("cannot serialize a pull response: {e}")))?;
     Metrics::add(&metrics.pull_bytes, body.len() as u64);
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let mut answer = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(next) = next_cookie(&response) {
+        answer.headers_mut().insert(NEXT_COOKIE_HEADER, next);
+    }
+    Ok(answer)
+}
+
+/// The `ferry-next-cookie` hint of a page with `more`: its cookie as JSON,
+/// in ASCII (a header value is), every other character escaped.
+fn next_cookie(response: &PullResponse) -> Option<HeaderValue> {
+    let PullResponse::Ok(page) = response else {
+        return None;
+    };
+    if !page.more {
+        return None;
+    }
+    let json = serde_json::to_string(&page.cookie).ok()?;
+    let mut ascii = String::with_capacity(json.len());
+    for c in json.chars() {
+        // Outside strings JSON is ASCII, so only string characters are
+        // escaped; DEL is ASCII but no header character.
+        if c.is_ascii() && c != '\x7f' {
+            ascii.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    HeaderValue::from_str(&ascii).ok()
 }
 
 /// Which protocol a pull must speak: v2 when the app defines queries (they
@@ -149,5 +178,38 @@ fn no_nul<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<(), AppErro
             "{name:?}: names may not contain NUL characters"
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrydb_protocol::{Cookie, PullOk};
+
+    fn page(cookie: &str, more: bool) -> PullResponse {
+        PullResponse::Ok(PullOk {
+            cookie: Cookie::Text(cookie.into()),
+            last_mutation_id_changes: Default::default(),
+            patch: Vec::new(),
+            more,
+            subscriptions: Vec::new(),
+        })
+    }
+
+    /// Any key can be in a cookie: the header says it in ASCII, and reads
+    /// back as the same cookie.
+    #[test]
+    fn the_next_cookie_header_is_ascii_json_of_the_cookie_whatever_its_characters() {
+        let cookie = "rows:1:2:[\"ü\u{1F600}\u{7f}\\\"\"]";
+        let header = next_cookie(&page(cookie, true)).expect("a header");
+        let text = header.to_str().unwrap();
+        assert!(text.is_ascii() && !text.contains('\u{7f}'), "{text}");
+        let read: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(read, serde_json::Value::String(cookie.into()));
+        assert_eq!(
+            next_cookie(&page(cookie, false)),
+            None,
+            "no more: no header"
+        );
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use common::*;
-use ferrydb_protocol::{PullResponse, PushResponse};
+use ferrydb_protocol::{PullResponse, PushResponse, NEXT_COOKIE_HEADER};
 use ferrydb_server::{Config, Limits};
 use http_body_util::BodyExt;
 use serde_json::{json, Value as Json};
@@ -198,9 +198,15 @@ async fn initial_sync_pages_with_more() {
                     .cloned(),
             );
             cookie = reply.body["cookie"].clone();
+            // The page's cookie again in a header, read before the body
+            // is decoded, on every page with more and only there.
+            let hint = reply.headers.get(NEXT_COOKIE_HEADER);
+            let hint = hint.map(|h| serde_json::from_slice::<Json>(h.as_bytes()).unwrap());
             if reply.body["more"] != json!(true) {
+                assert_eq!(hint, None, "{url}: the last page has no next cookie");
                 break;
             }
+            assert_eq!(hint, Some(cookie.clone()), "{url}");
             assert!(cookie.is_string(), "{url}: a paging cookie is a cursor");
         }
         assert!(pages >= 4, "{url}: {pages} pages");

@@ -157,6 +157,9 @@ pub struct HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub body: String,
+    /// A pull page's `ferry-next-cookie` header
+    /// ([`ferrydb_protocol::NEXT_COOKIE_HEADER`]), if it had one.
+    pub next_cookie: Option<String>,
 }
 
 /// What the host reads from its platform: the time and randomness.

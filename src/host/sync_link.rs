@@ -6,11 +6,14 @@
 //! - Each request is a fetch with an id never used before; a restart (new
 //!   replica, upgraded app) forgets the requests in flight, so their late
 //!   replies are dropped (the new client reuses request ids).
-//! - A pull page with `more` is followed at once by a pull with its cookie:
+//! - A pull page with `more` is followed at once by a pull with its cookie,
+//!   which its `ferry-next-cookie` header gives before the body is decoded:
 //!   that one is sent ahead (prefetched) and used only if the client's next
-//!   pull has exactly its body and token. The page is applied only after
-//!   that pull is under way (`Output::Continue`): applying a page takes
-//!   longer than the server takes to prepare the next, so the two overlap.
+//!   pull has exactly its body and token. The page is decoded and applied
+//!   only after that pull is under way (`Output::Continue`): decoding and
+//!   applying a page take longer than the server takes to prepare the next,
+//!   so the two overlap. Without the header, the client's next pull follows
+//!   the applied page.
 //! - Token asks go where [`TokenAsks`] decides, each with one deadline timer.
 
 use super::interface::{FetchId, HttpRequest, HttpResponse, Output, Timer};
@@ -21,7 +24,7 @@ use crate::engine::live::TabId;
 use crate::engine::replication::SyncWork;
 use crate::engine::sync::{Effect, Event, TokenAsk, TokenAsks, TOKEN_TIMEOUT_MS};
 use crate::engine::SyncHandled;
-use ferrydb_protocol::{PullRequest, PullResponse, PushResponse};
+use ferrydb_protocol::{Cookie, PullRequest, PullResponse, PushResponse};
 
 pub struct SyncLink {
     /// The sync base URL: `{base}/push`, `{base}/pull`, `{base}/events`.
@@ -34,7 +37,7 @@ pub struct SyncLink {
     in_flight: Vec<InFlight>,
     prefetched: Option<Prefetched>,
     /// A page held back until its prefetch is under way.
-    held: Option<Event>,
+    held: Option<Held>,
     pub realtime: Realtime,
 }
 
@@ -44,6 +47,13 @@ struct InFlight {
     id: u64,
     /// `None` for a push; a pull's request, to prefetch the next page from.
     pull: Option<PullRequest>,
+}
+
+/// A pull page held back, as it came, until the pull sent ahead of it is
+/// under way.
+struct Held {
+    id: u64,
+    body: String,
 }
 
 /// A pull sent ahead of the client.
@@ -218,46 +228,45 @@ impl Host {
         let InFlight { id, pull, .. } = link.in_flight.remove(at);
         let path = if pull.is_some() { "pull" } else { "push" };
         let event = match response {
-            None => Event::HttpError { id, status: 0 },
-            Some(HttpResponse { status: 200, body }) => parse_reply(id, path, &body),
-            Some(HttpResponse { status, .. }) => Event::HttpError { id, status },
-        };
-        if let (
-            Event::PullResponse {
-                response: PullResponse::Ok(page),
-                ..
-            },
-            Some(mut next),
-        ) = (&event, pull)
-        {
-            if page.more {
-                next.cookie = Some(page.cookie.clone());
-                self.prefetch(next);
-                if let Some(link) = self.sync.as_mut() {
-                    link.held = Some(event);
-                    self.out.push(Output::Continue);
+            Some(HttpResponse {
+                status: 200,
+                body,
+                next_cookie,
+            }) => {
+                if let (Some(mut next), Some(cookie)) =
+                    (pull, next_cookie.as_deref().and_then(cookie_of))
+                {
+                    next.cookie = Some(cookie);
+                    self.prefetch(&next);
+                    if let Some(link) = self.sync.as_mut() {
+                        link.held = Some(Held { id, body });
+                        self.out.push(Output::Continue);
+                    }
                     return;
                 }
+                parse_reply(id, path, &body)
             }
-        }
+            None => Event::HttpError { id, status: 0 },
+            Some(HttpResponse { status, .. }) => Event::HttpError { id, status },
+        };
         self.sync_event(event);
     }
 
-    /// Applies the page held back for its prefetch.
+    /// Decodes and applies the page held back for its prefetch.
     pub(super) fn continue_sync(&mut self) {
-        if let Some(event) = self.sync.as_mut().and_then(|link| link.held.take()) {
-            self.sync_event(event);
+        if let Some(Held { id, body }) = self.sync.as_mut().and_then(|l| l.held.take()) {
+            self.sync_event(parse_reply(id, "pull", &body));
         }
     }
 
-    /// Sends the pull that will follow the page being applied, so the
-    /// server prepares it meanwhile.
-    fn prefetch(&mut self, next: PullRequest) {
+    /// Sends the pull that will follow the page about to be decoded and
+    /// applied, so the server prepares it meanwhile.
+    fn prefetch(&mut self, next: &PullRequest) {
         let fetch = self.fetch_id();
         let Some(link) = self.sync.as_mut() else {
             return;
         };
-        let body = serde_json::to_string(&next).expect("a pull request serializes");
+        let body = serde_json::to_string(next).expect("a pull request serializes");
         let bearer = link.bearer.clone();
         self.out.push(Output::Fetch {
             fetch,
@@ -362,6 +371,11 @@ fn parse_reply(id: u64, path: &str, body: &str) -> Event {
         id,
         message: format!("the {path} reply is not valid: {e}"),
     })
+}
+
+/// The cookie a `ferry-next-cookie` header gives, if it is one.
+fn cookie_of(header: &str) -> Option<Cookie> {
+    Cookie::decode(serde_json::from_str(header).ok()?, "").ok()
 }
 
 /// Parses `text` as JSON, then decodes it (`ferrydb_protocol::decode`).

@@ -206,6 +206,7 @@ impl Harness {
             response: Some(HttpResponse {
                 status: 200,
                 body: body.to_string(),
+                next_cookie: None,
             }),
         });
     }

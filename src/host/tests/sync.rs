@@ -76,43 +76,82 @@ fn replies_to_the_replaced_client_are_dropped_after_delete_database() {
     assert!(status["lastSyncedAt"].is_number());
 }
 
+/// A server that does not say the next cookie in a header still pages:
+/// the client's next pull follows the applied page.
 #[test]
-fn the_next_page_is_prefetched_and_used_when_the_client_asks_for_it() {
+fn without_the_next_cookie_header_the_next_pull_follows_the_applied_page() {
     let (mut h, _tab, pull) = syncing();
     h.reply(pull, pull_ok(1, true));
-    let fetches = h.take_fetches();
-    // One pull sent ahead while the page was applied; the client's own next
-    // pull had exactly its body, so it was not sent again.
-    assert_eq!(to("pull", &fetches).len(), 1, "{fetches:?}");
-    let (ahead, request) = &to("pull", &fetches)[0];
-    let body: Json = serde_json::from_str(request.body.as_deref().unwrap()).unwrap();
-    assert_eq!(body["cookie"], 1);
-    h.reply(*ahead, pull_ok(2, false));
+    let pulls = to("pull", &h.take_fetches());
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let (next, request) = &pulls[0];
+    assert_eq!(cookie_sent(request), 1);
+    h.reply(*next, pull_ok(2, false));
     let status = h.status().unwrap();
-    assert!(
-        status["lastSyncedAt"].is_number(),
-        "the prefetched page was applied: {status}"
-    );
+    assert!(status["lastSyncedAt"].is_number(), "{status}");
 }
 
-/// Applying a page takes longer than the server takes to prepare the next:
-/// the next pull must be on its way before the page is applied.
-#[test]
-fn a_page_is_applied_only_after_the_next_pull_is_sent() {
-    let (mut h, _tab, pull) = syncing();
-    let out = h.host.handle(Input::Fetched {
-        fetch: pull,
+/// A page of `pull_ok(cookie, more)` whose `ferry-next-cookie` header says
+/// `hint`.
+fn hinted(fetch: FetchId, cookie: u64, hint: &str) -> Input {
+    Input::Fetched {
+        fetch,
         response: Some(HttpResponse {
             status: 200,
-            body: pull_ok(1, true).to_string(),
+            body: pull_ok(cookie, true).to_string(),
+            next_cookie: Some(hint.into()),
         }),
-    });
-    let sent = out.iter().position(|o| matches!(o, Output::Fetch { .. }));
-    assert_eq!(sent, Some(0), "the prefetch first: {out:?}");
-    assert!(matches!(out.last(), Some(Output::Continue)), "{out:?}");
-    assert_eq!(out.len(), 2, "nothing applied yet: {out:?}");
+    }
+}
+
+fn cookie_sent(request: &HttpRequest) -> Json {
+    serde_json::from_str::<Json>(request.body.as_deref().unwrap()).unwrap()["cookie"].clone()
+}
+
+/// Decoding and applying a page take longer than the server takes to
+/// prepare the next: with the page's cookie in its header, the next pull
+/// goes out before the page is decoded, and decoding it sends nothing more.
+#[test]
+fn the_next_cookie_header_sends_the_next_pull_before_the_page_is_decoded() {
+    let (mut h, _tab, pull) = syncing();
+    let out = h.host.handle(hinted(pull, 1, "1"));
+    let [Output::Fetch {
+        fetch: ahead,
+        request,
+    }, Output::Continue] = &out[..]
+    else {
+        panic!("the prefetch, then nothing until Continue: {out:?}");
+    };
+    assert_eq!(cookie_sent(request), 1);
+    let ahead = *ahead;
     h.input(Input::Continue);
-    assert!(h.status().is_some(), "applied on Continue: {:?}", h.out);
+    assert!(h.status().is_some(), "decoded and applied on Continue");
+    assert!(
+        h.take_fetches().is_empty(),
+        "the pull sent ahead is the one the client wanted"
+    );
+    h.reply(ahead, pull_ok(2, false));
+    assert!(h.status().unwrap()["lastSyncedAt"].is_number());
+}
+
+/// The header is a hint: one that does not match the page's cookie costs a
+/// request, never a page.
+#[test]
+fn a_next_cookie_header_that_is_wrong_is_only_a_wasted_request() {
+    let (mut h, _tab, pull) = syncing();
+    h.input(hinted(pull, 1, "99"));
+    let pulls = to("pull", &h.take_fetches());
+    let cookies: Vec<Json> = pulls.iter().map(|(_, r)| cookie_sent(r)).collect();
+    assert_eq!(cookies, [99, 1], "the hinted one, then the page's own");
+    let (first, second) = (&pulls[0], &pulls[1]);
+    // The wrong one's reply is dropped; the right one's is applied.
+    h.take();
+    h.reply(first.0, pull_ok(50, false));
+    assert!(h.status().is_none(), "the wrong one's reply is dropped");
+    h.reply(second.0, pull_ok(2, false));
+    let status = h.status().unwrap();
+    assert!(status["lastSyncedAt"].is_number(), "{status}");
+    assert!(h.take_fetches().is_empty());
 }
 
 #[test]
