@@ -31,22 +31,6 @@ pub const WAKE_CHECKPOINTER: i32 = 1_000;
 /// writes ends up here.
 pub const CHECKPOINT_HERE: i32 = 4_000;
 
-/// What a commit that left the WAL `frames` long calls for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum AfterCommit {
-    Nothing,
-    WakeCheckpointer,
-    CheckpointHere,
-}
-
-pub fn after_commit(frames: i32) -> AfterCommit {
-    match frames {
-        f if f >= CHECKPOINT_HERE => AfterCommit::CheckpointHere,
-        f if f >= WAKE_CHECKPOINTER => AfterCommit::WakeCheckpointer,
-        _ => AfterCommit::Nothing,
-    }
-}
-
 /// Moves `conn`'s WAL checkpoints (its database at `path`, in WAL mode) to
 /// a thread of their own, which ends when `conn` is closed.
 pub fn checkpoint_off_thread(conn: &mut Connection, path: &Path) -> Result<()> {
@@ -80,42 +64,23 @@ pub fn checkpoint_off_thread(conn: &mut Connection, path: &Path) -> Result<()> {
     // commit has happened when the hook runs: an error returned would make
     // it look failed, so none is.
     conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, frames| {
-        match after_commit(frames) {
-            AfterCommit::Nothing => {}
-            AfterCommit::WakeCheckpointer => {
-                let _ = wake.try_send(());
+        if frames >= CHECKPOINT_HERE {
+            let _one = in_place.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = wal.checkpoint() {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
             }
-            AfterCommit::CheckpointHere => {
-                let _one = in_place.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = wal.checkpoint() {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
-                }
-            }
+        } else if frames >= WAKE_CHECKPOINTER {
+            let _ = wake.try_send(());
         }
         Ok(())
     }))
-    .map_err(unavailable)
+    .map_err(|e| StoreError::Internal(format!("cannot watch the WAL: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-
-    #[test]
-    fn a_long_wal_wakes_the_checkpointer_and_a_far_too_long_one_is_checkpointed_in_place() {
-        assert_eq!(after_commit(0), AfterCommit::Nothing);
-        assert_eq!(after_commit(WAKE_CHECKPOINTER - 1), AfterCommit::Nothing);
-        assert_eq!(
-            after_commit(WAKE_CHECKPOINTER),
-            AfterCommit::WakeCheckpointer
-        );
-        assert_eq!(
-            after_commit(CHECKPOINT_HERE - 1),
-            AfterCommit::WakeCheckpointer
-        );
-        assert_eq!(after_commit(CHECKPOINT_HERE), AfterCommit::CheckpointHere);
-    }
 
     /// A fresh database file in the system's temporary directory.
     fn database(name: &str) -> (Connection, std::path::PathBuf) {
@@ -172,6 +137,8 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 5_000);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     /// However the checkpointer keeps up, the WAL never grows much past the
@@ -194,5 +161,7 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 200_000);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }
