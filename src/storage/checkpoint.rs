@@ -43,6 +43,14 @@ impl FrameLog {
         self.checkpoint.is_some()
     }
 
+    /// Whether the running checkpoint covers frame `seq`: once it lands it
+    /// deletes the log files that end at or before it.
+    pub(super) fn checkpoint_folds(&self, seq: u64) -> bool {
+        self.checkpoint
+            .as_ref()
+            .is_some_and(|run| run.manifest.seq >= seq)
+    }
+
     /// The sequence number the durable checkpoint covers (0 for none).
     pub fn checkpoint_seq(&self) -> u64 {
         self.manifest.as_ref().map_or(0, |m| m.seq)

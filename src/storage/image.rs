@@ -101,9 +101,9 @@ impl PageImage {
             self.len = 0;
         }
         self.resize_pages(frame.db_pages);
-        for (pgno, bytes) in frame.pages() {
-            self.pages[pgno as usize - 1].copy_from_slice(bytes);
-        }
+        frame.runs(&mut |pgno, at, bytes| {
+            self.pages[pgno as usize - 1][at..at + bytes.len()].copy_from_slice(bytes);
+        });
         Ok(())
     }
 

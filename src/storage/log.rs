@@ -471,7 +471,9 @@ impl FrameLog {
             }
         };
         self.log_bytes += len;
-        if self.config.append_limit > 0 {
+        // A running checkpoint that covers these frames deletes this file
+        // once it lands: frames appended to it then would go with it.
+        if self.config.append_limit > 0 && !self.checkpoint_folds(last) {
             self.append_to = Some(file_first);
         }
     }

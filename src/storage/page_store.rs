@@ -23,7 +23,7 @@
 //! `synchronous=OFF` skips it.
 
 use super::error::Result;
-use super::frame::{valid_page_size, Commit, MAX_FILE_BYTES};
+use super::frame::{valid_page_size, Before, Commit, MAX_FILE_BYTES};
 use super::image::{PageImage, PageSource};
 use super::page_set::PageSet;
 use super::vfs;
@@ -54,11 +54,23 @@ pub(super) struct StoreFile {
     /// Set at the transaction's first change: the header's change counter
     /// then (`None` when the file had no complete header yet).
     counter_before: Option<Option<[u8; 4]>>,
+    /// The file as the log last saw it (at the last captured commit): its size
+    /// and the bytes of pages changed since, copied at their first write, so
+    /// the frame holds only what changed. At most [`KEEP_BEFORE`] pages.
+    before: Before,
+    /// Pages `1..=intact_pages` were not truncated away since the last
+    /// capture, so a first write still finds what the log saw there.
+    intact_pages: u32,
     /// Commits captured and not yet taken by the engine, oldest first. A
     /// `Vec` used as a queue: it holds one or two, and a `VecDeque` would be
     /// one more instantiation in the wasm.
     commits: Vec<Commit>,
 }
+
+/// Commits of more pages (bulk loads, a pulled page of rows) are stored whole:
+/// most of their pages are new, so comparing them would cost time and save
+/// little, and keeping their old bytes would cost memory.
+const KEEP_BEFORE: usize = 64;
 
 /// A lock-level request that conflicts with another connection.
 pub(super) struct Busy;
@@ -81,6 +93,7 @@ impl StoreFile {
             return Err(TooLarge);
         }
         self.before_change();
+        self.keep_before(offset, buf.len());
         self.image.write(buf, offset);
         let pages = self.image.pages_touched(offset, buf.len());
         self.dirty.extend(pages);
@@ -92,8 +105,29 @@ impl StoreFile {
             return Err(TooLarge);
         }
         self.before_change();
+        if let Some(kept) = len.checked_div(u64::from(self.image.page_size())) {
+            self.intact_pages = self.intact_pages.min(kept as u32);
+        }
         self.image.truncate(len);
         Ok(())
+    }
+
+    /// Copies the pages `offset..offset + len` falls in, where this is their
+    /// first write since the log saw them.
+    fn keep_before(&mut self, offset: u64, len: usize) {
+        if self.image.page_size() == 0 {
+            return;
+        }
+        for pgno in self.image.pages_touched(offset, len) {
+            let kept = &mut self.before.pages;
+            if pgno > self.intact_pages || kept.len() >= KEEP_BEFORE {
+                return;
+            }
+            if !kept.iter().any(|&(n, _)| n == pgno) {
+                let bytes = self.image.page(pgno).expect("an intact page");
+                kept.push((pgno, bytes.into()));
+            }
+        }
     }
 
     fn before_change(&mut self) {
@@ -197,23 +231,28 @@ impl StoreFile {
             return;
         }
         let mut dirty = std::mem::take(&mut self.dirty).into_sorted();
+        let mut known = true;
         if let Some(size) = self.header_page_size() {
             if size != self.image.page_size() {
                 // A VACUUM with a new page size rewrote the file at that size.
                 self.image.set_page_size(size);
                 dirty = (1..=self.image.db_pages()).collect();
+                known = false;
             }
         }
         let db_pages = self.image.db_pages();
+        let before = std::mem::replace(&mut self.before, Before::of(db_pages));
+        self.intact_pages = db_pages;
         let pages = dirty
-            .into_iter()
-            .filter(|&pgno| pgno <= db_pages)
-            .map(|pgno| (pgno, self.image.page(pgno).expect("in range").into()))
+            .iter()
+            .filter(|&&pgno| pgno <= db_pages)
+            .map(|&pgno| (pgno, self.image.page(pgno).expect("in range").into()))
             .collect();
         self.commits.push(Commit {
             page_size: self.image.page_size(),
             db_pages,
             pages,
+            before: (known && dirty.len() <= KEEP_BEFORE).then_some(before),
         });
     }
 }
@@ -243,6 +282,8 @@ impl PageStore {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let name = format!("ferrydb-{}.db", NEXT.fetch_add(1, Ordering::Relaxed));
         let file = Arc::new(Mutex::new(StoreFile {
+            before: Before::of(image.db_pages()),
+            intact_pages: image.db_pages(),
             image,
             ..StoreFile::default()
         }));
@@ -319,5 +360,39 @@ impl PageSource for PageStore {
     fn at_commit_boundary(&self) -> bool {
         let file = self.lock();
         file.commits.is_empty() && !file.writer_active() && file.dirty.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::frame::{decode_frame, encode_frame};
+
+    /// A transaction that shrinks the file and grows it back sees zeros
+    /// where the log still has the old pages: those pages are stored whole.
+    #[test]
+    fn a_page_truncated_and_written_again_in_one_transaction_is_stored_whole() {
+        let mut image = PageImage::empty();
+        for pgno in 1..=4u8 {
+            image.write(&[pgno; 512], u64::from(pgno - 1) * 512);
+        }
+        let mut file = StoreFile {
+            before: Before::of(4),
+            intact_pages: 4,
+            image: image.clone(),
+            ..StoreFile::default()
+        };
+        let mut holder = LockLevel::None;
+        assert!(file.lock(1, &mut holder, LockLevel::Reserved).is_ok());
+        file.write(&[9; 4], 24).unwrap(); // the change counter: a commit
+        file.truncate(2 * 512).unwrap();
+        file.truncate(3 * 512).unwrap();
+        file.write(&[7; 8], 2 * 512 + 100).unwrap();
+        file.unlock(&mut holder, LockLevel::None);
+        let commit = file.commits.remove(0);
+        let mut bytes = Vec::new();
+        encode_frame(1, &commit, &mut bytes);
+        image.apply_frame(&decode_frame(&bytes).unwrap()).unwrap();
+        assert!(image == file.image, "replay differs from the file");
     }
 }

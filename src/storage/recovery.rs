@@ -210,7 +210,7 @@ pub fn recover(files: Vec<(String, Vec<u8>)>, mut config: LogConfig) -> Result<R
         let from = expected;
         for frame in runs[i].iter().skip_while(|f| f.seq < from) {
             image.apply_frame(frame)?;
-            dirty_pages.extend(frame.pages().map(|(pgno, _)| pgno));
+            frame.runs(&mut |pgno, _, _| dirty_pages.extend([pgno]));
             low_water_pages = low_water_pages.min(frame.db_pages);
             frames_replayed += 1;
             expected = frame.seq + 1;

@@ -157,7 +157,7 @@ fn an_idle_writer_folds_a_grown_log_into_a_checkpoint_and_a_reopen_sees_everythi
         write(
             &mut h,
             tab,
-            &format!("INSERT INTO t VALUES ({i}, zeroblob(2000))"),
+            &format!("INSERT INTO t VALUES ({i}, randomblob(2000))"),
         );
         h.settle_storage();
     }
@@ -174,7 +174,7 @@ fn an_idle_writer_folds_a_grown_log_into_a_checkpoint_and_a_reopen_sees_everythi
     assert_eq!(files(&h, "manifest."), 0, "no checkpoint before the timer");
 
     // A write in flight when the timer fires goes first.
-    write(&mut h, tab, "INSERT INTO t VALUES (60, zeroblob(2000))");
+    write(&mut h, tab, "INSERT INTO t VALUES (60, randomblob(2000))");
     let in_flight = h.take_storage().expect("the write");
     h.fire(Timer::Checkpoint, due);
     assert!(h.take_storage().is_none(), "one request at a time");

@@ -34,10 +34,12 @@ fn frames() {
         let bytes = &input.0;
         if let Ok(frame) = decode_frame(bytes) {
             assert!(frame.encoded_len <= bytes.len());
-            assert_eq!(frame.pages().count(), frame.page_count());
-            let mut again = Vec::new();
-            encode_frame(frame.seq, &frame.to_commit(), &mut again);
-            assert_eq!(again, bytes[..frame.encoded_len], "re-encoded differently");
+            // A valid frame applies to a file of its size without panicking.
+            if frame.db_pages <= 64 {
+                let mut image = PageImage::empty();
+                image.set_page_size(frame.page_size);
+                image.apply_frame(&frame).unwrap();
+            }
         }
         let mut expected = None;
         for frame in read_frames(bytes) {
@@ -168,6 +170,7 @@ fn recovery_from_damaged_files() {
             page_size,
             db_pages,
             pages: vec![(db_pages, vec![0xAB; page_size as usize].into())],
+            before: None,
         };
         let seq = log.append(&commit);
         log.run_io(&mut backend);

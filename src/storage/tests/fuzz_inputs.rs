@@ -155,6 +155,7 @@ pub(super) fn sample_frames() -> Vec<Vec<u8>> {
                 .into_iter()
                 .map(|pgno| (pgno, vec![pgno as u8; page_size as usize].into()))
                 .collect(),
+            before: None,
         };
         let mut log = Vec::new();
         for i in 0..3 {
@@ -222,6 +223,7 @@ pub(super) fn edge_frame(rng: &mut Rng) -> Bytes {
         page_size,
         db_pages,
         pages,
+        before: None,
     };
     let mut out = Vec::new();
     encode_frame(*rng.pick(&EDGE_U64), &commit, &mut out);

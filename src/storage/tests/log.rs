@@ -13,6 +13,7 @@ fn commit(pgno: u32, fill: u8) -> Commit {
         page_size: 4096,
         db_pages: pgno.max(1),
         pages: vec![(pgno, vec![fill; 4096].into())],
+        before: None,
     }
 }
 
@@ -187,6 +188,7 @@ fn a_checkpoint_rewrites_segments_that_shrank_and_grew_back_unwritten() {
         page_size: 4096,
         db_pages: 4,
         pages: vec![],
+        before: None,
     });
     let last = commit(8, 0xEE);
     image.set_page(8, &last.pages[0].1);
@@ -408,6 +410,48 @@ fn a_checkpoint_stops_appends_to_the_file_it_will_delete() {
             .last_seq,
         2
     );
+}
+
+/// Found by the crash simulation: a write in flight when a checkpoint
+/// started, landing after it, made its file the one to extend again. The
+/// next group commit then appended to a file the checkpoint deletes, and
+/// its frames were lost with it (or the log panicked when the append landed
+/// after the delete).
+#[test]
+fn a_write_landing_after_a_checkpoint_started_leaves_its_file_closed() {
+    let mut backend = MemoryBackend::default();
+    let mut log = FrameLog::new(leader_config(1));
+    let mut image = PageImage::empty();
+    image.set_page_size(4096);
+    commit_each(&mut log, &mut backend, &[commit(1, 1)]);
+    let c = commit(1, 2);
+    image.set_page(1, &c.pages[0].1);
+    log.append(&c);
+    let in_flight = log.next_io().unwrap();
+    assert_eq!(op_of(&in_flight).0, "append");
+    assert!(log.start_checkpoint(&image));
+    let result = perform(&mut backend, &in_flight);
+    log.io_done(in_flight.id, result);
+
+    log.append(&commit(1, 3));
+    let next = log.next_io().unwrap();
+    assert_eq!(
+        op_of(&next),
+        ("write", "log.0000000000000003.0000000000000001", 0),
+        "frames after the checkpoint go to a new file"
+    );
+    // The checkpoint lands (and deletes the old file) before that write does.
+    while let Some(request) = log.next_io() {
+        let result = perform(&mut backend, &request);
+        log.io_done(request.id, result);
+    }
+    assert_eq!(log.checkpoint_seq(), 2);
+    let result = perform(&mut backend, &next);
+    log.io_done(next.id, result);
+    assert_eq!(log.durable_seq(), 3);
+    let recovered = open_backend(&backend, leader_config(2)).unwrap();
+    assert_eq!(recovered.report.last_seq, 3);
+    assert_eq!(page_one(&recovered.image), 3);
 }
 
 /// The frames a leader of `epoch` writes from `first`: one per commit, each
