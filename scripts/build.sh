@@ -23,6 +23,8 @@ node_modules/.bin/tsc -p tsconfig.json
 # dist/spawn.js is left as tsc wrote it: bundlers read its `@vite-ignore`.
 node_modules/.bin/esbuild pkg/ferrydb.js --minify --outfile=pkg/ferrydb.js \
   --allow-overwrite --log-level=warning
+# The imports' hashed names made short in both files (scripts/short_imports.mjs).
+node scripts/short_imports.mjs pkg/ferrydb_bg.wasm pkg/ferrydb.js
 for file in dist/*.js; do
   [ "$file" = dist/spawn.js ] && continue
   node_modules/.bin/esbuild "$file" --minify --sourcemap --outfile="$file" \
