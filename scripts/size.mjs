@@ -13,7 +13,9 @@
 // (DESIGN.md's 467 is still the target; see docs/architecture.md); the log
 // written in place through OPFS sync access handles in a leader tab's worker
 // (issue #20: appends, epochs in file names, the push fence) took it from
-// 469.2 to 472.5, and the goal to 473 KB;
+// 469.2 to 472.5, and the goal to 473 KB; the imports' short names
+// (scripts/short_imports.mjs) took it from 473.7 to 468.8 with frames of
+// changed bytes, and the goal back to 470 KB;
 // with --check (scripts/test.sh) it exits 1 when either is exceeded.
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -59,13 +61,13 @@ for (const [name, files] of groups) {
   gzipOf[name] = gzip;
   console.log(`  ${name.padEnd(14)} ${kb(raw)}  ${kb(gzip)}  ${files.map((f) => relative(root, f)).join(' ')}`);
 }
-console.log(`  ${'page total'.padEnd(14)} ${kb(total.raw)}  ${kb(total.gzip)}  (goal: <= 473 KB gzip; 1 KB = 1024 bytes)`);
+console.log(`  ${'page total'.padEnd(14)} ${kb(total.raw)}  ${kb(total.gzip)}  (goal: <= 470 KB gzip; 1 KB = 1024 bytes)`);
 
 if (process.argv.includes('--check')) {
   const mainThread = gzipOf['main-thread JS'];
   const over = [];
   if (mainThread > 10 * 1024) over.push(`main-thread JS ${kb(mainThread).trim()} KB > 10`);
-  if (total.gzip > 473 * 1024) over.push(`page total ${kb(total.gzip).trim()} KB > 473`);
+  if (total.gzip > 470 * 1024) over.push(`page total ${kb(total.gzip).trim()} KB > 470`);
   if (over.length) {
     console.error(`size: over the goal: ${over.join('; ')}`);
     process.exit(1);
