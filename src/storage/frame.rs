@@ -19,7 +19,7 @@
 //! 32  page_count records:    pgno u32 (strictly increasing, each ≤ db_pages),
 //!                            run_count u16, then run_count runs of
 //!                            offset u16, len − 1 u16, the bytes (ascending,
-//!                            apart, within the page)
+//!                            not overlapping, within the page)
 //! ..  crc32 of all the above u32
 //! ```
 //!
@@ -194,8 +194,8 @@ impl<'a> FrameRef<'a> {
     }
 
     /// [`FrameRef::runs`], checking as it goes what the header promises:
-    /// `page_count` pages, ascending, none past the file; runs ascending,
-    /// apart and within the page; (version 2) nothing after the records.
+    /// `page_count` pages, ascending, none past the file; runs ascending, not
+    /// overlapping and within the page; (version 2) nothing after the records.
     fn walk(&self, visit: RunVisitor<'_, 'a>) -> Option<()> {
         let size = self.page_size as usize;
         let count = self.page_count as usize;
