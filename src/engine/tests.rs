@@ -387,7 +387,7 @@ mod durable {
             engine.handle(
                 tab,
                 Request::Exec {
-                    sql: "INSERT INTO t VALUES (?, zeroblob(2000))".into(),
+                    sql: "INSERT INTO t VALUES (?, randomblob(2000))".into(),
                     params: vec![Value::Integer(i)],
                 },
             );

@@ -102,10 +102,14 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 /// the checks after the CRC.
 pub(super) fn reseal_frames(bytes: &mut [u8]) {
     let mut at = 0;
-    while bytes.len() - at >= 28 {
-        let page_size = u64::from(u32_at(bytes, at + 16));
-        let count = u64::from(u32_at(bytes, at + 24));
-        let len = 28 + count * 4 + count * page_size + 4;
+    while bytes.len() - at >= 32 {
+        let len = if bytes[at + 4] == 1 {
+            let page_size = u64::from(u32_at(bytes, at + 16));
+            let count = u64::from(u32_at(bytes, at + 24));
+            28 + count * 4 + count * page_size + 4
+        } else {
+            32 + u64::from(u32_at(bytes, at + 28)) + 4
+        };
         if len > (bytes.len() - at) as u64 {
             return;
         }
